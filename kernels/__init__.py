@@ -1,0 +1,5 @@
+"""dropcore's compute kernels: a NumPy reference for every op (``reference``) and the fast Numba versions.
+
+Kernels never validate user input; the engine's layers do. Forward and backward are named in pairs
+(``conv2d`` / ``conv2d_backward``, ``relu_dropout`` / ``relu_dropout_backward``).
+"""

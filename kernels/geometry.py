@@ -1,0 +1,25 @@
+"""Output sizes and padding for convolution and pooling windows (TensorFlow's rules).
+
+``"valid"``: no padding, ``out = (in - k) // s + 1``.
+``"same"``: ``out = ceil(in / s)``; the total padding ``max((out - 1) * s + k - in, 0)`` is split with the smaller
+half before and the larger half after (TensorFlow's asymmetric rule, which matters for strides > 1).
+"""
+PADDINGS = ("valid", "same")
+
+
+def window_1d(size, k, s, padding):
+    """Return ``(out, pad_before, pad_after)`` for one spatial axis. ``out`` may be <= 0 for impossible geometry."""
+    if padding == "valid":
+        return (size - k) // s + 1 if size >= k else 0, 0, 0
+    if padding == "same":
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        return out, total // 2, total - total // 2
+    raise ValueError(f"Invalid value for `padding`: expected one of {PADDINGS}. Received: padding={padding!r}")
+
+
+def window_2d(h, w, kernel, strides, padding):
+    """Return ``(oh, ow, (pad_top, pad_bottom), (pad_left, pad_right))`` for an (h, w) input."""
+    oh, pt, pb = window_1d(h, kernel[0], strides[0], padding)
+    ow, pl, pr = window_1d(w, kernel[1], strides[1], padding)
+    return oh, ow, (pt, pb), (pl, pr)

@@ -1,0 +1,65 @@
+"""Build script: installs engine/ as ``dropcore`` and kernels/ as ``dropcore.kernels``.
+
+The Cython inference kernels are optional: where no compiler (or no Cython) is available the package still installs
+and runs on the Numba kernels, and ``dropcore info`` says so.
+"""
+import os
+import sys
+
+from setuptools import setup
+
+PACKAGE_DIR = {"dropcore": "engine", "dropcore.kernels": "kernels"}
+
+
+def _packages():
+    """Every package below engine/ and kernels/, mapped into the one ``dropcore`` namespace."""
+    found = []
+    for root, prefix in (("engine", "dropcore"), ("kernels", "dropcore.kernels")):
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+            if "__init__.py" in filenames:
+                rel = os.path.relpath(dirpath, root)
+                found.append(prefix if rel == "." else prefix + "." + rel.replace(os.sep, "."))
+    return found
+
+
+def _package_dir(packages):
+    mapping = dict(PACKAGE_DIR)
+    for name in packages:
+        for prefix, root in (("dropcore.kernels", "kernels"), ("dropcore", "engine")):
+            if name == prefix or name.startswith(prefix + "."):
+                rest = name[len(prefix):].lstrip(".")
+                mapping[name] = os.path.join(root, *rest.split(".")) if rest else root
+                break
+    return mapping
+
+
+def _extensions():
+    """Cython extensions for the inference path, or none when Cython/numpy headers are missing."""
+    pyx = sorted(f for f in os.listdir("kernels") if f.endswith(".pyx")) if os.path.isdir("kernels") else []
+    if not pyx or os.environ.get("DROPCORE_NO_CYTHON"):
+        return []
+    try:
+        import numpy
+        from Cython.Build import cythonize
+        from setuptools import Extension
+    except ImportError as exc:  # the package still works on the Numba kernels
+        print(f"dropcore: building without Cython kernels ({exc})", file=sys.stderr)
+        return []
+    openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
+    exts = [
+        Extension(
+            "dropcore.kernels." + f[:-4],
+            [os.path.join("kernels", f)],
+            include_dirs=[numpy.get_include()],
+            extra_compile_args=["-O3"] + openmp,
+            extra_link_args=openmp,
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for f in pyx
+    ]
+    return cythonize(exts, language_level=3, quiet=True)
+
+
+packages = _packages()
+setup(packages=packages, package_dir=_package_dir(packages), ext_modules=_extensions())
