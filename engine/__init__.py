@@ -1,2 +1,23 @@
-"""dropcore: a CPU engine for training and running small convolutional networks."""
+"""dropcore: a CPU engine for training and running small convolutional networks.
+
+Keras-style API::
+
+    import dropcore
+    from dropcore.layers import Input, Conv2D, MaxPooling2D, Dropout, Flatten, Dense
+
+    model = dropcore.Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
+                                 Dropout(0.25), Flatten(), Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=3)
+"""
 __version__ = "0.1.0"
+
+from . import callbacks, constraints, initializers, layers, losses, optimizers  # noqa: E402
+from .errors import ModelFileError, NumericalError, WorkspaceLimitError  # noqa: E402
+from .initializers import set_random_seed  # noqa: E402
+from .model import Model, Sequential  # noqa: E402
+
+__all__ = [
+    "Model", "ModelFileError", "NumericalError", "Sequential", "WorkspaceLimitError", "callbacks", "constraints",
+    "initializers", "layers", "losses", "optimizers", "set_random_seed",
+]

@@ -41,12 +41,25 @@ def pjit(fn=None, **overrides):
     return numba.njit(**opts)(fn) if fn is not None else numba.njit(**opts)
 
 
+_controller = None
+
+
 @contextmanager
 def blas_single_thread():
-    """Hold BLAS to one thread while a Numba ``prange`` region calls ``np.dot`` from every thread."""
-    from threadpoolctl import threadpool_limits
+    """Hold BLAS to one thread while Numba ``prange`` regions call ``np.dot`` from every thread.
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    The engine enters this once per ``fit`` / ``predict`` call (not per kernel): scanning the loaded libraries is
+    done once and cached, and nesting is cheap.
+    """
+    global _controller
+    if _controller is None:
+        # Numba's np.dot calls SciPy's own OpenBLAS, loaded lazily: load it before the controller scans libraries,
+        # or that BLAS is never limited and each Numba thread spawns BLAS threads of its own.
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
         yield
 
 

@@ -1,0 +1,13 @@
+"""Exceptions raised by dropcore, so callers can catch them precisely."""
+
+
+class NumericalError(FloatingPointError):
+    """Training produced a non-finite loss or gradient; the weights are left as they were before that batch."""
+
+
+class ModelFileError(ValueError):
+    """A model file is truncated, corrupted, of an unknown version or otherwise not a dropcore model."""
+
+
+class WorkspaceLimitError(MemoryError):
+    """A batch would need more workspace memory than the configured limit."""

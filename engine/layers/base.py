@@ -1,0 +1,184 @@
+"""The Layer base class, symbolic tensors for the functional API, and the execution context.
+
+A layer's ``forward(ops, x, ctx, **opts)`` returns ``(y, backprop)``: ``backprop(dy)`` returns the input gradient
+and stores the weight gradients in ``layer.grads``. The closure captures exactly what the backward needs. The
+mode travels in ``ctx`` (an explicit argument, inference by default); layers keep no global state.
+"""
+import itertools
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..validation import check_int, invalid
+
+_name_counters = defaultdict(itertools.count)
+_tensor_ids = itertools.count()
+
+
+def _snake(name):
+    """Keras's CamelCase -> snake_case rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(cls_name):
+    base = _snake(cls_name)
+    n = next(_name_counters[base])
+    return base if n == 0 else f"{base}_{n}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """How a forward pass runs.
+
+    ``training``: batch normalization uses batch statistics and updates its moving averages.
+    ``dropout``: dropout layers drop (true in training; also true for Monte-Carlo dropout at inference).
+    ``seed``, ``step``: select the counter-based dropout masks (same seed and step -> same masks).
+    """
+
+    training: bool = False
+    dropout: bool = False
+    seed: int = 0
+    step: int = 0
+
+
+INFERENCE = Context()
+
+
+class SymbolicTensor:
+    """A placeholder flowing through layer calls in the functional API: a shape (batch omitted) and its producer."""
+
+    def __init__(self, shape, layer=None, inputs=()):
+        self.shape = tuple(shape)
+        self.layer = layer
+        self.inputs = tuple(inputs)
+        self.id = next(_tensor_ids)
+
+    def __repr__(self):
+        src = self.layer.name if self.layer is not None else "Input"
+        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {src}>"
+
+
+def Input(shape, name=None):
+    """The model's input placeholder: ``shape`` without the batch dimension, e.g. ``Input((28, 28, 1))``."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise invalid("shape", "a tuple of positive ints (without the batch size)", shape, "Input") from None
+    for d in shape:
+        check_int(d, "shape", 1, "Input")
+    if not shape:
+        raise invalid("shape", "a tuple of positive ints (without the batch size)", shape, "Input")
+    t = SymbolicTensor(shape)
+    t.name = name or unique_name("Input")
+    return t
+
+
+class Layer:
+    """Base class. Subclasses define ``build``, ``output_shape_for``, ``forward`` and ``get_config``."""
+
+    #: number of inputs the layer takes (``None``: a list of any length >= 2)
+    n_inputs = 1
+
+    def __init__(self, name=None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise invalid("name", "a non-empty string", name, type(self).__name__)
+        self.name = name or unique_name(type(self).__name__)
+        self.built = False
+        self.input_shape = None
+        self.weights = {}  # name -> float32 array, in Keras order
+        self.trainable_names = ()  # which weights the optimizer updates
+        self.constraints = {}  # weight name -> Constraint
+        self.grads = {}
+        #: this layer's dropout stream: its position in the model (set by the model), so two builds of the same
+        #: architecture draw the same masks for the same seed, and a saved model keeps them.
+        self.stream = 0
+
+    # --- identity -------------------------------------------------------------------------------------------
+    @property
+    def label(self):
+        return f"layer '{self.name}' ({type(self).__name__})"
+
+    # --- shapes ---------------------------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Create the weights for ``input_shape`` (batch omitted); check the shape."""
+        self.input_shape = input_shape
+        self.built = True
+
+    def output_shape_for(self, input_shape):
+        return input_shape
+
+    def ensure_built(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+        elif self.n_inputs == 1 and tuple(input_shape) != tuple(self.input_shape):
+            raise ValueError(
+                f"Input to {self.label} is incompatible: expected shape (None, "
+                f"{', '.join(map(str, self.input_shape))}), received (None, {', '.join(map(str, input_shape))})"
+            )
+
+    def check_rank(self, input_shape, rank, meaning):
+        if len(input_shape) != rank:
+            raise ValueError(
+                f"Input to {self.label} must have {rank + 1} dimensions {meaning}; received shape "
+                f"(None, {', '.join(map(str, input_shape))})"
+            )
+
+    # --- weights --------------------------------------------------------------------------------------------
+    def get_weights(self):
+        return [w.copy() for w in self.weights.values()]
+
+    def set_weights(self, arrays):
+        arrays = list(arrays)
+        if len(arrays) != len(self.weights):
+            raise ValueError(f"{self.label} expects {len(self.weights)} weight arrays, received {len(arrays)}")
+        for (name, old), new in zip(self.weights.items(), arrays):
+            new = np.asarray(new)
+            if new.shape != old.shape:
+                raise ValueError(
+                    f"{self.label}: weight '{name}' has shape {old.shape}, received an array of shape {new.shape}"
+                )
+            old[...] = new.astype(np.float32)
+
+    def count_params(self):
+        return int(sum(w.size for w in self.weights.values()))
+
+    def add_weight(self, name, shape, initializer, trainable=True, constraint=None):
+        self.weights[name] = np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32)
+        if trainable:
+            self.trainable_names = tuple(self.trainable_names) + (name,)
+        if constraint is not None:
+            self.constraints[name] = constraint
+
+    # --- execution ------------------------------------------------------------------------------------------
+    def forward(self, ops, x, ctx, **opts):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def __call__(self, inputs, training=False):
+        """Symbolic call (functional API) on SymbolicTensors, or an eager forward on arrays."""
+        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        if all(isinstance(t, SymbolicTensor) for t in items):
+            if self.n_inputs == 1 and len(items) != 1:
+                raise ValueError(f"{self.label} takes one input, received {len(items)}")
+            shapes = [t.shape for t in items]
+            self.ensure_built(shapes[0] if self.n_inputs == 1 else shapes)
+            out_shape = self.output_shape_for(shapes[0] if self.n_inputs == 1 else shapes)
+            return SymbolicTensor(out_shape, self, items)
+        from ..ops import get_ops
+
+        arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in items]
+        shapes = [a.shape[1:] for a in arrays]
+        self.ensure_built(shapes[0] if self.n_inputs == 1 else shapes)
+        ctx = Context(training=bool(training), dropout=bool(training))
+        y, _ = self.forward(get_ops(), arrays[0] if self.n_inputs == 1 else arrays, ctx)
+        return y
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"

@@ -1,0 +1,72 @@
+"""The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``)."""
+from ..kernels.geometry import window_2d
+from .. import activations, constraints, initializers
+from ..validation import check_choice, check_int, invalid, normalize_tuple
+from .base import Layer
+from .core import _constraint_config, apply_activation
+
+
+class Conv2D(Layer):
+    """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_constraint=None, name=None):
+        super().__init__(name)
+        self.filters = check_int(filters, "filters", 1, "Conv2D")
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", "Conv2D")
+        self.strides = normalize_tuple(strides, 2, "strides", "Conv2D")
+        self.padding = check_choice(padding, "padding", ("valid", "same"), "Conv2D")
+        self.activation = activations.normalize(activation, "Conv2D")
+        if not isinstance(use_bias, bool):
+            raise invalid("use_bias", "a bool", use_bias, "Conv2D")
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_constraint = constraints.get(kernel_constraint)
+
+    def build(self, input_shape):
+        self.check_rank(input_shape, 3, "(batch, height, width, channels)")
+        self.output_shape_for(input_shape)  # raises on empty output
+        kh, kw = self.kernel_size
+        self.add_weight("kernel", (kh, kw, input_shape[2], self.filters), self.kernel_initializer,
+                        constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer)
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape):
+        h, w = input_shape[0], input_shape[1]
+        oh, ow, _, _ = window_2d(h, w, self.kernel_size, self.strides, self.padding)
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"{self.label}: a {self.kernel_size[0]}x{self.kernel_size[1]} kernel with strides {self.strides} "
+                f"and padding '{self.padding}' on a {h}x{w} input gives an empty output ({oh}x{ow}); use a "
+                f"smaller kernel, padding='same', or a larger input"
+            )
+        return (oh, ow, self.filters)
+
+    def forward(self, ops, x, ctx, activation=None, **_):
+        act = self.activation if activation is None else activation
+        w, b = self.weights["kernel"], self.weights.get("bias")
+        relu = act == "relu"
+        z = ops.conv2d(x, w, b, self.strides, self.padding, relu=relu)
+        y, act_backprop = apply_activation(ops, act, z, relu)
+
+        def backprop(dy):
+            dz = act_backprop(dy)
+            dx, dw, db = ops.conv2d_backward(dz, x, w, self.strides, self.padding, self.use_bias)
+            self.grads["kernel"] = dw
+            if self.use_bias:
+                self.grads["bias"] = db
+            return dx
+
+        return y, backprop
+
+    def get_config(self):
+        return {
+            "name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
+            "use_bias": self.use_bias, "kernel_initializer": initializers.name_of(self.kernel_initializer),
+            "bias_initializer": initializers.name_of(self.bias_initializer),
+            "kernel_constraint": _constraint_config(self.kernel_constraint),
+        }

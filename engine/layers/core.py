@@ -1,0 +1,125 @@
+"""Dense, Flatten, Activation, ReLU and Softmax layers."""
+import numpy as np
+
+from .. import activations, constraints, initializers
+from ..validation import check_int, invalid
+from .base import Layer
+
+
+def apply_activation(ops, act, z, relu_fused):
+    """Finish a Conv2D/Dense output: ReLU was fused into the kernel when ``relu_fused``; others applied here."""
+    if relu_fused:
+        return z, lambda dy: ops.relu_backward(dy, z)
+    return activations.apply(ops, act, z)
+
+
+class Dense(Layer):
+    """A fully connected layer: ``activation(x @ kernel + bias)``, kernel shaped ``(in, units)`` as in Keras.
+
+    Inputs of rank > 2 are applied on the last axis.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_constraint=None, name=None):
+        super().__init__(name)
+        self.units = check_int(units, "units", 1, "Dense")
+        self.activation = activations.normalize(activation, "Dense")
+        if not isinstance(use_bias, bool):
+            raise invalid("use_bias", "a bool", use_bias, "Dense")
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        self.kernel_constraint = constraints.get(kernel_constraint)
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"Input to {self.label} must have at least 2 dimensions (batch, features)")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                        constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, ops, x, ctx, activation=None, **_):
+        act = self.activation if activation is None else activation
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        w, b = self.weights["kernel"], self.weights.get("bias")
+        relu = act == "relu"
+        z = ops.dense(x2, w, b, relu=relu)
+        y, act_backprop = apply_activation(ops, act, z, relu)
+
+        def backprop(dy):
+            dz = act_backprop(dy.reshape(z.shape))
+            dx, dw, db = ops.dense_backward(dz, x2, w, self.use_bias)
+            self.grads["kernel"] = dw
+            if self.use_bias:
+                self.grads["bias"] = db
+            return dx.reshape(x.shape)
+
+        return y.reshape(lead + (self.units,)), backprop
+
+    def get_config(self):
+        return {
+            "name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+            "kernel_initializer": initializers.name_of(self.kernel_initializer),
+            "bias_initializer": initializers.name_of(self.bias_initializer),
+            "kernel_constraint": _constraint_config(self.kernel_constraint),
+        }
+
+
+def _constraint_config(c):
+    return None if c is None else {"class_name": type(c).__name__, "config": c.get_config()}
+
+
+class Flatten(Layer):
+    """Flatten every axis but the batch, in C order (Keras's channels-last order)."""
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"Input to {self.label} must have at least 2 dimensions")
+        super().build(input_shape)
+
+    def output_shape_for(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, ops, x, ctx, **_):
+        shape = x.shape
+        return x.reshape(shape[0], -1), lambda dy: dy.reshape(shape)
+
+
+class Activation(Layer):
+    """Apply a named activation ("relu", "softmax", "sigmoid", "tanh", "linear")."""
+
+    def __init__(self, activation, name=None):
+        super().__init__(name)
+        self.activation = activations.normalize(activation, "Activation")
+
+    def forward(self, ops, x, ctx, **_):
+        return activations.apply(ops, self.activation, x)
+
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation}
+
+
+class ReLU(Activation):
+    """``max(x, 0)``. Followed by Dropout, the executor fuses both into one kernel."""
+
+    def __init__(self, name=None):
+        super().__init__("relu", name)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+class Softmax(Activation):
+    """Softmax over the last axis. Last in a model trained with cross-entropy, it is fused with the loss."""
+
+    def __init__(self, name=None):
+        super().__init__("softmax", name)
+
+    def get_config(self):
+        return {"name": self.name}

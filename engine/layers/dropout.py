@@ -1,0 +1,114 @@
+"""Inverted dropout: per-element (``Dropout``) and per-channel (``SpatialDropout2D``).
+
+In training each unit is kept with probability ``1 - rate`` and scaled by ``1 / (1 - rate)``, so inference is the
+identity. The mask is a pure function of (seed, training step, layer, element index) from a counter-based hash:
+the backward recomputes it instead of storing it, and the same seed gives the same masks on any thread count.
+"""
+import numbers
+
+import numpy as np
+
+from ..kernels.reference.rng import dropout_key
+from ..validation import check_float, check_int, invalid
+from .base import Layer
+
+
+def _check_rate(rate, where):
+    return check_float(rate, "rate", 0.0, 1.0, high_open=True, where=where)
+
+
+def _check_seed(seed, where):
+    return None if seed is None else check_int(seed, "seed", 0, where)
+
+
+class Dropout(Layer):
+    """Randomly zero a fraction ``rate`` of the inputs in training, scaling the rest by ``1 / (1 - rate)``.
+
+    ``noise_shape`` (Keras): the shape of the mask, broadcast over the input; ``None`` entries take the input's
+    size. ``seed``: fixes this layer's masks regardless of the seed given to ``fit``.
+    Followed directly after a ReLU (or a Conv2D/Dense with ``activation="relu"``), the executor runs both as one
+    fused ReLU-dropout kernel.
+    """
+
+    per_channel = False
+
+    def __init__(self, rate, noise_shape=None, seed=None, name=None):
+        super().__init__(name)
+        where = type(self).__name__
+        self.rate = _check_rate(rate, where)
+        self.seed = _check_seed(seed, where)
+        if noise_shape is not None:
+            try:
+                noise_shape = tuple(noise_shape)
+            except TypeError:
+                raise invalid("noise_shape", "None or a tuple of ints/None", noise_shape, where) from None
+            for d in noise_shape:
+                if d is not None and (isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1):
+                    raise invalid("noise_shape", "None or a tuple of positive ints/None", noise_shape, where)
+        self.noise_shape = noise_shape
+
+    def build(self, input_shape):
+        if self.noise_shape is not None and len(self.noise_shape) != len(input_shape) + 1:
+            raise ValueError(
+                f"{self.label}: noise_shape {self.noise_shape} must have one entry per input dimension "
+                f"(batch included: {len(input_shape) + 1}); input shape is (None, {', '.join(map(str, input_shape))})"
+            )
+        super().build(input_shape)
+
+    def _mode(self, shape):
+        """"element", "channel" or a resolved general noise shape, for an input of ``shape``."""
+        if self.per_channel:
+            return "channel"
+        if self.noise_shape is None:
+            return "element"
+        ns = tuple(s if d is None else d for d, s in zip(self.noise_shape, shape))
+        for d, s in zip(ns, shape):
+            if d not in (1, s):
+                raise ValueError(f"{self.label}: noise_shape {self.noise_shape} does not broadcast to input {shape}")
+        if ns == tuple(shape):
+            return "element"
+        if len(shape) >= 2 and ns == (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],):
+            return "channel"
+        return ns
+
+    def forward(self, ops, x, ctx, relu=False, **_):
+        if not ctx.dropout or self.rate == 0.0:
+            if relu:
+                y = ops.relu(x)
+                return y, lambda dy: ops.relu_backward(dy, y)
+            return x, lambda dy: dy
+        key = dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
+        mode = self._mode(x.shape)
+        rate = self.rate
+        if isinstance(mode, str):
+            per_channel = mode == "channel"
+            if relu:
+                y = ops.relu_dropout(x, rate, key, per_channel)
+                return y, lambda dy: ops.relu_dropout_backward(dy, y, rate)
+            y = ops.dropout(x, rate, key, per_channel)
+            return y, lambda dy: ops.dropout_backward(dy, rate, key, per_channel)
+        mask = ops.dropout_mask(mode, rate, key)
+        y = np.multiply(np.maximum(x, np.float32(0)) if relu else x, mask)
+        if relu:
+            return y, lambda dy: ops.relu_dropout_backward(dy, y, rate)
+        return y, lambda dy: dy * mask
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate, "seed": self.seed,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}
+
+
+class SpatialDropout2D(Dropout):
+    """Drop whole feature maps: one keep/drop decision per (sample, channel), for (N, H, W, C) inputs."""
+
+    per_channel = True
+
+    def __init__(self, rate, seed=None, name=None):
+        super().__init__(rate, None, seed, name)
+
+    def build(self, input_shape):
+        self.check_rank(input_shape, 3, "(batch, height, width, channels)")
+        super().build(input_shape)
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate, "seed": self.seed}

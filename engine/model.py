@@ -1,0 +1,455 @@
+"""Models: the functional ``Model(inputs, outputs)`` and ``Sequential``, with compile / fit / evaluate / predict.
+
+Modes are explicit: ``model(x)`` and ``predict``/``evaluate`` run in inference (dropout is the identity, batch
+normalization uses its moving statistics); ``fit`` and ``train_on_batch`` run in training mode.
+"""
+import numpy as np
+
+from . import losses as losses_mod
+from . import metrics as metrics_mod
+from . import optimizers as optimizers_mod
+from .callbacks import Callback, History
+from .errors import NumericalError
+from .graph import _toposort, compile_plan, describe
+from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
+from .layers.base import Input as make_input
+from .ops import get_ops
+from .progress import EpochProgress
+from .validation import as_float32_batch, check_float, check_int, invalid
+
+
+def _random_seed():
+    return int(np.random.SeedSequence().entropy % (2**32))
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _numba_blas():
+    from .kernels.config import blas_single_thread
+
+    return blas_single_thread()
+
+
+_BLAS = {"numba": _numba_blas, "reference": _NullContext}
+
+
+class Model:
+    """A graph of layers from one input to one output, built with the functional API::
+
+        x = dropcore.layers.Input((32, 32, 3))
+        h = Conv2D(16, 3, activation="relu")(x)
+        y = Add()([h, Conv2D(16, 3, padding="same")(h)])
+        model = dropcore.Model(x, Dense(10, activation="softmax")(Flatten()(y)))
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None):
+        self.name = name or unique_name(type(self).__name__)
+        self._ops_name = "numba"
+        self.optimizer = None
+        self.loss = None
+        self.metric = None
+        self.stop_training = False
+        self._seed = _random_seed()
+        self._plan = None
+        self._inputs = None
+        self._outputs = None
+        self._layers = []
+        if inputs is not None or outputs is not None:
+            self._set_graph(inputs, outputs)
+
+    # --- graph ----------------------------------------------------------------------------------------------
+    def _set_graph(self, inputs, outputs):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 1:
+                raise ValueError(f"Model '{self.name}': exactly one input is supported, received {len(inputs)}")
+            inputs = inputs[0]
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 1:
+                raise ValueError(f"Model '{self.name}': exactly one output is supported, received {len(outputs)}")
+            outputs = outputs[0]
+        if not isinstance(inputs, SymbolicTensor) or inputs.layer is not None:
+            raise TypeError(f"Model '{self.name}': `inputs` must come from dropcore.layers.Input; received {inputs!r}")
+        if not isinstance(outputs, SymbolicTensor):
+            raise TypeError(f"Model '{self.name}': `outputs` must be the result of calling layers on the input; "
+                            f"received {outputs!r}")
+        self._plan = compile_plan(inputs, outputs)
+        self._inputs, self._outputs = inputs, outputs
+        self._layers = [t.layer for t in _toposort(outputs) if t.layer is not None]
+        for i, layer in enumerate(self._layers):
+            layer.stream = i
+        self._trainable = [(la, n) for la in self._layers for n in la.trainable_names]
+        self._state = [(la, n) for la in self._layers for n in la.weights if n not in la.trainable_names]
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def input_shape(self):
+        return None if self._inputs is None else (None,) + self._inputs.shape
+
+    @property
+    def output_shape(self):
+        return None if self._outputs is None else (None,) + self._outputs.shape
+
+    @property
+    def ops(self):
+        """The kernel set in use: "numba" (default) or "reference"."""
+        return self._ops_name
+
+    @property
+    def _ops(self):
+        return get_ops(self._ops_name)  # resolved on use, so building a model compiles and imports nothing
+
+    def set_ops(self, name):
+        """Run this model on another kernel set ("numba" or "reference")."""
+        self._ops_name = get_ops(name).name
+        return self
+
+    def _ensure_built(self, x):
+        """Build lazily (Sequential without an Input) from a data batch."""
+        if self._plan is None:
+            self.build(x.shape[1:])
+
+    def build(self, input_shape):
+        raise ValueError(f"Model '{self.name}' has no graph: create it with Model(inputs, outputs)")
+
+    def _check_x(self, x, arg="x"):
+        x = as_float32_batch(x, arg, where=f"Model '{self.name}'")
+        self._ensure_built(x)
+        if x.shape[1:] != self._inputs.shape:
+            expected = ", ".join(map(str, self._inputs.shape))
+            raise ValueError(
+                f"Model '{self.name}': `{arg}` has shape {x.shape}; expected (batch, {expected}) "
+                f"({len(self._inputs.shape) + 1} dimensions, channels last)"
+            )
+        return x
+
+    # --- weights --------------------------------------------------------------------------------------------
+    def get_weights(self):
+        """Every layer's weights, in layer order and Keras's order within a layer (copies)."""
+        return [w for la in self._layers for w in la.get_weights()]
+
+    def set_weights(self, weights):
+        """Set weights from a list in the order :meth:`get_weights` returns."""
+        weights = list(weights)
+        expected = sum(len(la.weights) for la in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"Model '{self.name}' expects {expected} weight arrays, received {len(weights)}")
+        i = 0
+        for la in self._layers:
+            n = len(la.weights)
+            la.set_weights(weights[i:i + n])
+            i += n
+
+    def count_params(self):
+        return sum(la.count_params() for la in self._layers)
+
+    # --- inference ------------------------------------------------------------------------------------------
+    def __call__(self, x, training=False):
+        """Run the model on a batch; ``training=True`` drops units and uses batch statistics."""
+        if isinstance(x, SymbolicTensor):
+            raise TypeError("calling a Model on a symbolic tensor (nesting models) is not supported")
+        x = self._check_x(x)
+        ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step()) if training else INFERENCE
+        with _BLAS[self._ops.name]():
+            y, _ = self._plan.forward(self._ops, x, ctx)
+        return y
+
+    def _step(self):
+        return self.optimizer.iterations if self.optimizer is not None else 0
+
+    def predict(self, x, batch_size=None, verbose=0, mc_samples=None, seed=None):
+        """Outputs for ``x`` in inference mode, in batches of ``batch_size`` (default 256).
+
+        With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization stays on its moving
+        statistics), and ``(mean, std)`` over the N passes is returned; the same ``seed`` gives the same result.
+        """
+        x = self._check_x(x)
+        batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
+        if mc_samples is None:
+            return self._predict_batches(x, batch_size, INFERENCE)
+        n = check_int(mc_samples, "mc_samples", 1, "predict")
+        seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
+        mean = m2 = None
+        for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
+            y = self._predict_batches(x, batch_size, Context(training=False, dropout=True, seed=seed, step=i))
+            y = y.astype(np.float64)
+            if mean is None:
+                mean, m2 = y, np.zeros_like(y)
+            else:
+                delta = y - mean
+                mean += delta / (i + 1)
+                m2 += delta * (y - mean)
+        return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
+
+    def _predict_batches(self, x, batch_size, ctx):
+        out = None
+        with _BLAS[self._ops.name]():
+            for start in range(0, len(x), batch_size):
+                y, _ = self._plan.forward(self._ops, x[start:start + batch_size], ctx)
+                if out is None:
+                    out = np.empty((len(x),) + y.shape[1:], np.float32)
+                out[start:start + len(y)] = y
+        return out
+
+    # --- training -------------------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Choose the optimizer (name or instance), the loss (name or instance) and metrics (["accuracy"])."""
+        if loss is None:
+            raise invalid("loss", "a loss name or a dropcore.losses.Loss", loss, f"Model '{self.name}'.compile")
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if len(metrics) > 1:
+            raise invalid("metrics", "None or ['accuracy']", metrics, f"Model '{self.name}'.compile")
+        self.metric = metrics_mod.resolve(metrics[0], self.loss) if metrics else None
+        return self
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"Model '{self.name}' must be compiled before {what}: call model.compile(...)")
+
+    def _fused(self):
+        return (not self.loss.from_logits) and self.loss.fuses_with is not None and \
+            self.loss.fuses_with == self._plan.head
+
+    def _outputs_as_probabilities(self, out, logits):
+        if not logits:
+            return out
+        head = self.loss.fuses_with
+        return self._ops.softmax(out) if head == "softmax" else self._ops.sigmoid(out)
+
+    def _check_xy(self, x, y, arg_x="x", arg_y="y"):
+        x = self._check_x(x, arg_x)
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 0 or len(y_arr) != len(x):
+            raise ValueError(f"Model '{self.name}': `{arg_x}` and `{arg_y}` must have the same number of samples; "
+                             f"received {len(x)} and {'a scalar' if y_arr.ndim == 0 else len(y_arr)}")
+        y_arr = self.loss.check_targets(y_arr, (len(x),) + self._outputs.shape)
+        return x, y_arr
+
+    def _train_batch(self, x, y):
+        ops, plan = self._ops, self._plan
+        fused = self._fused()
+        logits = fused or self.loss.from_logits
+        saved = [(la.weights[n], la.weights[n].copy()) for la, n in self._state]
+        ctx = Context(training=True, dropout=True, seed=self._seed, step=self.optimizer.iterations)
+        out, tape = plan.forward(ops, x, ctx, keep_backprop=True, logits=fused)
+        loss_vec, dout = self.loss.per_sample(ops, out, y, logits)
+        loss = float(np.mean(loss_vec))
+        if not np.isfinite(loss):
+            self._restore(saved)
+            raise NumericalError(f"non-finite loss ({loss})")
+        dout *= np.float32(1.0 / len(x))
+        plan.backward(tape, dout)
+        params = [la.weights[n] for la, n in self._trainable]
+        grads = [la.grads[n] for la, n in self._trainable]
+        for (la, n), g in zip(self._trainable, grads):
+            if not np.isfinite(np.sum(g, dtype=np.float64)):
+                self._restore(saved)
+                raise NumericalError(f"non-finite gradient for weight '{n}' of {la.label}")
+        self.optimizer.apply(params, grads)
+        for la, n in self._trainable:
+            if n in la.constraints:
+                la.constraints[n](la.weights[n])
+        metric = None
+        if self.metric is not None:
+            metric = float(np.sum(self.metric[1](y, self._outputs_as_probabilities(out, logits))))
+        return loss * len(x), metric
+
+    @staticmethod
+    def _restore(saved):
+        for arr, copy in saved:
+            arr[...] = copy
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch; returns the loss (and accuracy) measured during that step."""
+        self._require_compiled("train_on_batch")
+        x, y = self._check_xy(x, y)
+        with _BLAS[self._ops.name]():
+            loss_sum, metric_sum = self._train_batch(x, y)
+        return self._format(loss_sum / len(x), None if metric_sum is None else metric_sum / len(x), return_dict)
+
+    def _format(self, loss, metric, return_dict):
+        if return_dict:
+            return {"loss": loss, **({"accuracy": metric} if metric is not None else {})}
+        return loss if metric is None else [loss, metric]
+
+    def fit(self, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None, shuffle=True,
+            seed=None, verbose=1, callbacks=None):
+        """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
+
+        ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras does.
+        ``seed`` fixes the shuffling and the dropout masks (``None``: a fresh seed). ``verbose``: 0 silent,
+        1 a progress bar per epoch, 2 one line per epoch.
+        """
+        self._require_compiled("fit")
+        where = f"Model '{self.name}'.fit"
+        batch_size = check_int(batch_size, "batch_size", 1, where)
+        epochs = check_int(epochs, "epochs", 0, where)
+        validation_split = check_float(validation_split, "validation_split", 0.0, 1.0, high_open=True, where=where)
+        if verbose not in (0, 1, 2):
+            raise invalid("verbose", "0, 1 or 2", verbose, where)
+        x, y = self._check_xy(x, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise invalid("validation_data", "a tuple (x_val, y_val)", type(validation_data).__name__, where)
+            val = self._check_xy(*validation_data, arg_x="validation_data[0]", arg_y="validation_data[1]")
+        elif validation_split > 0:
+            n_train = int(len(x) * (1.0 - validation_split))
+            if n_train < 1 or n_train == len(x):
+                raise ValueError(f"{where}: validation_split={validation_split} leaves {n_train} of {len(x)} samples "
+                                 f"for training; expected both parts non-empty")
+            val = (x[n_train:], y[n_train:])
+            x, y = x[:n_train], y[:n_train]
+        else:
+            val = None
+        self._seed = _random_seed() if seed is None else check_int(seed, "seed", 0, where)
+        rng = np.random.default_rng(self._seed)
+        history = History()
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise invalid("callbacks", "a list of dropcore.callbacks.Callback", cb, where)
+            cb.set_model(self)
+        self.stop_training = False
+        n = len(x)
+        n_batches = -(-n // batch_size)
+        for cb in cbs:
+            cb.on_train_begin()
+        with _BLAS[self._ops.name]():
+            for epoch in range(epochs):
+                for cb in cbs:
+                    cb.on_epoch_begin(epoch)
+                order = rng.permutation(n) if shuffle else None
+                progress = EpochProgress(epoch, epochs, n_batches, verbose, has_metric=self.metric is not None)
+                loss_sum = metric_sum = 0.0
+                seen = 0
+                for b in range(n_batches):
+                    sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
+                    idx = order[sl] if order is not None else sl
+                    xb, yb = (x[idx], y[idx]) if order is not None else (x[sl], y[sl])
+                    try:
+                        bl, bm = self._train_batch(np.ascontiguousarray(xb), yb)
+                    except NumericalError as exc:
+                        progress.close()
+                        raise NumericalError(f"{where}: {exc} at epoch {epoch + 1}, batch {b + 1}; training stopped "
+                                             f"and the weights are those from before this batch") from None
+                    loss_sum += bl
+                    metric_sum += bm or 0.0
+                    seen += len(xb)
+                    logs = {"loss": loss_sum / seen}
+                    if self.metric is not None:
+                        logs["accuracy"] = metric_sum / seen
+                    progress.update(logs)
+                    for cb in cbs:
+                        cb.on_train_batch_end(b, logs)
+                if val is not None:
+                    vres = self._evaluate_arrays(val[0], val[1], max(batch_size, 256))
+                    logs.update({"val_" + k: v for k, v in vres.items()})
+                progress.close(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size):
+        fused = self._fused()
+        logits = fused or self.loss.from_logits
+        loss_sum = metric_sum = 0.0
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out, _ = self._plan.forward(self._ops, xb, INFERENCE, logits=fused)
+            loss_sum += float(np.sum(self.loss.per_sample(self._ops, out, yb, logits)[0]))
+            if self.metric is not None:
+                metric_sum += float(np.sum(self.metric[1](yb, self._outputs_as_probabilities(out, logits))))
+        res = {"loss": loss_sum / len(x)}
+        if self.metric is not None:
+            res["accuracy"] = metric_sum / len(x)
+        return res
+
+    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+        """Loss (and accuracy) on ``(x, y)`` in inference mode: a float, ``[loss, accuracy]`` or a dict."""
+        self._require_compiled("evaluate")
+        batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "evaluate")
+        x, y = self._check_xy(x, y)
+        with _BLAS[self._ops.name]():
+            res = self._evaluate_arrays(x, y, batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in res.items()))
+        return self._format(res["loss"], res.get("accuracy"), return_dict)
+
+    # --- description ----------------------------------------------------------------------------------------
+    def summary(self, print_fn=print):
+        """Print a Keras-style table of layers, output shapes and parameter counts, then the fused plan."""
+        if self._plan is None:
+            print_fn(f"Model '{self.name}' is not built yet (no input shape)")
+            return
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shapes = {t.layer.name: t.shape for t in _toposort(self._outputs) if t.layer is not None}
+        for la in self._layers:
+            rows.append((f"{la.name} ({type(la).__name__})", str((None,) + tuple(shapes[la.name])),
+                         f"{la.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        print_fn(f'Model: "{self.name}"')
+        print_fn(line)
+        for i, r in enumerate(rows):
+            print_fn("".join(c.ljust(w) for c, w in zip(r, widths)))
+            print_fn("=" * sum(widths) if i == 0 else line if i == len(rows) - 1 else "")
+        trainable = sum(la.weights[n].size for la, n in self._trainable)
+        print_fn(f"Total params: {self.count_params():,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {self.count_params() - trainable:,}")
+        print_fn("Execution plan: " + " -> ".join(describe(self._plan)))
+
+
+class Sequential(Model):
+    """A linear stack of layers: ``Sequential([Input((28, 28, 1)), Conv2D(32, 3, activation="relu"), ...])``.
+
+    Without an ``Input`` first, the model is built from the first batch it sees.
+    """
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name)
+        self._stack = []
+        self._input_tensor = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        if isinstance(layer, SymbolicTensor) and layer.layer is None:
+            if self._input_tensor is not None or self._stack:
+                raise ValueError(f"Sequential '{self.name}': an Input can only be the first element")
+            self._input_tensor = layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential '{self.name}': expected a dropcore layer or Input, received {layer!r}")
+        if layer.n_inputs != 1:
+            raise ValueError(f"Sequential '{self.name}': {layer.label} takes several inputs; use the functional API")
+        self._stack.append(layer)
+        self._plan = None
+        if self._input_tensor is not None:
+            self.build(self._input_tensor.shape)
+
+    def build(self, input_shape):
+        if not self._stack:
+            raise ValueError(f"Sequential '{self.name}' has no layers")
+        inputs = self._input_tensor if self._input_tensor is not None else make_input(tuple(input_shape))
+        t = inputs
+        for layer in self._stack:
+            t = layer(t)
+        self._set_graph(inputs, t)

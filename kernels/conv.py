@@ -1,0 +1,187 @@
+"""2-D convolution (Numba): per-sample im2col panels fed to float32 BLAS, bias and ReLU fused while the tile is hot.
+
+Same contract as :mod:`dropcore.kernels.reference.conv`. Work is split into one chunk of samples per thread; each
+thread owns its im2col panel (a block of output rows at a time, sized to stay in L2), so nothing races except the
+weight/bias gradients, which are summed into per-chunk partials and reduced serially after the parallel region.
+"""
+import numba
+import numpy as np
+
+from .config import blas_single_thread, njit, pjit
+from .geometry import window_2d
+
+#: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
+PANEL_BYTES = 256 * 1024
+
+
+@njit
+def _im2col_rows(xf, pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow):
+    """Fill the flat panel ``pf`` with the receptive fields of output rows ``oy0..oy1`` of one sample.
+
+    ``xf`` is the sample flattened from ``(H, W, C)``; panel row ``r`` holds ``kh * kw * C`` values ordered
+    ``(i, j, c)``. For one kernel row the in-bounds taps are one contiguous run of ``xf`` (taps ``a..e`` of the
+    row, in flat units), so each (output pixel, kernel row) is a zero fill, one copy, a zero fill.
+    """
+    kwc = kw * c
+    k = kh * kwc
+    zero = np.float32(0.0)
+    for oy in range(oy0, oy1):
+        for ox in range(ow):
+            d0 = ((oy - oy0) * ow + ox) * k
+            ix0 = ox * sw - pl
+            a = max(0, -ix0) * c
+            e = min(kw, w - ix0) * c
+            for i in range(kh):
+                iy = oy * sh - pt + i
+                d = d0 + i * kwc
+                if iy < 0 or iy >= h or e <= a:
+                    for q in range(kwc):
+                        pf[d + q] = zero
+                    continue
+                for q in range(a):
+                    pf[d + q] = zero
+                # Copy through views indexed from 0: with a possibly negative offset inside the index, Numba's
+                # negative-index wraparound check stays in the loop and blocks vectorization (about 9x slower).
+                dst = pf[d + a:d + e]
+                src = xf[(iy * w + ix0) * c + a:(iy * w + ix0) * c + e]
+                for q in range(e - a):
+                    dst[q] = src[q]
+                for q in range(e, kwc):
+                    pf[d + q] = zero
+
+
+@njit
+def _col2im_rows(dpf, dxf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow):
+    """Adjoint of :func:`_im2col_rows`: add the flat panel gradient ``dpf`` into the flat sample gradient ``dxf``."""
+    kwc = kw * c
+    k = kh * kwc
+    for oy in range(oy0, oy1):
+        for ox in range(ow):
+            d0 = ((oy - oy0) * ow + ox) * k
+            ix0 = ox * sw - pl
+            a = max(0, -ix0) * c
+            e = min(kw, w - ix0) * c
+            for i in range(kh):
+                iy = oy * sh - pt + i
+                if iy < 0 or iy >= h or e <= a:
+                    continue
+                src = dpf[d0 + i * kwc + a:d0 + i * kwc + e]
+                dst = dxf[(iy * w + ix0) * c + a:(iy * w + ix0) * c + e]
+                for q in range(e - a):
+                    dst[q] += src[q]
+
+
+@njit
+def _bias_relu(ys, b, has_bias, relu):
+    """Add the bias and/or clamp at zero, in place, on a ``(rows, Cout)`` output tile."""
+    zero = np.float32(0.0)
+    for r in range(ys.shape[0]):
+        for co in range(ys.shape[1]):
+            v = ys[r, co]
+            if has_bias:
+                v += b[co]
+            if relu and v < zero:
+                v = zero
+            ys[r, co] = v
+
+
+@pjit
+def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+    """Forward driver: one chunk of samples per thread, one im2col panel per thread, ``(N, OH * OW, Cout)``."""
+    n = x2.shape[0]
+    cout = w2d.shape[1]
+    y = np.empty((n, oh * ow, cout), dtype=np.float32)
+    for t in numba.prange(nchunks):
+        panel = np.empty((rows_blk * ow, w2d.shape[0]), dtype=np.float32)
+        pf = panel.reshape(-1)
+        for s in range(t * n // nchunks, (t + 1) * n // nchunks):
+            for oy0 in range(0, oh, rows_blk):
+                oy1 = min(oh, oy0 + rows_blk)
+                m = (oy1 - oy0) * ow
+                _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+                ys = y[s, oy0 * ow:oy0 * ow + m]
+                np.dot(panel[:m], w2d, ys)
+                if has_bias or relu:
+                    _bias_relu(ys, b, has_bias, relu)
+    return y
+
+
+@pjit
+def _conv2d_bwd(dy3, x2, w2dt, has_bias, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+    """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards."""
+    n = x2.shape[0]
+    cout = w2dt.shape[0]
+    k = w2dt.shape[1]
+    dx = np.empty((n, h * w * c), dtype=np.float32)
+    dwp = np.zeros((nchunks, k, cout), dtype=np.float32)
+    dbp = np.zeros((nchunks, cout), dtype=np.float32)
+    for t in numba.prange(nchunks):
+        panel = np.empty((rows_blk * ow, k), dtype=np.float32)
+        dpanel = np.empty((rows_blk * ow, k), dtype=np.float32)
+        pf = panel.reshape(-1)
+        dpf = dpanel.reshape(-1)
+        dwt = np.empty((k, cout), dtype=np.float32)
+        dwsum = dwp[t]
+        dbsum = dbp[t]
+        for s in range(t * n // nchunks, (t + 1) * n // nchunks):
+            dxs = dx[s]
+            dxs[:] = np.float32(0.0)  # each sample belongs to exactly one thread: zero it here, in parallel
+            for oy0 in range(0, oh, rows_blk):
+                oy1 = min(oh, oy0 + rows_blk)
+                m = (oy1 - oy0) * ow
+                dys = dy3[s, oy0 * ow:oy0 * ow + m]
+                _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+                np.dot(panel[:m].T, dys, dwt)
+                np.dot(dys, w2dt, dpanel[:m])
+                _col2im_rows(dpf, dxs, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+                for r in range(k):
+                    for co in range(cout):
+                        dwsum[r, co] += dwt[r, co]
+                if has_bias:
+                    for r in range(m):
+                        for co in range(cout):
+                            dbsum[co] += dys[r, co]
+    dw = dwp[0].copy()
+    db = dbp[0].copy()
+    for t in range(1, nchunks):
+        dw += dwp[t]
+        db += dbp[t]
+    return dx, dw, db
+
+
+def _plan(x_shape, w_shape, strides, padding):
+    """Geometry plus the panel's block of output rows and the number of sample chunks (one per thread)."""
+    n, h, w = x_shape[:3]
+    kh, kw, cin, _ = w_shape
+    oh, ow, (pt, _), (pl, _) = window_2d(h, w, (kh, kw), strides, padding)
+    rows_blk = max(1, min(oh, PANEL_BYTES // (4 * ow * kh * kw * cin)))
+    nchunks = max(1, min(n, numba.get_num_threads()))
+    return oh, ow, pt, pl, rows_blk, nchunks
+
+
+def conv2d(x, w, b, strides, padding, relu=False):
+    """Convolve channels-last float32 ``x`` with ``w`` (``(kh, kw, Cin, Cout)``), add ``b`` (``None``: no bias),
+    optionally fuse ReLU. Returns ``(N, OH, OW, Cout)`` float32."""
+    n, h, wdim, cin = x.shape
+    kh, kw, _, cout = w.shape
+    oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
+    has_bias = b is not None
+    bias = b if has_bias else np.zeros(cout, dtype=np.float32)
+    with blas_single_thread():
+        y = _conv2d_fwd(x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout), bias, has_bias, relu,
+                        h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
+    return y.reshape(n, oh, ow, cout)
+
+
+def conv2d_backward(dy, x, w, strides, padding, has_bias):
+    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias)."""
+    n, h, wdim, cin = x.shape
+    kh, kw, _, cout = w.shape
+    oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
+    # The panel gradient dy @ w2d^T is written straight into a C-contiguous buffer; a C-contiguous (Cout, K)
+    # copy of w2d^T is tiny next to the products.
+    w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
+    with blas_single_thread():
+        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), x.reshape(n, h * wdim * cin), w2dt, has_bias,
+                                 h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
+    return dx.reshape(x.shape), dw.reshape(w.shape), (db if has_bias else None)

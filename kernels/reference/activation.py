@@ -1,0 +1,87 @@
+"""Activations and dropout (NumPy reference).
+
+Dropout is inverted dropout with a counter-based mask (:mod:`dropcore.kernels.reference.rng`): element ``i`` of the
+noise shape is kept when ``random_bits(i) >= keep_threshold(rate)`` and kept values are multiplied by
+``np.float32(1) / np.float32(1 - rate)``. Nothing is stored between forward and backward: the backward recomputes
+the mask from the same ``key``, and the fused ReLU-dropout backward reads it off ``y > 0``.
+"""
+import numpy as np
+
+from .rng import keep_mask
+
+
+def dropout_scale(rate):
+    """The float32 factor applied to kept units, ``1 / (1 - rate)``."""
+    return np.float32(1.0) / np.float32(1.0 - rate)
+
+
+def noise_shape(shape, per_channel):
+    """The mask's shape: ``shape`` itself, or ``(N, 1, ..., 1, C)`` for per-channel (spatial) dropout."""
+    if not per_channel or len(shape) < 2:
+        return tuple(shape)
+    return (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],)
+
+
+def relu(x):
+    """``max(x, 0)`` (NaN propagates)."""
+    return np.maximum(x, x.dtype.type(0))
+
+
+def relu_backward(dy, y):
+    """Pass ``dy`` where the ReLU output ``y`` is positive."""
+    return np.where(y > 0, dy, dy.dtype.type(0))
+
+
+def dropout_mask(noise_shape, rate, key):
+    """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept)."""
+    return np.where(keep_mask(noise_shape, rate, key), dropout_scale(rate), np.float32(0))
+
+
+def dropout(x, rate, key, per_channel=False):
+    """Inverted dropout of ``x``; ``per_channel`` drops whole channels per sample. ``rate == 0`` copies ``x``."""
+    if rate == 0:
+        return x.copy()
+    keep = keep_mask(noise_shape(x.shape, per_channel), rate, key)
+    return np.where(keep, x * x.dtype.type(dropout_scale(rate)), x.dtype.type(0))
+
+
+def dropout_backward(dy, rate, key, per_channel=False):
+    """Gradient of :func:`dropout`: the same (recomputed) mask and scale applied to ``dy``."""
+    return dropout(dy, rate, key, per_channel)
+
+
+def relu_dropout(x, rate, key, per_channel=False):
+    """``dropout(relu(x))`` in one pass."""
+    return dropout(relu(x), rate, key, per_channel)
+
+
+def relu_dropout_backward(dy, y, rate):
+    """Gradient of :func:`relu_dropout` from its output: ``dy * scale`` exactly where ``y > 0``.
+
+    A unit with ``y > 0`` was positive and kept (``scale >= 1`` keeps it positive); every other unit has zero
+    gradient, so the mask need not be recomputed.
+    """
+    return np.where(y > 0, dy * dy.dtype.type(dropout_scale(rate)), dy.dtype.type(0))
+
+
+def softmax(x):
+    """Softmax over the last axis, max-subtracted so that large logits cannot overflow."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(dy, y):
+    """Gradient of :func:`softmax` from its output: ``y * (dy - sum(dy * y))`` per row."""
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def sigmoid(x):
+    """Logistic function, evaluated through ``exp(-|x|)`` so that it never overflows."""
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+def sigmoid_backward(dy, y):
+    """Gradient of :func:`sigmoid` from its output: ``dy * y * (1 - y)``."""
+    return dy * y * (1 - y)

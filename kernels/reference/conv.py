@@ -1,0 +1,70 @@
+"""2-D convolution (NumPy reference): im2col + one matrix product, and its backward via col2im.
+
+Layouts: ``x`` is ``(N, H, W, Cin)``, ``w`` is ``(kh, kw, Cin, Cout)``, ``y`` is ``(N, OH, OW, Cout)``. A column
+(one row of the im2col matrix) is ordered ``(i, j, c)`` so that it matches ``w.reshape(kh * kw * Cin, Cout)``.
+Padding follows TensorFlow's rule (:func:`dropcore.kernels.geometry.window_2d`).
+"""
+import numpy as np
+
+from ..geometry import window_2d
+
+
+def _window(x_shape, w_shape, strides, padding):
+    """``(oh, ow, (pt, pb), (pl, pr))`` for an input of shape ``x_shape`` and a kernel of shape ``w_shape``."""
+    return window_2d(x_shape[1], x_shape[2], w_shape[:2], strides, padding)
+
+
+def im2col(x, ksize, strides, padding):
+    """Unfold ``x`` into the ``(N * OH * OW, kh * kw * Cin)`` matrix of its receptive fields (zeros for padding)."""
+    n, h, w, c = x.shape
+    kh, kw = ksize
+    sh, sw = strides
+    oh, ow, pads_h, pads_w = window_2d(h, w, ksize, strides, padding)
+    xp = np.pad(x, ((0, 0), pads_h, pads_w, (0, 0)))
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    # One strided view per kernel tap: tap (i, j) of output (oy, ox) reads xp[oy * sh + i, ox * sw + j].
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, :, i, j, :] = xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def col2im(cols, x_shape, ksize, strides, padding):
+    """Adjoint of :func:`im2col`: scatter-add ``cols`` back into an array of shape ``x_shape`` (padding dropped)."""
+    n, h, w, c = x_shape
+    kh, kw = ksize
+    sh, sw = strides
+    oh, ow, (pt, pb), (pl, pr) = window_2d(h, w, ksize, strides, padding)
+    cols = cols.reshape(n, oh, ow, kh, kw, c)
+    xp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+    # Overlapping windows (stride < kernel) hit the same input pixel from several taps: the sums add up here.
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += cols[:, :, :, i, j, :]
+    return np.ascontiguousarray(xp[:, pt:pt + h, pl:pl + w, :])
+
+
+def conv2d(x, w, b, strides, padding, relu=False):
+    """Convolve channels-last ``x`` with ``w`` (``(kh, kw, Cin, Cout)``), add ``b`` (or nothing when ``None``),
+    optionally apply ReLU. Returns ``(N, OH, OW, Cout)``."""
+    kh, kw, cin, cout = w.shape
+    n = x.shape[0]
+    oh, ow, _, _ = _window(x.shape, w.shape, strides, padding)
+    y = im2col(x, (kh, kw), strides, padding) @ w.reshape(kh * kw * cin, cout)
+    if b is not None:
+        y += b
+    if relu:
+        np.maximum(y, 0, out=y)
+    return y.reshape(n, oh, ow, cout)
+
+
+def conv2d_backward(dy, x, w, strides, padding, has_bias):
+    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias)."""
+    kh, kw, cin, cout = w.shape
+    w2d = w.reshape(kh * kw * cin, cout)
+    dy2d = dy.reshape(-1, cout)
+    cols = im2col(x, (kh, kw), strides, padding)
+    dw = (cols.T @ dy2d).reshape(w.shape)
+    db = dy2d.sum(axis=0) if has_bias else None
+    dx = col2im(dy2d @ w2d.T, x.shape, (kh, kw), strides, padding)
+    return dx, dw, db

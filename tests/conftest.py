@@ -1,0 +1,15 @@
+"""Shared fixtures: where the MNIST files live, and small deterministic data."""
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = (REPO / ".." / "shared" / "data" / "mnist").resolve()
+
+
+@pytest.fixture
+def mnist_dir():
+    """The official MNIST test files beside the project; tests that need them skip with the reason when absent."""
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST files not found in {MNIST_DIR} (the project's ../shared/data/mnist)")
+    return MNIST_DIR

@@ -1,0 +1,165 @@
+"""Convolution kernels: the reference against a naive loop and finite differences, Numba against the reference."""
+import numpy as np
+import pytest
+
+from dropcore.kernels import conv as nb
+from dropcore.kernels.reference import conv as ref
+from dropcore.testing import check_gradient
+
+# (N, H, W, Cin, kernel, Cout, strides, padding, bias, relu): kernel sizes 1, 2, 3, 5 and (2, 3); strides 1, 2,
+# (2, 1); both paddings; Cin 1 and > 1; odd sizes (7x9, 5x5 stride 2 same, 6x6 stride 2 same is asymmetric).
+CASES = [
+    (2, 7, 9, 3, (3, 3), 4, (1, 1), "same", True, False),
+    (3, 7, 9, 1, (3, 3), 5, (1, 1), "valid", False, True),
+    (2, 5, 5, 2, (3, 3), 3, (2, 2), "same", True, True),
+    (2, 6, 6, 3, (3, 3), 2, (2, 2), "same", False, False),
+    (3, 8, 7, 4, (1, 1), 6, (1, 1), "valid", True, False),
+    (2, 9, 8, 1, (1, 1), 3, (2, 2), "same", True, True),
+    (2, 7, 6, 3, (2, 2), 4, (2, 2), "valid", False, True),
+    (3, 6, 7, 2, (2, 2), 3, (1, 1), "same", True, False),
+    (2, 9, 11, 1, (5, 5), 6, (1, 1), "same", True, True),
+    (2, 11, 9, 3, (5, 5), 4, (2, 1), "valid", True, False),
+    (3, 7, 9, 2, (2, 3), 5, (2, 1), "same", False, True),
+    (2, 8, 9, 3, (2, 3), 3, (1, 2), "valid", True, True),
+]
+
+
+def _data(case, dtype, seed):
+    n, h, w, cin, (kh, kw), cout, _, _, bias, _ = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, cin)).astype(dtype)
+    k = rng.standard_normal((kh, kw, cin, cout)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype) if bias else None
+    return x, k, b
+
+
+def _naive_conv(x, w, b, strides, padding, relu):
+    """Direct 7-nested-loop convolution with TensorFlow's padding, written out independently of geometry.py."""
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    sh, sw = strides
+    if padding == "valid":
+        oh, ow, pt, pl = (h - kh) // sh + 1, (wd - kw) // sw + 1, 0, 0
+    else:
+        oh, ow = -(-h // sh), -(-wd // sw)
+        pt = max((oh - 1) * sh + kh - h, 0) // 2
+        pl = max((ow - 1) * sw + kw - wd, 0) // 2
+    y = np.zeros((n, oh, ow, cout))
+    for s in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                for co in range(cout):
+                    acc = 0.0 if b is None else float(b[co])
+                    for i in range(kh):
+                        for j in range(kw):
+                            for c in range(cin):
+                                iy, ix = oy * sh - pt + i, ox * sw - pl + j
+                                if 0 <= iy < h and 0 <= ix < wd:
+                                    acc += x[s, iy, ix, c] * w[i, j, c, co]
+                    y[s, oy, ox, co] = max(acc, 0.0) if relu else acc
+    return y
+
+
+def _close(got, want, rtol=1e-4, atol=1e-5):
+    """float32 against a float64 truth; the absolute floor scales with the result's magnitude."""
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("case", CASES[:4] + CASES[8:11])
+def test_reference_matches_naive_loops(case):
+    x, w, b = _data(case, np.float64, 1)
+    strides, padding, relu = case[6], case[7], case[9]
+    np.testing.assert_allclose(ref.conv2d(x, w, b, strides, padding, relu), _naive_conv(x, w, b, strides, padding,
+                                                                                          relu), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_same_padding_is_asymmetric_like_tensorflow():
+    # 6x6, k=3, s=2, "same": out 3, total padding 1 -> 0 before, 1 after. The last output reads rows/cols 4, 5
+    # and one padded zero, so it only sees kernel taps 0..1.
+    x, w, _ = _data((1, 6, 6, 2, (3, 3), 3, (2, 2), "same", False, False), np.float64, 2)
+    want = np.einsum("hwc,hwco->o", x[0, 4:6, 4:6], w[:2, :2])
+    for mod in (ref, nb):
+        xx, ww = (x, w) if mod is ref else (x.astype(np.float32), w.astype(np.float32))
+        y = mod.conv2d(xx, ww, None, (2, 2), "same")
+        np.testing.assert_allclose(y[0, -1, -1], want, rtol=1e-5)
+        np.testing.assert_allclose(y[0, 0, 0], np.einsum("hwc,hwco->o", x[0, :3, :3], w), rtol=1e-5)
+
+
+@pytest.mark.parametrize("h,w,k,strides", [(7, 9, (3, 3), (2, 2)), (5, 5, (3, 3), (2, 2)), (8, 11, (5, 2), (3, 2)),
+                                           (6, 7, (1, 1), (2, 1)), (9, 4, (2, 3), (4, 3))])
+def test_same_output_size_is_ceil_of_input_over_stride(h, w, k, strides):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, h, w, 2)).astype(np.float32)
+    kern = rng.standard_normal(k + (2, 3)).astype(np.float32)
+    want = (2, -(-h // strides[0]), -(-w // strides[1]), 3)
+    assert ref.conv2d(x, kern, None, strides, "same").shape == want
+    y = nb.conv2d(x, kern, None, strides, "same")
+    assert y.shape == want
+    dy = rng.standard_normal(want).astype(np.float32)
+    dx, dw, db = nb.conv2d_backward(dy, x, kern, strides, "same", False)
+    assert dx.shape == x.shape and dw.shape == kern.shape and db is None
+
+
+@pytest.mark.parametrize("case", [
+    (2, 4, 5, 2, (3, 3), 3, (1, 1), "valid", True, False),
+    (2, 5, 5, 2, (3, 3), 2, (2, 2), "same", True, False),
+    (1, 5, 4, 1, (2, 3), 2, (2, 1), "same", False, False),
+])
+def test_reference_backward_finite_differences(case):
+    x, w, b = _data(case, np.float64, 4)
+    strides, padding = case[6], case[7]
+    g = np.random.default_rng(5).standard_normal(ref.conv2d(x, w, b, strides, padding).shape)
+
+    def loss():
+        return float(np.sum(ref.conv2d(x, w, b, strides, padding) * g))
+
+    dx, dw, db = ref.conv2d_backward(g, x, w, strides, padding, b is not None)
+    check_gradient(loss, dx, x)
+    check_gradient(loss, dw, w)
+    if b is None:
+        assert db is None
+    else:
+        check_gradient(loss, db, b)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_numba_forward_matches_reference(case):
+    x, w, b = _data(case, np.float32, 6)
+    strides, padding, relu = case[6], case[7], case[9]
+    want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
+                      strides, padding, relu)
+    _close(nb.conv2d(x, w, b, strides, padding, relu), want)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_numba_backward_matches_reference(case):
+    x, w, b = _data(case, np.float32, 7)
+    strides, padding, has_bias = case[6], case[7], case[8]
+    y = ref.conv2d(x, w, b, strides, padding)
+    dy = np.random.default_rng(8).standard_normal(y.shape).astype(np.float32)
+    want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), strides, padding,
+                               has_bias)
+    got = nb.conv2d_backward(dy, x, w, strides, padding, has_bias)
+    for g, r in zip(got[:2], want[:2]):
+        _close(g, r)
+    if has_bias:
+        _close(got[2], want[2])
+    else:
+        assert got[2] is None
+
+
+@pytest.mark.parametrize("panel_bytes", [1, 3000])
+def test_numba_row_blocks_and_uneven_chunks(monkeypatch, panel_bytes):
+    # A tiny panel budget forces the im2col panel to cover one (or a few, unevenly) output rows at a time, and an
+    # odd batch splits unevenly over the threads; results must not change.
+    monkeypatch.setattr(nb, "PANEL_BYTES", panel_bytes)
+    case = (5, 11, 10, 3, (3, 3), 4, (1, 1), "same", True, True)
+    x, w, b = _data(case, np.float32, 9)
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    _close(nb.conv2d(x, w, b, (1, 1), "same", relu=True), ref.conv2d(x64, w64, b64, (1, 1), "same", relu=True))
+    dy = np.random.default_rng(10).standard_normal((5, 11, 10, 4)).astype(np.float32)
+    want = ref.conv2d_backward(dy.astype(np.float64), x64, w64, (1, 1), "same", True)
+    for g, r in zip(nb.conv2d_backward(dy, x, w, (1, 1), "same", True), want):
+        _close(g, r)
