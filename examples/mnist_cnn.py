@@ -1,0 +1,53 @@
+"""The Keras MNIST CNN with dropout, trained on the MNIST files beside the project (nothing is downloaded).
+
+    python examples/mnist_cnn.py [MNIST_DIR] [--epochs 4] [--train 8000]
+
+MNIST_DIR defaults to ../shared/data/mnist (the official 10,000 test digits): the first 8,000 train, the other
+2,000 test. With the full 60,000-image set in MNIST_DIR, pass --kind train.
+"""
+import argparse
+import time
+from pathlib import Path
+
+import dropcore
+from dropcore.data import load_mnist
+from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mnist_dir", nargs="?", default=str(DEFAULT_DIR))
+    parser.add_argument("--kind", default="test", choices=["test", "train"])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train", type=int, default=8000, help="images used for training; the rest test")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    x, y = load_mnist(args.mnist_dir, kind=args.kind)
+    x_train, y_train, x_test, y_test = x[:args.train], y[:args.train], x[args.train:], y[args.train:]
+    dropcore.set_random_seed(args.seed)
+    model = dropcore.Sequential([
+        Input((28, 28, 1)),
+        Conv2D(32, 3, activation="relu"),
+        Conv2D(64, 3, activation="relu"),
+        MaxPooling2D(2),
+        Dropout(0.25),
+        Flatten(),
+        Dense(128, activation="relu"),
+        Dropout(0.5),
+        Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.summary()
+    start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=64, epochs=args.epochs, validation_data=(x_test, y_test), seed=args.seed)
+    seconds = time.perf_counter() - start
+    loss, acc = model.evaluate(x_test, y_test)
+    print(f"test loss {loss:.4f}, test accuracy {acc:.4f} on {len(x_test)} images "
+          f"({len(x_train) * args.epochs / seconds:.0f} training images/s)")
+
+
+if __name__ == "__main__":
+    main()
