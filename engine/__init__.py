@@ -16,8 +16,9 @@ from . import callbacks, constraints, initializers, layers, losses, optimizers  
 from .errors import ModelFileError, NumericalError, WorkspaceLimitError  # noqa: E402
 from .initializers import set_random_seed  # noqa: E402
 from .model import Model, Sequential  # noqa: E402
+from .workspace import set_workspace_limit  # noqa: E402
 
 __all__ = [
     "Model", "ModelFileError", "NumericalError", "Sequential", "WorkspaceLimitError", "callbacks", "constraints",
-    "initializers", "layers", "losses", "optimizers", "set_random_seed",
+    "initializers", "layers", "losses", "optimizers", "set_random_seed", "set_workspace_limit",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
+from . import workspace
 from .callbacks import Callback, History
 from .errors import NumericalError
 from .graph import _toposort, compile_plan, describe
@@ -83,8 +84,13 @@ class Model:
         self._layers = [t.layer for t in _toposort(outputs) if t.layer is not None]
         for i, layer in enumerate(self._layers):
             layer.stream = i
+        shapes = {t.id: t.shape for t in _toposort(outputs)}
+        self._workspace = {mode: workspace.per_sample_bytes(self._plan, shapes, mode) for mode in (False, True)}
         self._trainable = [(la, n) for la in self._layers for n in la.trainable_names]
         self._state = [(la, n) for la in self._layers for n in la.weights if n not in la.trainable_names]
+
+    def _sample_bytes(self, training):
+        return self._workspace[training]
 
     @property
     def layers(self):
@@ -157,6 +163,7 @@ class Model:
         if isinstance(x, SymbolicTensor):
             raise TypeError("calling a Model on a symbolic tensor (nesting models) is not supported")
         x = self._check_x(x)
+        workspace.check(self, len(x), bool(training))
         ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step()) if training else INFERENCE
         with _BLAS[self._ops.name]():
             y, _ = self._plan.forward(self._ops, x, ctx)
@@ -173,6 +180,7 @@ class Model:
         """
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
+        workspace.check(self, min(batch_size, len(x)), False)
         if mc_samples is None:
             return self._predict_batches(x, batch_size, INFERENCE)
         n = check_int(mc_samples, "mc_samples", 1, "predict")
@@ -242,7 +250,7 @@ class Model:
         ops, plan = self._ops, self._plan
         fused = self._fused()
         logits = fused or self.loss.from_logits
-        saved = [(la.weights[n], la.weights[n].copy()) for la, n in self._state]
+        saved = self._snapshot(la.weights[n] for la, n in self._state)  # moving statistics change in forward
         ctx = Context(training=True, dropout=True, seed=self._seed, step=self.optimizer.iterations)
         out, tape = plan.forward(ops, x, ctx, keep_backprop=True, logits=fused)
         loss_vec, dout = self.loss.per_sample(ops, out, y, logits)
@@ -258,24 +266,51 @@ class Model:
             if not np.isfinite(np.sum(g, dtype=np.float64)):
                 self._restore(saved)
                 raise NumericalError(f"non-finite gradient for weight '{n}' of {la.label}")
-        self.optimizer.apply(params, grads)
-        for la, n in self._trainable:
-            if n in la.constraints:
-                la.constraints[n](la.weights[n])
+        # A finite gradient can still overflow a weight (a huge learning rate): keep what the update touches.
+        had_state = bool(self.optimizer.state)
+        saved += self._snapshot(params + self.optimizer.get_state())
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is detected and reported just below
+            self.optimizer.apply(params, grads)
+            for la, n in self._trainable:
+                if n in la.constraints:
+                    la.constraints[n](la.weights[n])
+        for (la, n), p in zip(self._trainable, params):
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(np.sum(p, dtype=np.float64))
+            if not finite:
+                self._restore(saved)
+                self.optimizer.iterations -= 1
+                if not had_state:
+                    self.optimizer.state = []
+                raise NumericalError(f"the update made weight '{n}' of {la.label} non-finite (learning rate "
+                                     f"{self.optimizer.learning_rate:g})")
         metric = None
         if self.metric is not None:
             metric = float(np.sum(self.metric[1](y, self._outputs_as_probabilities(out, logits))))
         return loss * len(x), metric
 
+    def _snapshot(self, arrays):
+        """Copies of ``arrays`` in buffers reused from step to step (no allocation on the training path)."""
+        buffers = self.__dict__.setdefault("_snapshot_buffers", {})
+        saved = []
+        for a in arrays:
+            b = buffers.get(id(a))
+            if b is None or b.shape != a.shape:
+                b = buffers[id(a)] = np.empty_like(a)
+            np.copyto(b, a)
+            saved.append((a, b))
+        return saved
+
     @staticmethod
     def _restore(saved):
         for arr, copy in saved:
-            arr[...] = copy
+            np.copyto(arr, copy)
 
     def train_on_batch(self, x, y, return_dict=False):
         """One optimizer step on one batch; returns the loss (and accuracy) measured during that step."""
         self._require_compiled("train_on_batch")
         x, y = self._check_xy(x, y)
+        workspace.check(self, len(x), True)
         with _BLAS[self._ops.name]():
             loss_sum, metric_sum = self._train_batch(x, y)
         return self._format(loss_sum / len(x), None if metric_sum is None else metric_sum / len(x), return_dict)
@@ -314,6 +349,7 @@ class Model:
             x, y = x[:n_train], y[:n_train]
         else:
             val = None
+        workspace.check(self, min(batch_size, len(x)), True)
         self._seed = _random_seed() if seed is None else check_int(seed, "seed", 0, where)
         rng = np.random.default_rng(self._seed)
         history = History()
@@ -386,6 +422,7 @@ class Model:
         self._require_compiled("evaluate")
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "evaluate")
         x, y = self._check_xy(x, y)
+        workspace.check(self, min(batch_size, len(x)), False)
         with _BLAS[self._ops.name]():
             res = self._evaluate_arrays(x, y, batch_size)
         if verbose:
