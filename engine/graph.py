@@ -127,7 +127,11 @@ def compile_plan(inputs, output):
     layers = [s.layer for s in steps]
     if len({id(la) for la in layers}) != len(layers):
         raise ValueError("a layer is used more than once in the graph; shared layers are not supported")
-    return Plan(_fuse(steps, output.id), inputs.id, output.id)
+    steps = _fuse(steps, output.id)
+    for step in steps:
+        if isinstance(step.layer, Conv2D) and step.inputs == (inputs.id,):
+            step.opts["need_dx"] = False  # nothing upstream of the first convolution needs a gradient
+    return Plan(steps, inputs.id, output.id)
 
 
 def _consumers(steps):

@@ -107,12 +107,13 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
 
 
 @pjit
-def _conv2d_bwd(dy3, x2, w2dt, has_bias, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
-    """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards."""
+def _conv2d_bwd(dy3, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+    """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
+    Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
-    dx = np.empty((n, h * w * c), dtype=np.float32)
+    dx = np.empty((n if need_dx else 0, h * w * c), dtype=np.float32)
     dwp = np.zeros((nchunks, k, cout), dtype=np.float32)
     dbp = np.zeros((nchunks, cout), dtype=np.float32)
     for t in numba.prange(nchunks):
@@ -124,16 +125,17 @@ def _conv2d_bwd(dy3, x2, w2dt, has_bias, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
-            dxs = dx[s]
-            dxs[:] = np.float32(0.0)  # each sample belongs to exactly one thread: zero it here, in parallel
+            if need_dx:
+                dx[s, :] = np.float32(0.0)  # each sample belongs to exactly one thread: zero it here, in parallel
             for oy0 in range(0, oh, rows_blk):
                 oy1 = min(oh, oy0 + rows_blk)
                 m = (oy1 - oy0) * ow
                 dys = dy3[s, oy0 * ow:oy0 * ow + m]
                 _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 np.dot(panel[:m].T, dys, dwt)
-                np.dot(dys, w2dt, dpanel[:m])
-                _col2im_rows(dpf, dxs, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+                if need_dx:
+                    np.dot(dys, w2dt, dpanel[:m])
+                    _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 for r in range(k):
                     for co in range(cout):
                         dwsum[r, co] += dwt[r, co]
@@ -173,8 +175,9 @@ def conv2d(x, w, b, strides, padding, relu=False):
     return y.reshape(n, oh, ow, cout)
 
 
-def conv2d_backward(dy, x, w, strides, padding, has_bias):
-    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias)."""
+def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True):
+    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
+    ``need_dx=False`` skips the input gradient (returned as ``None``)."""
     n, h, wdim, cin = x.shape
     kh, kw, _, cout = w.shape
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
@@ -183,5 +186,5 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias):
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
     with blas_single_thread():
         dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), x.reshape(n, h * wdim * cin), w2dt, has_bias,
-                                 h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
-    return dx.reshape(x.shape), dw.reshape(w.shape), (db if has_bias else None)
+                                 need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
+    return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)

@@ -45,7 +45,7 @@ class Conv2D(Layer):
             )
         return (oh, ow, self.filters)
 
-    def forward(self, ops, x, ctx, activation=None, **_):
+    def forward(self, ops, x, ctx, activation=None, need_dx=True, **_):
         act = self.activation if activation is None else activation
         w, b = self.weights["kernel"], self.weights.get("bias")
         relu = act == "relu"
@@ -54,7 +54,7 @@ class Conv2D(Layer):
 
         def backprop(dy):
             dz = act_backprop(dy)
-            dx, dw, db = ops.conv2d_backward(dz, x, w, self.strides, self.padding, self.use_bias)
+            dx, dw, db = ops.conv2d_backward(dz, x, w, self.strides, self.padding, self.use_bias, need_dx)
             self.grads["kernel"] = dw
             if self.use_bias:
                 self.grads["bias"] = db

@@ -58,13 +58,14 @@ def conv2d(x, w, b, strides, padding, relu=False):
     return y.reshape(n, oh, ow, cout)
 
 
-def conv2d_backward(dy, x, w, strides, padding, has_bias):
-    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias)."""
+def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True):
+    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
+    ``need_dx=False`` skips the input gradient (returned as ``None``)."""
     kh, kw, cin, cout = w.shape
     w2d = w.reshape(kh * kw * cin, cout)
     dy2d = dy.reshape(-1, cout)
     cols = im2col(x, (kh, kw), strides, padding)
     dw = (cols.T @ dy2d).reshape(w.shape)
     db = dy2d.sum(axis=0) if has_bias else None
-    dx = col2im(dy2d @ w2d.T, x.shape, (kh, kw), strides, padding)
+    dx = col2im(dy2d @ w2d.T, x.shape, (kh, kw), strides, padding) if need_dx else None
     return dx, dw, db

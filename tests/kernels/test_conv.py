@@ -148,6 +148,13 @@ def test_numba_backward_matches_reference(case):
         _close(got[2], want[2])
     else:
         assert got[2] is None
+    # without the input gradient (first layer): the same weight gradients, dx skipped
+    for impl in (nb, ref):
+        dx, dw, db = impl.conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=False)
+        assert dx is None
+        _close(dw, want[1])
+        if has_bias:
+            _close(db, want[2])
 
 
 @pytest.mark.parametrize("panel_bytes", [1, 3000])
