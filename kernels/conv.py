@@ -85,6 +85,15 @@ def _bias_relu(ys, b, has_bias, relu):
             ys[r, co] = v
 
 
+@njit
+def _relu_mask(dy, y, out):
+    """``out = dy`` where ``y > 0``, else 0, on one ``(rows, Cout)`` tile."""
+    zero = np.float32(0.0)
+    for r in range(dy.shape[0]):
+        for co in range(dy.shape[1]):
+            out[r, co] = dy[r, co] if y[r, co] > zero else zero
+
+
 @pjit
 def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
     """Forward driver: one chunk of samples per thread, one im2col panel per thread, ``(N, OH * OW, Cout)``."""
@@ -107,9 +116,11 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
 
 
 @pjit
-def _conv2d_bwd(dy3, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
-    Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped."""
+    Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
+    With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
+    positive while it is in cache, instead of a separate pass over the whole gradient."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
@@ -122,6 +133,7 @@ def _conv2d_bwd(dy3, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, p
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
         dwt = np.empty((k, cout), dtype=np.float32)
+        dmask = np.empty((rows_blk * ow if relu else 0, cout), dtype=np.float32)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
@@ -131,6 +143,9 @@ def _conv2d_bwd(dy3, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, p
                 oy1 = min(oh, oy0 + rows_blk)
                 m = (oy1 - oy0) * ow
                 dys = dy3[s, oy0 * ow:oy0 * ow + m]
+                if relu:
+                    _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], dmask[:m])
+                    dys = dmask[:m]
                 _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 np.dot(panel[:m].T, dys, dwt)
                 if need_dx:
@@ -175,9 +190,10 @@ def conv2d(x, w, b, strides, padding, relu=False):
     return y.reshape(n, oh, ow, cout)
 
 
-def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True):
-    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
-    ``need_dx=False`` skips the input gradient (returned as ``None``)."""
+def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_output=None):
+    """Gradients of :func:`conv2d` w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
+    ``need_dx=False`` skips the input gradient (returned as ``None``). ``relu_output``: the forward's output when
+    it fused ReLU; the ReLU backward is then fused in (``dy`` passes only where the output is positive)."""
     n, h, wdim, cin = x.shape
     kh, kw, _, cout = w.shape
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
@@ -185,6 +201,8 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True):
     # copy of w2d^T is tiny next to the products.
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
     with blas_single_thread():
-        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), x.reshape(n, h * wdim * cin), w2dt, has_bias,
+        relu = relu_output is not None
+        y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
+        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias,
                                  need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)

@@ -53,8 +53,11 @@ class Conv2D(Layer):
         y, act_backprop = apply_activation(ops, act, z, relu)
 
         def backprop(dy):
-            dz = act_backprop(dy)
-            dx, dw, db = ops.conv2d_backward(dz, x, w, self.strides, self.padding, self.use_bias, need_dx)
+            if relu:  # the kernel masks each gradient tile by the output while it is in cache
+                dx, dw, db = ops.conv2d_backward(dy, x, w, self.strides, self.padding, self.use_bias, need_dx, z)
+            else:
+                dx, dw, db = ops.conv2d_backward(act_backprop(dy), x, w, self.strides, self.padding, self.use_bias,
+                                                 need_dx)
             self.grads["kernel"] = dw
             if self.use_bias:
                 self.grads["bias"] = db

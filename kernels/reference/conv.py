@@ -58,9 +58,12 @@ def conv2d(x, w, b, strides, padding, relu=False):
     return y.reshape(n, oh, ow, cout)
 
 
-def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True):
-    """Gradients of :func:`conv2d` (without its ReLU) w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
-    ``need_dx=False`` skips the input gradient (returned as ``None``)."""
+def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_output=None):
+    """Gradients of :func:`conv2d` w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
+    ``need_dx=False`` skips the input gradient (returned as ``None``). ``relu_output``: the forward's output when
+    it fused ReLU; ``dy`` then passes only where that output is positive."""
+    if relu_output is not None:
+        dy = np.where(relu_output > 0, dy, 0).astype(dy.dtype)
     kh, kw, cin, cout = w.shape
     w2d = w.reshape(kh * kw * cin, cout)
     dy2d = dy.reshape(-1, cout)

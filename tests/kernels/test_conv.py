@@ -148,6 +148,16 @@ def test_numba_backward_matches_reference(case):
         _close(got[2], want[2])
     else:
         assert got[2] is None
+    # fused ReLU backward: the same as masking dy first
+    yr = ref.conv2d(x, w, b, strides, padding, relu=True)
+    masked = np.where(yr > 0, dy, 0).astype(np.float32)
+    want_r = ref.conv2d_backward(masked.astype(np.float64), x.astype(np.float64), w.astype(np.float64), strides,
+                                 padding, has_bias)
+    for impl in (nb, ref):
+        got_r = impl.conv2d_backward(dy, x, w, strides, padding, has_bias, relu_output=yr)
+        for g, r in zip(got_r, want_r):
+            if r is not None:
+                _close(g, r)
     # without the input gradient (first layer): the same weight gradients, dx skipped
     for impl in (nb, ref):
         dx, dw, db = impl.conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=False)
