@@ -96,22 +96,26 @@ def _relu_mask(dy, y, out):
 
 @pjit
 def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
-    """Forward driver: one chunk of samples per thread, one im2col panel per thread, ``(N, OH * OW, Cout)``."""
+    """Forward driver: one chunk of (sample, row block) items per thread, one im2col panel per thread,
+    ``(N, OH * OW, Cout)``."""
     n = x2.shape[0]
     cout = w2d.shape[1]
     y = np.empty((n, oh * ow, cout), dtype=np.float32)
+    nblk = (oh + rows_blk - 1) // rows_blk
+    items = n * nblk  # (sample, block of output rows) pairs: small batches still use every thread
     for t in numba.prange(nchunks):
         panel = np.empty((rows_blk * ow, w2d.shape[0]), dtype=np.float32)
         pf = panel.reshape(-1)
-        for s in range(t * n // nchunks, (t + 1) * n // nchunks):
-            for oy0 in range(0, oh, rows_blk):
-                oy1 = min(oh, oy0 + rows_blk)
-                m = (oy1 - oy0) * ow
-                _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
-                ys = y[s, oy0 * ow:oy0 * ow + m]
-                np.dot(panel[:m], w2d, ys)
-                if has_bias or relu:
-                    _bias_relu(ys, b, has_bias, relu)
+        for item in range(t * items // nchunks, (t + 1) * items // nchunks):
+            s = item // nblk
+            oy0 = (item % nblk) * rows_blk
+            oy1 = min(oh, oy0 + rows_blk)
+            m = (oy1 - oy0) * ow
+            _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+            ys = y[s, oy0 * ow:oy0 * ow + m]
+            np.dot(panel[:m], w2d, ys)
+            if has_bias or relu:
+                _bias_relu(ys, b, has_bias, relu)
     return y
 
 
@@ -166,14 +170,24 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     return dx, dw, db
 
 
-def _plan(x_shape, w_shape, strides, padding):
-    """Geometry plus the panel's block of output rows and the number of sample chunks (one per thread)."""
+def _plan(x_shape, w_shape, strides, padding, split_rows=False):
+    """Geometry plus the panel's block of output rows and the number of chunks (one per thread).
+
+    The backward splits over samples only (each sample's dx is owned by one thread). The forward, with
+    ``split_rows``, splits over (sample, row block) items, with blocks small enough that a batch smaller than
+    the thread count still keeps every thread busy (batch-1 latency).
+    """
     n, h, w = x_shape[:3]
     kh, kw, cin, _ = w_shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, w, (kh, kw), strides, padding)
     rows_blk = max(1, min(oh, PANEL_BYTES // (4 * ow * kh * kw * cin)))
-    nchunks = max(1, min(n, numba.get_num_threads()))
-    return oh, ow, pt, pl, rows_blk, nchunks
+    threads = numba.get_num_threads()
+    if not split_rows:
+        return oh, ow, pt, pl, rows_blk, max(1, min(n, threads))
+    if n < threads:
+        rows_blk = max(1, min(rows_blk, oh // max(1, 2 * threads // n)))
+    items = n * -(-oh // rows_blk)
+    return oh, ow, pt, pl, rows_blk, max(1, min(items, threads))
 
 
 def conv2d(x, w, b, strides, padding, relu=False):
@@ -181,7 +195,7 @@ def conv2d(x, w, b, strides, padding, relu=False):
     optionally fuse ReLU. Returns ``(N, OH, OW, Cout)`` float32."""
     n, h, wdim, cin = x.shape
     kh, kw, _, cout = w.shape
-    oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
+    oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding, split_rows=True)
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
     with blas_single_thread():

@@ -1,4 +1,5 @@
 """Convolution kernels: the reference against a naive loop and finite differences, Numba against the reference."""
+import numba
 import numpy as np
 import pytest
 
@@ -180,3 +181,18 @@ def test_numba_row_blocks_and_uneven_chunks(monkeypatch, panel_bytes):
     want = ref.conv2d_backward(dy.astype(np.float64), x64, w64, (1, 1), "same", True)
     for g, r in zip(nb.conv2d_backward(dy, x, w, (1, 1), "same", True), want):
         _close(g, r)
+
+
+@pytest.mark.parametrize("n,threads", [(1, 2), (1, 1), (3, 2)])
+def test_numba_forward_splits_rows_for_small_batches(n, threads):
+    # Fewer samples than threads: the forward splits output rows across threads; every row is written once.
+    case = (n, 7, 9, 3, (3, 3), 5, (1, 1), "same", True, True)
+    x, w, b = _data(case, np.float32, 11)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = nb.conv2d(x, w, b, (1, 1), "same", relu=True)
+    finally:
+        numba.set_num_threads(before)
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    _close(got, ref.conv2d(x64, w64, b64, (1, 1), "same", relu=True))
