@@ -7,6 +7,7 @@ import os
 import sys
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 PACKAGE_DIR = {"dropcore": "engine", "dropcore.kernels": "kernels"}
 
@@ -58,8 +59,30 @@ def _extensions():
         )
         for f in pyx
     ]
-    return cythonize(exts, language_level=3, quiet=True)
+    try:
+        return cythonize(exts, language_level=3, quiet=True)
+    except Exception as exc:  # a Cython error must not stop the install: the Numba kernels still work
+        print(f"dropcore: building without Cython kernels (cythonize failed: {exc})", file=sys.stderr)
+        return []
+
+
+class OptionalBuildExt(build_ext):
+    """Build the Cython kernels when a C compiler works; otherwise install without them and say so."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no OpenMP, ...: dropcore.info() then reports "numba"
+            print(f"dropcore: building without Cython kernels ({exc})", file=sys.stderr)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            print(f"dropcore: could not build {ext.name} ({exc}); inference falls back to the Numba kernels",
+                  file=sys.stderr)
 
 
 packages = _packages()
-setup(packages=packages, package_dir=_package_dir(packages), ext_modules=_extensions())
+setup(packages=packages, package_dir=_package_dir(packages), ext_modules=_extensions(),
+      cmdclass={"build_ext": OptionalBuildExt})

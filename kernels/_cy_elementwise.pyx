@@ -1,0 +1,155 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
+"""Ahead-of-time element-wise inference kernels: relu, dropout / relu_dropout (counter-based masks), softmax,
+sigmoid and batch normalization with moving statistics. float32, ``nogil``, OpenMP ``prange``.
+
+Dropout masks are bit-identical to :mod:`dropcore.kernels.reference.rng`: element ``i`` of the noise shape is kept
+when ``mix32(mix32(i ^ k0) + k1) >= threshold``, with ``mix32`` the lowbias32 hash in uint32 arithmetic.
+Every element's result depends on its own index only, so the output never depends on the thread count.
+"""
+from cython.parallel cimport prange
+from libc.math cimport expf, fabsf
+from libc.stdint cimport uint32_t
+
+cimport openmp
+
+cdef enum:
+    CHUNK = 16384  # elements per OpenMP task
+
+cdef enum:
+    SERIAL_WORK = 32768  # below this many element operations one thread is faster than waking a team
+
+
+cdef int _threads(Py_ssize_t work, Py_ssize_t tasks) noexcept nogil:
+    """OpenMP threads for a region: one for small work (a team costs more than it saves), else up to ``tasks``."""
+    if work < SERIAL_WORK:
+        return 1
+    return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
+
+
+def set_num_threads(int n):
+    """Threads the next OpenMP regions started from the calling thread use (for tests and benchmarks)."""
+    openmp.omp_set_num_threads(n)
+
+
+def get_max_threads():
+    """Threads an OpenMP region started now from the calling thread would use."""
+    return openmp.omp_get_max_threads()
+
+
+cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:
+    x ^= x >> 16
+    x *= <uint32_t>0x7FEB352D
+    x ^= x >> 15
+    x *= <uint32_t>0x846CA68B
+    x ^= x >> 16
+    return x
+
+
+cdef inline bint _keep(Py_ssize_t index, uint32_t k0, uint32_t k1, uint32_t thr) noexcept nogil:
+    # Only the low 32 bits of the index enter the hash, as in the reference (which masks after the xor).
+    return _mix32(_mix32((<uint32_t>index) ^ k0) + k1) >= thr
+
+
+def random_bits(Py_ssize_t n, uint32_t k0, uint32_t k1):
+    """The 32-bit hash values of indices ``0..n-1`` (for tests against the reference)."""
+    import numpy as np
+    out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = _mix32(_mix32((<uint32_t>i) ^ k0) + k1)
+    return out
+
+
+def relu_forward(const float[::1] x, float[::1] y):
+    cdef Py_ssize_t n = x.shape[0], t, i, hi
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef float v
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+        hi = min(n, (t + 1) * CHUNK)
+        for i in range(t * CHUNK, hi):
+            v = x[i]
+            y[i] = 0 if v <= 0 else v  # NaN passes through
+
+
+def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, uint32_t thr, float scale,
+                    bint relu):
+    """Per-element (inverted) dropout, with ReLU first when ``relu``; index = flat index in ``x``."""
+    cdef Py_ssize_t n = x.shape[0], t, i, hi
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef float v
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+        hi = min(n, (t + 1) * CHUNK)
+        for i in range(t * CHUNK, hi):
+            v = x[i]
+            if _keep(i, k0, k1, thr) and not (relu and v <= 0):
+                y[i] = v * scale
+            else:
+                y[i] = 0
+
+
+def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
+                             uint32_t thr, float scale, bint relu):
+    """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``n * C + c``."""
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si, k
+    cdef float v
+    for t in prange(n, nogil=True, schedule="static", num_threads=_threads(n * s * c, n)):
+        for si in range(s):
+            for k in range(c):
+                v = x[t, si, k]
+                if _keep(t * c + k, k0, k1, thr) and not (relu and v <= 0):
+                    y[t, si, k] = v * scale
+                else:
+                    y[t, si, k] = 0
+
+
+def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float scale):
+    """A dropout mask of 0 or ``scale`` for a general noise shape (flattened)."""
+    cdef Py_ssize_t n = m.shape[0], t, i, hi
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+        hi = min(n, (t + 1) * CHUNK)
+        for i in range(t * CHUNK, hi):
+            m[i] = scale if _keep(i, k0, k1, thr) else 0
+
+
+def sigmoid_forward(const float[::1] x, float[::1] y):
+    """Logistic function through ``exp(-|x|)``: never overflows."""
+    cdef Py_ssize_t n = x.shape[0], t, i, hi
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef float v, e, r
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+        hi = min(n, (t + 1) * CHUNK)
+        for i in range(t * CHUNK, hi):
+            v = x[i]
+            e = expf(-fabsf(v))
+            r = 1 / (1 + e)
+            y[i] = r if v >= 0 else e * r
+
+
+def softmax_forward(const float[:, ::1] x, float[:, ::1] y):
+    """Softmax of each row (max-subtracted)."""
+    cdef Py_ssize_t rows = x.shape[0], k = x.shape[1], r, j
+    cdef float m, total, e, inv
+    for r in prange(rows, nogil=True, schedule="static", num_threads=_threads(rows * k, rows)):
+        m = x[r, 0]
+        for j in range(1, k):
+            if x[r, j] > m:
+                m = x[r, j]
+        total = 0
+        for j in range(k):
+            e = expf(x[r, j] - m)
+            y[r, j] = e
+            total = total + e
+        inv = 1 / total
+        for j in range(k):
+            y[r, j] = y[r, j] * inv
+
+
+def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] scale,
+                       const float[::1] beta, float[:, ::1] y):
+    """``(x - mean) * scale + beta`` per channel (the last axis), ``scale = gamma / sqrt(var + eps)``."""
+    cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], r, k
+    for r in prange(rows, nogil=True, schedule="static", num_threads=_threads(rows * c, rows)):
+        for k in range(c):
+            y[r, k] = (x[r, k] - mean[k]) * scale[k] + beta[k]

@@ -1,0 +1,163 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
+"""Ahead-of-time inference kernels built on BLAS sgemm: conv2d (im2col panels) and dense, with fused bias + ReLU.
+
+Row-major matrices are column-major transposes, so ``Y = A @ W`` (row-major, ``A`` is ``(rows, K)``, ``W`` is
+``(K, cout)``) is computed as the column-major ``Y^T = W^T A^T``: ``sgemm("N", "N", cout, rows, K, W, A, Y)`` with
+the leading dimensions ``cout``, ``K``, ``cout``.
+
+The output rows are cut into panels of a fixed height that depends only on the layer's shapes (never on the thread
+count), and each OpenMP thread fills its own im2col buffer for the panel it runs: so the result is the same
+whatever the number of threads.
+"""
+from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy, memset
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+
+cimport openmp
+import numpy as np
+
+# Floats per im2col panel (256 KiB): small enough to stay in L2 next to the weights, large enough for sgemm to be
+# efficient. A constant, so panel boundaries never depend on the thread count.
+cdef enum:
+    PANEL_FLOATS = 65536
+    DENSE_ROWS = 64
+
+# Whether the panels may run on several OpenMP threads: only once BLAS itself is held to one thread (see
+# ``cython_ops``), since every OpenMP thread calling a multi-threaded OpenBLAS oversubscribes the cores (5x slower).
+cdef bint _parallel_panels = False
+
+# SciPy's ``cython_blas.sgemm``, taken from the module's C-API capsule by ``bind_sgemm`` (called once on import by
+# ``cython_ops``) rather than cimported: a cimport imports the whole ``scipy.linalg`` package (0.5 s of cold start).
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
+                         int*) noexcept nogil
+cdef sgemm_t sgemm = NULL
+
+
+def bind_sgemm(capsule):
+    """Bind the sgemm of SciPy's ``cython_blas.__pyx_capi__["sgemm"]``."""
+    global sgemm
+    sgemm = <sgemm_t>PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+def set_parallel_panels(bint on):
+    """Allow (``on``) several OpenMP threads per GEMM kernel; set once when the kernels are loaded."""
+    global _parallel_panels
+    _parallel_panels = on
+
+
+cdef int _threads(Py_ssize_t tasks):
+    return max(1, min(openmp.omp_get_max_threads() if _parallel_panels else 1, tasks))
+
+
+cdef inline void _epilogue(float* y, Py_ssize_t rows, int cout, const float* b, bint has_bias,
+                           bint relu) noexcept nogil:
+    """Add the bias and apply ReLU on a panel of output rows while it is still in cache (NaN passes through)."""
+    cdef Py_ssize_t r
+    cdef int c
+    cdef float v
+    cdef float* row
+    if not has_bias and not relu:
+        return
+    for r in range(rows):
+        row = y + r * cout
+        for c in range(cout):
+            v = row[c]
+            if has_bias:
+                v = v + b[c]
+            if relu and v < 0:
+                v = 0
+            row[c] = v
+
+
+cdef inline void _im2col(const float* x, float* a, Py_ssize_t g0, Py_ssize_t rows, int h, int wd, int cin,
+                         int kh, int kw, int sh, int sw, int pt, int pl, int oh, int ow) noexcept nogil:
+    """Fill ``a`` (rows x kh*kw*cin) with the input windows of output pixels ``g0 .. g0 + rows``."""
+    cdef Py_ssize_t r, g, ni, rem
+    cdef int oy, ox, i, j, iy, ix0, ix
+    cdef int k = kh * kw * cin
+    cdef int span = kw * cin
+    cdef float* dst
+    for r in range(rows):
+        g = g0 + r
+        ni = g // (oh * ow)
+        rem = g - ni * (oh * ow)
+        oy = <int>(rem // ow)
+        ox = <int>(rem - oy * ow)
+        dst = a + r * k
+        ix0 = ox * sw - pl
+        for i in range(kh):
+            iy = oy * sh - pt + i
+            if iy < 0 or iy >= h:
+                memset(dst + i * span, 0, span * sizeof(float))
+            elif ix0 >= 0 and ix0 + kw <= wd:
+                # The kw taps of one kernel row are kw neighbouring pixels: one contiguous copy in NHWC.
+                memcpy(dst + i * span, x + ((ni * h + iy) * wd + ix0) * cin, span * sizeof(float))
+            else:
+                for j in range(kw):
+                    ix = ix0 + j
+                    if ix < 0 or ix >= wd:
+                        memset(dst + i * span + j * cin, 0, cin * sizeof(float))
+                    else:
+                        memcpy(dst + i * span + j * cin, x + ((ni * h + iy) * wd + ix) * cin, cin * sizeof(float))
+
+
+def panel_rows(int k):
+    """Rows per im2col panel for a patch length ``k`` (depends on the shapes only)."""
+    return max(8, PANEL_FLOATS // max(k, 1))
+
+
+def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
+                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu):
+    """``y = conv(x, w) + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, OH, OW, cout)."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2]
+    cdef int k = kh * kw * cin
+    cdef Py_ssize_t m = <Py_ssize_t>n * oh * ow
+    cdef int rows_per = panel_rows(k)
+    cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
+    cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
+    cdef int nthreads = _threads(npanels)
+    cdef float[:, ::1] bufs = np.empty((1 if direct else nthreads, rows_per * k), dtype=np.float32)
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef float* a
+    cdef Py_ssize_t p, g0
+    cdef int rows
+    cdef float one = 1.0, zero = 0.0
+    with nogil, parallel(num_threads=nthreads):
+        for p in prange(npanels, schedule="dynamic"):
+            g0 = p * rows_per
+            rows = <int>min(<Py_ssize_t>rows_per, m - g0)
+            if direct:  # a 1x1 stride-1 convolution: the input rows are the patches, no copy needed
+                a = <float*>(xp + g0 * cin)
+            else:
+                a = &bufs[threadid(), 0]
+                _im2col(xp, a, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
+            sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
+            _epilogue(yp + g0 * cout, rows, cout, bp, has_bias, relu)
+
+
+def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
+                  float[:, ::1] y, bint relu):
+    """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out)."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int k = x.shape[1], cout = w.shape[1]
+    cdef Py_ssize_t npanels = (n + DENSE_ROWS - 1) // DENSE_ROWS
+    cdef int nthreads = _threads(npanels)
+    cdef const float* xp = &x[0, 0]
+    cdef const float* wp = &w[0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0]
+    cdef Py_ssize_t p, r0
+    cdef int rows
+    cdef float one = 1.0, zero = 0.0
+    with nogil, parallel(num_threads=nthreads):
+        for p in prange(npanels, schedule="static"):
+            r0 = p * DENSE_ROWS
+            rows = <int>min(<Py_ssize_t>DENSE_ROWS, n - r0)
+            sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, <float*>(xp + r0 * k), &k, &zero,
+                  yp + r0 * cout, &cout)
+            _epilogue(yp + r0 * cout, rows, cout, bp, has_bias, relu)

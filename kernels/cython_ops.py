@@ -1,0 +1,184 @@
+"""The Cython inference kernels (``_cy_*.pyx``, compiled ahead of time) behind the kernel contract's signatures.
+
+Forward half of the contract only (see ``README.md``); imports no Numba, so a process serving predictions never
+loads or compiles it. Importing this module raises ImportError when the extensions were not built (no compiler):
+callers fall back to the Numba kernels (:func:`dropcore.info` reports which is active).
+"""
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+import numpy as np
+
+from . import _cy_elementwise as _ew
+from . import _cy_gemm as _gemm
+from . import _cy_pool as _pool
+from .geometry import window_2d
+from .reference.activation import dropout_scale
+from .reference.rng import keep_threshold
+
+#: The kernel contract's forward functions this module implements (the "cython" kernel set takes these).
+FORWARD = ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "dropout", "relu_dropout", "dropout_mask",
+           "softmax", "sigmoid", "batch_norm_infer")
+
+set_num_threads = _ew.set_num_threads
+get_max_threads = _ew.get_max_threads
+_NO_BIAS = np.empty(0, dtype=np.float32)
+
+
+def _cython_blas():
+    """SciPy's ``scipy.linalg.cython_blas`` module, loaded without running ``scipy.linalg/__init__`` (0.5 s)."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    linalg_dir = os.path.join(os.path.dirname(importlib.util.find_spec("scipy").origin), "linalg")
+    spec = importlib.machinery.PathFinder.find_spec(name, [linalg_dir])
+    if spec is None:
+        raise ImportError(f"{name} not found in {linalg_dir}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module  # a later `import scipy.linalg` reuses it
+    return module
+
+
+def _hold_blas_to_one_thread():
+    """Set SciPy's OpenBLAS (the one ``cython_blas`` calls) to one thread, once; True when that worked.
+
+    The GEMM kernels call sgemm from every OpenMP thread, and a multi-threaded OpenBLAS under them oversubscribes
+    the cores. Done once when the kernels load, not per call, so the request path changes no process state. This
+    leaves NumPy's own BLAS alone; SciPy's linear algebra in this process then runs on one thread.
+    """
+    import ctypes
+
+    lib = ctypes.CDLL(_cython_blas().__file__)  # symbol lookups also search the BLAS it links
+    for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        setter = getattr(lib, name, None)
+        if setter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            setter(1)
+            return True
+    return False  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
+
+
+_gemm.bind_sgemm(_cython_blas().__pyx_capi__["sgemm"])
+BLAS_SINGLE_THREAD = _hold_blas_to_one_thread()
+_gemm.set_parallel_panels(BLAS_SINGLE_THREAD)
+
+
+def _c32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def conv2d(x, w, b, strides, padding, relu=False):
+    """2-D convolution (NHWC, kernel ``(kh, kw, cin, cout)``) with the bias and ReLU fused."""
+    x, w = _c32(x), _c32(w)
+    n, h, wd, _ = x.shape
+    kh, kw, _, cout = w.shape
+    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
+    y = np.empty((n, oh, ow, cout), dtype=np.float32)
+    if y.size:
+        _gemm.conv2d_forward(x, w, _NO_BIAS if b is None else _c32(b), b is not None, strides[0], strides[1], pt,
+                             pl, y, bool(relu))
+    return y
+
+
+def dense(x, w, b, relu=False):
+    """``x @ w + b`` for ``x`` of shape ``(N, in)``, ReLU fused when ``relu``."""
+    x, w = _c32(x), _c32(w)
+    y = np.empty((x.shape[0], w.shape[1]), dtype=np.float32)
+    if y.size:
+        _gemm.dense_forward(x, w, _NO_BIAS if b is None else _c32(b), b is not None, y, bool(relu))
+    return y
+
+
+def _pool2d(kernel, x, pool, strides, padding):
+    x = _c32(x)
+    n, h, wd, c = x.shape
+    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, pool, strides, padding)
+    y = np.empty((n, oh, ow, c), dtype=np.float32)
+    if y.size:
+        kernel(x, pool[0], pool[1], strides[0], strides[1], pt, pl, y)
+    return y
+
+
+def max_pool2d(x, pool, strides, padding):
+    """Max over each window; padded positions never win."""
+    return _pool2d(_pool.max_pool2d_forward, x, pool, strides, padding)
+
+
+def avg_pool2d(x, pool, strides, padding):
+    """Mean over each window's non-padded positions."""
+    return _pool2d(_pool.avg_pool2d_forward, x, pool, strides, padding)
+
+
+def relu(x):
+    """``max(x, 0)`` (NaN propagates)."""
+    x = _c32(x)
+    y = np.empty_like(x)
+    _ew.relu_forward(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def _stream(rate, key):
+    return np.uint32(key[0]), np.uint32(key[1]), keep_threshold(rate), dropout_scale(rate)
+
+
+def _dropout(x, rate, key, per_channel, relu):
+    x = _c32(x)
+    k0, k1, thr, scale = _stream(rate, key)
+    y = np.empty_like(x)
+    if per_channel and x.ndim >= 2:
+        rows = (x.shape[0], -1, x.shape[-1])
+        _ew.dropout_channels_forward(x.reshape(rows), y.reshape(rows), k0, k1, thr, scale, relu)
+    else:
+        _ew.dropout_forward(x.reshape(-1), y.reshape(-1), k0, k1, thr, scale, relu)
+    return y
+
+
+def dropout(x, rate, key, per_channel=False):
+    """Inverted dropout; ``per_channel`` drops whole channels per sample. ``rate == 0`` returns a copy."""
+    if rate == 0:
+        return _c32(x).copy()
+    return _dropout(x, rate, key, per_channel, False)
+
+
+def relu_dropout(x, rate, key, per_channel=False):
+    """``dropout(relu(x))`` in one pass (bit-identical to the two separate ops)."""
+    return _dropout(x, rate, key, per_channel, True)
+
+
+def dropout_mask(noise_shape, rate, key):
+    """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept)."""
+    k0, k1, thr, scale = _stream(rate, key)
+    m = np.empty(tuple(noise_shape), dtype=np.float32)
+    _ew.mask_forward(m.reshape(-1), k0, k1, thr, scale)
+    return m
+
+
+def softmax(x):
+    """Softmax over the last axis (max-subtracted)."""
+    x = _c32(x)
+    y = np.empty_like(x)
+    if y.size:
+        _ew.softmax_forward(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]))
+    return y
+
+
+def sigmoid(x):
+    """Logistic function (through ``exp(-|x|)``: never overflows)."""
+    x = _c32(x)
+    y = np.empty_like(x)
+    _ew.sigmoid_forward(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def batch_norm_infer(x, gamma, beta, moving_mean, moving_var, eps):
+    """``(x - moving_mean) / sqrt(moving_var + eps) * gamma + beta`` over the last axis."""
+    x = _c32(x)
+    scale = _c32(gamma / np.sqrt(moving_var + np.float32(eps)))  # the reference's float32 expression
+    y = np.empty_like(x)
+    if y.size:
+        c = x.shape[-1]
+        _ew.batch_norm_forward(x.reshape(-1, c), _c32(moving_mean), scale, _c32(beta), y.reshape(-1, c))
+    return y

@@ -1,0 +1,157 @@
+"""The Cython inference kernels against the NumPy reference and the Numba kernels (same inputs, same results)."""
+import numpy as np
+import pytest
+
+cy = pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
+
+from dropcore.kernels import activation as nb_act  # noqa: E402
+from dropcore.kernels import conv as nb_conv  # noqa: E402
+from dropcore.kernels import dense as nb_dense  # noqa: E402
+from dropcore.kernels import norm as nb_norm  # noqa: E402
+from dropcore.kernels import pool as nb_pool  # noqa: E402
+from dropcore.kernels.reference import activation as ref_act  # noqa: E402
+from dropcore.kernels.reference import conv as ref_conv  # noqa: E402
+from dropcore.kernels.reference import dense as ref_dense  # noqa: E402
+from dropcore.kernels.reference import norm as ref_norm  # noqa: E402
+from dropcore.kernels.reference import pool as ref_pool  # noqa: E402
+from dropcore.kernels.reference import rng as ref_rng  # noqa: E402
+from dropcore.kernels.reference.rng import dropout_key  # noqa: E402
+
+TOL = dict(rtol=1e-4, atol=1e-5)
+RNG = np.random.default_rng(7)
+
+
+def _rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _close_to_both(y, ref, nb):
+    np.testing.assert_allclose(y, ref, **TOL)
+    np.testing.assert_allclose(y, nb, **TOL)
+
+
+CONV_CASES = [  # (x shape, kernel shape, strides, padding)
+    ((1, 5, 5, 1), (3, 3, 1, 4), (1, 1), "valid"),
+    ((2, 9, 7, 3), (3, 3, 3, 5), (1, 1), "same"),
+    ((3, 11, 9, 5), (3, 2, 5, 7), (2, 3), "same"),
+    ((2, 10, 10, 4), (5, 5, 4, 3), (2, 2), "valid"),
+    ((2, 6, 6, 8), (1, 1, 8, 6), (1, 1), "valid"),  # 1x1 stride 1: the direct (no im2col) path
+    ((1, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
+    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),  # several panels
+]
+
+
+@pytest.mark.parametrize("xs,ws,strides,padding", CONV_CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, relu):
+    x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
+    y = cy.conv2d(x, w, b, strides, padding, relu=relu)
+    _close_to_both(y, ref_conv.conv2d(x, w, b, strides, padding, relu=relu),
+                   nb_conv.conv2d(x, w, b, strides, padding, relu=relu))
+    if relu:
+        assert y.min() >= 0 and (y == 0).any()
+
+
+def test_conv2d_without_bias():
+    x, w = _rand(2, 8, 8, 3), _rand(3, 3, 3, 4)
+    _close_to_both(cy.conv2d(x, w, None, (1, 1), "same"), ref_conv.conv2d(x, w, None, (1, 1), "same"),
+                   nb_conv.conv2d(x, w, None, (1, 1), "same"))
+
+
+POOL_CASES = [((1, 5, 5, 2), (2, 2), (2, 2), "valid"), ((2, 7, 9, 3), (3, 3), (2, 2), "same"),
+              ((3, 6, 5, 4), (3, 2), (1, 3), "same"), ((2, 8, 8, 1), (2, 3), (1, 1), "valid")]
+
+
+@pytest.mark.parametrize("xs,pool,strides,padding", POOL_CASES)
+def test_pools_match_reference_and_numba(xs, pool, strides, padding):
+    x = _rand(*xs)
+    _close_to_both(cy.max_pool2d(x, pool, strides, padding), ref_pool.max_pool2d(x, pool, strides, padding),
+                   nb_pool.max_pool2d(x, pool, strides, padding))
+    _close_to_both(cy.avg_pool2d(x, pool, strides, padding), ref_pool.avg_pool2d(x, pool, strides, padding),
+                   nb_pool.avg_pool2d(x, pool, strides, padding))
+
+
+def test_max_pool_propagates_nan():
+    x = _rand(1, 4, 4, 1)
+    x[0, 1, 1, 0] = np.nan
+    y = cy.max_pool2d(x, (2, 2), (2, 2), "valid")
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])
+
+
+def test_random_bits_match_reference_hash():
+    k0, k1 = dropout_key(2024, 3, 5)
+    np.testing.assert_array_equal(cy._ew.random_bits(5000, k0, k1), ref_rng.random_bits(5000, (k0, k1)))
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (3, 5, 5, 4), (2, 33, 17, 3), (1, 40000)])
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.9])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dropout_masks_bit_identical(shape, rate, per_channel):
+    x, key = _rand(*shape), dropout_key(11, 2, 1)
+    for fn in ("dropout", "relu_dropout"):
+        y = getattr(cy, fn)(x, rate, key, per_channel)
+        np.testing.assert_array_equal(y, getattr(ref_act, fn)(x, rate, key, per_channel))
+        np.testing.assert_array_equal(y, getattr(nb_act, fn)(x, rate, key, per_channel))
+
+
+def test_dropout_mask_general_noise_shape():
+    key = dropout_key(5, 0, 2)
+    np.testing.assert_array_equal(cy.dropout_mask((3, 1, 4, 2), 0.3, key), ref_act.dropout_mask((3, 1, 4, 2), 0.3, key))
+
+
+def test_relu_softmax_sigmoid():
+    x = _rand(5, 3, 11) * 20
+    np.testing.assert_array_equal(cy.relu(x), ref_act.relu(x))
+    _close_to_both(cy.softmax(x), ref_act.softmax(x), nb_act.softmax(x))
+    _close_to_both(cy.sigmoid(x), ref_act.sigmoid(x), nb_act.sigmoid(x))
+    np.testing.assert_allclose(cy.softmax(x).sum(-1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_dense_matches_reference_and_numba(n, k, m, relu):
+    x, w, b = _rand(n, k), _rand(k, m), _rand(m)
+    _close_to_both(cy.dense(x, w, b, relu=relu), ref_dense.dense(x, w, b, relu=relu),
+                   nb_dense.dense(x, w, b, relu=relu))
+    _close_to_both(cy.dense(x, w, None), ref_dense.dense(x, w, None), nb_dense.dense(x, w, None))
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (4, 5, 5, 6)])
+def test_batch_norm_infer(shape):
+    c = shape[-1]
+    x, gamma, beta, mean = _rand(*shape), _rand(c), _rand(c), _rand(c)
+    var = np.abs(_rand(c)) + 0.1
+    eps = np.float32(1e-3)
+    _close_to_both(cy.batch_norm_infer(x, gamma, beta, mean, var, eps),
+                   ref_norm.batch_norm_infer(x, gamma, beta, mean, var, eps),
+                   nb_norm.batch_norm_infer(x, gamma, beta, mean, var, eps))
+
+
+def test_results_do_not_depend_on_thread_count():
+    x, w, b = _rand(5, 17, 15, 16), _rand(3, 3, 16, 24), _rand(24)
+    key = dropout_key(1, 0, 0)
+    wd = _rand(16 * 8 * 7 // 4 * 4, 9)
+    runs = []
+    before = cy.get_max_threads()
+    try:
+        for threads in (1, 2, 3):
+            cy.set_num_threads(threads)
+            h = cy.conv2d(x, w, b, (1, 1), "same", relu=True)
+            p = cy.max_pool2d(h, (2, 2), (2, 2), "valid")
+            d = cy.relu_dropout(cy.avg_pool2d(p, (2, 2), (1, 1), "same"), 0.5, key, True)
+            flat = d.reshape(len(d), -1)
+            runs.append([h, p, d, cy.softmax(cy.dense(flat, wd[:flat.shape[1]], b[:9], relu=True))])
+    finally:
+        cy.set_num_threads(before)
+    for other in runs[1:]:
+        for a, b_ in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b_)
+
+
+def test_cython_kernel_set_uses_the_cython_forward_kernels():
+    from dropcore.ops import get_ops
+
+    ops = get_ops("cython")
+    assert ops.name == "cython"
+    for name in ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "relu_dropout", "softmax", "batch_norm_infer"):
+        assert getattr(ops, name) is getattr(cy, name)
