@@ -37,7 +37,8 @@ def _numba_blas():
     return blas_single_thread()
 
 
-_BLAS = {"numba": _numba_blas, "reference": _NullContext}
+# The Cython kernels hold their BLAS to one thread themselves, once, when they load.
+_BLAS = {"numba": _numba_blas, "reference": _NullContext, "cython": _NullContext}
 
 
 class Model:
@@ -181,31 +182,8 @@ class Model:
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
-        if mc_samples is None:
-            return self._predict_batches(x, batch_size, INFERENCE)
-        n = check_int(mc_samples, "mc_samples", 1, "predict")
-        seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
-        mean = m2 = None
-        for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
-            y = self._predict_batches(x, batch_size, Context(training=False, dropout=True, seed=seed, step=i))
-            y = y.astype(np.float64)
-            if mean is None:
-                mean, m2 = y, np.zeros_like(y)
-            else:
-                delta = y - mean
-                mean += delta / (i + 1)
-                m2 += delta * (y - mean)
-        return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
-
-    def _predict_batches(self, x, batch_size, ctx):
-        out = None
         with _BLAS[self._ops.name]():
-            for start in range(0, len(x), batch_size):
-                y, _ = self._plan.forward(self._ops, x[start:start + batch_size], ctx)
-                if out is None:
-                    out = np.empty((len(x),) + y.shape[1:], np.float32)
-                out[start:start + len(y)] = y
-        return out
+            return predict_outputs(self._plan, self._ops, x, batch_size, mc_samples, seed)
 
     # --- training -------------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -429,6 +407,11 @@ class Model:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in res.items()))
         return self._format(res["loss"], res.get("accuracy"), return_dict)
 
+    def save(self, path, include_optimizer=True):
+        """Write the model to one file (docs/model-format.md); read it back with ``dropcore.load_model(path)``."""
+        from .io import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
     # --- description ----------------------------------------------------------------------------------------
     def summary(self, print_fn=print):
         """Print a Keras-style table of layers, output shapes and parameter counts, then the fused plan."""
@@ -490,3 +473,35 @@ class Sequential(Model):
         for layer in self._stack:
             t = layer(t)
         self._set_graph(inputs, t)
+
+
+def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None):
+    """Run ``plan`` on checked ``x`` in batches: the outputs, or ``(mean, std)`` over ``mc_samples`` dropout passes.
+
+    Shared by ``Model.predict`` and ``Predictor.predict``; holds no state, so concurrent calls never interact.
+    """
+    if mc_samples is None:
+        return _forward_batches(plan, ops, x, batch_size, INFERENCE)
+    n = check_int(mc_samples, "mc_samples", 1, "predict")
+    seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
+    mean = m2 = None
+    for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
+        y = _forward_batches(plan, ops, x, batch_size, Context(training=False, dropout=True, seed=seed, step=i))
+        y = y.astype(np.float64)
+        if mean is None:
+            mean, m2 = y, np.zeros_like(y)
+        else:
+            delta = y - mean
+            mean += delta / (i + 1)
+            m2 += delta * (y - mean)
+    return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
+
+
+def _forward_batches(plan, ops, x, batch_size, ctx):
+    out = None
+    for start in range(0, len(x), batch_size):
+        y, _ = plan.forward(ops, x[start:start + batch_size], ctx)
+        if out is None:
+            out = np.empty((len(x),) + y.shape[1:], np.float32)
+        out[start:start + len(y)] = y
+    return out

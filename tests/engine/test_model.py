@@ -159,7 +159,7 @@ def test_mc_dropout_predict(data):
     np.testing.assert_array_equal(s1, s2)
     assert not np.allclose(m1, m3)
     assert (s1 > 0).any()
-    passes = np.stack([model._predict_batches(x, 256, dropcore.layers.Context(dropout=True, seed=5, step=i))
+    passes = np.stack([model._plan.forward(model._ops, x, dropcore.layers.Context(dropout=True, seed=5, step=i))[0]
                        for i in range(6)])
     np.testing.assert_allclose(m1, passes.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s1, passes.std(0), rtol=1e-4, atol=1e-6)
