@@ -15,10 +15,14 @@ __version__ = "0.1.0"
 from . import callbacks, constraints, initializers, layers, losses, optimizers  # noqa: E402
 from .errors import ModelFileError, NumericalError, WorkspaceLimitError  # noqa: E402
 from .initializers import set_random_seed  # noqa: E402
+from .io import load_model, save_model  # noqa: E402
+from .info import info  # noqa: E402
 from .model import Model, Sequential  # noqa: E402
+from .predictor import Predictor  # noqa: E402
 from .workspace import set_workspace_limit  # noqa: E402
 
 __all__ = [
-    "Model", "ModelFileError", "NumericalError", "Sequential", "WorkspaceLimitError", "callbacks", "constraints",
-    "initializers", "layers", "losses", "optimizers", "set_random_seed", "set_workspace_limit",
+    "Model", "ModelFileError", "NumericalError", "Predictor", "Sequential", "WorkspaceLimitError",
+    "callbacks", "constraints", "info", "initializers", "layers", "load_model", "losses", "optimizers", "save_model",
+    "set_random_seed", "set_workspace_limit",
 ]

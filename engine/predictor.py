@@ -1,0 +1,85 @@
+"""``Predictor``: inference only, on the ahead-of-time Cython kernels, safe to share between threads.
+
+A Predictor owns a private copy of a model's graph and weights (frozen read-only), so training the original model
+later changes nothing here, and nothing on the request path writes shared state: each call runs the plan with its
+own local buffers. Neither importing dropcore nor predicting imports Numba (unless the Cython kernels were not built,
+in which case the Predictor warns once and runs on the Numba kernels).
+"""
+import copy
+import os
+
+from . import workspace
+from .info import warn_if_no_cython
+from .model import Model, predict_outputs
+from .ops import get_ops
+from .validation import check_int
+
+
+def _frozen_copy(model):
+    """A new Model over deep copies of ``model``'s graph and layers, with read-only weights and no gradients."""
+    if model._plan is None:
+        raise ValueError(f"Predictor: Model '{model.name}' is not built yet, so it has no weights: give it an Input "
+                         f"or call it on data first")
+    inputs, outputs = copy.deepcopy((model._inputs, model._outputs))
+    clone = Model(inputs, outputs, name=model.name)
+    clone._seed = model._seed
+    for layer in clone._layers:
+        layer.grads = {}
+        for w in layer.weights.values():
+            w.flags.writeable = False  # any write on the request path would raise instead of racing
+    return clone
+
+
+class Predictor:
+    """Run a trained model for inference: ``Predictor(model_or_path).predict(x)``.
+
+    ``model_or_path``: a built :class:`dropcore.Model` (its weights are copied) or the path of a model file written
+    by :func:`dropcore.save_model`. One Predictor may serve any number of threads at once.
+    """
+
+    def __init__(self, model_or_path):
+        if isinstance(model_or_path, (str, os.PathLike)):
+            from .io import load_model
+
+            model = load_model(model_or_path, compile=False)
+        elif isinstance(model_or_path, Model):
+            model = model_or_path
+        else:
+            raise TypeError(f"Predictor: expected a dropcore Model or a model file path, received "
+                            f"{type(model_or_path).__name__}")
+        self._model = _frozen_copy(model)
+        self.kernels = "cython" if warn_if_no_cython() else "numba"
+        self._ops = get_ops(self.kernels)  # resolved now: the first request imports and compiles nothing
+        self._blas = None
+        if self.kernels == "numba":
+            from .kernels.config import blas_single_thread
+
+            self._blas = blas_single_thread
+
+    @property
+    def name(self):
+        return self._model.name
+
+    @property
+    def input_shape(self):
+        return self._model.input_shape
+
+    @property
+    def output_shape(self):
+        return self._model.output_shape
+
+    def predict(self, x, batch_size=None, mc_samples=None, seed=None):
+        """Outputs for ``x`` in batches of ``batch_size`` (default 256), as ``Model.predict``.
+
+        With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization on its moving
+        statistics) and ``(mean, std)`` over the N passes is returned; the same ``seed`` gives the same result, equal
+        to ``Model.predict(x, mc_samples=N, seed=seed)`` within float tolerance.
+        """
+        model = self._model
+        x = model._check_x(x)
+        batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
+        workspace.check(model, min(batch_size, len(x)), False)
+        if self._blas is not None:  # the Numba fallback holds BLAS to one thread, as Model.predict does
+            with self._blas():
+                return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)
+        return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)
