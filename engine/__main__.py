@@ -1,0 +1,7 @@
+"""``python -m dropcore``: the same as the ``dropcore`` command."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

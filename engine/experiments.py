@@ -1,0 +1,194 @@
+"""Dropout experiments: the same network with dropout at different places, and k-fold cross-validation.
+
+``dropout_experiment`` trains one zoo network several times — without dropout, and with dropout on the visible
+layer, after the convolution blocks, after the dense layers, and combinations — from the same initial weights, on
+the same split, with the same shuffling (one seed), and reports the final training and validation loss and
+accuracy and the overfitting gap. ``kfold_experiment`` cross-validates the tabular dropout MLP (dropout on the
+visible layer, max-norm hidden layers) with stratified, seeded folds.
+
+Training loss and accuracy in the results are measured after training, in inference mode, on the training split:
+the running averages ``fit`` logs are taken with dropout active, which would flatter every dropout variant's gap.
+"""
+import numpy as np
+
+from . import zoo
+from .data import stratified_kfold, train_test_split
+from .initializers import set_random_seed
+from .model import Model
+from .validation import check_float, check_int, invalid
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+def variant_name(placement):
+    """``("conv", "dense")`` -> ``"conv+dense"``; no dropout -> ``"none"``."""
+    return "+".join(p for p in zoo.PLACES if p in placement) or "none"
+
+
+def parse_variant(name):
+    """``"conv+dense"`` -> ``("conv", "dense")``; ``"none"`` -> ``()``."""
+    if not isinstance(name, str) or not name:
+        raise invalid("variants", f"names such as 'none', 'visible', 'conv+dense' (places {zoo.PLACES})", name)
+    if name == "none":
+        return ()
+    parts = tuple(name.split("+"))
+    bad = [p for p in parts if p not in zoo.PLACES]
+    if bad:
+        raise invalid("variants", f"'none' or places from {zoo.PLACES} joined by '+'", name)
+    return tuple(p for p in zoo.PLACES if p in parts)
+
+
+def default_variants(model):
+    """Without dropout, each place alone, then the combinations the classic networks use."""
+    if model == "mlp":
+        return ["none", "visible", "dense", "visible+dense"]
+    return ["none", "visible", "conv", "dense", "conv+dense", "visible+conv+dense"]
+
+
+def _num_classes(y, *more):
+    top = max(int(np.max(a)) for a in (y,) + more)
+    return max(2, top + 1)
+
+
+def _final(model, x, y, batch_size):
+    loss, acc = model.evaluate(x, y, batch_size=max(batch_size, 256))
+    return float(loss), float(acc)
+
+
+def dropout_experiment(x, y, model="mnist_cnn", variants=None, rate=None, epochs=10, batch_size=32, optimizer=None,
+                       learning_rate=None, validation_split=0.2, validation_data=None, seed=0, verbose=0,
+                       on_run=None):
+    """Train zoo network ``model`` once per dropout variant and compare them.
+
+    Args:
+        x, y: training samples (channels-last images, or feature rows for ``"mlp"``) and int labels.
+        model: a zoo model name (see :func:`dropcore.zoo.names`).
+        variants: variant names (``"none"``, ``"visible"``, ``"conv"``, ``"dense"`` or places joined by ``"+"``);
+            default :func:`default_variants`.
+        rate: one dropout rate for every place (``None``: the network's reference rates, and the dropout paper's
+            0.2 / 0.25 / 0.5 at places the reference network has none).
+        epochs, batch_size, optimizer, learning_rate: training settings (optimizer ``None``: the zoo's).
+        validation_split: the fraction held out, stratified and seeded, when ``validation_data`` is not given.
+        seed: seeds the initial weights (identical across variants), the split, the shuffling and the masks.
+        verbose: passed to ``fit`` (0 silent, 1 progress bar, 2 one line per epoch).
+        on_run: optional ``on_run(row)`` called after each variant (e.g. to print progress).
+
+    Returns:
+        A dict: ``model``, ``seed``, ``epochs``, ``n_train``, ``n_val`` and ``runs``, one dict per variant in
+        order with ``variant``, ``placement``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+        ``val_accuracy``, ``gap`` (train accuracy − validation accuracy) and ``history`` (the per-epoch logs).
+    """
+    seed = check_int(seed, "seed", 0, "dropout_experiment")
+    epochs = check_int(epochs, "epochs", 1, "dropout_experiment")
+    if model not in zoo.names():
+        raise invalid("model", f"one of {zoo.names()}", model, "dropout_experiment")
+    names = default_variants(model) if variants is None else list(variants)
+    if not names:
+        raise invalid("variants", "a non-empty list of variant names", names, "dropout_experiment")
+    placements = [parse_variant(v) for v in names]
+    if rate is not None:  # 0 would turn every variant into "none"
+        rate = check_float(rate, "rate", 0.0, 1.0, low_open=True, high_open=True, where="dropout_experiment")
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if validation_data is not None:
+        x_tr, y_tr = x, y
+        x_val, y_val = (np.asarray(a) for a in validation_data)
+    else:
+        split = check_float(validation_split, "validation_split", 0.0, 1.0, low_open=True, high_open=True,
+                            where="dropout_experiment")
+        x_tr, x_val, y_tr, y_val = train_test_split(x, y, test_size=split, seed=seed, stratify=True)
+    classes = _num_classes(y_tr, y_val)
+    runs = []
+    for i, (name, placement) in enumerate(zip(names, placements)):
+        if verbose:
+            print(f"[{i + 1}/{len(names)}] dropout: {variant_name(placement)}", flush=True)
+        set_random_seed(seed)  # the same initial weights for every variant: dropout layers have none
+        net = zoo.build(model, x_tr.shape[1:], classes, dropout=rate, placement=placement)
+        net.compile(optimizer=zoo.make_optimizer(optimizer, learning_rate, model), loss=LOSS, metrics=["accuracy"])
+        history = net.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
+                          seed=seed, verbose=verbose)
+        train_loss, train_acc = _final(net, x_tr, y_tr, batch_size)
+        val_loss, val_acc = _final(net, x_val, y_val, batch_size)
+        row = {"variant": variant_name(placement), "placement": list(placement), "train_loss": train_loss,
+               "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+               "gap": train_acc - val_acc, "history": {k: list(v) for k, v in history.history.items()}}
+        runs.append(row)
+        if on_run is not None:
+            on_run(row)
+    return {"model": model, "seed": seed, "epochs": epochs, "rate": rate, "n_train": int(len(x_tr)),
+            "n_val": int(len(x_val)), "runs": runs}
+
+
+def format_table(result):
+    """The dropout experiment's runs side by side, one row per variant, as a text table."""
+    head = f"{'variant':<20}{'train loss':>11}{'train acc':>11}{'val loss':>10}{'val acc':>10}{'gap':>9}"
+    lines = [head, "-" * len(head)]
+    for r in result["runs"]:
+        lines.append(f"{r['variant']:<20}{r['train_loss']:>11.4f}{r['train_accuracy']:>11.4f}{r['val_loss']:>10.4f}"
+                     f"{r['val_accuracy']:>10.4f}{r['gap']:>+9.4f}")
+    return "\n".join(lines)
+
+
+def _standardize(x_train, x_test):
+    """Scale features by the training fold's mean and standard deviation (constant features are left at 0)."""
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0] = 1.0
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def kfold_experiment(x, y, k=10, seed=0, build_fn=None, epochs=50, batch_size=16, rate=None, optimizer=None,
+                     learning_rate=None, standardize=True, verbose=0, on_fold=None):
+    """Stratified, seeded k-fold cross-validation of the tabular dropout MLP (:func:`dropcore.zoo.mlp`).
+
+    Each fold trains a fresh network from the same seed on the other folds and tests it on this one; features are
+    standardized with the training folds' statistics (as the tutorial's scikit-learn pipeline does).
+
+    Args:
+        x, y: feature rows ``(N, F)`` and int labels.
+        k: the number of folds (see :func:`dropcore.data.stratified_kfold`).
+        build_fn: optional ``build_fn(input_shape, num_classes)`` returning a fresh model for each fold, called
+            after the fold's ``set_random_seed(seed)``; an uncompiled one is compiled with ``optimizer`` /
+            ``learning_rate``. Default: :func:`dropcore.zoo.mlp` with visible-layer dropout ``rate``.
+        rate: the visible-layer dropout rate (``None``: 0.2).
+        optimizer, learning_rate: ``None`` is the tutorial's SGD(0.1, momentum 0.9).
+        on_fold: optional ``on_fold(row)`` called after each fold.
+
+    Returns:
+        A dict: ``k``, ``seed``, ``folds`` (``fold`` 1-based, ``n_train``, ``n_test``, ``loss``, ``accuracy``),
+        ``mean_accuracy`` and ``std_accuracy`` (population standard deviation over the folds, as
+        ``numpy.std`` of scikit-learn's ``cross_val_score`` results).
+    """
+    seed = check_int(seed, "seed", 0, "kfold_experiment")
+    k = check_int(k, "k", 2, "kfold_experiment")
+    if build_fn is not None and not callable(build_fn):
+        raise invalid("build_fn", "None or a callable build_fn(input_shape, num_classes)", build_fn,
+                      "kfold_experiment")
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.ndim != 2:
+        raise invalid("x", "feature rows of shape (N, F)", f"an array of shape {x.shape}", "kfold_experiment")
+    if k > len(y):
+        raise invalid("k", f"an integer in [2, {len(y)}] (the number of samples)", k, "kfold_experiment")
+    classes = _num_classes(y)
+    folds = []
+    for i, (train_idx, test_idx) in enumerate(stratified_kfold(y, k=k, seed=seed)):
+        x_tr, x_te = x[train_idx], x[test_idx]
+        if standardize:
+            x_tr, x_te = _standardize(x_tr, x_te)
+        set_random_seed(seed)
+        net = zoo.mlp(x.shape[1:], classes, dropout=rate) if build_fn is None else build_fn(x.shape[1:], classes)
+        if not isinstance(net, Model):
+            raise invalid("build_fn", "a callable returning a dropcore model", type(net).__name__,
+                          "kfold_experiment")
+        if net.loss is None or optimizer is not None or learning_rate is not None:
+            net.compile(optimizer=zoo.make_optimizer(optimizer, learning_rate, "mlp"), loss=LOSS,
+                        metrics=["accuracy"])
+        net.fit(x_tr, y[train_idx], batch_size=batch_size, epochs=epochs, seed=seed, verbose=verbose)
+        loss, acc = net.evaluate(x_te, y[test_idx])
+        row = {"fold": i + 1, "n_train": int(len(train_idx)), "n_test": int(len(test_idx)), "loss": float(loss),
+               "accuracy": float(acc)}
+        folds.append(row)
+        if on_fold is not None:
+            on_fold(row)
+    accs = np.array([f["accuracy"] for f in folds])
+    return {"k": k, "seed": seed, "epochs": epochs, "folds": folds, "mean_accuracy": float(accs.mean()),
+            "std_accuracy": float(accs.std())}
