@@ -1,0 +1,74 @@
+"""``python -m bench``: measure the reference models end to end and print one table (see ``bench.runner``)."""
+import argparse
+import os
+import shlex
+import sys
+import time
+
+from . import models, runner
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, received {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, received {text!r}")
+    return v
+
+
+def _models(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in models.MODELS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(models.MODELS)}, "
+                                         f"received {text!r}")
+    return names
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--models", type=_models, default=list(models.MODELS),
+                   help=f"comma-separated subset of {','.join(models.MODELS)} (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (a smoke run, noisier)")
+    p.add_argument("--repeats", type=_positive, default=None, help="timed repeats per measurement (default 5; "
+                   "--quick: 2); latency uses 10x as many")
+    p.add_argument("--threads", type=_positive, default=os.cpu_count(), help="threads for every engine (default: "
+                   "all cores)")
+    p.add_argument("--profile", action="store_true", help="also profile a training step per layer (forward and "
+                   "backward), dropcore and NumPy reference, plus PyTorch's top ops")
+    p.add_argument("--kernels", action="store_true", help="also time every kernel call against the NumPy reference")
+    p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--png", metavar="PATH", help="write a bar chart (needs matplotlib)")
+    p.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 5)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
+    report = runner.run(args.models, args.threads, repeats, quick=args.quick, profile=args.profile,
+                        kernels=args.kernels, log=lambda m: print(m, file=sys.stderr, flush=True))
+    report["command"] = command
+    report["elapsed_s"] = time.perf_counter() - t0
+    print(runner.markdown(report, command))
+    print(f"\n(measured in {report['elapsed_s']:.0f} s)")
+    if args.json:
+        print(f"JSON: {runner.save_json(report, args.json)}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(runner.markdown(report, command) + "\n")
+        print(f"Markdown: {os.path.abspath(args.markdown)}")
+    if args.png:
+        if runner.write_png(report, args.png):
+            print(f"PNG: {os.path.abspath(args.png)}")
+        else:
+            print("PNG: not written (matplotlib is not installed: pip install 'dropcore[plot]')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

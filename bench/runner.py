@@ -1,0 +1,316 @@
+"""End-to-end benchmark of the reference models: dropcore against its NumPy reference engine, PyTorch and ONNX Runtime.
+
+Every engine runs the same model (same weights, float32, same batch) in the same process with the same thread
+count. Training step = forward + backward + SGD momentum update (dropcore: ``model.train_on_batch``; PyTorch: the
+equivalent ``nn.Module`` with ``cross_entropy`` on logits). Inference = ``predict`` at batch 256; latency =
+``predict`` on one image. Warm-up calls are excluded; each number is the median of the repeats, and the engines
+are interleaved repeat by repeat (see :func:`measure_model`).
+"""
+import json
+import os
+import statistics
+import time
+
+from . import coldstart, machine, models, peers_onnx, peers_torch
+from .timing import median_seconds, threads as thread_limit
+
+TRAIN_BATCHES = (32, 128)
+INFER_BATCH = 256
+ENGINES = ("dropcore", "reference", "torch", "onnxruntime")
+METRICS = (("train32", "train img/s @32"), ("train128", "train img/s @128"), ("infer256", "infer img/s @256"),
+           ("latency1", "latency ms @1"))
+
+
+def _engines_available():
+    out = {"dropcore": True, "reference": True}
+    out["torch"] = peers_torch.version() is not None
+    out["onnxruntime"] = peers_onnx.version() is not None
+    return out
+
+
+def _tasks(engine, name, threads, xs):
+    """``{metric: (fn, images per call or None for latency)}`` for one engine on one model."""
+    tasks = {}
+    if engine in ("dropcore", "reference"):
+        ops = "numba" if engine == "dropcore" else "reference"
+        for n in TRAIN_BATCHES:
+            model, (x, y) = models.build(name, ops=ops), xs[n]
+            tasks[f"train{n}"] = (lambda m=model, x=x, y=y: m.train_on_batch(x, y), n)
+        predict = models.build(name, ops=ops).predict
+    elif engine == "torch":
+        peers_torch.set_threads(threads)
+        for n in TRAIN_BATCHES:
+            peer, (x, y) = peers_torch.TorchPeer(models.build(name), models.LEARNING_RATE, models.MOMENTUM), xs[n]
+            tasks[f"train{n}"] = (lambda p=peer, x=x, y=y: p.train_step(x, y), n)
+        predict = peers_torch.TorchPeer(models.build(name), models.LEARNING_RATE, models.MOMENTUM).predict
+    else:
+        predict = peers_onnx.OnnxPeer(models.build(name), threads).predict  # inference only: no training rows
+    x256, x1 = xs[INFER_BATCH][0], xs[1][0]
+    tasks["infer256"] = (lambda: predict(x256), INFER_BATCH)
+    tasks["latency1"] = (lambda: predict(x1), None)
+    return tasks
+
+
+def measure_model(name, engines, threads, repeats, warmup, latency_repeats):
+    """``{engine: {metric: value}}`` (images/s; latency in ms; None where it does not apply) for one model.
+
+    The engines are interleaved: each repeat times every engine once, in a rotating order, so a burst of load
+    from other processes on a shared machine hits all of them alike instead of one engine's whole measurement.
+    """
+    xs = {n: models.batch(name, n) for n in TRAIN_BATCHES + (INFER_BATCH, 1)}
+    tasks = {e: _tasks(e, name, threads, xs) for e in engines}
+    out = {e: {k: None for k, _ in METRICS} for e in engines}
+    for key, _ in METRICS:
+        fns = {e: tasks[e][key] for e in engines if key in tasks[e]}
+        reps, warm = (latency_repeats, max(warmup, 3)) if key == "latency1" else (repeats, warmup)
+        times = {e: [] for e in fns}
+        for e, (fn, _) in fns.items():
+            for _ in range(warm):
+                fn()
+        order = list(fns)
+        for r in range(reps):
+            for e in order[r % len(order):] + order[:r % len(order)]:
+                t = time.perf_counter()
+                fns[e][0]()
+                times[e].append(time.perf_counter() - t)
+        for e, (_, n) in fns.items():
+            med = statistics.median(times[e])
+            out[e][key] = 1e3 * med if n is None else n / med
+    return out
+
+
+def ratios(results):
+    """dropcore relative to each other engine: throughput ratios (>1: dropcore faster), latency ratio (<1: faster)."""
+    out = {}
+    for name, by_engine in results.items():
+        dc = by_engine["dropcore"]
+        for peer, vals in by_engine.items():
+            if peer == "dropcore":
+                continue
+            r = {}
+            for key, _ in METRICS:
+                a, b = dc.get(key), vals.get(key)
+                r[key] = None if a is None or b is None else a / b
+            out.setdefault(name, {})[peer] = r
+    return out
+
+
+def targets(results, rat):
+    """The issue's targets, each with the measured ratio and met / not met (reported, never asserted)."""
+    rows = []
+
+    def add(what, model, peer, key, goal, higher_better):
+        r = rat.get(model, {}).get(peer, {}).get(key)
+        met = None if r is None else (r >= goal if higher_better else r <= goal)
+        rows.append({"target": what, "model": model, "ratio": r, "goal": goal, "met": met})
+
+    for m in ("mnist_cnn", "cifar_cnn"):
+        if m in results:
+            add("training @128 >= 1.5x PyTorch CPU", m, "torch", "train128", 1.5, True)
+            add("training @128 >= 4x NumPy reference", m, "reference", "train128", 4.0, True)
+    for m in results:
+        add("inference @256 >= 0.8x ONNX Runtime", m, "onnxruntime", "infer256", 0.8, True)
+        add("latency @1 <= 1.5x ONNX Runtime's", m, "onnxruntime", "latency1", 1.5, False)
+    return rows
+
+
+def kernel_comparison(names, n, repeats):
+    """Each kernel call of the models' training steps: Numba (and Cython) against the NumPy reference, in ms."""
+    from dropcore.kernels.config import blas_single_thread
+
+    from . import cases
+
+    sets = cases.kernel_sets()
+    rows = []
+    for case in cases.all_cases(names, n):
+        row = {"kernel": case.id}
+        for impl, ops in sets.items():
+            if not case.supported_by(ops):
+                continue
+            fn = case.bind(ops)
+            if impl == "reference":
+                t = median_seconds(fn, repeats, 1)
+            else:
+                with blas_single_thread():
+                    t = median_seconds(fn, repeats, 1)
+            row[impl + "_ms"] = 1e3 * t
+        row["speedup"] = row["reference_ms"] / row["numba_ms"]
+        rows.append(row)
+    return rows
+
+
+def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=print):
+    """Measure everything; returns the JSON-able report."""
+    warmup = 1 if quick else 2
+    latency_repeats = max(10, 10 * repeats)
+    avail = _engines_available()
+    report = {"machine": machine.info(threads), "settings": {"models": list(names), "repeats": repeats,
+                                                              "quick": quick, "threads": threads},
+              "engines": avail, "results": {}}
+    with thread_limit(threads):
+        engines = [e for e in ENGINES if avail[e]]
+        for name in names:
+            log(f"measuring {name} on {', '.join(engines)} (interleaved) ...")
+            report["results"][name] = measure_model(name, engines, threads, repeats, warmup, latency_repeats)
+        report["machine"]["load_average_at_end"] = os.getloadavg()[0]
+        report["ratios"] = ratios(report["results"])
+        report["targets"] = targets(report["results"], report["ratios"])
+        report["cold_start"] = _cold_start(2 if quick else 5, log)
+        if profile:
+            report["profile"] = _profiles(names, repeats, avail["torch"], log)
+        if kernels:
+            log("timing kernels against the NumPy reference ...")
+            report["kernels"] = kernel_comparison(names, 32, max(3, repeats))
+    return report
+
+
+def _cold_start(runs, log):
+    avail = coldstart.available()
+    out = {}
+    for how in ("predictor", "load_model"):
+        if not avail[how]:
+            out[how] = None
+            continue
+        log(f"cold start ({how}) ...")
+        out[how] = coldstart.measure(runs, how)
+    return out
+
+
+def _profiles(names, repeats, with_torch, log):
+    from . import profile as prof
+
+    out = {}
+    for name in names:
+        for ops in ("numba", "reference"):
+            log(f"profiling a training step of {name} @128 ({ops}) ...")
+            x, y = models.batch(name, 128)
+            rows, total = prof.profile_training(models.build(name, ops=ops), x, y, max(3, repeats))
+            out.setdefault(name, {})[ops] = {"rows": rows, "total_s": total}
+        if with_torch:
+            x, y = models.batch(name, 128)
+            peer = peers_torch.TorchPeer(models.build(name), models.LEARNING_RATE, models.MOMENTUM)
+            out[name]["torch_top_ops"] = prof.torch_top_ops(peer, x, y, max(3, repeats))
+    return out
+
+
+# --- presentation ---------------------------------------------------------------------------------------------
+def _fmt(v, key):
+    if v is None:
+        return "—"
+    return f"{v:.2f}" if key == "latency1" else f"{v:,.0f}"
+
+
+def _fmt_ratio(v):
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def results_table(report):
+    """The main Markdown table: one row per (model, engine), then dropcore's ratio to each peer."""
+    head = "| model | engine | " + " | ".join(label for _, label in METRICS) + " |"
+    out = [head, "|" + " --- |" * 2 + " ---: |" * len(METRICS)]
+    for name, by_engine in report["results"].items():
+        for engine, vals in by_engine.items():
+            out.append(f"| {name} | {engine} | " + " | ".join(_fmt(vals.get(k), k) for k, _ in METRICS) + " |")
+        for peer, r in report["ratios"].get(name, {}).items():
+            out.append(f"| {name} | *dropcore ÷ {peer}* | " + " | ".join(_fmt_ratio(r[k]) for k, _ in METRICS)
+                       + " |")
+    return "\n".join(out)
+
+
+def targets_table(report):
+    out = ["| target | model | measured ratio | status |", "| --- | --- | ---: | --- |"]
+    for t in report["targets"]:
+        status = "n/a (peer missing)" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        out.append(f"| {t['target']} | {t['model']} | {_fmt_ratio(t['ratio'])} | {status} |")
+    return "\n".join(out)
+
+
+def cold_start_text(report):
+    lines = []
+    labels = {"predictor": "dropcore.Predictor", "load_model": "dropcore.load_model + predict"}
+    for how, label in labels.items():
+        c = report["cold_start"].get(how)
+        if c is None:
+            reason = "Predictor not available" if how == "predictor" else "load_model not available"
+            lines.append(f"- cold start, {label}: n/a ({reason})")
+        else:
+            lines.append(f"- cold start, {label}: {c['wall_s'] * 1e3:.0f} ms wall (median of {c['runs']} new "
+                         f"processes; in the child: import {c['import_s'] * 1e3:.0f} ms, load "
+                         f"{c['load_s'] * 1e3:.0f} ms, first prediction {c['first_predict_s'] * 1e3:.0f} ms)")
+    return "\n".join(lines)
+
+
+def profile_text(report):
+    from .profile import format_rows
+
+    parts = []
+    for name, p in report.get("profile", {}).items():
+        for ops in ("numba", "reference"):
+            parts.append(f"#### {name}, training step @128, {'dropcore' if ops == 'numba' else 'NumPy reference'}"
+                         f"\n\n{format_rows(p[ops]['rows'], p[ops]['total_s'])}\n")
+        if "torch_top_ops" in p:
+            rows = ["| aten op | self ms / step | calls / step |", "| --- | ---: | ---: |"]
+            rows += [f"| {r['op']} | {r['self_ms_per_step']:.2f} | {r['calls']} |" for r in p["torch_top_ops"]]
+            parts.append(f"#### {name}, PyTorch's training step @128: top ops by self CPU time\n\n" + "\n".join(rows)
+                         + "\n")
+    return "\n".join(parts)
+
+
+def kernels_text(report):
+    rows = report.get("kernels")
+    if not rows:
+        return ""
+    impls = [k[:-3] for k in rows[0] if k.endswith("_ms")]
+    out = ["| kernel call (batch 32) | " + " | ".join(f"{i} ms" for i in impls) + " | reference ÷ numba |",
+           "| --- |" + " ---: |" * (len(impls) + 1)]
+    for r in rows:
+        cells = " | ".join("—" if r.get(i + "_ms") is None else f"{r[i + '_ms']:.3f}" for i in impls)
+        flag = "" if r["speedup"] > 1 else " **slower**"
+        out.append(f"| {r['kernel']} | {cells} | {r['speedup']:.2f}×{flag} |")
+    return "\n".join(out)
+
+
+def markdown(report, command):
+    parts = [f"Command: `{command}`", "", f"Machine: {machine.line(report['machine'])}", "",
+             results_table(report), "", "Ratios are dropcore ÷ peer: above 1 means dropcore is faster for "
+             "images/s; for latency, below 1 means dropcore is faster.", "", cold_start_text(report), "",
+             "### Targets", "", targets_table(report), ""]
+    if report.get("profile"):
+        parts += ["### Per-layer profile", "", profile_text(report)]
+    if report.get("kernels"):
+        parts += ["### Kernels against the NumPy reference", "", kernels_text(report), ""]
+    return "\n".join(parts)
+
+
+def write_png(report, path):
+    """A grouped bar chart (one panel per metric); returns False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(report["results"])
+    engines = [e for e in ENGINES if any(e in report["results"][n] for n in names)]
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.8))
+    width = 0.8 / len(engines)
+    for ax, (key, label) in zip(axes, METRICS):
+        for i, eng in enumerate(engines):
+            vals = [report["results"][n].get(eng, {}).get(key) or 0.0 for n in names]
+            ax.bar([j + i * width for j in range(len(names))], vals, width, label=eng)
+        ax.set_xticks([j + width * (len(engines) - 1) / 2 for j in range(len(names))], names, fontsize=8)
+        ax.set_title(label + (" (lower is better)" if key == "latency1" else ""), fontsize=9)
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(machine.line(report["machine"])[:150], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def save_json(report, path):
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    return os.path.abspath(path)

@@ -1,0 +1,128 @@
+"""Smoke test of the benchmark suite: the runner's plumbing with tiny repeats, and the peers' faithfulness.
+
+The ONNX and PyTorch peers must compute what the dropcore model computes for the same weights, or the benchmark
+compares different work. Speed itself is never asserted here.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # `bench` lives at the repo root, beside the installed packages
+    sys.path.insert(0, str(REPO))
+
+from bench import __main__ as cli  # noqa: E402
+from bench import cases, models, peers_onnx, peers_torch, profile, runner  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_torch_peer_matches_dropcore(name):
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'dropcore[torch]')")
+    model = models.build(name, seed=3)
+    x, _ = models.batch(name, 5, seed=4)
+    np.testing.assert_allclose(peers_torch.TorchPeer(model, 0.01, 0.9).predict(x), model.predict(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_onnx_peer_matches_dropcore(name):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install 'dropcore[onnx]')")
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'dropcore[onnx]')")
+    model = models.build(name, seed=3)
+    x, _ = models.batch(name, 5, seed=4)
+    np.testing.assert_allclose(peers_onnx.OnnxPeer(model, 1).predict(x), model.predict(x), atol=1e-4)
+
+
+def test_torch_training_step_matches_dropcore_without_dropout():
+    """Same loss and same updated weights after one SGD-momentum step (dropout rates set to 0 on both sides)."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'dropcore[torch]')")
+    model = models.build("lenet5", seed=1)  # lenet5 has no dropout: both sides do exactly the same step
+    peer = peers_torch.TorchPeer(model, models.LEARNING_RATE, models.MOMENTUM)
+    x, y = models.batch("lenet5", 8, seed=2)
+    for _ in range(2):  # the second step exercises the momentum buffers
+        assert peer.train_step(x, y) == pytest.approx(model.train_on_batch(x, y), abs=1e-5)
+    x2, _ = models.batch("lenet5", 4, seed=5)
+    np.testing.assert_allclose(peer.predict(x2), model.predict(x2), atol=1e-4)
+
+
+def test_models_have_the_specified_architectures():
+    counts = {name: models.build(name).count_params() for name in models.MODELS}
+    # mnist_cnn: 320 + 18,496 + 9216*128+128 + 1,290; cifar_cnn: 1,792 + 36,928 + 2304*256+256 + 2,570
+    assert counts == {"mnist_cnn": 1_199_882, "cifar_cnn": 631_370, "lenet5": 61_706}
+    with pytest.raises(ValueError, match="Received: model='vgg'"):
+        models.build("vgg")
+
+
+def test_kernel_cases_cover_each_step_and_agree_with_the_reference():
+    mnist = cases.model_cases("mnist_cnn", n=2)
+    funcs = [c.func for c in mnist]
+    assert funcs == ["conv2d", "conv2d_backward", "conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward",
+                     "dropout", "dropout_backward", "dense", "dense_backward", "relu_dropout",
+                     "relu_dropout_backward", "dense", "dense_backward", "sparse_softmax_cross_entropy"]
+    assert "no-dx" in mnist[1].id and "no-dx" not in mnist[3].id  # the first conv skips its input gradient
+    sets = cases.kernel_sets()
+    for c in mnist:
+        want, got = _outputs(c.bind(sets["reference"])()), _outputs(c.bind(sets["numba"])())
+        assert len(want) == len(got) > 0
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+
+
+def _outputs(out):
+    return [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
+
+
+def test_profile_accounts_for_every_step():
+    model = models.build("lenet5")
+    x, y = models.batch("lenet5", 4)
+    rows, total = profile.profile_training(model, x, y, repeats=2, warmup=1)
+    names = [r["step"] for r in rows]
+    assert len(names) == len(model._plan.steps) + 3 and names[-3].startswith("loss")
+    assert all(r["forward_s"] > 0 for r in rows[:2]) and rows[0]["backward_s"] > 0
+    assert sum(r["forward_s"] + r["backward_s"] for r in rows) == pytest.approx(total, rel=1e-6)
+    assert "forward" not in vars(model.layers[0]) and "apply" not in vars(model.optimizer)  # wrappers removed
+    assert "| **total step** |" in profile.format_rows(rows, total)
+
+
+def test_runner_end_to_end_with_tiny_repeats(tmp_path, capsys):
+    out_json, out_md, out_png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
+    code = cli.main(["--models", "lenet5", "--quick", "--repeats", "1", "--threads", "1", "--json", str(out_json),
+                     "--markdown", str(out_md), "--png", str(out_png)])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    res = report["results"]["lenet5"]
+    for key in ("train32", "train128", "infer256", "latency1"):
+        assert res["dropcore"][key] > 0 and res["reference"][key] > 0
+    assert report["machine"]["threads"] == 1 and report["settings"]["repeats"] == 1
+    assert report["ratios"]["lenet5"]["reference"]["train128"] == pytest.approx(
+        res["dropcore"]["train128"] / res["reference"]["train128"])
+    printed = capsys.readouterr().out
+    assert "| lenet5 | dropcore |" in printed and "cold start, dropcore.Predictor" in printed
+    assert "| inference @256 >= 0.8x ONNX Runtime | lenet5 |" in out_md.read_text()
+    if report["engines"]["onnxruntime"]:
+        assert res["onnxruntime"]["train128"] is None and res["onnxruntime"]["infer256"] > 0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not out_png.exists()
+    else:
+        assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv,message", [(["--models", "vgg"], "subset of mnist_cnn"),
+                                          (["--repeats", "0"], "positive int")])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_targets_compare_in_the_right_direction():
+    results = {"mnist_cnn": {"dropcore": {}, "torch": {}, "reference": {}, "onnxruntime": {}}}
+    rat = {"mnist_cnn": {"torch": {"train128": 1.6}, "reference": {"train128": 3.0},
+                         "onnxruntime": {"infer256": 0.5, "latency1": 1.2}}}
+    status = {t["target"]: t["met"] for t in runner.targets(results, rat)}
+    assert status == {"training @128 >= 1.5x PyTorch CPU": True, "training @128 >= 4x NumPy reference": False,
+                      "inference @256 >= 0.8x ONNX Runtime": False, "latency @1 <= 1.5x ONNX Runtime's": True}
