@@ -19,42 +19,27 @@ import numpy as np
 import dropcore
 t1 = time.perf_counter()
 path, how = sys.argv[1], sys.argv[2]
-if how == "predictor":
-    P = dropcore.Predictor
-    p = P.load(path) if hasattr(P, "load") else P(path)
-    run = p.predict if hasattr(p, "predict") else p
-else:
-    run = dropcore.load_model(path).predict
+run = dropcore.Predictor(path).predict if how == "predictor" else dropcore.load_model(path).predict
 t2 = time.perf_counter()
-y = np.asarray(run(np.zeros((1, 28, 28, 1), np.float32)))
+y = run(np.zeros((1, 28, 28, 1), np.float32))
 t3 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2, "shape": list(y.shape)}))
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2, "shape": list(y.shape),
+                  "numba_imported": "numba" in sys.modules}))
 """
 
 
 def available():
-    """``{"predictor": bool, "load_model": bool}``: which cold-start paths exist in this dropcore."""
+    """``{"predictor": bool, "load_model": bool}``: the Predictor path needs the Cython kernels built."""
     import dropcore
 
-    can_save = hasattr(dropcore.Model, "save") or hasattr(dropcore, "save_model")
-    return {"predictor": can_save and hasattr(dropcore, "Predictor"),
-            "load_model": can_save and hasattr(dropcore, "load_model")}
-
-
-def _save(model, path):
-    import dropcore
-
-    if hasattr(model, "save"):
-        model.save(path)
-    else:
-        dropcore.save_model(model, path)
+    return {"predictor": dropcore.info()["cython_kernels"], "load_model": True}
 
 
 def measure(runs, how):
     """Median wall time of ``runs`` fresh processes (``how``: "predictor" or "load_model"), with the child's split."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "mnist_cnn.dropcore")
-        _save(models.build("mnist_cnn"), path)
+        models.build("mnist_cnn").save(path)
         walls, splits = [], []
         for _ in range(runs):
             t = time.perf_counter()
@@ -65,5 +50,5 @@ def measure(runs, how):
                 raise RuntimeError(f"cold-start child ({how}) failed:\n{proc.stderr.strip()[-2000:]}")
             splits.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     med = statistics.median
-    return {"wall_s": med(walls), "runs": runs,
+    return {"wall_s": med(walls), "runs": runs, "numba_imported": any(s["numba_imported"] for s in splits),
             **{k: med(s[k] for s in splits) for k in ("import_s", "load_s", "first_predict_s")}}

@@ -4,7 +4,7 @@
 
 ``POST /predict`` with JSON ``{"instances": [...]}`` (each instance shaped like one model input), optionally
 ``"mc_samples"`` and ``"seed"`` for Monte-Carlo dropout, returns ``{"predictions": [...]}`` (with MC dropout,
-``{"mean": [...], "std": [...]}``). ``GET /health`` returns the model's name and the kernels in use.
+``{"mean": [...], "std": [...]}``). ``GET /health`` returns the model's name, the kernels in use and whether Numba was ever imported.
 One :class:`dropcore.Predictor` serves every request thread; it holds no per-request state.
 """
 import argparse
@@ -27,7 +27,7 @@ def create_app(model_path):
     @app.get("/health")
     def health():
         return jsonify(status="ok", model=predictor.name, kernels=predictor.kernels,
-                       input_shape=list(predictor.input_shape[1:]))
+                       input_shape=list(predictor.input_shape[1:]), numba_imported="numba" in sys.modules)
 
     @app.post("/predict")
     def predict():

@@ -96,11 +96,13 @@ def test_runner_end_to_end_with_tiny_repeats(tmp_path, capsys):
     for key in ("train32", "train128", "infer256", "latency1"):
         assert res["dropcore"][key] > 0 and res["reference"][key] > 0
     assert report["machine"]["threads"] == 1 and report["settings"]["repeats"] == 1
-    assert report["ratios"]["lenet5"]["reference"]["train128"] == pytest.approx(
+    assert report["ratios"]["lenet5"]["dropcore"]["reference"]["train128"] == pytest.approx(
         res["dropcore"]["train128"] / res["reference"]["train128"])
     printed = capsys.readouterr().out
     assert "| lenet5 | dropcore |" in printed and "cold start, dropcore.Predictor" in printed
-    assert "| inference @256 >= 0.8x ONNX Runtime | lenet5 |" in out_md.read_text()
+    assert "| inference @256 >= 0.8x ONNX Runtime | lenet5 | dropcore |" in out_md.read_text()
+    if report["engines"]["dropcore-cython"]:
+        assert res["dropcore-cython"]["train128"] is None and res["dropcore-cython"]["infer256"] > 0
     if report["engines"]["onnxruntime"]:
         assert res["onnxruntime"]["train128"] is None and res["onnxruntime"]["infer256"] > 0
     try:
@@ -121,8 +123,8 @@ def test_cli_rejects_bad_arguments(argv, message, capsys):
 
 def test_targets_compare_in_the_right_direction():
     results = {"mnist_cnn": {"dropcore": {}, "torch": {}, "reference": {}, "onnxruntime": {}}}
-    rat = {"mnist_cnn": {"torch": {"train128": 1.6}, "reference": {"train128": 3.0},
-                         "onnxruntime": {"infer256": 0.5, "latency1": 1.2}}}
+    rat = {"mnist_cnn": {"dropcore": {"torch": {"train128": 1.6}, "reference": {"train128": 3.0},
+                                      "onnxruntime": {"infer256": 0.5, "latency1": 1.2}}}}
     status = {t["target"]: t["met"] for t in runner.targets(results, rat)}
     assert status == {"training @128 >= 1.5x PyTorch CPU": True, "training @128 >= 4x NumPy reference": False,
                       "inference @256 >= 0.8x ONNX Runtime": False, "latency @1 <= 1.5x ONNX Runtime's": True}

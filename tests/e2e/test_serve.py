@@ -78,6 +78,9 @@ def test_health(served):
     status, body = _call(base + "/health")
     assert status == 200 and body["status"] == "ok" and body["model"] == model.name
     assert body["input_shape"] == [10, 10, 1]
+    # The service process loads the file and predicts on the ahead-of-time kernels without ever importing Numba.
+    assert body["kernels"] == ("cython" if dropcore.info()["cython_kernels"] else "numba")
+    assert body["numba_imported"] is (body["kernels"] == "numba")
 
 
 def test_concurrent_predictions_equal_model_predict(served):
@@ -89,6 +92,8 @@ def test_concurrent_predictions_equal_model_predict(served):
     for xb, (status, body) in zip(batches, answers):
         assert status == 200, body
         np.testing.assert_allclose(np.array(body["predictions"]), model.predict(xb), rtol=1e-4, atol=1e-5)
+    health = _call(base + "/health")[1]
+    assert health["numba_imported"] is (health["kernels"] == "numba")  # still no Numba after serving
 
 
 def test_mc_dropout_over_http(served):
