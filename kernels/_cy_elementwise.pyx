@@ -12,18 +12,10 @@ from libc.stdint cimport uint32_t
 
 cimport openmp
 
+include "_cy_threads.pxi"
+
 cdef enum:
     CHUNK = 16384  # elements per OpenMP task
-
-cdef enum:
-    SERIAL_WORK = 32768  # below this many element operations one thread is faster than waking a team
-
-
-cdef int _threads(Py_ssize_t work, Py_ssize_t tasks) noexcept nogil:
-    """OpenMP threads for a region: one for small work (a team costs more than it saves), else up to ``tasks``."""
-    if work < SERIAL_WORK:
-        return 1
-    return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
 
 
 def set_num_threads(int n):
@@ -64,28 +56,38 @@ def random_bits(Py_ssize_t n, uint32_t k0, uint32_t k1):
 def relu_forward(const float[::1] x, float[::1] y):
     cdef Py_ssize_t n = x.shape[0], t, i, hi
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
     cdef float v
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
         hi = min(n, (t + 1) * CHUNK)
         for i in range(t * CHUNK, hi):
-            v = x[i]
-            y[i] = 0 if v <= 0 else v  # NaN passes through
+            v = xp[i]
+            yp[i] = 0 if v <= 0 else v  # NaN passes through
+
+
+cdef inline void _dropout_run(const float* x, float* y, Py_ssize_t index0, Py_ssize_t count, uint32_t k0,
+                              uint32_t k1, uint32_t thr, float scale, int relu) noexcept nogil:
+    """``count`` contiguous elements whose noise indices start at ``index0``; branch-free so it vectorizes."""
+    cdef Py_ssize_t i
+    cdef float v
+    cdef int keep
+    for i in range(count):
+        v = x[i]
+        keep = _keep(index0 + i, k0, k1, thr) & (1 - (relu & (v <= 0)))  # NaN is kept (v <= 0 is false)
+        y[i] = v * scale if keep else 0
 
 
 def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, uint32_t thr, float scale,
                     bint relu):
     """Per-element (inverted) dropout, with ReLU first when ``relu``; index = flat index in ``x``."""
-    cdef Py_ssize_t n = x.shape[0], t, i, hi
+    cdef Py_ssize_t n = x.shape[0], t, lo
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
-    cdef float v
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
-        hi = min(n, (t + 1) * CHUNK)
-        for i in range(t * CHUNK, hi):
-            v = x[i]
-            if _keep(i, k0, k1, thr) and not (relu and v <= 0):
-                y[i] = v * scale
-            else:
-                y[i] = 0
+    cdef const float* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+        lo = t * CHUNK
+        _dropout_run(xp + lo, yp + lo, lo, min(n, lo + CHUNK) - lo, k0, k1, thr, scale, relu)
 
 
 def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
@@ -93,7 +95,7 @@ def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint3
     """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``n * C + c``."""
     cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si, k
     cdef float v
-    for t in prange(n, nogil=True, schedule="static", num_threads=_threads(n * s * c, n)):
+    for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * c, n)):
         for si in range(s):
             for k in range(c):
                 v = x[t, si, k]
@@ -107,7 +109,7 @@ def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float sca
     """A dropout mask of 0 or ``scale`` for a general noise shape (flattened)."""
     cdef Py_ssize_t n = m.shape[0], t, i, hi
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
         hi = min(n, (t + 1) * CHUNK)
         for i in range(t * CHUNK, hi):
             m[i] = scale if _keep(i, k0, k1, thr) else 0
@@ -118,7 +120,7 @@ def sigmoid_forward(const float[::1] x, float[::1] y):
     cdef Py_ssize_t n = x.shape[0], t, i, hi
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
     cdef float v, e, r
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=_threads(n, tasks)):
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
         hi = min(n, (t + 1) * CHUNK)
         for i in range(t * CHUNK, hi):
             v = x[i]
@@ -131,7 +133,7 @@ def softmax_forward(const float[:, ::1] x, float[:, ::1] y):
     """Softmax of each row (max-subtracted)."""
     cdef Py_ssize_t rows = x.shape[0], k = x.shape[1], r, j
     cdef float m, total, e, inv
-    for r in prange(rows, nogil=True, schedule="static", num_threads=_threads(rows * k, rows)):
+    for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(rows * k, rows)):
         m = x[r, 0]
         for j in range(1, k):
             if x[r, j] > m:
@@ -150,6 +152,6 @@ def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float
                        const float[::1] beta, float[:, ::1] y):
     """``(x - mean) * scale + beta`` per channel (the last axis), ``scale = gamma / sqrt(var + eps)``."""
     cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], r, k
-    for r in prange(rows, nogil=True, schedule="static", num_threads=_threads(rows * c, rows)):
+    for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(rows * c, rows)):
         for k in range(c):
             y[r, k] = (x[r, k] - mean[k]) * scale[k] + beta[k]

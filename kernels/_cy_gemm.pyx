@@ -20,11 +20,17 @@ import numpy as np
 # efficient. A constant, so panel boundaries never depend on the thread count.
 cdef enum:
     PANEL_FLOATS = 65536
+    MIN_PANELS = 8
     DENSE_ROWS = 64
+    DENSE_COLS = 32  # columns per block when a small batch is split over the output columns
 
-# Whether the panels may run on several OpenMP threads: only once BLAS itself is held to one thread (see
+# Whether the panels may run on several OpenMP threads: only while BLAS itself runs on one thread (see
 # ``cython_ops``), since every OpenMP thread calling a multi-threaded OpenBLAS oversubscribes the cores (5x slower).
+# The count is read again on every call (a C call of a few ns): other code in the process, threadpoolctl for one,
+# may raise it after the kernels loaded, and then the kernels leave the parallelism to BLAS.
 cdef bint _parallel_panels = False
+ctypedef int (*get_threads_t)() noexcept nogil
+cdef get_threads_t _blas_threads = NULL
 
 # SciPy's ``cython_blas.sgemm``, taken from the module's C-API capsule by ``bind_sgemm`` (called once on import by
 # ``cython_ops``) rather than cimported: a cimport imports the whole ``scipy.linalg`` package (0.5 s of cold start).
@@ -39,19 +45,26 @@ def bind_sgemm(capsule):
     sgemm = <sgemm_t>PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
 
 
-def set_parallel_panels(bint on):
-    """Allow (``on``) several OpenMP threads per GEMM kernel; set once when the kernels are loaded."""
-    global _parallel_panels
+def set_parallel_panels(bint on, size_t blas_threads_address=0):
+    """Allow (``on``) several OpenMP threads per GEMM kernel; set once when the kernels are loaded.
+
+    ``blas_threads_address``: the address of the BLAS's ``openblas_get_num_threads``, checked on every call.
+    """
+    global _parallel_panels, _blas_threads
     _parallel_panels = on
+    _blas_threads = <get_threads_t>blas_threads_address
 
 
-cdef int _threads(Py_ssize_t tasks):
-    return max(1, min(openmp.omp_get_max_threads() if _parallel_panels else 1, tasks))
+cdef int _threads(Py_ssize_t tasks) noexcept:
+    if not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1):
+        return 1
+    return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
 
 
-cdef inline void _epilogue(float* y, Py_ssize_t rows, int cout, const float* b, bint has_bias,
+cdef inline void _epilogue(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
                            bint relu) noexcept nogil:
-    """Add the bias and apply ReLU on a panel of output rows while it is still in cache (NaN passes through)."""
+    """Add the bias and apply ReLU on a block of output rows (``cols`` wide, rows ``ld`` apart) while it is still in
+    cache (NaN passes through)."""
     cdef Py_ssize_t r
     cdef int c
     cdef float v
@@ -59,8 +72,8 @@ cdef inline void _epilogue(float* y, Py_ssize_t rows, int cout, const float* b, 
     if not has_bias and not relu:
         return
     for r in range(rows):
-        row = y + r * cout
-        for c in range(cout):
+        row = y + r * ld
+        for c in range(cols):
             v = row[c]
             if has_bias:
                 v = v + b[c]
@@ -101,9 +114,13 @@ cdef inline void _im2col(const float* x, float* a, Py_ssize_t g0, Py_ssize_t row
                         memcpy(dst + i * span + j * cin, x + ((ni * h + iy) * wd + ix) * cin, cin * sizeof(float))
 
 
-def panel_rows(int k):
-    """Rows per im2col panel for a patch length ``k`` (depends on the shapes only)."""
-    return max(8, PANEL_FLOATS // max(k, 1))
+def panel_rows(int k, Py_ssize_t m):
+    """Rows per im2col panel for a patch length ``k`` and ``m`` output pixels in all.
+
+    At most a panel of ``PANEL_FLOATS``; for small outputs (batch 1) at least ``MIN_PANELS`` panels so that every
+    thread gets work. Depends on the shapes only, never on the thread count.
+    """
+    return <int>max(8, min(PANEL_FLOATS // max(k, 1), (m + MIN_PANELS - 1) // MIN_PANELS))
 
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
@@ -114,7 +131,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef int k = kh * kw * cin
     cdef Py_ssize_t m = <Py_ssize_t>n * oh * ow
-    cdef int rows_per = panel_rows(k)
+    cdef int rows_per = panel_rows(k, m)
     cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
     cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
     cdef int nthreads = _threads(npanels)
@@ -137,27 +154,38 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
                 a = &bufs[threadid(), 0]
                 _im2col(xp, a, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
             sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
-            _epilogue(yp + g0 * cout, rows, cout, bp, has_bias, relu)
+            _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
                   float[:, ::1] y, bint relu):
-    """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out)."""
+    """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out).
+
+    Tasks are (row block, column block) pairs: large batches split over rows only (each task streams all of
+    ``w`` once per ``DENSE_ROWS`` rows); small batches also split over the output columns, so both cores share
+    the read of ``w`` (which dominates at batch 1) instead of one core reading it all.
+    """
     cdef Py_ssize_t n = x.shape[0]
     cdef int k = x.shape[1], cout = w.shape[1]
-    cdef Py_ssize_t npanels = (n + DENSE_ROWS - 1) // DENSE_ROWS
-    cdef int nthreads = _threads(npanels)
+    cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
+    cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
+    cdef int ccols = (cout + cblocks - 1) // cblocks
+    cdef int nthreads = _threads(rblocks * cblocks)
     cdef const float* xp = &x[0, 0]
     cdef const float* wp = &w[0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0]
     cdef Py_ssize_t p, r0
-    cdef int rows
+    cdef int rows, c0, cols
     cdef float one = 1.0, zero = 0.0
     with nogil, parallel(num_threads=nthreads):
-        for p in prange(npanels, schedule="static"):
-            r0 = p * DENSE_ROWS
+        for p in prange(rblocks * cblocks, schedule="static"):
+            r0 = (p // cblocks) * DENSE_ROWS
+            c0 = <int>(p % cblocks) * ccols
             rows = <int>min(<Py_ssize_t>DENSE_ROWS, n - r0)
-            sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, <float*>(xp + r0 * k), &k, &zero,
-                  yp + r0 * cout, &cout)
-            _epilogue(yp + r0 * cout, rows, cout, bp, has_bias, relu)
+            cols = min(ccols, cout - c0)
+            if cols <= 0:
+                continue
+            sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
+                  yp + r0 * cout + c0, &cout)
+            _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu)

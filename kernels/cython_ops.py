@@ -43,7 +43,10 @@ def _cython_blas():
 
 
 def _hold_blas_to_one_thread():
-    """Set SciPy's OpenBLAS (the one ``cython_blas`` calls) to one thread, once; True when that worked.
+    """Set SciPy's OpenBLAS (the one ``cython_blas`` calls) to one thread, once.
+
+    Returns ``(held, getter_address)``: whether that worked, and the address of the BLAS's thread-count getter
+    (0 when it has none), which the GEMM kernels check on every call.
 
     The GEMM kernels call sgemm from every OpenMP thread, and a multi-threaded OpenBLAS under them oversubscribes
     the cores. Done once when the kernels load, not per call, so the request path changes no process state. This
@@ -52,18 +55,19 @@ def _hold_blas_to_one_thread():
     import ctypes
 
     lib = ctypes.CDLL(_cython_blas().__file__)  # symbol lookups also search the BLAS it links
-    for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-        setter = getattr(lib, name, None)
-        if setter is not None:
+    for prefix in ("scipy_openblas", "openblas"):
+        setter = getattr(lib, prefix + "_set_num_threads", None)
+        getter = getattr(lib, prefix + "_get_num_threads", None)
+        if setter is not None and getter is not None:
             setter.argtypes, setter.restype = [ctypes.c_int], None
             setter(1)
-            return True
-    return False  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
+            return True, ctypes.cast(getter, ctypes.c_void_p).value
+    return False, 0  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
 
 
 _gemm.bind_sgemm(_cython_blas().__pyx_capi__["sgemm"])
-BLAS_SINGLE_THREAD = _hold_blas_to_one_thread()
-_gemm.set_parallel_panels(BLAS_SINGLE_THREAD)
+BLAS_SINGLE_THREAD, _blas_getter = _hold_blas_to_one_thread()
+_gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
 
 
 def _c32(a):
@@ -92,24 +96,24 @@ def dense(x, w, b, relu=False):
     return y
 
 
-def _pool2d(kernel, x, pool, strides, padding):
+def _pool2d(x, pool, strides, padding, average):
     x = _c32(x)
     n, h, wd, c = x.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, pool, strides, padding)
     y = np.empty((n, oh, ow, c), dtype=np.float32)
     if y.size:
-        kernel(x, pool[0], pool[1], strides[0], strides[1], pt, pl, y)
+        _pool.pool2d_forward(x, pool[0], pool[1], strides[0], strides[1], pt, pl, y, average)
     return y
 
 
 def max_pool2d(x, pool, strides, padding):
     """Max over each window; padded positions never win."""
-    return _pool2d(_pool.max_pool2d_forward, x, pool, strides, padding)
+    return _pool2d(x, pool, strides, padding, False)
 
 
 def avg_pool2d(x, pool, strides, padding):
     """Mean over each window's non-padded positions."""
-    return _pool2d(_pool.avg_pool2d_forward, x, pool, strides, padding)
+    return _pool2d(x, pool, strides, padding, True)
 
 
 def relu(x):

@@ -107,7 +107,8 @@ def test_relu_softmax_sigmoid():
     np.testing.assert_allclose(cy.softmax(x).sum(-1), 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17)])
+# (1, 300, 129) and (3, 40, 100) split the columns (129 into blocks of 33, the last one 30 wide); 300 rows do not.
+@pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_dense_matches_reference_and_numba(n, k, m, relu):
     x, w, b = _rand(n, k), _rand(k, m), _rand(m)
