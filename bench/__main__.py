@@ -59,8 +59,7 @@ def main(argv=None):
     if args.json:
         print(f"JSON: {runner.save_json(report, args.json)}")
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(runner.markdown(report, command) + "\n")
+        runner.write_markdown(report, command, args.markdown)
         print(f"Markdown: {os.path.abspath(args.markdown)}")
     if args.png:
         if runner.write_png(report, args.png):

@@ -298,6 +298,24 @@ def markdown(report, command):
     return "\n".join(parts)
 
 
+#: In a Markdown report, what follows this line is written by hand (the analysis of the gaps) and kept on rewrite.
+KEEP_MARKER = "<!-- Everything below this line is written by hand and kept when the runner rewrites the file. -->"
+
+
+def write_markdown(report, command, path):
+    """Write the report to ``path``, keeping any hand-written part after :data:`KEEP_MARKER` of the old file."""
+    kept = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            kept = "\n" + old[old.index(KEEP_MARKER):]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(markdown(report, command) + "\n" + kept)
+    os.replace(tmp, path)
+
+
 def write_png(report, path):
     """A grouped bar chart (one panel per metric); returns False when matplotlib is missing."""
     try:

@@ -15,7 +15,7 @@ if str(REPO) not in sys.path:  # `bench` lives at the repo root, beside the inst
     sys.path.insert(0, str(REPO))
 
 from bench import __main__ as cli  # noqa: E402
-from bench import cases, models, peers_onnx, peers_torch, profile, runner  # noqa: E402
+from bench import cases, machine, models, peers_onnx, peers_torch, profile, runner  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
@@ -119,6 +119,17 @@ def test_cli_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         cli.parser().parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_markdown_rewrite_keeps_the_hand_written_analysis(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("old table\n" + runner.KEEP_MARKER + "\n## Gaps\nwhy\n")
+    report = {"machine": machine.info(1), "results": {}, "ratios": {}, "targets": [],
+              "cold_start": {"predictor": None, "load_model": None}}
+    runner.write_markdown(report, "python -m bench", str(path))
+    text = path.read_text()
+    assert "old table" not in text and "Command: `python -m bench`" in text
+    assert text.endswith(runner.KEEP_MARKER + "\n## Gaps\nwhy\n")
 
 
 def test_targets_compare_in_the_right_direction():
