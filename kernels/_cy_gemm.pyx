@@ -23,6 +23,7 @@ cdef enum:
     MIN_PANELS = 8
     DENSE_ROWS = 64
     DENSE_COLS = 32  # columns per block when a small batch is split over the output columns
+    GEMV_ROWS = 8  # up to this many rows, one matrix-vector product per row (sgemm would pack all of w first)
 
 # Whether the panels may run on several OpenMP threads: only while BLAS itself runs on one thread (see
 # ``cython_ops``), since every OpenMP thread calling a multi-threaded OpenBLAS oversubscribes the cores (5x slower).
@@ -32,17 +33,20 @@ cdef bint _parallel_panels = False
 ctypedef int (*get_threads_t)() noexcept nogil
 cdef get_threads_t _blas_threads = NULL
 
-# SciPy's ``cython_blas.sgemm``, taken from the module's C-API capsule by ``bind_sgemm`` (called once on import by
+# SciPy's ``cython_blas.sgemm`` (and sgemv), taken from the module's C-API capsules by ``bind_blas`` (called once on import by
 # ``cython_ops``) rather than cimported: a cimport imports the whole ``scipy.linalg`` package (0.5 s of cold start).
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
                          int*) noexcept nogil
 cdef sgemm_t sgemm = NULL
+ctypedef void (*sgemv_t)(char*, int*, int*, float*, float*, int*, float*, int*, float*, float*, int*) noexcept nogil
+cdef sgemv_t sgemv = NULL
 
 
-def bind_sgemm(capsule):
-    """Bind the sgemm of SciPy's ``cython_blas.__pyx_capi__["sgemm"]``."""
-    global sgemm
-    sgemm = <sgemm_t>PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+def bind_blas(gemm_capsule, gemv_capsule):
+    """Bind sgemm and sgemv from SciPy's ``cython_blas.__pyx_capi__``."""
+    global sgemm, sgemv
+    sgemm = <sgemm_t>PyCapsule_GetPointer(gemm_capsule, PyCapsule_GetName(gemm_capsule))
+    sgemv = <sgemv_t>PyCapsule_GetPointer(gemv_capsule, PyCapsule_GetName(gemv_capsule))
 
 
 def set_parallel_panels(bint on, size_t blas_threads_address=0):
@@ -176,7 +180,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0]
     cdef Py_ssize_t p, r0
-    cdef int rows, c0, cols
+    cdef int rows, c0, cols, r, inc = 1
     cdef float one = 1.0, zero = 0.0
     with nogil, parallel(num_threads=nthreads):
         for p in prange(rblocks * cblocks, schedule="static"):
@@ -186,6 +190,11 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
             cols = min(ccols, cout - c0)
             if cols <= 0:
                 continue
-            sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
-                  yp + r0 * cout + c0, &cout)
+            if rows <= GEMV_ROWS:
+                for r in range(rows):
+                    sgemv("N", &cols, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + (r0 + r) * k), &inc, &zero,
+                          yp + (r0 + r) * cout + c0, &inc)
+            else:
+                sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
+                      yp + r0 * cout + c0, &cout)
             _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu)

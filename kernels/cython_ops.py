@@ -65,7 +65,7 @@ def _hold_blas_to_one_thread():
     return False, 0  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
 
 
-_gemm.bind_sgemm(_cython_blas().__pyx_capi__["sgemm"])
+_gemm.bind_blas(_cython_blas().__pyx_capi__["sgemm"], _cython_blas().__pyx_capi__["sgemv"])
 BLAS_SINGLE_THREAD, _blas_getter = _hold_blas_to_one_thread()
 _gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
 
