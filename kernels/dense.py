@@ -1,47 +1,49 @@
 """Dense layer kernels (Numba): ``y = x @ w + b`` (optional fused ReLU) and its backward pass.
 
-Work split: ``prange`` over row blocks of ``x`` (``dy`` for ``dx``), each block one single-threaded BLAS ``np.dot``
-straight into its slice of the output, followed by the bias/ReLU epilogue while the block is in cache. ``dw`` is
-split over its own rows (the ``in`` axis) instead, so no thread needs a private ``dw`` and nothing is reduced.
+Each product is split across the threads over the axis that lets every thread read only its share of the larger
+operand, each share one single-threaded BLAS call (:func:`dropcore.kernels.blas.gemm`, which takes leading
+dimensions, so a block of columns needs no copy):
 
-Small batches (``N <= SMALL_BATCH``) use blocks of one row: OpenBLAS runs a one-row product as a matrix-vector
-product straight from ``w``, while a product of a few rows packs all of ``w`` first (measured on (N, 9216) x
-(9216, 128): 0.12 ms for N = 4 as four one-row calls, 0.50 ms as two two-row calls). Splitting a batch of one
-over output columns with a hand-written loop so that both cores work was slower than one core's BLAS call
-(0.11 ms vs 0.055 ms), so batch 1 runs on one core.
+- forward: over output columns when ``w`` is the larger operand (a thread reads only its columns of ``w``; with
+  row blocks every thread would pack all of ``w``: measured 0.69 ms against 2-thread BLAS's 0.45 ms on
+  (32, 9216) x (9216, 128)), over rows of ``x`` otherwise; bias and ReLU follow while the block is in cache;
+- ``dx = dy @ w.T``: over columns of ``dx`` (rows of ``w``) when ``w`` is the larger operand, else over rows;
+- ``dw = x.T @ dy``: over rows of ``dw``, reading the matching columns of ``x`` in place.
 
-The public wrappers hold BLAS to one thread while the ``prange`` regions call ``np.dot`` from every thread.
+Small batches (``N <= SMALL_BATCH``) run the forward as one-row products: OpenBLAS runs those as matrix-vector
+products straight from ``w``, while a product of a few rows packs all of ``w`` first (measured on (N, 9216) x
+(9216, 128): 0.12 ms for N = 4 as four one-row calls, 0.50 ms as two two-row calls). Products of fewer than
+``SMALL_WORK`` multiply-adds run serially: waking the thread pool costs more than they do.
+
+The public wrappers hold BLAS to one thread while the ``prange`` regions call it from every thread.
 """
 import numpy as np
 from numba import prange
 
 
+from .blas import gemm
 from .config import blas_single_thread, njit, num_threads, pjit
 
 F32 = np.float32
-#: Rows per block for larger batches (enough rows for BLAS to block well, small enough to balance the threads).
-ROW_BLOCK = 64
-#: Batches up to this size use one-row blocks.
+#: Batches up to this size use one-row blocks in the forward.
 SMALL_BATCH = 8
-#: Rows of ``dw`` per block.
-DW_BLOCK = 512
+#: Products of at most this many multiply-adds run on one thread.
+SMALL_WORK = 1 << 17
+#: Fewest columns (or rows) of a block of ``w``: narrower blocks make BLAS inefficient.
+MIN_BLOCK = 32
 
 
-def _n_blocks(n, per_block):
-    """About ``n / per_block`` blocks, but at least one per thread while ``n`` allows."""
-    return max(1, min(n, max(num_threads(), -(-n // per_block))))
-
-
-def _row_blocks(n):
-    return n if n <= SMALL_BATCH else _n_blocks(n, ROW_BLOCK)
+def _blocks(extent):
+    """Blocks of an axis of length ``extent``: one per thread, no narrower than ``MIN_BLOCK``."""
+    return max(1, min(num_threads(), extent // MIN_BLOCK))
 
 
 @njit
-def _bias_relu(y, b, relu, r0, r1):
-    """Epilogue on rows ``r0:r1`` of ``y``: add the bias (when given) and clamp at 0 (when ``relu``)."""
+def _bias_relu(y, b, relu, r0, r1, c0, c1):
+    """Epilogue on ``y[r0:r1, c0:c1]``: add the bias (when given) and clamp at 0 (when ``relu``)."""
     for r in range(r0, r1):
         row = y[r]
-        for j in range(row.shape[0]):
+        for j in range(c0, c1):
             v = row[j]
             if b is not None:
                 v += b[j]
@@ -50,26 +52,55 @@ def _bias_relu(y, b, relu, r0, r1):
             row[j] = v
 
 
+@njit
+def _dense_serial(x, w, b, relu):
+    y = np.dot(x, w)
+    _bias_relu(y, b, relu, 0, y.shape[0], 0, y.shape[1])
+    return y
+
+
 @pjit
-def _dense(x, w, b, relu, nblk):
+def _dense_rows(x, w, b, relu, nblk):
     n = x.shape[0]
     y = np.empty((n, w.shape[1]), dtype=F32)
     for k in prange(nblk):
         r0 = n * k // nblk
         r1 = n * (k + 1) // nblk
         np.dot(x[r0:r1], w, y[r0:r1])
-        _bias_relu(y, b, relu, r0, r1)
+        _bias_relu(y, b, relu, r0, r1, 0, y.shape[1])
+    return y
+
+
+@pjit
+def _dense_cols(x, w, b, relu, nblk):
+    n, k_in, m = x.shape[0], x.shape[1], w.shape[1]
+    y = np.empty((n, m), dtype=F32)
+    xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    for k in prange(nblk):
+        c0 = m * k // nblk
+        c1 = m * (k + 1) // nblk
+        gemm(xf, wf[c0:], yf[c0:], n, c1 - c0, k_in, k_in, m, m)
+        _bias_relu(y, b, relu, 0, n, c0, c1)
     return y
 
 
 def dense(x, w, b, relu=False):
     """Dense forward ``x @ w + b`` (``b`` may be ``None``), ReLU fused when ``relu``; float32 ``(N, out)``."""
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    n, k_in = x.shape
+    m = w.shape[1]
+    if n * k_in * m <= SMALL_WORK:  # OpenBLAS runs products this small on one thread by itself
+        return _dense_serial(x, w, b, relu)
     with blas_single_thread():
-        return _dense(x, w, b, relu, _row_blocks(x.shape[0]))
+        if n <= SMALL_BATCH:
+            return _dense_rows(x, w, b, relu, n)
+        if n < k_in and _blocks(m) > 1:  # w is the larger operand: each thread reads only its columns of it
+            return _dense_cols(x, w, b, relu, _blocks(m))
+        return _dense_rows(x, w, b, relu, _blocks(n))
 
 
 @pjit
-def _dx(dy, w, nblk):
+def _dx_rows(dy, w, nblk):
     n = dy.shape[0]
     dx = np.empty((n, w.shape[0]), dtype=F32)
     wt = w.T  # Fortran-ordered view: BLAS reads it transposed, no copy
@@ -81,16 +112,28 @@ def _dx(dy, w, nblk):
 
 
 @pjit
-def _dw(x, dy, nblk):
-    """``dw = x.T @ dy`` split over rows of ``dw``; each block first copies its columns of ``x`` contiguously
-    (Numba's BLAS calls need contiguous operands): in all, ``x`` is copied once."""
-    k_in = x.shape[1]
-    dw = np.empty((k_in, dy.shape[1]), dtype=F32)
+def _dx_cols(dy, w, nblk):
+    """``dx[:, i0:i1] = dy @ w[i0:i1].T``: each thread reads only its rows of ``w``."""
+    n, m, k_in = dy.shape[0], dy.shape[1], w.shape[0]
+    dx = np.empty((n, k_in), dtype=F32)
+    dyf, wf, dxf = dy.reshape(-1), w.reshape(-1), dx.reshape(-1)
     for k in prange(nblk):
         i0 = k_in * k // nblk
         i1 = k_in * (k + 1) // nblk
-        xs = np.ascontiguousarray(x[:, i0:i1])
-        np.dot(xs.T, dy, dw[i0:i1])
+        gemm(dyf, wf[i0 * m:], dxf[i0:], n, i1 - i0, m, m, m, k_in, False, True)
+    return dx
+
+
+@pjit
+def _dw(x, dy, nblk):
+    """``dw[i0:i1] = x[:, i0:i1].T @ dy``, split over rows of ``dw``; the columns of ``x`` are read in place."""
+    n, k_in, m = x.shape[0], x.shape[1], dy.shape[1]
+    dw = np.empty((k_in, m), dtype=F32)
+    xf, dyf, dwf = x.reshape(-1), dy.reshape(-1), dw.reshape(-1)
+    for k in prange(nblk):
+        i0 = k_in * k // nblk
+        i1 = k_in * (k + 1) // nblk
+        gemm(xf[i0:], dyf, dwf[i0 * m:], i1 - i0, m, n, k_in, m, m, True, False)
     return dw
 
 
@@ -104,12 +147,23 @@ def _db(dy):
     return db
 
 
+@njit
+def _backward_serial(dy, x, w):
+    return np.dot(dy, w.T), np.dot(x.T, dy)
+
+
 def dense_backward(dy, x, w, has_bias):
     """Dense backward -> ``(dx, dw, db)``: ``dy @ w.T``, ``x.T @ dy``, ``dy.sum(0)`` (``None`` without bias).
 
     For a fused ReLU the caller masks ``dy`` first (``relu_backward``).
     """
-    with blas_single_thread():
-        dx = _dx(dy, w, _row_blocks(dy.shape[0]))
-        dw = _dw(x, dy, _n_blocks(x.shape[1], DW_BLOCK))
+    dy, x, w = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(w)
+    n, k_in = x.shape
+    m = w.shape[1]
+    if n * k_in * m <= SMALL_WORK:  # OpenBLAS runs products this small on one thread by itself
+        dx, dw = _backward_serial(dy, x, w)
+    else:
+        with blas_single_thread():
+            dx = _dx_cols(dy, w, _blocks(k_in)) if n < k_in else _dx_rows(dy, w, _blocks(n))
+            dw = _dw(x, dy, _blocks(k_in))
     return dx, dw, (_db(dy) if has_bias else None)
