@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench import cases
+from dropcore.kernels.config import blas_single_thread
 
 CASES = cases.all_cases()
 SETS = cases.kernel_sets()
@@ -29,4 +30,8 @@ def test_kernel(benchmark, case, impl):
     expected, got = _flat(case.bind(SETS["reference"])()), _flat(fn())
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4)
-    benchmark(fn)
+    if impl == "reference":  # NumPy's own BLAS threads, as a NumPy user runs it
+        benchmark(fn)
+    else:  # Numba and Cython call BLAS from every thread of their own pool: BLAS held to one, as the engine does
+        with blas_single_thread():
+            benchmark(fn)
