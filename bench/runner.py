@@ -80,16 +80,8 @@ def measure_model(name, engines, threads, repeats, warmup, latency_repeats):
     interleaved in one process, dropcore's inference ran at half its speed and PyTorch's training at 0.7x.
     Every child gets the same thread count (``OMP_NUM_THREADS`` and each engine's own setting).
     """
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = {}
-    for engine in engines:
-        cmd = [sys.executable, "-m", "bench.worker", name, engine, str(threads), str(repeats), str(warmup),
-               str(latency_repeats)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=_ROOT, timeout=3600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"benchmark worker {name}/{engine} failed:\n{proc.stderr.strip()[-2000:]}")
-        out[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
+    return {engine: _run_worker(["model", name, engine, str(threads), str(repeats), str(warmup),
+                                 str(latency_repeats)], threads) for engine in engines}
 
 
 def ratios(results):
@@ -129,29 +121,56 @@ def targets(results, rat):
     return rows
 
 
-def kernel_comparison(names, n, repeats):
-    """Each kernel call of the models' training steps: Numba (and Cython) against the NumPy reference, in ms."""
+def kernel_times(names, n, repeats, impls):
+    """``{case id: {impl: ms}}``: each kernel call of the models' training steps, for the kernel sets ``impls``."""
     from dropcore.kernels.config import blas_single_thread
 
     from . import cases
 
     sets = cases.kernel_sets()
-    rows = []
+    out = {}
     for case in cases.all_cases(names, n):
-        row = {"kernel": case.id}
-        for impl, ops in sets.items():
-            if not case.supported_by(ops):
+        row = out.setdefault(case.id, {})
+        for impl in impls:
+            if impl not in sets or not case.supported_by(sets[impl]):
                 continue
-            fn = case.bind(ops)
-            if impl == "reference":
+            fn = case.bind(sets[impl])
+            if impl == "reference":  # NumPy with its own BLAS threads
                 t = median_seconds(fn, repeats, 1)
-            else:
+            else:  # Numba and Cython call BLAS from every thread of their own pool
                 with blas_single_thread():
                     t = median_seconds(fn, repeats, 1)
-            row[impl + "_ms"] = 1e3 * t
+            row[impl] = 1e3 * t
+    return out
+
+
+def kernel_comparison(names, n, repeats, threads):
+    """Each kernel call: Numba (and Cython) against the NumPy reference, in ms.
+
+    The reference runs in a process of its own: OpenBLAS's worker threads keep spinning for a while after each
+    multi-threaded call and stalled the next Numba region by whole scheduler ticks (8 ms on a 2.6 ms kernel).
+    """
+    times = {}
+    for impls in (("reference",), ("numba", "cython")):
+        argv = ["kernels", ",".join(impls), ",".join(names), str(n), str(repeats), str(threads)]
+        for case_id, by_impl in _run_worker(argv, threads).items():
+            times.setdefault(case_id, {}).update(by_impl)
+    rows = []
+    for case_id, by_impl in times.items():
+        row = {"kernel": case_id, **{impl + "_ms": ms for impl, ms in by_impl.items()}}
         row["speedup"] = row["reference_ms"] / row["numba_ms"]
         rows.append(row)
     return rows
+
+
+def _run_worker(argv, threads):
+    """Run ``python -m bench.worker *argv`` with ``threads`` OpenMP threads; its JSON result."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", "bench.worker", *argv], capture_output=True, text=True, env=env,
+                          cwd=_ROOT, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker {' '.join(argv)} failed:\n{proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=print):
@@ -175,7 +194,7 @@ def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=
             report["profile"] = _profiles(names, repeats, avail["torch"], log)
         if kernels:
             log("timing kernels against the NumPy reference ...")
-            report["kernels"] = kernel_comparison(names, 32, max(3, repeats))
+            report["kernels"] = kernel_comparison(names, 32, max(3, repeats), threads)
     return report
 
 

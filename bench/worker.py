@@ -1,19 +1,29 @@
-"""One engine on one reference model, in a process of its own; prints its results as one JSON line.
+"""One measurement in a process of its own; prints its results as one JSON line (run by ``bench.runner``).
 
-``python -m bench.worker MODEL ENGINE THREADS REPEATS WARMUP LATENCY_REPEATS`` (run by ``runner.measure_model``).
+``python -m bench.worker model MODEL ENGINE THREADS REPEATS WARMUP LATENCY_REPEATS``: one engine on one model.
+``python -m bench.worker kernels IMPLS MODELS BATCH REPEATS THREADS``: kernel calls of the comma-separated kernel
+sets ``IMPLS`` at the shapes of the comma-separated ``MODELS``.
 """
 import json
 import sys
 
-from .runner import measure_engine
+from .runner import kernel_times, measure_engine
 from .timing import threads as thread_limit
 
 
 def main(argv):
-    name, engine = argv[0], argv[1]
-    threads, repeats, warmup, latency_repeats = (int(a) for a in argv[2:6])
-    with thread_limit(threads):
-        result = measure_engine(name, engine, threads, repeats, warmup, latency_repeats)
+    if argv[0] == "model":
+        name, engine = argv[1], argv[2]
+        threads, repeats, warmup, latency_repeats = (int(a) for a in argv[3:7])
+        with thread_limit(threads):
+            result = measure_engine(name, engine, threads, repeats, warmup, latency_repeats)
+    elif argv[0] == "kernels":
+        impls, names = argv[1].split(","), argv[2].split(",")
+        batch, repeats, threads = (int(a) for a in argv[3:6])
+        with thread_limit(threads):
+            result = kernel_times(names, batch, repeats, impls)
+    else:
+        raise SystemExit(f"unknown worker mode {argv[0]!r}: expected 'model' or 'kernels'")
     print(json.dumps(result))
     return 0
 

@@ -88,14 +88,19 @@ def test_profile_accounts_for_every_step():
 
 def test_runner_end_to_end_with_tiny_repeats(tmp_path, capsys):
     out_json, out_md, out_png = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
-    code = cli.main(["--models", "lenet5", "--quick", "--repeats", "1", "--threads", "1", "--json", str(out_json),
-                     "--markdown", str(out_md), "--png", str(out_png)])
+    code = cli.main(["--models", "lenet5", "--quick", "--repeats", "1", "--threads", "1", "--kernels", "--json",
+                     str(out_json), "--markdown", str(out_md), "--png", str(out_png)])
     assert code == 0
     report = json.loads(out_json.read_text())
     res = report["results"]["lenet5"]
     for key in ("train32", "train128", "infer256", "latency1"):
         assert res["dropcore"][key] > 0 and res["reference"][key] > 0
     assert report["machine"]["threads"] == 1 and report["settings"]["repeats"] == 1
+    kernels = {r["kernel"]: r for r in report["kernels"]}
+    assert len(kernels) == len(cases.all_cases(["lenet5"], 32))
+    for row in kernels.values():
+        assert row["reference_ms"] > 0 and row["numba_ms"] > 0
+        assert row["speedup"] == pytest.approx(row["reference_ms"] / row["numba_ms"])
     assert report["ratios"]["lenet5"]["dropcore"]["reference"]["train128"] == pytest.approx(
         res["dropcore"]["train128"] / res["reference"]["train128"])
     printed = capsys.readouterr().out
