@@ -117,6 +117,10 @@ def load_data(args, default_kind):
             hint = f" (reading the {kind} files; pass --kind {other} to read the {other} files)"
         raise CommandError(f"{exc}{hint}") from None
     num_classes = len(classes) if classes is not None else 10
+    if args.skip:
+        if args.skip >= len(x):
+            raise CommandError(f"--skip {args.skip} leaves no samples: the data has {len(x)}")
+        x, y = x[args.skip:], y[args.skip:]
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     source = "scikit-learn digits" if args.data is None else str(args.data)
@@ -142,6 +146,8 @@ def _add_data_args(p, kind_help):
     g.add_argument("--kind", choices=("train", "test"), help=kind_help)
     g.add_argument("--label-column", metavar="COL", help="CSV: the label column, an index or a header name "
                                                          "(default: the last column)")
+    g.add_argument("--skip", type=positive_int, metavar="N", help="leave out the first N samples (before --limit): "
+                                                                  "evaluate on what --limit N trained without")
     g.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N samples")
 
 
@@ -409,7 +415,10 @@ def cmd_bench(argv):
         print("dropcore bench: error: the benchmarks live in the project's bench/ directory, which only a source "
               "checkout has (git clone, then pip install -e .); this installation has none", file=sys.stderr)
         return 1
-    return subprocess.call([sys.executable, "-m", "bench", *argv], cwd=root)
+    # Run from the caller's directory (so relative --json/--markdown paths land there), with the checkout's bench/
+    # first on the path (before any `bench` in the caller's directory).
+    code = f"import runpy, sys; sys.path.insert(0, {str(root)!r}); runpy.run_module('bench', run_name='__main__')"
+    return subprocess.call([sys.executable, "-c", code, *argv])
 
 
 def _basic_info():

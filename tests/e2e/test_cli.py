@@ -123,6 +123,17 @@ def test_evaluate_matches_the_model_in_process(trained, tmp_path):
     assert res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, rel=1e-5)
 
 
+def test_evaluate_on_the_samples_after_skip(trained, tmp_path):
+    out, _ = trained
+    ok("evaluate", out / "model.dropcore", "--skip", 1500, "--limit", 200, "--output", tmp_path / "e.json")
+    res = json.loads((tmp_path / "e.json").read_text())
+    x, y = load_digits()
+    _, acc = dropcore.load_model(out / "model.dropcore").evaluate(x[1500:1700], y[1500:1700])
+    assert res["samples"] == 200 and res["accuracy"] == pytest.approx(acc)  # samples 1500..1699
+    code, _, err = run("evaluate", out / "model.dropcore", "--skip", 5000)
+    assert code == 1 and "--skip 5000 leaves no samples: the data has 1797" in err
+
+
 def test_predict_arrays_and_images(trained, tmp_path):
     out, _ = trained
     x, _ = load_digits()
