@@ -4,8 +4,8 @@ Every engine runs the same model (same weights, float32, same batch) with the sa
 forward + backward + SGD momentum update (dropcore: ``model.train_on_batch``; PyTorch: the equivalent ``nn.Module``
 with ``cross_entropy`` on logits). Inference = ``predict`` at batch 256; latency = ``predict`` on one image
 ("dropcore-cython": ``dropcore.Predictor`` on the ahead-of-time kernels, inference only).
-Warm-up calls are excluded; each number is the median of the repeats; every engine runs in a process of its own
-(see :func:`measure_model`).
+Warm-up calls are excluded; each number is the median of the repeats in one process, the best of ``ROUNDS`` such
+processes per engine; never two engines in one process (see :func:`measure_model`).
 """
 import json
 import os
@@ -72,16 +72,33 @@ def measure_engine(name, engine, threads, repeats, warmup, latency_repeats):
     return out
 
 
-def measure_model(name, engines, threads, repeats, warmup, latency_repeats):
-    """``{engine: {metric: value}}`` for one model, each engine measured in a new process of its own.
+#: Processes per engine and model: the engines run in turn, in reverse order on every other round.
+ROUNDS = 2
+
+
+def measure_model(name, engines, threads, repeats, warmup, latency_repeats, rounds=ROUNDS):
+    """``{engine: {metric: value}}`` for one model, each engine measured in new processes of its own.
 
     Never two engines in one process: their thread pools (OpenMP teams, ONNX Runtime's spinning workers, OpenBLAS)
     keep spinning after a call and steal the cores from whichever engine runs next. Measured on this 2-core machine:
     interleaved in one process, dropcore's inference ran at half its speed and PyTorch's training at 0.7x.
-    Every child gets the same thread count (``OMP_NUM_THREADS`` and each engine's own setting).
+    Every child gets the same thread count (``OMP_NUM_THREADS`` and each engine's own setting). Each engine runs
+    in ``rounds`` processes, the rounds alternating the engines' order; every metric keeps its best round's median
+    (a burst of load from elsewhere slows one round, not the engine).
     """
-    return {engine: _run_worker(["model", name, engine, str(threads), str(repeats), str(warmup),
-                                 str(latency_repeats)], threads) for engine in engines}
+    runs = {e: [] for e in engines}
+    for r in range(rounds):
+        for engine in (engines if r % 2 == 0 else engines[::-1]):
+            runs[engine].append(_run_worker(["model", name, engine, str(threads), str(repeats), str(warmup),
+                                             str(latency_repeats)], threads))
+    out = {}
+    for engine, results in runs.items():
+        out[engine] = {}
+        for key, _ in METRICS:
+            vals = [res[key] for res in results if res[key] is not None]
+            best = (min if key == "latency1" else max)(vals) if vals else None
+            out[engine][key] = best
+    return out
 
 
 def ratios(results):
@@ -178,14 +195,15 @@ def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=
     warmup = 1 if quick else 2
     latency_repeats = max(10, 10 * repeats)
     avail = _engines_available()
+    rounds = 1 if quick else ROUNDS
     report = {"machine": machine.info(threads), "settings": {"models": list(names), "repeats": repeats,
-                                                              "quick": quick, "threads": threads},
+                                                              "rounds": rounds, "quick": quick, "threads": threads},
               "engines": avail, "results": {}}
     with thread_limit(threads):
         engines = [e for e in ENGINES if avail[e]]
         for name in names:
             log(f"measuring {name} on {', '.join(engines)} (a process each) ...")
-            report["results"][name] = measure_model(name, engines, threads, repeats, warmup, latency_repeats)
+            report["results"][name] = measure_model(name, engines, threads, repeats, warmup, latency_repeats, rounds)
         report["machine"]["load_average_at_end"] = os.getloadavg()[0]
         report["ratios"] = ratios(report["results"])
         report["targets"] = targets(report["results"], report["ratios"])
@@ -306,7 +324,10 @@ def kernels_text(report):
 
 
 def markdown(report, command):
-    parts = [f"Command: `{command}`", "", f"Machine: {machine.line(report['machine'])}", "",
+    st = report["settings"]
+    method = (f"Each number: the median of {st['repeats']} timed calls (latency: {max(10, 10 * st['repeats'])}) after "
+              f"warm-up, in a process running that engine alone; the best of {st.get('rounds', 1)} such processes.")
+    parts = [f"Command: `{command}`", "", f"Machine: {machine.line(report['machine'])}", "", method, "",
              results_table(report), "", "Ratios are dropcore ÷ peer: above 1 means dropcore is faster for "
              "images/s; for latency, below 1 means dropcore is faster.", "", cold_start_text(report), "",
              "### Targets", "", targets_table(report), ""]

@@ -129,7 +129,7 @@ def test_cli_rejects_bad_arguments(argv, message, capsys):
 def test_markdown_rewrite_keeps_the_hand_written_analysis(tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("old table\n" + runner.KEEP_MARKER + "\n## Gaps\nwhy\n")
-    report = {"machine": machine.info(1), "results": {}, "ratios": {}, "targets": [],
+    report = {"machine": machine.info(1), "settings": {"repeats": 1}, "results": {}, "ratios": {}, "targets": [],
               "cold_start": {"predictor": None, "load_model": None}}
     runner.write_markdown(report, "python -m bench", str(path))
     text = path.read_text()
