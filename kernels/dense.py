@@ -28,7 +28,7 @@ F32 = np.float32
 #: Batches up to this size use one-row blocks in the forward.
 SMALL_BATCH = 8
 #: Products of at most this many multiply-adds run on one thread.
-SMALL_WORK = 1 << 17
+SMALL_WORK = 1 << 19
 #: Fewest columns (or rows) of a block of ``w``: narrower blocks make BLAS inefficient.
 MIN_BLOCK = 32
 

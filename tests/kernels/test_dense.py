@@ -7,9 +7,9 @@ from dropcore.kernels import dense as nb
 from dropcore.kernels.reference import dense as ref
 
 # (N, in, out): every split of dense.py. Below SMALL_WORK (serial): batch 1, tiny batches up to the one-row
-# boundary, odd sizes. Above it: one-row blocks (5, 300, 100); column blocks of w and of dx, uneven (77, 129, 65),
+# boundary, odd sizes. Above it: one-row blocks (5, 1000, 120); column blocks of w and of dx, uneven (77, 129, 65),
 # (64, 1000, 130); columns too few to split (200, 1100, 20); row blocks when x is the larger operand (300, 40, 64).
-SHAPES = [(1, 37, 5), (3, 100, 33), (nb.SMALL_BATCH, 64, 17), (nb.SMALL_BATCH + 1, 50, 10), (5, 300, 100),
+SHAPES = [(1, 37, 5), (3, 100, 33), (nb.SMALL_BATCH, 64, 17), (nb.SMALL_BATCH + 1, 50, 10), (5, 1000, 120),
           (77, 129, 65), (64, 1000, 130), (200, 1100, 20), (300, 40, 64)]
 
 
