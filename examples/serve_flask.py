@@ -4,7 +4,8 @@
 
 ``POST /predict`` with JSON ``{"instances": [...]}`` (each instance shaped like one model input), optionally
 ``"mc_samples"`` and ``"seed"`` for Monte-Carlo dropout, returns ``{"predictions": [...]}`` (with MC dropout,
-``{"mean": [...], "std": [...]}``). ``GET /health`` returns the model's name, the kernels in use and whether Numba was ever imported.
+``{"mean": [...], "std": [...]}``). ``GET /health`` returns the model's name, the kernels in use and whether Numba
+was ever imported.
 One :class:`dropcore.Predictor` serves every request thread; it holds no per-request state.
 """
 import argparse

@@ -217,6 +217,7 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_out
     with blas_single_thread():
         relu = relu_output is not None
         y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
-        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias,
-                                 need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
+        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), y3, relu, x.reshape(n, h * wdim * cin), w2dt,
+                                 has_bias, need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow,
+                                 rows_blk, nchunks)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)
