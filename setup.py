@@ -56,7 +56,7 @@ def _extensions():
         Extension(
             "dropcore.kernels." + f[:-4],
             [os.path.join("kernels", f)],
-            include_dirs=[numpy.get_include()],
+            include_dirs=[numpy.get_include(), "kernels"],
             extra_compile_args=["-O3"] + arch + openmp,
             extra_link_args=openmp,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

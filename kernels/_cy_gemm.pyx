@@ -16,6 +16,15 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 cimport openmp
 import numpy as np
 
+cdef extern from "_avx512_gemm.h" nogil:
+    int DC_HAVE_AVX512
+    void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc)
+    void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C, int ldc,
+                 int accumulate)
+
+#: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (built with -march of an AVX-512 CPU) or on BLAS.
+HAVE_AVX512 = bool(DC_HAVE_AVX512)
+
 # Floats per im2col panel (256 KiB): small enough to stay in L2 next to the weights, large enough for sgemm to be
 # efficient. A constant, so panel boundaries never depend on the thread count.
 cdef enum:
@@ -157,7 +166,10 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
             else:
                 a = &bufs[threadid(), 0]
                 _im2col(xp, a, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
-            sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
+            if DC_HAVE_AVX512:
+                dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
+            else:
+                sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
             _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
 
 
@@ -194,7 +206,30 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
                 for r in range(rows):
                     sgemv("N", &cols, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + (r0 + r) * k), &inc, &zero,
                           yp + (r0 + r) * cout + c0, &inc)
+            elif DC_HAVE_AVX512:
+                dc_sgemm_rm(rows, cols, k, xp + r0 * k, k, wp + c0, cout, yp + r0 * cout + c0, cout)
             else:
                 sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
                       yp + r0 * cout + c0, &cout)
             _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu)
+
+
+def matmul(const float[:, ::1] a, const float[:, ::1] b):
+    """``a @ b`` through the GEMM the kernels use (the AVX-512 micro-kernels when built): for tests."""
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    out = np.zeros((m, n), dtype=np.float32)
+    cdef float[:, ::1] c = out
+    cdef float one = 1.0, zero = 0.0
+    if m == 0 or n == 0 or k == 0:
+        return out
+    if DC_HAVE_AVX512:
+        dc_sgemm_rm(m, n, k, &a[0, 0], k, &b[0, 0], n, &c[0, 0], n)
+    else:
+        sgemm("N", "N", &n, &m, &k, &one, <float*>&b[0, 0], &n, <float*>&a[0, 0], &k, &zero, &c[0, 0], &n)
+    return out
+
+
+def gemm_address():
+    """The address of the C function ``dc_gemm`` (see ``_avx512_gemm.h``) for the Numba kernels, or 0 when the
+    extension was built without AVX-512."""
+    return <size_t>&dc_gemm if DC_HAVE_AVX512 else 0

@@ -53,3 +53,71 @@ def gemm(a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False):
     _sgemm(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
            scalars[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes, scalars[1:].ctypes, c.ctypes,
            ints[5:].ctypes)
+
+
+# --- dropcore's own AVX-512 GEMM (the Cython extension's dc_gemm), for the convolutions ---------------------------
+def _fast_gemm_address():
+    try:
+        from . import _cy_gemm
+    except ImportError:  # the Cython extension is optional
+        return 0
+    return _cy_gemm.gemm_address()
+
+
+def _numpy_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate):
+    """The same contract as ``dc_gemm`` in NumPy, behind the symbol when the extension has no AVX-512 kernels: the
+    kernels never call it then (they check :data:`HAVE_FAST_GEMM`), but code Numba cached on a machine that had
+    them still links, and stays correct."""
+    f32 = ctypes.POINTER(ctypes.c_float)
+
+    def view(ptr, rows, cols, rs, cs):
+        base = np.ctypeslib.as_array(ctypes.cast(ptr, f32), shape=((rows - 1) * rs + (cols - 1) * cs + 1,))
+        return np.lib.stride_tricks.as_strided(base, (rows, cols), (4 * rs, 4 * cs))
+
+    out = view(c, m, n, ldc, 1)
+    prod = view(a, m, k, ars, acs) @ view(b, k, n, ldb, 1)
+    out[...] = out + prod if accumulate else prod
+
+
+_FAST_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long,
+                               ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+_fast_fallback = _FAST_PROTO(_numpy_gemm)  # kept alive for as long as the symbol may be called
+
+
+def _bind_fast_gemm():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _fast_gemm_address()
+    llvm.add_symbol("dropcore_fast_gemm", address or ctypes.cast(_fast_fallback, ctypes.c_void_p).value)
+    i32, i64 = types.int32, types.int64
+    sig = types.void(i32, i32, i32, types.voidptr, i64, i64, types.voidptr, i32, types.voidptr, i32, i32)
+    return bool(address), types.ExternalFunction("dropcore_fast_gemm", sig)
+
+
+#: Whether :func:`matmul` and :func:`matmul_tn_add` run on the AVX-512 micro-kernels of the Cython extension
+#: (about twice OpenBLAS's speed where OpenBLAS runs its AVX2 kernels); otherwise they use Numba's ``np.dot``.
+HAVE_FAST_GEMM, _fast_gemm = _bind_fast_gemm()
+
+
+@njit
+def matmul(a, b, c, fast):
+    """``c[...] = a @ b`` for 2-D float32 arrays with unit inner strides; on the fast GEMM when ``fast``."""
+    if fast:
+        _fast_gemm(np.int32(a.shape[0]), np.int32(b.shape[1]), np.int32(a.shape[1]), a.ctypes,
+                   np.int64(a.strides[0] // 4), np.int64(1), b.ctypes, np.int32(b.strides[0] // 4), c.ctypes,
+                   np.int32(c.strides[0] // 4), np.int32(0))
+    else:
+        np.dot(a, b, c)
+
+
+@njit
+def matmul_tn_add(a, b, c, tmp, fast):
+    """``c += a.T @ b`` (``tmp``: a scratch shaped like ``c``, used without the fast GEMM)."""
+    if fast:
+        _fast_gemm(np.int32(a.shape[1]), np.int32(b.shape[1]), np.int32(a.shape[0]), a.ctypes, np.int64(1),
+                   np.int64(a.strides[0] // 4), b.ctypes, np.int32(b.strides[0] // 4), c.ctypes,
+                   np.int32(c.strides[0] // 4), np.int32(1))
+    else:
+        np.dot(a.T, b, tmp)
+        c += tmp

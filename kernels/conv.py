@@ -7,6 +7,7 @@ weight/bias gradients, which are summed into per-chunk partials and reduced seri
 import numba
 import numpy as np
 
+from .blas import HAVE_FAST_GEMM, matmul, matmul_tn_add
 from .config import blas_single_thread, njit, pjit
 from .geometry import window_2d
 
@@ -95,7 +96,7 @@ def _relu_mask(dy, y, out):
 
 
 @pjit
-def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks, fast):
     """Forward driver: one chunk of (sample, row block) items per thread, one im2col panel per thread,
     ``(N, OH * OW, Cout)``."""
     n = x2.shape[0]
@@ -113,14 +114,15 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
             m = (oy1 - oy0) * ow
             _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
             ys = y[s, oy0 * ow:oy0 * ow + m]
-            np.dot(panel[:m], w2d, ys)
+            matmul(panel[:m], w2d, ys, fast)
             if has_bias or relu:
                 _bias_relu(ys, b, has_bias, relu)
     return y
 
 
 @pjit
-def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks):
+def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
+                fast):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
@@ -151,13 +153,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                     _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], dmask[:m])
                     dys = dmask[:m]
                 _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
-                np.dot(panel[:m].T, dys, dwt)
+                matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
                 if need_dx:
-                    np.dot(dys, w2dt, dpanel[:m])
+                    matmul(dys, w2dt, dpanel[:m], fast)
                     _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
-                for r in range(k):
-                    for co in range(cout):
-                        dwsum[r, co] += dwt[r, co]
                 if has_bias:
                     for r in range(m):
                         for co in range(cout):
@@ -200,7 +199,8 @@ def conv2d(x, w, b, strides, padding, relu=False):
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
     with blas_single_thread():
         y = _conv2d_fwd(x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout), bias, has_bias, relu,
-                        h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks)
+                        h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks,
+                        HAVE_FAST_GEMM)
     return y.reshape(n, oh, ow, cout)
 
 
@@ -219,5 +219,5 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_out
         y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
         dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), y3, relu, x.reshape(n, h * wdim * cin), w2dt,
                                  has_bias, need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow,
-                                 rows_blk, nchunks)
+                                 rows_blk, nchunks, HAVE_FAST_GEMM)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)

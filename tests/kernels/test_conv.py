@@ -3,6 +3,7 @@ import numba
 import numpy as np
 import pytest
 
+from dropcore.kernels import blas
 from dropcore.kernels import conv as nb
 from dropcore.kernels.reference import conv as ref
 from dropcore.testing import check_gradient
@@ -23,6 +24,20 @@ CASES = [
     (3, 7, 9, 2, (2, 3), 5, (2, 1), "same", False, True),
     (2, 8, 9, 3, (2, 3), 3, (1, 2), "valid", True, True),
 ]
+
+
+# Two channel-rich cases: the AVX-512 GEMM's full 6x64 tile, a second 64-column block and a masked tail.
+CASES += [
+    (2, 9, 8, 16, (3, 3), 70, (1, 1), "valid", True, True),
+    (1, 7, 7, 40, (3, 3), 64, (1, 1), "same", False, False),
+]
+
+
+@pytest.fixture(autouse=True, params=["fast-gemm", "blas"] if blas.HAVE_FAST_GEMM else ["blas"])
+def gemm(request, monkeypatch):
+    """Every test on both GEMMs the Numba kernels can use: dropcore's AVX-512 kernels (when built) and BLAS."""
+    monkeypatch.setattr(nb, "HAVE_FAST_GEMM", request.param == "fast-gemm")
+    return request.param
 
 
 def _data(case, dtype, seed):

@@ -1,0 +1,189 @@
+/* Row-major float32 GEMM micro-kernels for AVX-512: C[M x N] = A[M x K] * B[K x N], every matrix row-major with
+ * its own leading dimension (rows lda, ldb, ldc floats apart).
+ *
+ * Why: OpenBLAS may run its AVX2 kernels on an AVX-512 CPU (OPENBLAS_CORETYPE=Haswell on the development machine),
+ * half the CPU's multiply-add width. The inference GEMMs here have a narrow B (the layer's weights: K x cout, cout
+ * 10..256), so a register tile of 6 rows x 64 columns (24 zmm accumulators) streams B straight from cache without
+ * packing; K is cut into blocks of KC so a block of B (KC x 64) stays in L1 across the rows of A.
+ *
+ * Built only when the compiler targets AVX-512 (-march=native on such a CPU): DC_HAVE_AVX512 says whether it was;
+ * otherwise the caller uses BLAS sgemm. Each element of C is the same sum in the same order (k ascending, one FMA
+ * chain per block of DC_KC, the blocks added in order) whatever M, the row block or the thread count: results
+ * never depend on how the rows are split.
+ */
+#ifndef DROPCORE_AVX512_GEMM_H
+#define DROPCORE_AVX512_GEMM_H
+
+#if defined(__AVX512F__)
+#define DC_HAVE_AVX512 1
+#include <immintrin.h>
+
+#define DC_MR 6
+#define DC_KC 128
+
+/* Mask of the first n (0..16) lanes. */
+static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1u)); }
+
+/* The common case: a full 64-column block, no masks, 6 rows. */
+static inline void dc_kernel_full6(int kc, const float* a, long ars, long acs, const float* b, int ldb, float* c,
+                                   int ldc, int first) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+    __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+    __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00;
+    __m512 c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    const float* a0 = a;
+    const float* a1 = a + ars;
+    const float* a2 = a + 2 * ars;
+    const float* a3 = a + 3 * ars;
+    const float* a4 = a + 4 * ars;
+    const float* a5 = a + 5 * ars;
+    for (long k = 0; k < kc; ++k) {
+        const float* bk = b + k * ldb;
+        const long ka = k * acs;
+        __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);
+        __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);
+        __m512 x;
+        x = _mm512_set1_ps(a0[ka]);
+        c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
+        c02 = _mm512_fmadd_ps(x, b2, c02); c03 = _mm512_fmadd_ps(x, b3, c03);
+        x = _mm512_set1_ps(a1[ka]);
+        c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
+        c12 = _mm512_fmadd_ps(x, b2, c12); c13 = _mm512_fmadd_ps(x, b3, c13);
+        x = _mm512_set1_ps(a2[ka]);
+        c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
+        c22 = _mm512_fmadd_ps(x, b2, c22); c23 = _mm512_fmadd_ps(x, b3, c23);
+        x = _mm512_set1_ps(a3[ka]);
+        c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
+        c32 = _mm512_fmadd_ps(x, b2, c32); c33 = _mm512_fmadd_ps(x, b3, c33);
+        x = _mm512_set1_ps(a4[ka]);
+        c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
+        c42 = _mm512_fmadd_ps(x, b2, c42); c43 = _mm512_fmadd_ps(x, b3, c43);
+        x = _mm512_set1_ps(a5[ka]);
+        c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
+        c52 = _mm512_fmadd_ps(x, b2, c52); c53 = _mm512_fmadd_ps(x, b3, c53);
+    }
+#define DC_STORE(ROW, V0, V1, V2, V3) do {                                                                        \
+        float* ci = c + (long)(ROW) * ldc;                                                                        \
+        if (first) {                                                                                              \
+            _mm512_storeu_ps(ci, V0); _mm512_storeu_ps(ci + 16, V1);                                             \
+            _mm512_storeu_ps(ci + 32, V2); _mm512_storeu_ps(ci + 48, V3);                                        \
+        } else {                                                                                                  \
+            _mm512_storeu_ps(ci, _mm512_add_ps(V0, _mm512_loadu_ps(ci)));                                        \
+            _mm512_storeu_ps(ci + 16, _mm512_add_ps(V1, _mm512_loadu_ps(ci + 16)));                              \
+            _mm512_storeu_ps(ci + 32, _mm512_add_ps(V2, _mm512_loadu_ps(ci + 32)));                              \
+            _mm512_storeu_ps(ci + 48, _mm512_add_ps(V3, _mm512_loadu_ps(ci + 48)));                              \
+        }                                                                                                         \
+    } while (0)
+    DC_STORE(0, c00, c01, c02, c03);
+    DC_STORE(1, c10, c11, c12, c13);
+    DC_STORE(2, c20, c21, c22, c23);
+    DC_STORE(3, c30, c31, c32, c33);
+    DC_STORE(4, c40, c41, c42, c43);
+    DC_STORE(5, c50, c51, c52, c53);
+#undef DC_STORE
+}
+
+/* C[MR x 16*NV] (+)= A[MR x kc] * B[kc x 16*NV]; the last 16-lane vector masked by `tail` (for N % 16).
+ * `first`: overwrite C (the first K block) instead of adding to it. MR and NV are constants in each instance, so
+ * the accumulators live in registers. */
+#define DC_KERNEL(MR, NV)                                                                                          \
+static inline void dc_kernel_##MR##_##NV(int kc, const float* a, long ars, long acs, const float* b, int ldb,   \
+                                         float* c, int ldc, __mmask16 tail, int first) {                         \
+    __m512 acc[MR][NV];                                                                                           \
+    for (int i = 0; i < MR; ++i)                                                                                  \
+        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();                                             \
+    for (int k = 0; k < kc; ++k) {                                                                                \
+        const float* bk = b + (long)k * ldb;                                                                      \
+        __m512 bv[NV];                                                                                            \
+        for (int j = 0; j < NV; ++j) bv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? tail : 0xFFFF, bk + 16 * j);   \
+        for (int i = 0; i < MR; ++i) {                                                                            \
+            __m512 ai = _mm512_set1_ps(a[i * ars + (long)k * acs]);                                               \
+            for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(ai, bv[j], acc[i][j]);                       \
+        }                                                                                                         \
+    }                                                                                                             \
+    for (int i = 0; i < MR; ++i) {                                                                                \
+        float* ci = c + (long)i * ldc;                                                                            \
+        for (int j = 0; j < NV; ++j) {                                                                            \
+            __mmask16 m = (j == NV - 1) ? tail : 0xFFFF;                                                          \
+            __m512 v = acc[i][j];                                                                                 \
+            if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ci + 16 * j));                              \
+            _mm512_mask_storeu_ps(ci + 16 * j, m, v);                                                             \
+        }                                                                                                         \
+    }                                                                                                             \
+}
+
+#define DC_KERNELS(MR) DC_KERNEL(MR, 1) DC_KERNEL(MR, 2) DC_KERNEL(MR, 3) DC_KERNEL(MR, 4)
+DC_KERNELS(1)
+DC_KERNELS(2)
+DC_KERNELS(3)
+DC_KERNELS(4)
+DC_KERNELS(5)
+DC_KERNELS(6)
+
+#define DC_CASE(MR)                                                                                                \
+    case MR:                                                                                                      \
+        switch (nv) {                                                                                             \
+            case 4: dc_kernel_##MR##_4(kc, a, ars, acs, b, ldb, c, ldc, tail, first); break;                      \
+            case 3: dc_kernel_##MR##_3(kc, a, ars, acs, b, ldb, c, ldc, tail, first); break;                      \
+            case 2: dc_kernel_##MR##_2(kc, a, ars, acs, b, ldb, c, ldc, tail, first); break;                      \
+            default: dc_kernel_##MR##_1(kc, a, ars, acs, b, ldb, c, ldc, tail, first); break;                     \
+        }                                                                                                         \
+        break;
+
+static inline void dc_kernel(int mr, int kc, const float* a, long ars, long acs, const float* b, int ldb, float* c,
+                             int ldc, int nv, __mmask16 tail, int first) {
+    if (mr == 6 && nv == 4 && tail == 0xFFFF) {
+        dc_kernel_full6(kc, a, ars, acs, b, ldb, c, ldc, first);
+        return;
+    }
+    switch (mr) {
+        DC_CASE(6)
+        DC_CASE(5)
+        DC_CASE(4)
+        DC_CASE(3)
+        DC_CASE(2)
+        DC_CASE(1)
+    }
+}
+
+/* C (+)= op(A) * B, C (M x N) and B (K x N) row-major; element (i, k) of op(A) at A[i * ars + k * acs] (a
+ * row-major A: ars = lda, acs = 1; A transposed: ars = 1, acs = lda). `accumulate`: add to C instead of
+ * overwriting it. M, N, K >= 1. Serial: callers parallelize over row panels. */
+static void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
+                    int ldc, int accumulate) {
+    for (int j0 = 0; j0 < N; j0 += 64) {
+        int nb = (N - j0 < 64) ? N - j0 : 64;
+        int nv = (nb + 15) / 16;
+        __mmask16 tail = dc_mask(nb - 16 * (nv - 1));
+        for (int k0 = 0; k0 < K; k0 += DC_KC) {
+            int kc = (K - k0 < DC_KC) ? K - k0 : DC_KC;
+            for (int i0 = 0; i0 < M; i0 += DC_MR) {
+                int mr = (M - i0 < DC_MR) ? M - i0 : DC_MR;
+                dc_kernel(mr, kc, A + i0 * ars + k0 * acs, ars, acs, B + (long)k0 * ldb + j0, ldb,
+                          C + (long)i0 * ldc + j0, ldc, nv, tail, k0 == 0 && !accumulate);
+            }
+        }
+    }
+}
+
+/* C = A * B for row-major A (M x K, rows lda apart). */
+static void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+    dc_gemm(M, N, K, A, lda, 1, B, ldb, C, ldc, 0);
+}
+
+#else
+#define DC_HAVE_AVX512 0
+/* Never called without AVX-512 (callers check DC_HAVE_AVX512); defined so that the extension still links. */
+static void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
+                    int ldc, int accumulate) {
+    (void)M; (void)N; (void)K; (void)A; (void)ars; (void)acs; (void)B; (void)ldb; (void)C; (void)ldc;
+    (void)accumulate;
+}
+static void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
+}
+#endif
+
+#endif
