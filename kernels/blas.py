@@ -80,7 +80,8 @@ def _numpy_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate):
 
 
 _FAST_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long,
-                               ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+                               ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                               ctypes.c_int)
 _fast_fallback = _FAST_PROTO(_numpy_gemm)  # kept alive for as long as the symbol may be called
 
 
@@ -98,6 +99,15 @@ def _bind_fast_gemm():
 #: Whether :func:`matmul` and :func:`matmul_tn_add` run on the AVX-512 micro-kernels of the Cython extension
 #: (about twice OpenBLAS's speed where OpenBLAS runs its AVX2 kernels); otherwise they use Numba's ``np.dot``.
 HAVE_FAST_GEMM, _fast_gemm = _bind_fast_gemm()
+
+
+@njit
+def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
+    """``C (+)= op(A) @ B`` on the AVX-512 kernels (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first
+    element is the block's first: element (i, j) of op(A) is ``a[i * ars + j * acs]``; B and C are row-major with
+    leading dimensions ``ldb`` and ``ldc``."""
+    _fast_gemm(np.int32(m), np.int32(n), np.int32(k), a.ctypes, np.int64(ars), np.int64(acs), b.ctypes,
+               np.int32(ldb), c.ctypes, np.int32(ldc), np.int32(1 if accumulate else 0))
 
 
 @njit

@@ -1,4 +1,7 @@
-"""2-D convolution (Numba): per-sample im2col panels fed to float32 BLAS, bias and ReLU fused while the tile is hot.
+"""2-D convolution (Numba): per-sample im2col panels fed to a float32 GEMM, bias and ReLU fused while the tile is hot.
+
+The GEMM is dropcore's AVX-512 micro-kernel when the Cython extension has it (:mod:`dropcore.kernels.blas`), else
+BLAS through ``np.dot``.
 
 Same contract as :mod:`dropcore.kernels.reference.conv`. Work is split into one chunk of samples per thread; each
 thread owns its im2col panel (a block of output rows at a time, sized to stay in L2), so nothing races except the

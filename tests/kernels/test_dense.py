@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from dropcore.testing import check_gradient
+from dropcore.kernels import blas
 from dropcore.kernels import dense as nb
 from dropcore.kernels.reference import dense as ref
 
@@ -11,6 +12,13 @@ from dropcore.kernels.reference import dense as ref
 # (64, 1000, 130); columns too few to split (200, 1100, 20); row blocks when x is the larger operand (300, 40, 64).
 SHAPES = [(1, 37, 5), (3, 100, 33), (nb.SMALL_BATCH, 64, 17), (nb.SMALL_BATCH + 1, 50, 10), (5, 1000, 120),
           (77, 129, 65), (64, 1000, 130), (200, 1100, 20), (300, 40, 64)]
+
+
+@pytest.fixture(autouse=True, params=["fast-gemm", "blas"] if blas.HAVE_FAST_GEMM else ["blas"])
+def gemm(request, monkeypatch):
+    """Every test on both GEMMs the Numba kernels can use: dropcore's AVX-512 kernels (when built) and BLAS."""
+    monkeypatch.setattr(nb, "HAVE_FAST_GEMM", request.param == "fast-gemm")
+    return request.param
 
 
 def _data(shape, seed, dtype=np.float32):
