@@ -173,6 +173,43 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
             _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
 
 
+#: Fewest input channels for which a convolution without padding skips im2col (see ``conv2d_implicit``).
+IMPLICIT_MIN_CHANNELS = 8
+
+
+def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
+                    int sh, int sw, float[:, :, :, ::1] y, bint relu):
+    """``y = conv(x, w) + b`` (then ReLU) for a convolution without padding, with no im2col copy at all.
+
+    In NHWC, the ``kw * cin`` inputs one kernel row sees are contiguous, and the windows of neighbouring output
+    pixels start ``sw * cin`` floats apart: for each output row and each kernel row ``i``, the patches form a
+    matrix whose rows overlap in memory (row stride ``sw * cin``), which the AVX-512 GEMM reads in place. Each
+    output row is then ``kh`` products accumulated into it, and the bias and ReLU follow while it is in cache.
+    Only with the AVX-512 GEMM (callers check ``HAVE_AVX512``).
+    """
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2]
+    cdef int span = kw * cin  # the GEMM's depth per kernel row
+    cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
+    cdef int nthreads = _threads(rows)
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef float* yrow
+    cdef int ni, oy, i
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(rows, schedule="static"):
+            ni = <int>(t // oh)
+            oy = <int>(t % oh)
+            yrow = yp + t * ow * cout
+            for i in range(kh):
+                dc_gemm(ow, cout, span, xp + ((<Py_ssize_t>ni * h + oy * sh + i) * wd) * cin, sw * cin, 1,
+                        wp + <Py_ssize_t>i * span * cout, cout, yrow, cout, i > 0)
+            _epilogue(yrow, ow, cout, cout, bp, has_bias, relu)
+
+
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
                   float[:, ::1] y, bint relu):
     """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out).

@@ -81,9 +81,14 @@ def conv2d(x, w, b, strides, padding, relu=False):
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     y = np.empty((n, oh, ow, cout), dtype=np.float32)
-    if y.size:
-        _gemm.conv2d_forward(x, w, _NO_BIAS if b is None else _c32(b), b is not None, strides[0], strides[1], pt,
-                             pl, y, bool(relu))
+    if not y.size:
+        return y
+    bias = _NO_BIAS if b is None else _c32(b)
+    no_padding = pt == 0 and pl == 0 and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wd
+    if _gemm.HAVE_AVX512 and no_padding and w.shape[2] >= _gemm.IMPLICIT_MIN_CHANNELS:
+        _gemm.conv2d_implicit(x, w, bias, b is not None, strides[0], strides[1], y, bool(relu))
+    else:
+        _gemm.conv2d_forward(x, w, bias, b is not None, strides[0], strides[1], pt, pl, y, bool(relu))
     return y
 
 

@@ -40,7 +40,8 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding)
     ((2, 10, 10, 4), (5, 5, 4, 3), (2, 2), "valid"),
     ((2, 6, 6, 8), (1, 1, 8, 6), (1, 1), "valid"),  # 1x1 stride 1: the direct (no im2col) path
     ((1, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
-    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),  # several panels
+    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),  # several panels; no padding: implicit GEMM
+    ((2, 10, 9, 16), (2, 3, 16, 70), (2, 1), "valid"),  # implicit GEMM with strides, a masked column tail
 ]
 
 
