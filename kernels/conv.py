@@ -10,7 +10,7 @@ weight/bias gradients, which are summed into per-chunk partials and reduced seri
 import numba
 import numpy as np
 
-from .blas import HAVE_FAST_GEMM, matmul, matmul_tn_add
+from .blas import HAVE_FAST_GEMM, fast_gemm, matmul, matmul_tn_add
 from .config import blas_single_thread, njit, pjit
 from .geometry import window_2d
 
@@ -123,6 +123,36 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
     return y
 
 
+#: Fewest input channels for which a convolution without padding skips im2col (:func:`_conv2d_fwd_implicit`).
+#: Only the forward: the same idea in the backward measured no faster (the per-row products are too small).
+IMPLICIT_MIN_CHANNELS = 8
+
+
+@pjit
+def _conv2d_fwd_implicit(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, oh, ow):
+    """Forward without padding and without im2col, on the AVX-512 GEMM: in NHWC the ``kw * c`` inputs a kernel
+    row sees are contiguous and neighbouring windows start ``sw * c`` floats apart, so for each output row the
+    patches of kernel row ``i`` are a matrix with overlapping rows that the GEMM reads in place; the ``kh``
+    products accumulate into the output row, then bias and ReLU while it is in cache."""
+    n = x2.shape[0]
+    cout = w2d.shape[1]
+    span = kw * c
+    y = np.empty((n, oh * ow, cout), dtype=np.float32)
+    wf = w2d.reshape(-1)
+    for t in numba.prange(n * oh):
+        s = t // oh
+        oy = t % oh
+        xs = x2[s]
+        yrow = y[s, oy * ow:(oy + 1) * ow]
+        yf = yrow.reshape(-1)
+        for i in range(kh):
+            fast_gemm(xs[(oy * sh + i) * w * c:], sw * c, 1, wf[i * span * cout:], cout, yf, cout, ow, cout, span,
+                      i > 0)
+        if has_bias or relu:
+            _bias_relu(yrow, b, has_bias, relu)
+    return y
+
+
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
                 fast):
@@ -200,10 +230,14 @@ def conv2d(x, w, b, strides, padding, relu=False):
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding, split_rows=True)
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
+    x2, w2d = x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout)
+    no_padding = pt == 0 and pl == 0 and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wdim
+    if HAVE_FAST_GEMM and no_padding and cin >= IMPLICIT_MIN_CHANNELS:
+        y = _conv2d_fwd_implicit(x2, w2d, bias, has_bias, relu, h, wdim, cin, kh, kw, strides[0], strides[1], oh, ow)
+        return y.reshape(n, oh, ow, cout)
     with blas_single_thread():
-        y = _conv2d_fwd(x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout), bias, has_bias, relu,
-                        h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks,
-                        HAVE_FAST_GEMM)
+        y = _conv2d_fwd(x2, w2d, bias, has_bias, relu, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh,
+                        ow, rows_blk, nchunks, HAVE_FAST_GEMM)
     return y.reshape(n, oh, ow, cout)
 
 

@@ -26,10 +26,12 @@ CASES = [
 ]
 
 
-# Two channel-rich cases: the AVX-512 GEMM's full 6x64 tile, a second 64-column block and a masked tail.
+# Channel-rich cases: the AVX-512 GEMM's full 6x64 tile, a second 64-column block and a masked tail; without
+# padding and with >= 8 channels, the implicit GEMM (no im2col), also with strides.
 CASES += [
     (2, 9, 8, 16, (3, 3), 70, (1, 1), "valid", True, True),
     (1, 7, 7, 40, (3, 3), 64, (1, 1), "same", False, False),
+    (2, 10, 9, 12, (2, 3), 20, (2, 1), "valid", True, True),  # no padding, strided: the implicit GEMM
 ]
 
 
