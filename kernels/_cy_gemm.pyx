@@ -31,7 +31,7 @@ cdef enum:
     PANEL_FLOATS = 65536
     MIN_PANELS = 8
     DENSE_ROWS = 64
-    DENSE_COLS = 32  # columns per block when a small batch is split over the output columns
+    DENSE_COLS = 64  # columns per block when a small batch is split over the output columns (a full GEMM tile)
     GEMV_ROWS = 8  # up to this many rows, one matrix-vector product per row (sgemm would pack all of w first)
 
 # Whether the panels may run on several OpenMP threads: only while BLAS itself runs on one thread (see

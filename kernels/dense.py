@@ -17,7 +17,8 @@ transposed and stays on BLAS.
 Small batches (``N <= SMALL_BATCH``) run the forward as one-row products: OpenBLAS runs those as matrix-vector
 products straight from ``w``, while a product of a few rows packs all of ``w`` first (measured on (N, 9216) x
 (9216, 128): 0.12 ms for N = 4 as four one-row calls, 0.50 ms as two two-row calls). Products of fewer than
-``SMALL_WORK`` multiply-adds run serially: waking the thread pool costs more than they do.
+``SMALL_WORK`` multiply-adds (``SMALL_WORK_FAST`` on the AVX-512 GEMM) run serially: waking the thread pool costs
+more than they do.
 
 The public wrappers hold BLAS to one thread while the ``prange`` regions call it from every thread.
 """
@@ -31,8 +32,10 @@ from .config import blas_single_thread, njit, num_threads, pjit
 F32 = np.float32
 #: Batches up to this size use one-row blocks in the forward.
 SMALL_BATCH = 8
-#: Products of at most this many multiply-adds run on one thread.
+#: Products of at most this many multiply-adds run on one thread (with the AVX-512 GEMM, which is faster on one
+#: core than OpenBLAS on two up to about this size: ``SMALL_WORK_FAST``).
 SMALL_WORK = 1 << 19
+SMALL_WORK_FAST = 1 << 22
 #: Fewest columns (or rows) of a block of ``w``: narrower blocks make BLAS inefficient.
 MIN_BLOCK = 32
 
@@ -57,9 +60,14 @@ def _bias_relu(y, b, relu, r0, r1, c0, c1):
 
 
 @njit
-def _dense_serial(x, w, b, relu):
-    y = np.dot(x, w)
-    _bias_relu(y, b, relu, 0, y.shape[0], 0, y.shape[1])
+def _dense_serial(x, w, b, relu, fast):
+    n, k_in, m = x.shape[0], x.shape[1], w.shape[1]
+    if fast:
+        y = np.empty((n, m), dtype=F32)
+        fast_gemm(x.reshape(-1), k_in, 1, w.reshape(-1), m, y.reshape(-1), m, n, m, k_in)
+    else:
+        y = np.dot(x, w)
+    _bias_relu(y, b, relu, 0, n, 0, m)
     return y
 
 
@@ -100,8 +108,10 @@ def dense(x, w, b, relu=False):
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     n, k_in = x.shape
     m = w.shape[1]
+    if HAVE_FAST_GEMM and n > SMALL_BATCH and n * k_in * m <= SMALL_WORK_FAST:
+        return _dense_serial(x, w, b, relu, True)
     if n * k_in * m <= SMALL_WORK:  # OpenBLAS runs products this small on one thread by itself
-        return _dense_serial(x, w, b, relu)
+        return _dense_serial(x, w, b, relu, False)
     with blas_single_thread():
         if n <= SMALL_BATCH:  # one-row products: matrix-vector products straight from w (BLAS)
             return _dense_rows(x, w, b, relu, n, False)
