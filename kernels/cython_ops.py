@@ -85,7 +85,7 @@ def conv2d(x, w, b, strides, padding, relu=False):
         return y
     bias = _NO_BIAS if b is None else _c32(b)
     no_padding = pt == 0 and pl == 0 and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wd
-    if _gemm.HAVE_AVX512 and no_padding and w.shape[2] >= _gemm.IMPLICIT_MIN_CHANNELS:
+    if _gemm.HAVE_AVX512 and no_padding and _gemm.implicit_pays(w.shape[2], cout):
         _gemm.conv2d_implicit(x, w, bias, b is not None, strides[0], strides[1], y, bool(relu))
     else:
         _gemm.conv2d_forward(x, w, bias, b is not None, strides[0], strides[1], pt, pl, y, bool(relu))

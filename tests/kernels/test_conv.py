@@ -32,6 +32,7 @@ CASES += [
     (2, 9, 8, 16, (3, 3), 70, (1, 1), "valid", True, True),
     (1, 7, 7, 40, (3, 3), 64, (1, 1), "same", False, False),
     (2, 10, 9, 12, (2, 3), 20, (2, 1), "valid", True, True),  # no padding, strided: the implicit GEMM
+    (2, 9, 8, 1, (3, 3), 32, (1, 1), "valid", True, True),  # one channel, wide output: the implicit GEMM too
 ]
 
 

@@ -42,6 +42,7 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding)
     ((1, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
     ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),  # several panels; no padding: implicit GEMM
     ((2, 10, 9, 16), (2, 3, 16, 70), (2, 1), "valid"),  # implicit GEMM with strides, a masked column tail
+    ((2, 9, 8, 1), (3, 3, 1, 32), (1, 1), "valid"),  # one channel, wide output: implicit GEMM
 ]
 
 
