@@ -39,6 +39,17 @@ MODELS = {
 NUM_CLASSES = 10
 
 
+def window_pads(layer, shape):
+    """``(kernel, (top, bottom), (left, right))`` of a Conv2D or MaxPooling2D on input ``shape`` (H, W, C), with
+    TensorFlow's padding rule, for the peers to pad explicitly."""
+    from dropcore.kernels.geometry import window_2d
+    from dropcore.layers import Conv2D
+
+    k = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
+    _, _, rows, cols = window_2d(shape[0], shape[1], k, layer.strides, layer.padding)
+    return k, rows, cols
+
+
 def check_name(name):
     """``name`` if it is a reference model, else a ValueError naming the choices."""
     if name not in MODELS:

@@ -6,8 +6,9 @@ and is left out; the softmax head is kept, so outputs are probabilities like ``m
 """
 import numpy as np
 
-from dropcore.kernels.geometry import window_2d
 from dropcore.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+from .models import window_pads
 
 OPSET = 17
 IR_VERSION = 8  # what onnxruntime >= 1.16 reads
@@ -47,8 +48,7 @@ def to_onnx(model):
     for i, la in enumerate(layers):
         out_shape = la.output_shape_for(shape)
         if isinstance(la, (Conv2D, MaxPooling2D)):
-            k = la.kernel_size if isinstance(la, Conv2D) else la.pool_size
-            _, _, (pt, pb), (pl, pr) = window_2d(shape[0], shape[1], k, la.strides, la.padding)
+            k, (pt, pb), (pl, pr) = window_pads(la, shape)
             geo = dict(kernel_shape=list(k), strides=list(la.strides), pads=[pt, pl, pb, pr])
         if isinstance(la, Conv2D):
             inputs = [cur, const(la.weights["kernel"].transpose(3, 2, 0, 1), f"{la.name}_w")]

@@ -6,8 +6,9 @@ the Dense weights keep Keras's channels-last flatten order. TensorFlow's asymmet
 ``F.pad``. The module returns logits; the training step uses ``cross_entropy`` on them (what dropcore fuses with
 its softmax head).
 """
-from dropcore.kernels.geometry import window_2d
 from dropcore.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+from .models import window_pads
 
 
 def import_torch():
@@ -57,8 +58,7 @@ def to_torch(model):
     for i, la in enumerate(layers):
         out_shape = la.output_shape_for(shape)
         if isinstance(la, (Conv2D, MaxPooling2D)):
-            k = la.kernel_size if isinstance(la, Conv2D) else la.pool_size
-            _, _, (pt, pb), (pl, pr) = window_2d(shape[0], shape[1], k, la.strides, la.padding)
+            _, (pt, pb), (pl, pr) = window_pads(la, shape)
             if pt or pb or pl or pr:
                 mods.append(_Same((pl, pr, pt, pb)))
         if isinstance(la, Conv2D):
