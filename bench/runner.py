@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 from . import coldstart, machine, models, peers_onnx, peers_torch
 from .timing import median_seconds, threads as thread_limit
@@ -377,7 +378,7 @@ def write_png(report, path):
         ax.set_title(label + (" (lower is better)" if key == "latency1" else ""), fontsize=9)
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle(machine.line(report["machine"])[:150], fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(machine.line(report["machine"]), 160)), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
