@@ -68,8 +68,9 @@ def set_parallel_panels(bint on, size_t blas_threads_address=0):
     _blas_threads = <get_threads_t>blas_threads_address
 
 
-cdef int _threads(Py_ssize_t tasks) noexcept:
-    if not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1):
+cdef int _threads(Py_ssize_t tasks, bint blas) noexcept:
+    """OpenMP threads for ``tasks`` tasks; with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread."""
+    if blas and (not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1)):
         return 1
     return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
 
@@ -147,7 +148,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef int rows_per = panel_rows(k, m)
     cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
     cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
-    cdef int nthreads = _threads(npanels)
+    cdef int nthreads = _threads(npanels, not DC_HAVE_AVX512)
     cdef float[:, ::1] bufs = np.empty((1 if direct else nthreads, rows_per * k), dtype=np.float32)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
@@ -195,7 +196,7 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef int span = kw * cin  # the GEMM's depth per kernel row
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
-    cdef int nthreads = _threads(rows)
+    cdef int nthreads = _threads(rows, False)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
@@ -226,7 +227,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
     cdef int ccols = (cout + cblocks - 1) // cblocks
-    cdef int nthreads = _threads(rblocks * cblocks)
+    cdef int nthreads = _threads(rblocks * cblocks, n <= GEMV_ROWS or not DC_HAVE_AVX512)
     cdef const float* xp = &x[0, 0]
     cdef const float* wp = &w[0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
