@@ -50,12 +50,15 @@ def info():
         "inference_kernels": "cython" if built else "numba",
         "openmp_threads": None,
         "blas_single_thread": None,
+        "avx512_gemm": False,
     }
     if built:
         from .kernels import cython_ops
 
         out["openmp_threads"] = cython_ops.get_max_threads()
         out["blas_single_thread"] = cython_ops.BLAS_SINGLE_THREAD
+        # dropcore's own AVX-512 matrix kernels (both kernel sets use them when the build has them)
+        out["avx512_gemm"] = bool(cython_ops.HAVE_AVX512)
     return out
 
 

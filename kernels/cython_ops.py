@@ -23,6 +23,8 @@ FORWARD = ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "dropout", "re
            "softmax", "sigmoid", "batch_norm_infer")
 
 set_num_threads = _ew.set_num_threads
+#: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the extension was built for an AVX-512 CPU).
+HAVE_AVX512 = _gemm.HAVE_AVX512
 get_max_threads = _ew.get_max_threads
 _NO_BIAS = np.empty(0, dtype=np.float32)
 

@@ -138,6 +138,9 @@ def test_info_reports_the_active_kernels():
     assert got["cython_kernels"] is True and got["cython_error"] is None
     assert got["inference_kernels"] == "cython"
     assert got["dropcore"] == dropcore.__version__ and got["openmp_threads"] >= 1
+    from dropcore.kernels import blas
+
+    assert got["avx512_gemm"] is blas.HAVE_FAST_GEMM  # the Numba kernels use the same GEMM
 
 
 def test_missing_cython_kernels_warn_once(monkeypatch):
