@@ -174,13 +174,6 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
             _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
 
 
-def implicit_pays(int cin, int cout):
-    """Whether a convolution without padding runs faster as ``conv2d_implicit`` than on im2col panels: with 8 or
-    more input channels, or with a wide output (measured: mnist's 1-channel first layer, 32 outputs, 2.6x faster;
-    LeNet's 1-channel 5x5 layer with 6 outputs 1.4x slower, its products too narrow)."""
-    return cin >= 8 or cout >= 32
-
-
 def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
                     int sh, int sw, float[:, :, :, ::1] y, bint relu):
     """``y = conv(x, w) + b`` (then ReLU) for a convolution without padding, with no im2col copy at all.

@@ -12,7 +12,7 @@ import numpy as np
 
 from .blas import HAVE_FAST_GEMM, fast_gemm, matmul, matmul_tn_add
 from .config import blas_single_thread, njit, pjit
-from .geometry import window_2d
+from .geometry import implicit_gemm_pays, window_2d
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
 PANEL_BYTES = 256 * 1024
@@ -123,13 +123,6 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
     return y
 
 
-#: A convolution without padding skips im2col (:func:`_conv2d_fwd_implicit`) with at least this many input
-#: channels, or this many outputs (mnist's 1-channel first layer with 32 outputs: 2.6x faster; LeNet's with 6
-#: outputs: slower). Only the forward: the same idea in the backward measured no faster.
-IMPLICIT_MIN_CHANNELS = 8
-IMPLICIT_MIN_OUTPUTS = 32
-
-
 @pjit
 def _conv2d_fwd_implicit(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, oh, ow):
     """Forward without padding and without im2col, on the AVX-512 GEMM: in NHWC the ``kw * c`` inputs a kernel
@@ -233,8 +226,9 @@ def conv2d(x, w, b, strides, padding, relu=False):
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
     x2, w2d = x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout)
-    no_padding = pt == 0 and pl == 0 and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wdim
-    if HAVE_FAST_GEMM and no_padding and (cin >= IMPLICIT_MIN_CHANNELS or cout >= IMPLICIT_MIN_OUTPUTS):
+    # Without padding, the windows are read in place (geometry.implicit_gemm_pays); only the forward: the same
+    # idea in the backward measured no faster than im2col panels.
+    if HAVE_FAST_GEMM and implicit_gemm_pays((h, wdim), w.shape, strides, (pt, pl), (oh, ow)):
         y = _conv2d_fwd_implicit(x2, w2d, bias, has_bias, relu, h, wdim, cin, kh, kw, strides[0], strides[1], oh, ow)
         return y.reshape(n, oh, ow, cout)
     with blas_single_thread():

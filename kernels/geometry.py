@@ -23,3 +23,16 @@ def window_2d(h, w, kernel, strides, padding):
     oh, pt, pb = window_1d(h, kernel[0], strides[0], padding)
     ow, pl, pr = window_1d(w, kernel[1], strides[1], padding)
     return oh, ow, (pt, pb), (pl, pr)
+
+
+def implicit_gemm_pays(in_hw, kernel_shape, strides, pads, out_hw):
+    """Whether a convolution is computed as an implicit GEMM (its NHWC windows read in place, no im2col copy).
+
+    Only without padding (every window inside the input), and only where it measured faster than im2col panels:
+    with 8 or more input channels, or 32 or more outputs (mnist's 1-channel first layer with 32 outputs: 2.6x
+    faster; LeNet's 1-channel 5x5 layer with 6 outputs: 1.4x slower, its products too narrow). ``pads`` is
+    ``(top, left)``; ``kernel_shape`` is ``(kh, kw, cin, cout)``.
+    """
+    (h, w), (kh, kw, cin, cout), (oh, ow) = in_hw, kernel_shape, out_hw
+    inside = pads == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= w
+    return inside and (cin >= 8 or cout >= 32)
