@@ -22,6 +22,15 @@ cdef extern from "_avx512_gemm.h" nogil:
     void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C, int ldc,
                  int accumulate)
 
+cdef extern from "_avx512_direct_conv.h" nogil:
+    long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
+    void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
+                             const float* bias, int sh, int sw, int pt, int pl, int ow, long ni, int oy0, int oy1,
+                             float* y, float* pad, int relu)
+    void dc_conv_direct_rows_flagged(const float* x, int h, int wd, int cin, const float* w, int kh, int kw,
+                                     int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
+                                     int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded)
+
 #: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (built with -march of an AVX-512 CPU) or on BLAS.
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
 
@@ -207,6 +216,39 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
             _epilogue(yrow, ow, cout, cout, bp, has_bias, relu)
 
 
+def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
+                  int sh, int sw, int pt, int pl, bint padded, float[:, :, :, ::1] y, bint relu):
+    """``y = conv(x, w) + b`` (then ReLU) for a layer whose weights fit in L1 (``geometry.direct_conv_pays``).
+
+    Each task is a block of output rows of one sample (a whole sample when the batch has enough of them, else
+    about 1/8 of one); each keeps its tiles of outputs in registers over the whole window (see
+    ``_avx512_direct_conv.h``). ``padded``: some window leaves the input, so each task first copies the input rows
+    it reads into zero-padded scratch rows. Only with the AVX-512 kernels (callers check ``HAVE_AVX512``).
+    """
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2]
+    cdef int block = oh if n >= MIN_PANELS else max(1, (oh + MIN_PANELS - 1) // MIN_PANELS)
+    cdef int blocks = (oh + block - 1) // block
+    cdef Py_ssize_t tasks = <Py_ssize_t>n * blocks, t
+    cdef int nthreads = _threads(tasks, False)
+    cdef Py_ssize_t scratch = dc_direct_scratch(block, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 1
+    cdef float[:, ::1] pads = np.empty((nthreads, scratch), dtype=np.float32)
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef Py_ssize_t ni
+    cdef int oy0
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(tasks, schedule="static"):
+            ni = t // blocks
+            oy0 = <int>(t % blocks) * block
+            dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0,
+                                min(oy0 + block, oh), yp + (ni * oh + oy0) * ow * cout,
+                                &pads[threadid(), 0] if padded else NULL, relu)
+
+
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
                   float[:, ::1] y, bint relu):
     """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out).
@@ -267,3 +309,9 @@ def gemm_address():
     """The address of the C function ``dc_gemm`` (see ``_avx512_gemm.h``) for the Numba kernels, or 0 when the
     extension was built without AVX-512."""
     return <size_t>&dc_gemm if DC_HAVE_AVX512 else 0
+
+
+def direct_conv_address():
+    """The address of the C function ``dc_conv_direct_rows_flagged`` (see ``_avx512_direct_conv.h``) for the Numba
+    kernels, or 0 when the extension was built without AVX-512."""
+    return <size_t>&dc_conv_direct_rows_flagged if DC_HAVE_AVX512 else 0

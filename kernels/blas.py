@@ -101,6 +101,57 @@ def _bind_fast_gemm():
 HAVE_FAST_GEMM, _fast_gemm = _bind_fast_gemm()
 
 
+def _direct_conv_address():
+    try:
+        from . import _cy_gemm
+    except ImportError:
+        return 0
+    return _cy_gemm.direct_conv_address()
+
+
+def _numpy_direct_rows(x, h, wd, cin, w, kh, kw, cout, bias, sh, sw, pt, pl, ow, ni, oy0, oy1, y, pad, relu,
+                       has_bias, padded):
+    """The contract of ``dc_conv_direct_rows_flagged`` on the NumPy reference, behind the symbol when the extension has no
+    AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached on a
+    machine that had them still links, and stays correct."""
+    from .reference.conv import conv2d
+
+    f32 = ctypes.POINTER(ctypes.c_float)
+
+    def view(ptr, shape):
+        return np.ctypeslib.as_array(ctypes.cast(ptr, f32), shape=shape)
+
+    sample = view(x, ((ni + 1) * h, wd, cin))[ni * h:][None]
+    weights = view(w, (kh, kw, cin, cout))
+    b = view(bias, (cout,)) if has_bias else None
+    # The layer's "same" padding is implied by its pads; recompute the whole sample and keep the rows asked for.
+    full = conv2d(np.pad(sample, ((0, 0), (pt, kh), (pl, kw), (0, 0))), weights, b, (sh, sw), "valid", bool(relu))
+    view(y, (oy1 - oy0, ow, cout))[...] = full[0, oy0:oy1, :ow]
+
+
+_DIRECT_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p]
+                                         + [ctypes.c_int] * 3 + [ctypes.c_void_p] + [ctypes.c_int] * 5
+                                         + [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                                            ctypes.c_void_p] + [ctypes.c_int] * 3))
+_direct_fallback = _DIRECT_PROTO(_numpy_direct_rows)
+
+
+def _bind_direct_conv():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _direct_conv_address()
+    llvm.add_symbol("dropcore_conv_direct_rows", address or ctypes.cast(_direct_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    sig = types.void(p, i32, i32, i32, p, i32, i32, i32, p, i32, i32, i32, i32, i32, types.int64, i32, i32, p, p,
+                     i32, i32, i32)
+    return bool(address), types.ExternalFunction("dropcore_conv_direct_rows", sig)
+
+
+#: Whether the direct convolution of the Cython extension (``_avx512_direct_conv.h``) is there for the Numba kernels.
+HAVE_DIRECT_CONV, conv_direct_rows = _bind_direct_conv()
+
+
 @njit
 def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
     """``C (+)= op(A) @ B`` on the AVX-512 kernels (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first

@@ -10,9 +10,9 @@ weight/bias gradients, which are summed into per-chunk partials and reduced seri
 import numba
 import numpy as np
 
-from .blas import HAVE_FAST_GEMM, fast_gemm, matmul, matmul_tn_add
+from .blas import HAVE_DIRECT_CONV, HAVE_FAST_GEMM, conv_direct_rows, fast_gemm, matmul, matmul_tn_add
 from .config import blas_single_thread, njit, pjit
-from .geometry import implicit_gemm_pays, window_2d
+from .geometry import direct_conv_pays, direct_scratch, implicit_gemm_pays, window_2d
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
 PANEL_BYTES = 256 * 1024
@@ -149,6 +149,25 @@ def _conv2d_fwd_implicit(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, oh
 
 
 @pjit
+def _conv2d_fwd_direct(x, w, b, has_bias, relu, sh, sw, pt, pl, padded, oh, ow, block, scratch):
+    """Forward on the direct convolution (``_avx512_direct_conv.h``) for layers whose weights fit in L1: one task
+    per block of ``block`` output rows of a sample, each with its own scratch for zero-padded input rows."""
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    y = np.empty((n, oh, ow, cout), dtype=np.float32)
+    blocks = (oh + block - 1) // block
+    for t in numba.prange(n * blocks):
+        pad = np.empty(scratch, dtype=np.float32)
+        s = t // blocks
+        oy0 = (t % blocks) * block
+        conv_direct_rows(x.ctypes, np.int32(h), np.int32(wd), np.int32(cin), w.ctypes, np.int32(kh), np.int32(kw),
+                         np.int32(cout), b.ctypes, np.int32(sh), np.int32(sw), np.int32(pt), np.int32(pl),
+                         np.int32(ow), np.int64(s), np.int32(oy0), np.int32(min(oy0 + block, oh)),
+                         y[s, oy0:].ctypes, pad.ctypes, np.int32(relu), np.int32(has_bias), np.int32(padded))
+    return y
+
+
+@pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
                 fast):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
@@ -226,6 +245,14 @@ def conv2d(x, w, b, strides, padding, relu=False):
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
     x2, w2d = x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout)
+    if HAVE_DIRECT_CONV and direct_conv_pays(w.shape):
+        # A whole sample per task for batches of 8 or more, else about an eighth of one (batch-1 latency).
+        block = oh if n >= 8 else max(1, -(-oh // 8))
+        inside = (pt, pl) == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wdim
+        scratch = 1 if inside else direct_scratch(block, w.shape, strides, wdim, pl, ow)
+        x4, w4, b1 = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
+        return _conv2d_fwd_direct(x4, w4, b1, has_bias, relu, strides[0], strides[1], pt, pl, not inside, oh, ow,
+                                  block, scratch)
     # Without padding, the windows are read in place (geometry.implicit_gemm_pays); only the forward: the same
     # idea in the backward measured no faster than im2col panels.
     if HAVE_FAST_GEMM and implicit_gemm_pays((h, wdim), w.shape, strides, (pt, pl), (oh, ow)):

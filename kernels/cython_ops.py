@@ -14,7 +14,7 @@ import numpy as np
 from . import _cy_elementwise as _ew
 from . import _cy_gemm as _gemm
 from . import _cy_pool as _pool
-from .geometry import implicit_gemm_pays, window_2d
+from .geometry import direct_conv_pays, implicit_gemm_pays, window_2d
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
 
@@ -86,7 +86,10 @@ def conv2d(x, w, b, strides, padding, relu=False):
     if not y.size:
         return y
     bias = _NO_BIAS if b is None else _c32(b)
-    if _gemm.HAVE_AVX512 and implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow)):
+    if _gemm.HAVE_AVX512 and direct_conv_pays(w.shape):
+        inside = (pt, pl) == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wd
+        _gemm.conv2d_direct(x, w, bias, b is not None, strides[0], strides[1], pt, pl, not inside, y, bool(relu))
+    elif _gemm.HAVE_AVX512 and implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow)):
         _gemm.conv2d_implicit(x, w, bias, b is not None, strides[0], strides[1], y, bool(relu))
     else:
         _gemm.conv2d_forward(x, w, bias, b is not None, strides[0], strides[1], pt, pl, y, bool(relu))

@@ -36,3 +36,27 @@ def implicit_gemm_pays(in_hw, kernel_shape, strides, pads, out_hw):
     (h, w), (kh, kw, cin, cout), (oh, ow) = in_hw, kernel_shape, out_hw
     inside = pads == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= w
     return inside and (cin >= 8 or cout >= 32)
+
+
+#: Most weights (floats: kh * kw * cin * min(cout, 64)) a convolution may have to run as a direct convolution.
+DIRECT_MAX_WEIGHTS = 8192
+
+
+def direct_conv_pays(kernel_shape):
+    """Whether a convolution runs as a direct convolution (``_avx512_direct_conv.h``): its output tile stays in
+    registers over the whole window, which needs a block of 64 output channels of the weights in L1 (32 KiB).
+
+    These are the layers with few input channels, which as GEMMs are too shallow to run fast (mnist's and
+    cifar's first layers, both of LeNet's): measured 2-6x faster than the implicit GEMM or im2col panels.
+    ``kernel_shape`` is ``(kh, kw, cin, cout)``.
+    """
+    kh, kw, cin, cout = kernel_shape
+    return kh <= 64 and kh * kw * cin * min(cout, 64) <= DIRECT_MAX_WEIGHTS
+
+
+def direct_scratch(rows, kernel_shape, strides, in_w, pad_left, ow):
+    """Floats of scratch one task of the direct convolution needs for ``rows`` output rows of a padded layer: the
+    input rows they read, zero-padded to a width every window fits in (``dc_direct_scratch`` in C)."""
+    kh, kw, cin, _ = kernel_shape
+    width = max((ow - 1) * strides[1] + kw, in_w + pad_left)
+    return ((rows - 1) * strides[0] + kh) * width * cin

@@ -27,19 +27,25 @@ CASES = [
 
 
 # Channel-rich cases: the AVX-512 GEMM's full 6x64 tile, a second 64-column block and a masked tail; without
-# padding and with >= 8 channels, the implicit GEMM (no im2col), also with strides.
+# padding and with >= 8 channels, the implicit GEMM (no im2col), also with strides. Layers whose weights fit in L1
+# (geometry.direct_conv_pays: all the small cases above) run on the direct convolution, also with padding and
+# batches of 8 or more (a whole sample per task).
 CASES += [
-    (2, 9, 8, 16, (3, 3), 70, (1, 1), "valid", True, True),
-    (1, 7, 7, 40, (3, 3), 64, (1, 1), "same", False, False),
-    (2, 10, 9, 12, (2, 3), 20, (2, 1), "valid", True, True),  # no padding, strided: the implicit GEMM
-    (2, 9, 8, 1, (3, 3), 32, (1, 1), "valid", True, True),  # one channel, wide output: the implicit GEMM too
+    (2, 9, 8, 16, (3, 3), 70, (1, 1), "valid", True, True),  # implicit GEMM, a second column block
+    (1, 7, 7, 40, (3, 3), 64, (1, 1), "same", False, False),  # im2col panels
+    (2, 10, 9, 32, (2, 3), 48, (2, 1), "valid", True, True),  # no padding, strided: the implicit GEMM
+    (2, 9, 8, 1, (3, 3), 32, (1, 1), "valid", True, True),  # one channel, wide output: direct
+    (9, 12, 13, 1, (5, 5), 6, (1, 1), "same", True, True),  # LeNet's first layer: direct, padded, whole samples
+    (8, 7, 30, 2, (3, 3), 70, (2, 1), "same", True, False),  # direct: two column blocks, rows of 30 pixels
 ]
 
 
 @pytest.fixture(autouse=True, params=["fast-gemm", "blas"] if blas.HAVE_FAST_GEMM else ["blas"])
 def gemm(request, monkeypatch):
-    """Every test on both GEMMs the Numba kernels can use: dropcore's AVX-512 kernels (when built) and BLAS."""
+    """Every test on both kernel sets the Numba convolutions can use: dropcore's AVX-512 kernels (when built: the
+    direct convolution and the GEMM) and BLAS."""
     monkeypatch.setattr(nb, "HAVE_FAST_GEMM", request.param == "fast-gemm")
+    monkeypatch.setattr(nb, "HAVE_DIRECT_CONV", request.param == "fast-gemm" and blas.HAVE_DIRECT_CONV)
     return request.param
 
 
@@ -214,3 +220,21 @@ def test_numba_forward_splits_rows_for_small_batches(n, threads):
         numba.set_num_threads(before)
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
     _close(got, ref.conv2d(x64, w64, b64, (1, 1), "same", relu=True))
+
+
+@pytest.mark.parametrize("padding,rows", [("same", (2, 7)), ("valid", (0, 3))])
+def test_direct_conv_fallback_matches_reference(padding, rows):
+    """The NumPy stand-in registered behind the direct convolution's symbol when the extension has no AVX-512
+    kernels (so that cached Numba code still links) computes the rows it is asked for."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 9, 8, 2)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 2, 5)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    expected = ref.conv2d(x, w, b, (1, 1), padding, relu=True)
+    oy0, oy1 = rows
+    ow = expected.shape[2]
+    y = np.zeros((oy1 - oy0, ow, 5), dtype=np.float32)
+    pad = 1 if padding == "same" else 0
+    blas._direct_fallback(x.ctypes.data, 9, 8, 2, w.ctypes.data, 3, 3, 5, b.ctypes.data, 1, 1, pad, pad, ow, 1, oy0,
+                          oy1, y.ctypes.data, 0, 1, 1, int(padding == "same"))
+    np.testing.assert_allclose(y, expected[1, oy0:oy1], rtol=1e-5, atol=1e-5)

@@ -33,28 +33,57 @@ def _close_to_both(y, ref, nb):
     np.testing.assert_allclose(y, nb, rtol=TOL["rtol"], atol=atol)
 
 
-CONV_CASES = [  # (x shape, kernel shape, strides, padding)
-    ((1, 5, 5, 1), (3, 3, 1, 4), (1, 1), "valid"),
-    ((2, 9, 7, 3), (3, 3, 3, 5), (1, 1), "same"),
-    ((3, 11, 9, 5), (3, 2, 5, 7), (2, 3), "same"),
-    ((2, 10, 10, 4), (5, 5, 4, 3), (2, 2), "valid"),
-    ((2, 6, 6, 8), (1, 1, 8, 6), (1, 1), "valid"),  # 1x1 stride 1: the direct (no im2col) path
-    ((1, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid"),
-    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid"),  # several panels; no padding: implicit GEMM
-    ((2, 10, 9, 16), (2, 3, 16, 70), (2, 1), "valid"),  # implicit GEMM with strides, a masked column tail
-    ((2, 9, 8, 1), (3, 3, 1, 32), (1, 1), "valid"),  # one channel, wide output: implicit GEMM
+CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.conv2d takes)
+    ((1, 5, 5, 1), (3, 3, 1, 4), (1, 1), "valid", "direct"),
+    ((2, 9, 7, 3), (3, 3, 3, 5), (1, 1), "same", "direct"),  # padded: zero-padded scratch rows
+    ((3, 11, 9, 5), (3, 2, 5, 7), (2, 3), "same", "direct"),  # strides with asymmetric padding
+    ((2, 10, 10, 4), (5, 5, 4, 3), (2, 2), "valid", "direct"),
+    ((2, 6, 6, 8), (1, 1, 8, 6), (1, 1), "valid", "direct"),
+    ((1, 28, 28, 1), (3, 3, 1, 32), (1, 1), "valid", "direct"),  # batch 1: tasks are blocks of rows
+    ((9, 30, 30, 1), (5, 5, 1, 6), (1, 1), "same", "direct"),  # LeNet's first layer, whole samples per task
+    ((8, 9, 40, 2), (3, 3, 2, 70), (1, 1), "same", "direct"),  # 2 column blocks (64 + 6), rows of 40 pixels
+    ((2, 9, 11, 3), (3, 3, 3, 40), (1, 2), "valid", "direct"),  # 3 vectors of channels, the last masked
+    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "implicit"),  # several rows; no padding: implicit GEMM
+    ((2, 10, 9, 32), (2, 3, 32, 70), (2, 1), "valid", "implicit"),  # strides, a masked column tail
+    ((2, 9, 9, 32), (3, 3, 32, 64), (1, 1), "same", "im2col"),  # padding and large weights: im2col panels
+    ((3, 8, 7, 48), (3, 2, 48, 50), (2, 2), "same", "im2col"),
+    ((2, 6, 6, 160), (1, 1, 160, 96), (1, 1), "valid", "implicit"),  # 1x1 beyond the direct kernel's weight bound
 ]
 
 
-@pytest.mark.parametrize("xs,ws,strides,padding", CONV_CASES)
+def _conv_path(xs, ws, strides, padding):
+    from dropcore.kernels.geometry import direct_conv_pays, implicit_gemm_pays, window_2d
+
+    if not cy.HAVE_AVX512:
+        return "im2col"
+    oh, ow, (pt, _), (pl, _) = window_2d(xs[1], xs[2], ws[:2], strides, padding)
+    if direct_conv_pays(ws):
+        return "direct"
+    return "implicit" if implicit_gemm_pays(xs[1:3], ws, strides, (pt, pl), (oh, ow)) else "im2col"
+
+
+@pytest.mark.parametrize("xs,ws,strides,padding,path", CONV_CASES)
 @pytest.mark.parametrize("relu", [False, True])
-def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, relu):
+def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu):
+    if cy.HAVE_AVX512:  # each case covers the path it names
+        assert _conv_path(xs, ws, strides, padding) == path
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
     y = cy.conv2d(x, w, b, strides, padding, relu=relu)
     _close_to_both(y, ref_conv.conv2d(x, w, b, strides, padding, relu=relu),
                    nb_conv.conv2d(x, w, b, strides, padding, relu=relu))
     if relu:
         assert y.min() >= 0 and (y == 0).any()
+
+
+@pytest.mark.parametrize("ws", [(3, 3, 2, 8), (3, 3, 32, 64)])
+def test_conv2d_relu_keeps_nan(ws):
+    """A NaN in the input reaches the outputs whose windows contain it, through the fused ReLU (never a 0)."""
+    x, w = _rand(1, 6, 6, ws[2]), _rand(*ws)
+    x[0, 2, 3, 0] = np.nan
+    y = cy.conv2d(x, w, None, (1, 1), "valid", relu=True)
+    expected = np.isnan(ref_conv.conv2d(x, w, None, (1, 1), "valid", relu=True))
+    assert expected.any()
+    np.testing.assert_array_equal(np.isnan(y), expected)
 
 
 def test_conv2d_without_bias():

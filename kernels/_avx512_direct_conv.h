@@ -1,0 +1,200 @@
+/* Direct convolution for layers whose weights fit in L1 (few input channels: 1-channel digits, RGB images, LeNet's
+ * 6-channel second layer), NHWC float32, bias and ReLU fused, on AVX-512.
+ *
+ * Why: as a GEMM these layers are shallow (depth kw*cin = 3..30 per kernel row) and narrow (cout 6..64), so the
+ * GEMM spends its time loading and storing its output tile once per kernel row and packing, not multiplying: they
+ * ran at 17-80 GFLOP/s. Here a register tile of MR output pixels x 16*NV output channels stays in registers for the
+ * whole window (all kh kernel rows), each input value is broadcast from memory into its multiply-adds, and the tile
+ * is written once, with the bias added and the ReLU applied.
+ *
+ * Padding: the input rows a task's outputs read are copied once into zero-padded scratch rows (from the caller),
+ * so the inner loops never test bounds; without padding the rows are read in place.
+ *
+ * Each output is the same sum in the same order (bias first, then the taps by kernel row, column, input channel)
+ * whatever the tile, the row split or the thread count.
+ */
+#ifndef DROPCORE_AVX512_DIRECT_CONV_H
+#define DROPCORE_AVX512_DIRECT_CONV_H
+
+#include <string.h>
+
+#include "_avx512_gemm.h"
+
+#if DC_HAVE_AVX512
+
+/* Largest weight block (floats) the direct kernel takes: kh*kw*cin x 64 columns in 48 KiB of L1, with room left. */
+#define DC_DIRECT_MAX_WEIGHTS 8192
+
+/* Unrolled completely (MR and NV are constants), so that GCC keeps acc[][] in registers rather than on the stack. */
+#define DC_UNROLL _Pragma("GCC unroll 32")
+
+/* MR output pixels x NV vectors of channels: acc += rows[i][px * step + t] * w[i][t][:], t over the kw*cin taps of
+ * kernel row i. `rows[i]` points at input row i of the window (already offset to the first pixel's window). */
+#define DC_DIRECT_TILE(MR, NV)                                                                                     \
+static inline void dc_direct_tile_##MR##_##NV(int kh, int span, const float* const* rows, long step,            \
+                                              const float* w, int ldw, const float* bias, float* y, int ldy,     \
+                                              __mmask16 tail, int relu) {                                       \
+    __m512 acc[MR][NV];                                                                                           \
+    DC_UNROLL for (int j = 0; j < NV; ++j) {                                                                      \
+        __mmask16 m = (j == NV - 1) ? tail : 0xFFFF;                                                              \
+        __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + 16 * j) : _mm512_setzero_ps();                          \
+        DC_UNROLL for (int p = 0; p < MR; ++p) acc[p][j] = b;                                                     \
+    }                                                                                                             \
+    for (int i = 0; i < kh; ++i) {                                                                                \
+        const float* r = rows[i];                                                                                 \
+        const float* wi = w + (long)i * span * ldw;                                                               \
+        for (int t = 0; t < span; ++t) {                                                                          \
+            __m512 wv[NV];                                                                                        \
+            DC_UNROLL for (int j = 0; j < NV; ++j)                                                                \
+                wv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? tail : 0xFFFF, wi + (long)t * ldw + 16 * j);         \
+            DC_UNROLL for (int p = 0; p < MR; ++p) {                                                              \
+                __m512 xv = _mm512_set1_ps(r[p * step + t]);                                                      \
+                DC_UNROLL for (int j = 0; j < NV; ++j) acc[p][j] = _mm512_fmadd_ps(xv, wv[j], acc[p][j]);        \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    const __m512 zero = _mm512_setzero_ps();                                                                      \
+    DC_UNROLL for (int p = 0; p < MR; ++p)                                                                        \
+        DC_UNROLL for (int j = 0; j < NV; ++j) {                                                                  \
+            __m512 v = acc[p][j];                                                                                 \
+            if (relu) v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero); /* NaN stays */ \
+            _mm512_mask_storeu_ps(y + (long)p * ldy + 16 * j, (j == NV - 1) ? tail : 0xFFFF, v);                 \
+        }                                                                                                         \
+}
+
+/* Tiles of up to 24 accumulators (with the NV weight vectors and a broadcast: within the 32 zmm registers), every
+ * width up to the full one, so a row of ow pixels splits into equal tiles instead of a full tile and a ragged end. */
+DC_DIRECT_TILE(1, 1) DC_DIRECT_TILE(2, 1) DC_DIRECT_TILE(3, 1) DC_DIRECT_TILE(4, 1) DC_DIRECT_TILE(5, 1)
+DC_DIRECT_TILE(6, 1) DC_DIRECT_TILE(7, 1) DC_DIRECT_TILE(8, 1) DC_DIRECT_TILE(9, 1) DC_DIRECT_TILE(10, 1)
+DC_DIRECT_TILE(11, 1) DC_DIRECT_TILE(12, 1) DC_DIRECT_TILE(13, 1) DC_DIRECT_TILE(14, 1) DC_DIRECT_TILE(15, 1)
+DC_DIRECT_TILE(16, 1) DC_DIRECT_TILE(17, 1) DC_DIRECT_TILE(18, 1) DC_DIRECT_TILE(19, 1) DC_DIRECT_TILE(20, 1)
+DC_DIRECT_TILE(21, 1) DC_DIRECT_TILE(22, 1) DC_DIRECT_TILE(23, 1) DC_DIRECT_TILE(24, 1)
+DC_DIRECT_TILE(1, 2) DC_DIRECT_TILE(2, 2) DC_DIRECT_TILE(3, 2) DC_DIRECT_TILE(4, 2) DC_DIRECT_TILE(5, 2)
+DC_DIRECT_TILE(6, 2) DC_DIRECT_TILE(7, 2) DC_DIRECT_TILE(8, 2) DC_DIRECT_TILE(9, 2) DC_DIRECT_TILE(10, 2)
+DC_DIRECT_TILE(11, 2) DC_DIRECT_TILE(12, 2)
+DC_DIRECT_TILE(1, 3) DC_DIRECT_TILE(2, 3) DC_DIRECT_TILE(3, 3) DC_DIRECT_TILE(4, 3) DC_DIRECT_TILE(5, 3)
+DC_DIRECT_TILE(6, 3) DC_DIRECT_TILE(7, 3) DC_DIRECT_TILE(8, 3)
+DC_DIRECT_TILE(1, 4) DC_DIRECT_TILE(2, 4) DC_DIRECT_TILE(3, 4) DC_DIRECT_TILE(4, 4) DC_DIRECT_TILE(5, 4)
+DC_DIRECT_TILE(6, 4)
+
+#define DC_DIRECT_ARGS kh, span, rows, step, w, ldw, bias, y, ldy, tail, relu
+#define DC_DIRECT_CASES_1 \
+    DC_DIRECT_CASE(1, 1) DC_DIRECT_CASE(2, 1) DC_DIRECT_CASE(3, 1) DC_DIRECT_CASE(4, 1) DC_DIRECT_CASE(5, 1) \
+    DC_DIRECT_CASE(6, 1) DC_DIRECT_CASE(7, 1) DC_DIRECT_CASE(8, 1) DC_DIRECT_CASE(9, 1) DC_DIRECT_CASE(10, 1) \
+    DC_DIRECT_CASE(11, 1) DC_DIRECT_CASE(12, 1) DC_DIRECT_CASE(13, 1) DC_DIRECT_CASE(14, 1) DC_DIRECT_CASE(15, 1) \
+    DC_DIRECT_CASE(16, 1) DC_DIRECT_CASE(17, 1) DC_DIRECT_CASE(18, 1) DC_DIRECT_CASE(19, 1) DC_DIRECT_CASE(20, 1) \
+    DC_DIRECT_CASE(21, 1) DC_DIRECT_CASE(22, 1) DC_DIRECT_CASE(23, 1) DC_DIRECT_CASE(24, 1)
+#define DC_DIRECT_CASES_2 \
+    DC_DIRECT_CASE(1, 2) DC_DIRECT_CASE(2, 2) DC_DIRECT_CASE(3, 2) DC_DIRECT_CASE(4, 2) DC_DIRECT_CASE(5, 2) \
+    DC_DIRECT_CASE(6, 2) DC_DIRECT_CASE(7, 2) DC_DIRECT_CASE(8, 2) DC_DIRECT_CASE(9, 2) DC_DIRECT_CASE(10, 2) \
+    DC_DIRECT_CASE(11, 2) DC_DIRECT_CASE(12, 2)
+#define DC_DIRECT_CASES_3 \
+    DC_DIRECT_CASE(1, 3) DC_DIRECT_CASE(2, 3) DC_DIRECT_CASE(3, 3) DC_DIRECT_CASE(4, 3) DC_DIRECT_CASE(5, 3) \
+    DC_DIRECT_CASE(6, 3) DC_DIRECT_CASE(7, 3) DC_DIRECT_CASE(8, 3)
+#define DC_DIRECT_CASES_4 \
+    DC_DIRECT_CASE(1, 4) DC_DIRECT_CASE(2, 4) DC_DIRECT_CASE(3, 4) DC_DIRECT_CASE(4, 4) DC_DIRECT_CASE(5, 4) \
+    DC_DIRECT_CASE(6, 4)
+#define DC_DIRECT_CASE(MR, NV) case MR: dc_direct_tile_##MR##_##NV(DC_DIRECT_ARGS); return;
+
+/* The largest tile width (pixels) for nv vectors of channels. */
+static inline int dc_direct_full_tile(int nv) { return (nv == 1) ? 24 : (nv == 2) ? 12 : (nv == 3) ? 8 : 6; }
+
+/* One tile of mr pixels, 1 <= mr <= dc_direct_full_tile(nv). */
+static inline void dc_direct_tile(int mr, int nv, int kh, int span, const float* const* rows, long step,
+                                  const float* w, int ldw, const float* bias, float* y, int ldy, __mmask16 tail,
+                                  int relu) {
+    switch (nv) {
+        case 1: switch (mr) { DC_DIRECT_CASES_1 } return;
+        case 2: switch (mr) { DC_DIRECT_CASES_2 } return;
+        case 3: switch (mr) { DC_DIRECT_CASES_3 } return;
+        default: switch (mr) { DC_DIRECT_CASES_4 } return;
+    }
+}
+
+/* Width (pixels) of the zero-padded rows of a padded layer: every window and the whole input row fit in it. */
+static inline long dc_direct_padded_width(int wd, int kw, int sw, int pl, int ow) {
+    long pw = (long)(ow - 1) * sw + kw;
+    return (pw < wd + pl) ? wd + pl : pw;
+}
+
+/* Scratch floats dc_conv_direct_rows needs for `rows` output rows of a padded layer. */
+static inline long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin) {
+    return ((long)(rows - 1) * sh + kh) * dc_direct_padded_width(wd, kw, sw, pl, ow) * cin;
+}
+
+/* Output rows oy0 .. oy1 - 1 of sample `ni` of y = relu?(conv(x, w) + b), into `y` (the first of those rows, each
+ * ow x cout). x: (n, h, wd, cin), w: (kh, kw, cin, cout). `pad`: dc_direct_scratch(oy1 - oy0, ...) floats when some
+ * window leaves the input, where the input rows these outputs read are copied once, zero-padded (NULL otherwise:
+ * the rows are read in place). kh <= 64. */
+static void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
+                                const float* bias, int sh, int sw, int pt, int pl, int ow, long ni, int oy0, int oy1,
+                                float* y, float* pad, int relu) {
+    const float* rows[64];
+    const int span = kw * cin;
+    const long step = (long)sw * cin;
+    const float* sample = x + ni * h * (long)wd * cin;
+    const long in_row = (long)wd * cin;
+    const long pad_row = pad ? dc_direct_padded_width(wd, kw, sw, pl, ow) * cin : 0;
+    if (pad) {
+        int first = oy0 * sh - pt, count = (oy1 - 1 - oy0) * sh + kh;
+        for (int r = 0; r < count; ++r) {
+            float* dst = pad + r * pad_row;
+            int iy = first + r;
+            memset(dst, 0, pad_row * sizeof(float));
+            if (iy >= 0 && iy < h) memcpy(dst + (long)pl * cin, sample + iy * in_row, in_row * sizeof(float));
+        }
+    }
+    for (int oy = oy0; oy < oy1; ++oy) {
+        float* yrow = y + (long)(oy - oy0) * ow * cout;
+        for (int i = 0; i < kh; ++i)
+            rows[i] = pad ? pad + ((long)(oy - oy0) * sh + i) * pad_row : sample + (long)(oy * sh + i) * in_row;
+        for (int c0 = 0; c0 < cout; c0 += 64) {
+            int nb = (cout - c0 < 64) ? cout - c0 : 64;
+            int nv = (nb + 15) / 16;
+            int tiles = (ow + dc_direct_full_tile(nv) - 1) / dc_direct_full_tile(nv);
+            int mr_even = (ow + tiles - 1) / tiles;  /* equal tiles: 28 pixels in two of 14, not 24 + 4 */
+            __mmask16 tail = dc_mask(nb - 16 * (nv - 1));
+            const float* b = bias ? bias + c0 : 0;
+            for (int ox0 = 0; ox0 < ow; ox0 += mr_even) {
+                int mr = (ow - ox0 < mr_even) ? ow - ox0 : mr_even;
+                const float* shifted[64];
+                for (int i = 0; i < kh; ++i) shifted[i] = rows[i] + ox0 * step;
+                dc_direct_tile(mr, nv, kh, span, shifted, step, w + c0, cout, b, yrow + (long)ox0 * cout + c0, cout,
+                               tail, relu);
+            }
+        }
+    }
+}
+
+/* dc_conv_direct_rows for callers that cannot pass NULL (the Numba kernels): `has_bias` and `padded` say whether
+ * `bias` and `pad` count. */
+static void dc_conv_direct_rows_flagged(const float* x, int h, int wd, int cin, const float* w, int kh, int kw,
+                                        int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
+                                        int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded) {
+    dc_conv_direct_rows(x, h, wd, cin, w, kh, kw, cout, has_bias ? bias : 0, sh, sw, pt, pl, ow, ni, oy0, oy1, y,
+                        padded ? pad : 0, relu);
+}
+
+#else
+#define DC_DIRECT_MAX_WEIGHTS 0
+static inline long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin) {
+    (void)rows; (void)kh; (void)sh; (void)wd; (void)kw; (void)sw; (void)pl; (void)ow; (void)cin;
+    return 0;
+}
+/* Never called without AVX-512 (callers check DC_HAVE_AVX512); defined so that the extension still links. */
+static void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
+                                const float* bias, int sh, int sw, int pt, int pl, int ow, long ni, int oy0, int oy1,
+                                float* y, float* pad, int relu) {
+    (void)x; (void)h; (void)wd; (void)cin; (void)w; (void)kh; (void)kw; (void)cout; (void)bias; (void)sh;
+    (void)sw; (void)pt; (void)pl; (void)ow; (void)ni; (void)oy0; (void)oy1; (void)y; (void)pad; (void)relu;
+}
+static void dc_conv_direct_rows_flagged(const float* x, int h, int wd, int cin, const float* w, int kh, int kw,
+                                        int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
+                                        int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded) {
+    (void)x; (void)h; (void)wd; (void)cin; (void)w; (void)kh; (void)kw; (void)cout; (void)bias; (void)sh;
+    (void)sw; (void)pt; (void)pl; (void)ow; (void)ni; (void)oy0; (void)oy1; (void)y; (void)pad; (void)relu;
+    (void)has_bias; (void)padded;
+}
+#endif
+
+#endif
