@@ -52,11 +52,13 @@ def _extensions():
     # loops then vectorize with its widest registers. DROPCORE_MARCH="" (or e.g. x86-64-v2) for a portable build.
     march = os.environ.get("DROPCORE_MARCH", "native")
     arch = [f"-march={march}"] if march and sys.platform != "darwin" else []
+    headers = sorted(os.path.join("kernels", f) for f in os.listdir("kernels") if f.endswith((".h", ".pxi")))
     exts = [
         Extension(
             "dropcore.kernels." + f[:-4],
             [os.path.join("kernels", f)],
             include_dirs=[numpy.get_include(), "kernels"],
+            depends=headers,  # an edited micro-kernel header rebuilds the extensions that include it
             extra_compile_args=["-O3"] + arch + openmp,
             extra_link_args=openmp,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -151,7 +151,7 @@ static inline void dc_kernel(int mr, int kc, const float* a, long ars, long acs,
 /* C (+)= op(A) * B, C (M x N) and B (K x N) row-major; element (i, k) of op(A) at A[i * ars + k * acs] (a
  * row-major A: ars = lda, acs = 1; A transposed: ars = 1, acs = lda). `accumulate`: add to C instead of
  * overwriting it. M, N, K >= 1. Serial: callers parallelize over row panels. */
-static void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
+static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
                     int ldc, int accumulate) {
     for (int j0 = 0; j0 < N; j0 += 64) {
         int nb = (N - j0 < 64) ? N - j0 : 64;
@@ -169,19 +169,19 @@ static void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, con
 }
 
 /* C = A * B for row-major A (M x K, rows lda apart). */
-static void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
     dc_gemm(M, N, K, A, lda, 1, B, ldb, C, ldc, 0);
 }
 
 #else
 #define DC_HAVE_AVX512 0
 /* Never called without AVX-512 (callers check DC_HAVE_AVX512); defined so that the extension still links. */
-static void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
+static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
                     int ldc, int accumulate) {
     (void)M; (void)N; (void)K; (void)A; (void)ars; (void)acs; (void)B; (void)ldb; (void)C; (void)ldc;
     (void)accumulate;
 }
-static void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
     (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
 }
 #endif

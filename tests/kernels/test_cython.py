@@ -93,7 +93,9 @@ def test_conv2d_without_bias():
 
 
 POOL_CASES = [((1, 5, 5, 2), (2, 2), (2, 2), "valid"), ((2, 7, 9, 3), (3, 3), (2, 2), "same"),
-              ((3, 6, 5, 4), (3, 2), (1, 3), "same"), ((2, 8, 8, 1), (2, 3), (1, 1), "valid")]
+              ((3, 6, 5, 4), (3, 2), (1, 3), "same"), ((2, 8, 8, 1), (2, 3), (1, 1), "valid"),
+              ((2, 6, 6, 16), (2, 2), (2, 2), "valid"),  # one full vector of channels
+              ((2, 7, 6, 70), (3, 3), (2, 2), "same")]  # 64 channels in four vectors, then 6 in a masked one
 
 
 @pytest.mark.parametrize("xs,pool,strides,padding", POOL_CASES)
@@ -105,11 +107,14 @@ def test_pools_match_reference_and_numba(xs, pool, strides, padding):
                    nb_pool.avg_pool2d(x, pool, strides, padding))
 
 
-def test_max_pool_propagates_nan():
-    x = _rand(1, 4, 4, 1)
-    x[0, 1, 1, 0] = np.nan
+@pytest.mark.parametrize("c,k", [(1, 0), (40, 37), (70, 66)])
+def test_max_pool_propagates_nan(c, k):
+    x = _rand(1, 4, 4, c)
+    x[0, 1, 1, k] = np.nan
     y = cy.max_pool2d(x, (2, 2), (2, 2), "valid")
-    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 1, 1, 0])
+    expected = np.zeros(y.shape, dtype=bool)
+    expected[0, 0, 0, k] = True  # only the window holding it, only its channel
+    np.testing.assert_array_equal(np.isnan(y), expected)
 
 
 def test_random_bits_match_reference_hash():
