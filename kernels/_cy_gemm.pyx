@@ -22,6 +22,10 @@ cdef extern from "_avx512_gemm.h" nogil:
     void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C, int ldc,
                  int accumulate)
 
+cdef extern from "_avx512_pool.h" nogil:
+    void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
+                         int pl)
+
 cdef extern from "_avx512_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
     void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
@@ -183,6 +187,17 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
             _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
 
 
+cdef inline void _implicit_row(const float* xp, int h, int wd, int cin, const float* wp, int kh, int kw, int cout,
+                               const float* bp, bint has_bias, int sh, int sw, int ow, Py_ssize_t ni, int oy,
+                               float* yrow, bint relu) noexcept nogil:
+    """One output row of the implicit-GEMM convolution (see ``conv2d_implicit``), bias and ReLU applied."""
+    cdef int i, span = kw * cin
+    for i in range(kh):
+        dc_gemm(ow, cout, span, xp + ((<Py_ssize_t>ni * h + oy * sh + i) * wd) * cin, sw * cin, 1,
+                wp + <Py_ssize_t>i * span * cout, cout, yrow, cout, i > 0)
+    _epilogue(yrow, ow, cout, cout, bp, has_bias, relu)
+
+
 def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
                     int sh, int sw, float[:, :, :, ::1] y, bint relu):
     """``y = conv(x, w) + b`` (then ReLU) for a convolution without padding, with no im2col copy at all.
@@ -196,24 +211,22 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
-    cdef int span = kw * cin  # the GEMM's depth per kernel row
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
     cdef int nthreads = _threads(rows, False)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
-    cdef float* yrow
-    cdef int ni, oy, i
     with nogil, parallel(num_threads=nthreads):
         for t in prange(rows, schedule="static"):
-            ni = <int>(t // oh)
-            oy = <int>(t % oh)
-            yrow = yp + t * ow * cout
-            for i in range(kh):
-                dc_gemm(ow, cout, span, xp + ((<Py_ssize_t>ni * h + oy * sh + i) * wd) * cin, sw * cin, 1,
-                        wp + <Py_ssize_t>i * span * cout, cout, yrow, cout, i > 0)
-            _epilogue(yrow, ow, cout, cout, bp, has_bias, relu)
+            _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
+                          yp + t * ow * cout, relu)
+
+
+cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
+    """Output rows per task of a row-parallel kernel: a whole sample when the batch has ``MIN_PANELS`` or more, else
+    about ``1 / MIN_PANELS`` of one, so that a batch of 1 still keeps every thread busy."""
+    return rows if n >= MIN_PANELS else max(1, (rows + MIN_PANELS - 1) // MIN_PANELS)
 
 
 def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
@@ -228,7 +241,7 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
-    cdef int block = oh if n >= MIN_PANELS else max(1, (oh + MIN_PANELS - 1) // MIN_PANELS)
+    cdef int block = _rows_per_task(n, oh)
     cdef int blocks = (oh + block - 1) // block
     cdef Py_ssize_t tasks = <Py_ssize_t>n * blocks, t
     cdef int nthreads = _threads(tasks, False)
@@ -247,6 +260,53 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
             dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0,
                                 min(oy0 + block, oh), yp + (ni * oh + oy0) * ow * cout,
                                 &pads[threadid(), 0] if padded else NULL, relu)
+
+
+def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
+                    int sh, int sw, int pt, int pl, bint direct, bint padded, int oh, int ow, int ph, int pw,
+                    float[:, :, :, ::1] y, bint relu):
+    """``y = max_pool(relu?(conv(x, w) + b))`` for a max pooling of ``ph x pw`` windows, strides equal to the
+    window, no padding (Keras's ``MaxPooling2D(2)``), without the convolution's output ever leaving the cache.
+
+    Each task computes the convolution rows of a band of pooled rows of one sample (the whole sample when the
+    batch has 8 or more, about an eighth of one otherwise) into its own scratch, on the direct kernel (``direct``)
+    or the implicit GEMM, then pools them into ``y``: the full-size convolution output (cifar's first layer: 59 MB
+    at batch 256) is never written to memory and read back. ``oh``, ``ow``: the convolution's output size.
+    Only with the AVX-512 kernels (callers check ``HAVE_AVX512``); results equal the two separate kernels'.
+    """
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
+    cdef int poh = y.shape[1], pow_ = y.shape[2]
+    cdef int band = _rows_per_task(n, poh)
+    cdef int bands = (poh + band - 1) // band
+    cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
+    cdef int nthreads = _threads(tasks, False)
+    cdef Py_ssize_t scratch = dc_direct_scratch(band * ph, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 1
+    cdef float[:, ::1] pads = np.empty((nthreads, scratch), dtype=np.float32)
+    cdef float[:, ::1] convs = np.empty((nthreads, <Py_ssize_t>band * ph * ow * cout), dtype=np.float32)
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef float* c
+    cdef Py_ssize_t ni
+    cdef int p0, p1, oy, py
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(tasks, schedule="static"):
+            ni = t // bands
+            p0 = <int>(t % bands) * band
+            p1 = min(p0 + band, poh)
+            c = &convs[threadid(), 0]
+            if direct:
+                dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, p0 * ph, p1 * ph, c,
+                                    &pads[threadid(), 0] if padded else NULL, relu)
+            else:
+                for oy in range(p0 * ph, p1 * ph):
+                    _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, ni, oy,
+                                  c + <Py_ssize_t>(oy - p0 * ph) * ow * cout, relu)
+            for py in range(p0, p1):
+                dc_max_pool_row(c, yp + (ni * poh + py) * pow_ * cout, (p1 - p0) * ph, ow, cout, pow_, (py - p0) * ph,
+                                ph, pw, pw, 0)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,

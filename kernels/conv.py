@@ -12,7 +12,7 @@ import numpy as np
 
 from .blas import HAVE_DIRECT_CONV, HAVE_FAST_GEMM, conv_direct_rows, fast_gemm, matmul, matmul_tn_add
 from .config import blas_single_thread, njit, pjit
-from .geometry import direct_conv_pays, direct_scratch, implicit_gemm_pays, window_2d
+from .geometry import direct_conv_pays, direct_scratch, implicit_gemm_pays, window_2d, windows_inside
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
 PANEL_BYTES = 256 * 1024
@@ -248,7 +248,7 @@ def conv2d(x, w, b, strides, padding, relu=False):
     if HAVE_DIRECT_CONV and direct_conv_pays(w.shape):
         # A whole sample per task for batches of 8 or more, else about an eighth of one (batch-1 latency).
         block = oh if n >= 8 else max(1, -(-oh // 8))
-        inside = (pt, pl) == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wdim
+        inside = windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
         scratch = 1 if inside else direct_scratch(block, w.shape, strides, wdim, pl, ow)
         x4, w4, b1 = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
         return _conv2d_fwd_direct(x4, w4, b1, has_bias, relu, strides[0], strides[1], pt, pl, not inside, oh, ow,

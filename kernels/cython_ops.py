@@ -14,7 +14,7 @@ import numpy as np
 from . import _cy_elementwise as _ew
 from . import _cy_gemm as _gemm
 from . import _cy_pool as _pool
-from .geometry import direct_conv_pays, implicit_gemm_pays, window_2d
+from .geometry import direct_conv_pays, implicit_gemm_pays, window_2d, windows_inside
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
 
@@ -76,61 +76,106 @@ def _c32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def conv2d(x, w, b, strides, padding, relu=False):
-    """2-D convolution (NHWC, kernel ``(kh, kw, cin, cout)``) with the bias and ReLU fused."""
-    x, w = _c32(x), _c32(w)
-    n, h, wd, _ = x.shape
+# --- bound kernels: the call a layer makes, with its geometry worked out once, filling preallocated outputs -------
+# ``conv2d`` and the other forwards below use them per call; ``dropcore.program`` binds them once per batch size.
+
+def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
+    """``(run, y_shape)``: ``run(x, y)`` fills the preallocated ``y`` with ``conv2d(x, w, b, ...)`` for inputs of
+    ``x_shape``, on the kernel that suits the layer (direct, implicit GEMM or im2col panels)."""
+    n, h, wd, _ = x_shape
+    w = _c32(w)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
-    y = np.empty((n, oh, ow, cout), dtype=np.float32)
-    if not y.size:
-        return y
-    bias = _NO_BIAS if b is None else _c32(b)
+    bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
     if _gemm.HAVE_AVX512 and direct_conv_pays(w.shape):
-        inside = (pt, pl) == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= wd
-        _gemm.conv2d_direct(x, w, bias, b is not None, strides[0], strides[1], pt, pl, not inside, y, bool(relu))
-    elif _gemm.HAVE_AVX512 and implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow)):
-        _gemm.conv2d_implicit(x, w, bias, b is not None, strides[0], strides[1], y, bool(relu))
-    else:
-        _gemm.conv2d_forward(x, w, bias, b is not None, strides[0], strides[1], pt, pl, y, bool(relu))
+        padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
+        return (lambda x, y: _gemm.conv2d_direct(x, w, bias, has_bias, sh, sw, pt, pl, padded, y, relu)), \
+            (n, oh, ow, cout)
+    if _gemm.HAVE_AVX512 and implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow)):
+        return (lambda x, y: _gemm.conv2d_implicit(x, w, bias, has_bias, sh, sw, y, relu)), (n, oh, ow, cout)
+    return (lambda x, y: _gemm.conv2d_forward(x, w, bias, has_bias, sh, sw, pt, pl, y, relu)), (n, oh, ow, cout)
+
+
+def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
+    """``(run, y_shape)`` for ``max_pool2d(conv2d(x, ...), pool, pool, "valid")`` in one pass (the convolution's
+    output stays in cache), or ``None`` where only the two separate kernels apply (no AVX-512 kernels, or a layer
+    that runs on im2col panels)."""
+    n, h, wd, _ = x_shape
+    w = _c32(w)
+    kh, kw, _, cout = w.shape
+    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
+    direct = direct_conv_pays(w.shape)
+    if not _gemm.HAVE_AVX512 or oh < pool[0] or ow < pool[1] or not (
+            direct or implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow))):
+        return None
+    padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
+    bias, has_bias, relu, (sh, sw), (ph, pw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), \
+        strides, pool
+    return (lambda x, y: _gemm.conv2d_max_pool(x, w, bias, has_bias, sh, sw, pt, pl, direct, padded, oh, ow, ph, pw,
+                                               y, relu)), (n, oh // ph, ow // pw, cout)
+
+
+def dense_kernel(x_shape, w, b, relu=False):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``dense(x, w, b, relu)`` for 2-D inputs of ``x_shape``."""
+    w = _c32(w)
+    bias, has_bias, relu = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
+    return (lambda x, y: _gemm.dense_forward(x, w, bias, has_bias, y, relu)), (x_shape[0], w.shape[1])
+
+
+def pool2d_kernel(x_shape, pool, strides, padding, average):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with the max (or, with ``average``, mean) pool of ``x``."""
+    n, h, wd, c = x_shape
+    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, pool, strides, padding)
+    return (lambda x, y: _pool.pool2d_forward(x, pool[0], pool[1], strides[0], strides[1], pt, pl, y, average)), \
+        (n, oh, ow, c)
+
+
+def _run(kernel, *inputs):
+    run, shape = kernel
+    y = np.empty(shape, dtype=np.float32)
+    if y.size:
+        run(*inputs, y)
     return y
+
+
+def conv2d(x, w, b, strides, padding, relu=False):
+    """2-D convolution (NHWC, kernel ``(kh, kw, cin, cout)``) with the bias and ReLU fused."""
+    x = _c32(x)
+    return _run(conv2d_kernel(x.shape, w, b, strides, padding, relu), x)
 
 
 def dense(x, w, b, relu=False):
     """``x @ w + b`` for ``x`` of shape ``(N, in)``, ReLU fused when ``relu``."""
-    x, w = _c32(x), _c32(w)
-    y = np.empty((x.shape[0], w.shape[1]), dtype=np.float32)
-    if y.size:
-        _gemm.dense_forward(x, w, _NO_BIAS if b is None else _c32(b), b is not None, y, bool(relu))
-    return y
-
-
-def _pool2d(x, pool, strides, padding, average):
     x = _c32(x)
-    n, h, wd, c = x.shape
-    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, pool, strides, padding)
-    y = np.empty((n, oh, ow, c), dtype=np.float32)
-    if y.size:
-        _pool.pool2d_forward(x, pool[0], pool[1], strides[0], strides[1], pt, pl, y, average)
-    return y
+    return _run(dense_kernel(x.shape, w, b, relu), x)
 
 
 def max_pool2d(x, pool, strides, padding):
     """Max over each window; padded positions never win."""
-    return _pool2d(x, pool, strides, padding, False)
+    x = _c32(x)
+    return _run(pool2d_kernel(x.shape, pool, strides, padding, False), x)
 
 
 def avg_pool2d(x, pool, strides, padding):
     """Mean over each window's non-padded positions."""
-    return _pool2d(x, pool, strides, padding, True)
+    x = _c32(x)
+    return _run(pool2d_kernel(x.shape, pool, strides, padding, True), x)
+
+
+def activation_kernel(x_shape, name):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with activation ``name`` ("relu", "softmax" over the last axis,
+    or "sigmoid") of ``x``."""
+    if name == "softmax":
+        rows = (-1, x_shape[-1])
+        return (lambda x, y: _ew.softmax_forward(x.reshape(rows), y.reshape(rows))), tuple(x_shape)
+    forward = {"relu": _ew.relu_forward, "sigmoid": _ew.sigmoid_forward}[name]
+    return (lambda x, y: forward(x.reshape(-1), y.reshape(-1))), tuple(x_shape)
 
 
 def relu(x):
     """``max(x, 0)`` (NaN propagates)."""
     x = _c32(x)
-    y = np.empty_like(x)
-    _ew.relu_forward(x.reshape(-1), y.reshape(-1))
-    return y
+    return _run(activation_kernel(x.shape, "relu"), x)
 
 
 def _stream(rate, key):
@@ -172,26 +217,23 @@ def dropout_mask(noise_shape, rate, key):
 def softmax(x):
     """Softmax over the last axis (max-subtracted)."""
     x = _c32(x)
-    y = np.empty_like(x)
-    if y.size:
-        _ew.softmax_forward(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]))
-    return y
+    return _run(activation_kernel(x.shape, "softmax"), x)
 
 
 def sigmoid(x):
     """Logistic function (through ``exp(-|x|)``: never overflows)."""
     x = _c32(x)
-    y = np.empty_like(x)
-    _ew.sigmoid_forward(x.reshape(-1), y.reshape(-1))
-    return y
+    return _run(activation_kernel(x.shape, "sigmoid"), x)
+
+
+def batch_norm_kernel(x_shape, gamma, beta, moving_mean, moving_var, eps):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``batch_norm_infer(x, ...)``."""
+    scale = _c32(gamma / np.sqrt(moving_var + np.float32(eps)))  # the reference's float32 expression
+    mean, beta, rows = _c32(moving_mean), _c32(beta), (-1, x_shape[-1])
+    return (lambda x, y: _ew.batch_norm_forward(x.reshape(rows), mean, scale, beta, y.reshape(rows))), tuple(x_shape)
 
 
 def batch_norm_infer(x, gamma, beta, moving_mean, moving_var, eps):
     """``(x - moving_mean) / sqrt(moving_var + eps) * gamma + beta`` over the last axis."""
     x = _c32(x)
-    scale = _c32(gamma / np.sqrt(moving_var + np.float32(eps)))  # the reference's float32 expression
-    y = np.empty_like(x)
-    if y.size:
-        c = x.shape[-1]
-        _ew.batch_norm_forward(x.reshape(-1, c), _c32(moving_mean), scale, _c32(beta), y.reshape(-1, c))
-    return y
+    return _run(batch_norm_kernel(x.shape, gamma, beta, moving_mean, moving_var, eps), x)

@@ -33,9 +33,15 @@ def implicit_gemm_pays(in_hw, kernel_shape, strides, pads, out_hw):
     faster; LeNet's 1-channel 5x5 layer with 6 outputs: 1.4x slower, its products too narrow). ``pads`` is
     ``(top, left)``; ``kernel_shape`` is ``(kh, kw, cin, cout)``.
     """
-    (h, w), (kh, kw, cin, cout), (oh, ow) = in_hw, kernel_shape, out_hw
-    inside = pads == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= w
-    return inside and (cin >= 8 or cout >= 32)
+    cin, cout = kernel_shape[2:]
+    return windows_inside(in_hw, kernel_shape, strides, pads, out_hw) and (cin >= 8 or cout >= 32)
+
+
+def windows_inside(in_hw, kernel_shape, strides, pads, out_hw):
+    """Whether every window of a convolution lies inside its input (no padding read): ``pads`` is ``(top, left)``,
+    ``kernel_shape`` ``(kh, kw, ...)``."""
+    (h, w), (kh, kw), (oh, ow) = in_hw, kernel_shape[:2], out_hw
+    return pads == (0, 0) and (oh - 1) * strides[0] + kh <= h and (ow - 1) * strides[1] + kw <= w
 
 
 #: Most weights (floats: kh * kw * cin * min(cout, 64)) a convolution may have to run as a direct convolution.

@@ -92,6 +92,37 @@ def test_conv2d_without_bias():
                    nb_conv.conv2d(x, w, None, (1, 1), "same"))
 
 
+CONV_POOL_CASES = [  # (x shape, kernel shape, strides, padding, pool): the convolution and the pool in one pass
+    ((9, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", (2, 2)),  # LeNet: direct, padded, whole samples per task
+    ((1, 32, 32, 3), (3, 3, 3, 64), (1, 1), "valid", (2, 2)),  # cifar at batch 1: bands of rows, odd 15x15 out
+    ((2, 15, 15, 64), (3, 3, 64, 64), (1, 1), "valid", (2, 2)),  # implicit GEMM, the 13th row and column dropped
+    ((3, 11, 13, 2), (3, 3, 2, 70), (2, 1), "same", (2, 3)),  # strided, two column blocks, a 2x3 pool
+]
+
+
+@pytest.mark.parametrize("xs,ws,strides,padding,pool", CONV_POOL_CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_max_pool_matches_the_two_kernels(xs, ws, strides, padding, pool, relu):
+    x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
+    kernel = cy.conv2d_max_pool_kernel(x.shape, w, b, strides, padding, relu, pool)
+    if not cy.HAVE_AVX512:
+        assert kernel is None
+        return
+    run, shape = kernel
+    y = np.full(shape, np.nan, dtype=np.float32)
+    run(x, y)
+    ref = ref_pool.max_pool2d(ref_conv.conv2d(x, w, b, strides, padding, relu=relu), pool, pool, "valid")
+    separate = cy.max_pool2d(cy.conv2d(x, w, b, strides, padding, relu=relu), pool, pool, "valid")
+    np.testing.assert_array_equal(y, separate)  # the same sums: bit-identical to the separate kernels
+    atol = TOL["atol"] * max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(y, ref, rtol=TOL["rtol"], atol=atol)
+
+
+def test_conv2d_max_pool_declines_im2col_layers():
+    """A padded layer with large weights runs on im2col panels, which the fused kernel does not cover."""
+    assert cy.conv2d_max_pool_kernel((2, 9, 9, 32), _rand(3, 3, 32, 64), None, (1, 1), "same", True, (2, 2)) is None
+
+
 POOL_CASES = [((1, 5, 5, 2), (2, 2), (2, 2), "valid"), ((2, 7, 9, 3), (3, 3), (2, 2), "same"),
               ((3, 6, 5, 4), (3, 2), (1, 3), "same"), ((2, 8, 8, 1), (2, 3), (1, 1), "valid"),
               ((2, 6, 6, 16), (2, 2), (2, 2), "valid"),  # one full vector of channels
