@@ -8,10 +8,13 @@ in which case the Predictor warns once and runs on the Numba kernels).
 import copy
 import os
 
+import numpy as np
+
 from . import workspace
 from .info import warn_if_no_cython
 from .model import Model, predict_outputs
 from .ops import get_ops
+from .program import compile_program
 from .validation import check_int
 
 
@@ -51,6 +54,9 @@ class Predictor:
         self.kernels = "cython" if warn_if_no_cython() else "numba"
         self._ops = get_ops(self.kernels)  # resolved now: the first request imports and compiles nothing
         self._blas = None
+        # The plan compiled into direct kernel calls (no per-layer Python, conv + pool fused), when it can be.
+        self._program = compile_program(self._model._plan, self._model._inputs.shape) if self.kernels == "cython" \
+            else None
         if self.kernels == "numba":
             from .kernels.config import blas_single_thread
 
@@ -79,6 +85,11 @@ class Predictor:
         x = model._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(model, min(batch_size, len(x)), False)
+        if self._program is not None and mc_samples is None:
+            out = np.empty((len(x),) + model._outputs.shape, dtype=np.float32)
+            for start in range(0, len(x), batch_size):
+                self._program.run(x[start:start + batch_size], out[start:start + batch_size])
+            return out
         if self._blas is not None:  # the Numba fallback holds BLAS to one thread, as Model.predict does
             with self._blas():
                 return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)

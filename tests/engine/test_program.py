@@ -1,0 +1,99 @@
+"""Inference programs: the Predictor's plan compiled into kernel calls equals Model.predict, fuses what it may,
+and declines what it cannot run (the Predictor then runs the plan)."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import dropcore
+from dropcore.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                             Input, MaxPooling2D, ReLU, SpatialDropout2D)
+from dropcore.program import compile_program
+
+pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
+from dropcore.kernels import cython_ops  # noqa: E402
+
+FUSED = "conv2d+max_pool2d" if cython_ops.HAVE_AVX512 else "conv2d"
+
+
+def _build(layers, seed=0):
+    dropcore.set_random_seed(seed)
+    model = dropcore.Sequential(layers)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _x(model, n, seed=1):
+    return np.random.default_rng(seed).standard_normal((n,) + model.input_shape[1:]).astype(np.float32)
+
+
+MODELS = {  # name -> (layers, the program's steps)
+    "mnist-like": ([Input((14, 14, 1)), Conv2D(8, 3, activation="relu"), Conv2D(16, 3, activation="relu"),
+                    MaxPooling2D(2), Dropout(0.25), Flatten(), Dense(32, activation="relu"), Dropout(0.5),
+                    Dense(10, activation="softmax")],
+                   ["conv2d", FUSED, "reshape", "dense", "dense", "softmax"]),
+    "lenet-like": ([Input((16, 16, 1)), Conv2D(6, 5, padding="same", activation="relu"), MaxPooling2D(2),
+                    Conv2D(16, 5, activation="relu"), MaxPooling2D(2), Flatten(), Dense(20, activation="relu"),
+                    Dense(10, activation="softmax")],
+                   [FUSED, FUSED, "reshape", "dense", "dense", "softmax"]),
+    # Layers the fused kernels leave alone: a pool with padding, batch normalization, a stand-alone ReLU, sigmoid.
+    "assorted": ([Input((12, 12, 2)), Conv2D(8, 3, activation="relu"), BatchNormalization(), MaxPooling2D(2),
+                  SpatialDropout2D(0.2), Conv2D(6, 3, padding="same", strides=2), ReLU(),
+                  AveragePooling2D(2, padding="same"), MaxPooling2D(2, strides=1, padding="same"), Flatten(),
+                  Dense(16), Activation("relu"), Dropout(0.5), Dense(3, activation="sigmoid")],
+                 ["conv2d", "batch_norm", "max_pool2d", "conv2d", "avg_pool2d", "max_pool2d", "reshape",
+                  "dense", "dense", "sigmoid"]),
+    # Dense on a rank-3 input acts on the last axis; a softmax Activation layer; a Dense's ReLU kept by a Dropout.
+    "sequence": ([Input((5, 7)), Dense(9), Dropout(0.3), Dense(4, activation="relu"), Activation("softmax")],
+                 ["reshape", "dense", "reshape", "reshape", "dense", "reshape", "softmax"]),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_program_equals_model_predict(name):
+    layers, steps = MODELS[name]
+    model = _build(layers)
+    p = dropcore.Predictor(model)
+    assert p._program is not None and p._program.steps == steps
+    x = _x(model, 23)
+    for batch_size in (None, 5, 1):
+        np.testing.assert_allclose(p.predict(x, batch_size=batch_size), model.predict(x), rtol=1e-4, atol=1e-5)
+
+
+def test_relu_moved_into_dropout_goes_back_into_the_dense_kernel():
+    model = _build([Input((6,)), Dense(8, activation="relu"), Dropout(0.5), Dense(2)])
+    assert dropcore.Predictor(model)._program.steps == ["dense", "dense"]
+
+
+@pytest.mark.parametrize("layers", [
+    [Input((6,)), Dense(4, activation="tanh")],  # no tanh kernel
+    [Input((4, 4, 1)), Conv2D(2, 3, activation="tanh"), Flatten(), Dense(2)],
+])
+def test_declines_what_it_cannot_run_and_the_predictor_still_answers(layers):
+    model = _build(layers)
+    assert compile_program(model._plan, model._inputs.shape) is None
+    p = dropcore.Predictor(model)
+    assert p._program is None
+    x = _x(model, 7)
+    np.testing.assert_allclose(p.predict(x), model.predict(x), rtol=1e-4, atol=1e-5)
+
+
+def test_declines_branches():
+    dropcore.set_random_seed(0)
+    inp = Input((6,))
+    a = Dense(4)(inp)
+    b = Dense(4)(inp)
+    model = dropcore.Model(inp, Add()([a, b]))
+    assert compile_program(model._plan, model._inputs.shape) is None
+
+
+def test_threads_with_different_batch_sizes_keep_their_own_buffers():
+    layers, _ = MODELS["mnist-like"]
+    model = _build(layers)
+    p = dropcore.Predictor(model)
+    xs = [_x(model, n, seed=n) for n in (1, 3, 8, 17, 2, 9) * 4]
+    expected = [model.predict(x) for x in xs]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(p.predict, xs, timeout=120))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
