@@ -25,9 +25,6 @@
 /* Largest weight block (floats) the direct kernel takes: kh*kw*cin x 64 columns in 48 KiB of L1, with room left. */
 #define DC_DIRECT_MAX_WEIGHTS 8192
 
-/* Unrolled completely (MR and NV are constants), so that GCC keeps acc[][] in registers rather than on the stack. */
-#define DC_UNROLL _Pragma("GCC unroll 32")
-
 /* MR output pixels x NV vectors of channels: acc += rows[i][px * step + t] * w[i][t][:], t over the kw*cin taps of
  * kernel row i. `rows[i]` points at input row i of the window (already offset to the first pixel's window). */
 #define DC_DIRECT_TILE(MR, NV)                                                                                     \

@@ -21,6 +21,10 @@
 #define DC_MR 6
 #define DC_KC 128
 
+/* Unrolled completely (MR and NV are constants in each kernel), so that GCC keeps the accumulators in registers:
+ * left to itself it kept them on the stack. */
+#define DC_UNROLL _Pragma("GCC unroll 32")
+
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1u)); }
 
@@ -92,20 +96,21 @@ static inline void dc_kernel_full6(int kc, const float* a, long ars, long acs, c
 static inline void dc_kernel_##MR##_##NV(int kc, const float* a, long ars, long acs, const float* b, int ldb,   \
                                          float* c, int ldc, __mmask16 tail, int first) {                         \
     __m512 acc[MR][NV];                                                                                           \
-    for (int i = 0; i < MR; ++i)                                                                                  \
-        for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();                                             \
+    DC_UNROLL for (int i = 0; i < MR; ++i)                                                                        \
+        DC_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();                                   \
     for (int k = 0; k < kc; ++k) {                                                                                \
         const float* bk = b + (long)k * ldb;                                                                      \
         __m512 bv[NV];                                                                                            \
-        for (int j = 0; j < NV; ++j) bv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? tail : 0xFFFF, bk + 16 * j);   \
-        for (int i = 0; i < MR; ++i) {                                                                            \
+        DC_UNROLL for (int j = 0; j < NV; ++j)                                                                    \
+            bv[j] = _mm512_maskz_loadu_ps(j == NV - 1 ? tail : 0xFFFF, bk + 16 * j);                              \
+        DC_UNROLL for (int i = 0; i < MR; ++i) {                                                                  \
             __m512 ai = _mm512_set1_ps(a[i * ars + (long)k * acs]);                                               \
-            for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(ai, bv[j], acc[i][j]);                       \
+            DC_UNROLL for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(ai, bv[j], acc[i][j]);             \
         }                                                                                                         \
     }                                                                                                             \
-    for (int i = 0; i < MR; ++i) {                                                                                \
+    DC_UNROLL for (int i = 0; i < MR; ++i) {                                                                      \
         float* ci = c + (long)i * ldc;                                                                            \
-        for (int j = 0; j < NV; ++j) {                                                                            \
+        DC_UNROLL for (int j = 0; j < NV; ++j) {                                                                  \
             __mmask16 m = (j == NV - 1) ? tail : 0xFFFF;                                                          \
             __m512 v = acc[i][j];                                                                                 \
             if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, ci + 16 * j));                              \
@@ -169,7 +174,8 @@ static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long a
 }
 
 /* C = A * B for row-major A (M x K, rows lda apart). */
-static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                               int ldc) {
     dc_gemm(M, N, K, A, lda, 1, B, ldb, C, ldc, 0);
 }
 
@@ -181,7 +187,8 @@ static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long a
     (void)M; (void)N; (void)K; (void)A; (void)ars; (void)acs; (void)B; (void)ldb; (void)C; (void)ldc;
     (void)accumulate;
 }
-static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                               int ldc) {
     (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
 }
 #endif

@@ -10,9 +10,11 @@ from dropcore.kernels.reference import dense as ref
 # (N, in, out): every split of dense.py. Serial (BLAS): batch 1, tiny batches up to the one-row boundary, odd
 # sizes; serial on the AVX-512 GEMM when built: (9, 50, 10), (77, 129, 65), (300, 40, 64). Larger: one-row
 # blocks (5, 2000, 500); column blocks of w and of dx, uneven (40, 1100, 129); columns too few to split
-# (200, 1100, 20); row blocks when x is the larger operand (600, 100, 80); dx by rows (300, 40, 64).
+# (200, 1100, 20); row blocks when x is the larger operand (600, 100, 80); dx by rows (300, 40, 64). Mid-sized
+# backward passes on the AVX-512 GEMM run dx and dw side by side: (77, 129, 65), (300, 40, 64), (32, 400, 120).
 SHAPES = [(1, 37, 5), (3, 100, 33), (nb.SMALL_BATCH, 64, 17), (nb.SMALL_BATCH + 1, 50, 10), (5, 2000, 500),
-          (77, 129, 65), (64, 1000, 130), (40, 1100, 129), (200, 1100, 20), (300, 40, 64), (600, 100, 80)]
+          (77, 129, 65), (64, 1000, 130), (40, 1100, 129), (200, 1100, 20), (300, 40, 64), (600, 100, 80),
+          (32, 400, 120)]
 
 
 @pytest.fixture(autouse=True, params=["fast-gemm", "blas"] if blas.HAVE_FAST_GEMM else ["blas"])
