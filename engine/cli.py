@@ -352,13 +352,16 @@ def _read_inputs(paths, input_shape, invert):
 def cmd_predict(args):
     if (args.seed is not None) and args.mc_samples is None:
         raise CommandError("--seed only applies to Monte-Carlo dropout; pass --mc-samples N too")
+    import dropcore
+
     model = _load_model(args.model)
     x, names = _read_inputs(args.inputs, model.input_shape[1:], args.invert)
+    predictor = dropcore.Predictor(model)  # the inference engine: no kernel compilation on the way
     if args.mc_samples:
-        probs, std = model.predict(x, batch_size=args.batch_size, mc_samples=args.mc_samples,
-                                   seed=0 if args.seed is None else args.seed)
+        probs, std = predictor.predict(x, batch_size=args.batch_size, mc_samples=args.mc_samples,
+                                       seed=0 if args.seed is None else args.seed)
     else:
-        probs, std = model.predict(x, batch_size=args.batch_size), None
+        probs, std = predictor.predict(x, batch_size=args.batch_size), None
     classes = probs.argmax(axis=1)
     rows = []
     for i, name in enumerate(names):
