@@ -58,6 +58,7 @@ class Model:
         self.metric = None
         self.stop_training = False
         self._seed = _random_seed()
+        self._program = (None, None)  # (plan, its inference program): see _inference_program
         self._plan = None
         self._inputs = None
         self._outputs = None
@@ -119,6 +120,21 @@ class Model:
         self._ops_name = get_ops(name).name
         return self
 
+    def _inference_program(self):
+        """The plan compiled into an inference program on the Cython kernels (``dropcore.program``), which
+        ``predict`` runs on the default kernels; ``None`` on the reference kernels, without the Cython kernels, or
+        for a plan a program cannot run. Compiled on first use; it reads the weights by reference, so training
+        between two predictions needs no recompiling."""
+        if self._ops_name == "reference" or self._plan is None:
+            return None
+        plan, program = self._program
+        if plan is not self._plan:
+            from .program import compile_program
+
+            program = compile_program(self._plan, self._inputs.shape)
+            self._program = (self._plan, program)
+        return program
+
     def _ensure_built(self, x):
         """Build lazily (Sequential without an Input) from a data batch."""
         if self._plan is None:
@@ -178,10 +194,16 @@ class Model:
 
         With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization stays on its moving
         statistics), and ``(mean, std)`` over the N passes is returned; the same ``seed`` gives the same result.
+
+        Where the Cython kernels are built, plain predictions on the default kernels run the model's compiled
+        inference program (as :class:`dropcore.Predictor` does): the same outputs within float tolerance.
         """
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
+        program = self._inference_program() if mc_samples is None else None
+        if program is not None:
+            return program.predict(x, batch_size)
         with _BLAS[self._ops.name]():
             return predict_outputs(self._plan, self._ops, x, batch_size, mc_samples, seed)
 

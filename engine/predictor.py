@@ -8,8 +8,6 @@ in which case the Predictor warns once and runs on the Numba kernels).
 import copy
 import os
 
-import numpy as np
-
 from . import workspace
 from .info import warn_if_no_cython
 from .model import Model, predict_outputs
@@ -86,10 +84,7 @@ class Predictor:
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(model, min(batch_size, len(x)), False)
         if self._program is not None and mc_samples is None:
-            out = np.empty((len(x),) + model._outputs.shape, dtype=np.float32)
-            for start in range(0, len(x), batch_size):
-                self._program.run(x[start:start + batch_size], out[start:start + batch_size])
-            return out
+            return self._program.predict(x, batch_size)
         if self._blas is not None:  # the Numba fallback holds BLAS to one thread, as Model.predict does
             with self._blas():
                 return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)

@@ -12,6 +12,9 @@ A program covers chains of Conv2D, Dense, MaxPooling2D, AveragePooling2D, BatchN
 Flatten, Dropout and relu, softmax, sigmoid or linear activations; for anything else (branches, tanh),
 :func:`compile_program` returns ``None`` and the Predictor runs the plan as ``Model.predict`` does.
 
+Weights are bound by reference and whatever derives from them (batch normalization's scale) is worked out per
+call, so a program stays right while its model trains: every weight update in dropcore is in place.
+
 Thread safety: the bound kernels are shared and read-only; the buffers are per thread (each thread keeps those of
 its last batch size, so a service holds one set of intermediate activations per serving thread).
 """
@@ -54,8 +57,8 @@ def _fusable_pool(step):
 
 
 def _compile(cy, steps, sample_shape):
-    """``(name, bind)`` pairs (``bind: shape -> (run, y_shape)``) for ``steps``, or ``None`` when a step has no
-    equivalent.
+    """``(name, bind)`` pairs (``bind: shape -> (run, y_shape)``) for ``steps`` and the output shape of a sample, or
+    ``None`` when a step has no equivalent.
 
     Fusion decisions use the shapes at batch 1: what a kernel can run depends on the sample, not the batch size.
     """
@@ -110,16 +113,17 @@ def _compile(cy, steps, sample_shape):
             shape = bind(shape)[1]
         binds += new
         i += skip
-    return binds
+    return binds, shape[1:]
 
 
 class Program:
     """A compiled inference program (see the module docstring); built by :func:`compile_program`."""
 
-    def __init__(self, binds, sample_shape):
+    def __init__(self, binds, sample_shape, output_shape):
         self._names = [name for name, _ in binds]
         self._binds = [bind for _, bind in binds]
         self._sample_shape = tuple(sample_shape)
+        self._output_shape = tuple(output_shape)
         self._bound = {}  # batch size -> [(run, y_shape)], shared by all threads
         self._local = threading.local()
 
@@ -145,6 +149,13 @@ class Program:
             cached = (n, [None if run is None else np.empty(shape, dtype=np.float32) for run, shape in bound])
             self._local.buffers = cached
         return cached[1]
+
+    def predict(self, x, batch_size):
+        """The outputs for the checked float32 batch ``x``, in batches of ``batch_size``."""
+        out = np.empty((len(x),) + self._output_shape, dtype=np.float32)
+        for start in range(0, len(x), batch_size):
+            self.run(x[start:start + batch_size], out[start:start + batch_size])
+        return out
 
     def run(self, x, out):
         """Fill ``out`` (C-contiguous float32, the model's output shape for ``len(x)`` samples) with the outputs
@@ -175,5 +186,5 @@ def compile_program(plan, sample_shape):
     steps = _chain(plan)
     if not steps:
         return None
-    binds = _compile(cy, steps, sample_shape)
-    return None if binds is None else Program(binds, sample_shape)
+    compiled = _compile(cy, steps, sample_shape)
+    return None if compiled is None else Program(compiled[0], sample_shape, compiled[1])

@@ -227,10 +227,16 @@ def sigmoid(x):
 
 
 def batch_norm_kernel(x_shape, gamma, beta, moving_mean, moving_var, eps):
-    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``batch_norm_infer(x, ...)``."""
-    scale = _c32(gamma / np.sqrt(moving_var + np.float32(eps)))  # the reference's float32 expression
-    mean, beta, rows = _c32(moving_mean), _c32(beta), (-1, x_shape[-1])
-    return (lambda x, y: _ew.batch_norm_forward(x.reshape(rows), mean, scale, beta, y.reshape(rows))), tuple(x_shape)
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``batch_norm_infer(x, ...)``. The scale is worked out
+    from the statistics on every call (a vector of the channel count), so that a kernel bound to a training
+    model's arrays follows their in-place updates."""
+    rows = (-1, x_shape[-1])
+
+    def run(x, y):
+        scale = _c32(gamma / np.sqrt(moving_var + np.float32(eps)))  # the reference's float32 expression
+        _ew.batch_norm_forward(x.reshape(rows), _c32(moving_mean), scale, _c32(beta), y.reshape(rows))
+
+    return run, tuple(x_shape)
 
 
 def batch_norm_infer(x, gamma, beta, moving_mean, moving_var, eps):

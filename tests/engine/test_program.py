@@ -8,6 +8,8 @@ import pytest
 import dropcore
 from dropcore.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                              Input, MaxPooling2D, ReLU, SpatialDropout2D)
+from dropcore.model import predict_outputs
+from dropcore.ops import get_ops
 from dropcore.program import compile_program
 
 pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
@@ -21,6 +23,11 @@ def _build(layers, seed=0):
     model = dropcore.Sequential(layers)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     return model
+
+
+def _on_numba(model, x):
+    """The model's outputs through its plan on the Numba kernels (Model.predict itself runs a program)."""
+    return predict_outputs(model._plan, get_ops("numba"), x, 256)
 
 
 def _x(model, n, seed=1):
@@ -57,7 +64,8 @@ def test_program_equals_model_predict(name):
     assert p._program is not None and p._program.steps == steps
     x = _x(model, 23)
     for batch_size in (None, 5, 1):
-        np.testing.assert_allclose(p.predict(x, batch_size=batch_size), model.predict(x), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(p.predict(x, batch_size=batch_size), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(x, batch_size=7), _on_numba(model, x), rtol=1e-4, atol=1e-5)
 
 
 def test_relu_moved_into_dropout_goes_back_into_the_dense_kernel():
@@ -75,7 +83,8 @@ def test_declines_what_it_cannot_run_and_the_predictor_still_answers(layers):
     p = dropcore.Predictor(model)
     assert p._program is None
     x = _x(model, 7)
-    np.testing.assert_allclose(p.predict(x), model.predict(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
 
 
 def test_declines_branches():
@@ -92,8 +101,36 @@ def test_threads_with_different_batch_sizes_keep_their_own_buffers():
     model = _build(layers)
     p = dropcore.Predictor(model)
     xs = [_x(model, n, seed=n) for n in (1, 3, 8, 17, 2, 9) * 4]
-    expected = [model.predict(x) for x in xs]
+    expected = [_on_numba(model, x) for x in xs]
     with ThreadPoolExecutor(max_workers=6) as pool:
         got = list(pool.map(p.predict, xs, timeout=120))
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_model_predict_runs_a_program_that_follows_training():
+    """Model.predict compiles its program once; weights (and batch normalization's statistics) change in place
+    while the model trains, and the next prediction sees them without recompiling."""
+    layers, _ = MODELS["assorted"]
+    model = _build(layers)
+    x = _x(model, 16)
+    y = np.random.default_rng(2).integers(0, 3, 16)
+    np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    program = model._inference_program()
+    assert program is not None
+    before = model.predict(x)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    after = model.predict(x)
+    assert model._inference_program() is program
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_model_predict_on_the_reference_kernels_runs_the_plan():
+    layers, _ = MODELS["mnist-like"]
+    model = _build(layers).set_ops("reference")
+    assert model._inference_program() is None
+    x = _x(model, 3)
+    np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
