@@ -3,7 +3,8 @@
 Every engine runs the same model (same weights, float32, same batch) with the same thread count. Training step =
 forward + backward + SGD momentum update (dropcore: ``model.train_on_batch``; PyTorch: the equivalent ``nn.Module``
 with ``cross_entropy`` on logits). Inference = ``predict`` at batch 256; latency = ``predict`` on one image
-("dropcore-cython": ``dropcore.Predictor`` on the ahead-of-time kernels, inference only).
+("dropcore": ``Model.predict``, which runs the model's compiled inference program on the Cython kernels when they
+are built; "dropcore-cython": ``dropcore.Predictor``, the service API, on the same kernels, inference only).
 Warm-up calls are excluded; each number is the median of the repeats in one process, the best of ``ROUNDS`` such
 processes per engine; never two engines in one process (see :func:`measure_model`).
 """
@@ -19,7 +20,7 @@ from .timing import median_seconds, threads as thread_limit
 TRAIN_BATCHES = (32, 128)
 INFER_BATCH = 256
 ENGINES = ("dropcore", "dropcore-cython", "reference", "torch", "onnxruntime")
-#: The engines that are dropcore (the others are its peers): the Numba model, and the Cython Predictor.
+#: The engines that are dropcore (the others are its peers): the Model (trains on the Numba kernels), the Predictor.
 OWN = ("dropcore", "dropcore-cython")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = (("train32", "train img/s @32"), ("train128", "train img/s @128"), ("infer256", "infer img/s @256"),
