@@ -166,11 +166,12 @@ def kernel_times(names, n, repeats, impls):
 def kernel_comparison(names, n, repeats, threads):
     """Each kernel call: Numba (and Cython) against the NumPy reference, in ms.
 
-    The reference runs in a process of its own: OpenBLAS's worker threads keep spinning for a while after each
-    multi-threaded call and stalled the next Numba region by whole scheduler ticks (8 ms on a 2.6 ms kernel).
+    Each kernel set runs in a process of its own: OpenBLAS's worker threads keep spinning for a while after each
+    multi-threaded call and stalled the next Numba region by whole scheduler ticks (8 ms on a 2.6 ms kernel); a
+    Numba kernel timed right after a Cython one ran up to 1.8x slower now and then, the same way.
     """
     times = {}
-    for impls in (("reference",), ("numba", "cython")):
+    for impls in (("reference",), ("numba",), ("cython",)):
         argv = ["kernels", ",".join(impls), ",".join(names), str(n), str(repeats), str(threads)]
         for case_id, by_impl in _run_worker(argv, threads).items():
             times.setdefault(case_id, {}).update(by_impl)
