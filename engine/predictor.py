@@ -1,9 +1,10 @@
 """``Predictor``: inference only, on the ahead-of-time Cython kernels, safe to share between threads.
 
 A Predictor owns a private copy of a model's graph and weights (frozen read-only), so training the original model
-later changes nothing here, and nothing on the request path writes shared state: each call runs the plan with its
-own local buffers. Neither importing dropcore nor predicting imports Numba (unless the Cython kernels were not built,
-in which case the Predictor warns once and runs on the Numba kernels).
+later changes nothing here, and nothing on the request path writes shared state: each call runs the model's
+compiled inference program (``dropcore.program``) on its thread's own buffers. Neither importing dropcore nor
+predicting imports Numba (unless the Cython kernels were not built, in which case the Predictor warns once and runs
+on the Numba kernels).
 """
 import copy
 import os

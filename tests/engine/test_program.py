@@ -134,3 +134,23 @@ def test_model_predict_on_the_reference_kernels_runs_the_plan():
     assert model._inference_program() is None
     x = _x(model, 3)
     np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_buffers_kept_per_thread_for_two_batch_sizes_and_never_a_huge_set(monkeypatch):
+    from dropcore import program as program_mod
+
+    layers, _ = MODELS["mnist-like"]
+    model = _build(layers)
+    p = dropcore.Predictor(model)
+    x = _x(model, 10)
+    p.predict(x, batch_size=4)  # batches of 4, 4 and 2
+    kept = p._program._local.buffers
+    assert sorted(kept) == [2, 4]
+    first = kept[4][0]
+    p.predict(x, batch_size=4)
+    assert p._program._local.buffers[4][0] is first  # reused, not reallocated
+    p.predict(x[:3])
+    assert sorted(p._program._local.buffers) == [2, 3]  # the least recently used size went
+    monkeypatch.setattr(program_mod, "KEEP_BYTES", 1000)
+    np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    assert 10 not in p._program._local.buffers  # too large to keep
