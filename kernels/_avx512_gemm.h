@@ -156,8 +156,8 @@ static inline void dc_kernel(int mr, int kc, const float* a, long ars, long acs,
 /* C (+)= op(A) * B, C (M x N) and B (K x N) row-major; element (i, k) of op(A) at A[i * ars + k * acs] (a
  * row-major A: ars = lda, acs = 1; A transposed: ars = 1, acs = lda). `accumulate`: add to C instead of
  * overwriting it. M, N, K >= 1. Serial: callers parallelize over row panels. */
-static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
-                    int ldc, int accumulate) {
+static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb,
+                           float* C, int ldc, int accumulate) {
     for (int j0 = 0; j0 < N; j0 += 64) {
         int nb = (N - j0 < 64) ? N - j0 : 64;
         int nv = (nb + 15) / 16;
@@ -182,8 +182,8 @@ static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, con
 #else
 #define DC_HAVE_AVX512 0
 /* Never called without AVX-512 (callers check DC_HAVE_AVX512); defined so that the extension still links. */
-static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C,
-                    int ldc, int accumulate) {
+static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb,
+                           float* C, int ldc, int accumulate) {
     (void)M; (void)N; (void)K; (void)A; (void)ars; (void)acs; (void)B; (void)ldb; (void)C; (void)ldc;
     (void)accumulate;
 }

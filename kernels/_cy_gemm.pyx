@@ -56,7 +56,8 @@ ctypedef int (*get_threads_t)() noexcept nogil
 cdef get_threads_t _blas_threads = NULL
 
 # SciPy's ``cython_blas.sgemm`` (and sgemv), taken from the module's C-API capsules by ``bind_blas`` (called once on
-# import by ``cython_ops``) rather than cimported: a cimport imports the whole ``scipy.linalg`` package (0.5 s of cold start).
+# import by ``cython_ops``) rather than cimported: a cimport imports the whole ``scipy.linalg`` package (0.5 s of
+# cold start).
 ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*,
                          int*) noexcept nogil
 cdef sgemm_t sgemm = NULL

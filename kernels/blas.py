@@ -111,9 +111,9 @@ def _direct_conv_address():
 
 def _numpy_direct_rows(x, h, wd, cin, w, kh, kw, cout, bias, sh, sw, pt, pl, ow, ni, oy0, oy1, y, pad, relu,
                        has_bias, padded):
-    """The contract of ``dc_conv_direct_rows_flagged`` on the NumPy reference, behind the symbol when the extension has no
-    AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached on a
-    machine that had them still links, and stays correct."""
+    """The contract of ``dc_conv_direct_rows_flagged`` on the NumPy reference, behind the symbol when the extension
+    has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached on
+    a machine that had them still links, and stays correct."""
     from .reference.conv import conv2d
 
     f32 = ctypes.POINTER(ctypes.c_float)

@@ -53,7 +53,7 @@ def direct_conv_pays(kernel_shape):
     registers over the whole window, which needs a block of 64 output channels of the weights in L1 (32 KiB).
 
     These are the layers with few input channels, which as GEMMs are too shallow to run fast (mnist's and
-    cifar's first layers, both of LeNet's): measured 2-6x faster than the implicit GEMM or im2col panels.
+    cifar's first layers, both of LeNet's): measured 1.5-6x faster than the implicit GEMM or im2col panels.
     ``kernel_shape`` is ``(kh, kw, cin, cout)``.
     """
     kh, kw, cin, cout = kernel_shape
