@@ -15,7 +15,8 @@ from dropcore.program import compile_program
 pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
 from dropcore.kernels import cython_ops  # noqa: E402
 
-FUSED = "conv2d+max_pool2d" if cython_ops.HAVE_AVX512 else "conv2d"
+# A convolution and the max pooling after it: one fused kernel with the AVX-512 kernels, else the two.
+FUSED = ["conv2d+max_pool2d"] if cython_ops.HAVE_AVX512 else ["conv2d", "max_pool2d"]
 
 
 def _build(layers, seed=0):
@@ -38,11 +39,11 @@ MODELS = {  # name -> (layers, the program's steps)
     "mnist-like": ([Input((14, 14, 1)), Conv2D(8, 3, activation="relu"), Conv2D(16, 3, activation="relu"),
                     MaxPooling2D(2), Dropout(0.25), Flatten(), Dense(32, activation="relu"), Dropout(0.5),
                     Dense(10, activation="softmax")],
-                   ["conv2d", FUSED, "reshape", "dense", "dense", "softmax"]),
+                   ["conv2d", *FUSED, "reshape", "dense", "dense", "softmax"]),
     "lenet-like": ([Input((16, 16, 1)), Conv2D(6, 5, padding="same", activation="relu"), MaxPooling2D(2),
                     Conv2D(16, 5, activation="relu"), MaxPooling2D(2), Flatten(), Dense(20, activation="relu"),
                     Dense(10, activation="softmax")],
-                   [FUSED, FUSED, "reshape", "dense", "dense", "softmax"]),
+                   [*FUSED, *FUSED, "reshape", "dense", "dense", "softmax"]),
     # Layers the fused kernels leave alone: a pool with padding, batch normalization, a stand-alone ReLU, sigmoid.
     "assorted": ([Input((12, 12, 2)), Conv2D(8, 3, activation="relu"), BatchNormalization(), MaxPooling2D(2),
                   SpatialDropout2D(0.2), Conv2D(6, 3, padding="same", strides=2), ReLU(),
