@@ -76,6 +76,17 @@ def _c32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _check_conv(x_shape, w, b):
+    """``w``, after checking that it fits inputs of ``x_shape`` and the bias ``b``: the C kernels trust the shapes
+    (a mismatch would read out of bounds), so the bound kernels check them once, here."""
+    if len(x_shape) != 4 or w.ndim != 4 or x_shape[3] != w.shape[2] or (
+            b is not None and np.shape(b) != (w.shape[3],)):
+        raise ValueError(f"conv2d: x has {x_shape[-1]} channels, w takes {w.shape[2] if w.ndim == 4 else '?'} "
+                         f"(w shape {w.shape}, b shape {None if b is None else np.shape(b)}): expected x (N, H, W, "
+                         f"cin), w (kh, kw, cin, cout), b (cout,)")
+    return w
+
+
 # --- bound kernels: the call a layer makes, with its geometry worked out once, filling preallocated outputs -------
 # ``conv2d`` and the other forwards below use them per call; ``dropcore.program`` binds them once per batch size.
 
@@ -83,7 +94,7 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
     """``(run, y_shape)``: ``run(x, y)`` fills the preallocated ``y`` with ``conv2d(x, w, b, ...)`` for inputs of
     ``x_shape``, on the kernel that suits the layer (direct, implicit GEMM or im2col panels)."""
     n, h, wd, _ = x_shape
-    w = _c32(w)
+    w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
@@ -101,7 +112,7 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     output stays in cache), or ``None`` where only the two separate kernels apply (no AVX-512 kernels, or a layer
     that runs on im2col panels)."""
     n, h, wd, _ = x_shape
-    w = _c32(w)
+    w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     direct = direct_conv_pays(w.shape)
@@ -118,6 +129,10 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
 def dense_kernel(x_shape, w, b, relu=False):
     """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``dense(x, w, b, relu)`` for 2-D inputs of ``x_shape``."""
     w = _c32(w)
+    if len(x_shape) != 2 or x_shape[1] != w.shape[0] or (b is not None and np.shape(b) != (w.shape[1],)):
+        raise ValueError(f"dense: x has {x_shape[-1]} features, w has {w.shape[0]} rows and {w.shape[1]} columns, "
+                         f"b has shape {None if b is None else np.shape(b)}: expected x (N, {w.shape[0]}) and b "
+                         f"({w.shape[1]},)")
     bias, has_bias, relu = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
     return (lambda x, y: _gemm.dense_forward(x, w, bias, has_bias, y, relu)), (x_shape[0], w.shape[1])
 

@@ -177,8 +177,10 @@ def test_relu_softmax_sigmoid():
     np.testing.assert_allclose(cy.softmax(x).sum(-1), 1, rtol=1e-5)
 
 
-# (1, 300, 129) and (3, 40, 100) split the columns (129 into blocks of 33, the last one 30 wide); 300 rows do not.
-@pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70)])
+# Small batches split the columns into blocks of about 64 ((1, 300, 129): 65 + 64; (5, 700, 256): four; on BLAS
+# they run one matrix-vector product per row up to GEMV_ROWS = 8 rows); 130 and 300 rows split the rows.
+@pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70),
+                                   (5, 700, 256), (8, 50, 200)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_dense_matches_reference_and_numba(n, k, m, relu):
     x, w, b = _rand(n, k), _rand(k, m), _rand(m)
@@ -201,7 +203,7 @@ def test_batch_norm_infer(shape):
 def test_results_do_not_depend_on_thread_count():
     x, w, b = _rand(5, 17, 15, 16), _rand(3, 3, 16, 24), _rand(24)
     key = dropout_key(1, 0, 0)
-    wd = _rand(16 * 8 * 7 // 4 * 4, 9)
+    wd = _rand(8 * 7 * 24, 9)  # the flattened (8, 7, 24) maps below
     runs = []
     before = cy.get_max_threads()
     try:
@@ -211,12 +213,20 @@ def test_results_do_not_depend_on_thread_count():
             p = cy.max_pool2d(h, (2, 2), (2, 2), "valid")
             d = cy.relu_dropout(cy.avg_pool2d(p, (2, 2), (1, 1), "same"), 0.5, key, True)
             flat = d.reshape(len(d), -1)
-            runs.append([h, p, d, cy.softmax(cy.dense(flat, wd[:flat.shape[1]], b[:9], relu=True))])
+            runs.append([h, p, d, cy.softmax(cy.dense(flat, wd, b[:9], relu=True))])
     finally:
         cy.set_num_threads(before)
     for other in runs[1:]:
         for a, b_ in zip(runs[0], other):
             np.testing.assert_array_equal(a, b_)
+
+
+def test_mismatched_operands_raise_before_any_kernel_runs():
+    """The C kernels trust their shapes (a wrong one reads out of bounds), so the bound kernels check them."""
+    with pytest.raises(ValueError, match="dense: x has 12 features, w has 10 rows"):
+        cy.dense(_rand(3, 12), _rand(10, 4), None)
+    with pytest.raises(ValueError, match="conv2d: x has 3 channels, w takes 2"):
+        cy.conv2d(_rand(1, 6, 6, 3), _rand(3, 3, 2, 4), None, (1, 1), "valid")
 
 
 def test_cython_kernel_set_uses_the_cython_forward_kernels():
