@@ -22,8 +22,8 @@
 
 #if DC_HAVE_AVX512
 
-/* Largest weight block (floats) the direct kernel takes: kh*kw*cin x 64 columns in 48 KiB of L1, with room left. */
-#define DC_DIRECT_MAX_WEIGHTS 8192
+/* Which layers run here is decided by the callers (geometry.direct_conv_pays: a 64-column block of the weights in
+ * 32 KiB, so that it stays in L1 across the tiles). */
 
 /* MR output pixels x NV vectors of channels: acc += rows[i][px * step + t] * w[i][t][:], t over the kw*cin taps of
  * kernel row i. `rows[i]` points at input row i of the window (already offset to the first pixel's window). */
@@ -173,7 +173,6 @@ static void dc_conv_direct_rows_flagged(const float* x, int h, int wd, int cin, 
 }
 
 #else
-#define DC_DIRECT_MAX_WEIGHTS 0
 static inline long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin) {
     (void)rows; (void)kh; (void)sh; (void)wd; (void)kw; (void)sw; (void)pl; (void)ow; (void)cin;
     return 0;

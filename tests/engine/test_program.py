@@ -1,5 +1,5 @@
-"""Inference programs: the Predictor's plan compiled into kernel calls equals Model.predict, fuses what it may,
-and declines what it cannot run (the Predictor then runs the plan)."""
+"""Inference programs: a plan compiled into kernel calls gives what the plan gives on the Numba kernels, fuses
+what it may, follows a model's training, and declines what it cannot run (the executor then runs the plan)."""
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
