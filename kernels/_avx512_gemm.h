@@ -28,67 +28,6 @@
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1u)); }
 
-/* The common case: a full 64-column block, no masks, 6 rows. */
-static inline void dc_kernel_full6(int kc, const float* a, long ars, long acs, const float* b, int ldb, float* c,
-                                   int ldc, int first) {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
-    __m512 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
-    __m512 c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00;
-    __m512 c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-    const float* a0 = a;
-    const float* a1 = a + ars;
-    const float* a2 = a + 2 * ars;
-    const float* a3 = a + 3 * ars;
-    const float* a4 = a + 4 * ars;
-    const float* a5 = a + 5 * ars;
-    for (long k = 0; k < kc; ++k) {
-        const float* bk = b + k * ldb;
-        const long ka = k * acs;
-        __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);
-        __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);
-        __m512 x;
-        x = _mm512_set1_ps(a0[ka]);
-        c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
-        c02 = _mm512_fmadd_ps(x, b2, c02); c03 = _mm512_fmadd_ps(x, b3, c03);
-        x = _mm512_set1_ps(a1[ka]);
-        c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
-        c12 = _mm512_fmadd_ps(x, b2, c12); c13 = _mm512_fmadd_ps(x, b3, c13);
-        x = _mm512_set1_ps(a2[ka]);
-        c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
-        c22 = _mm512_fmadd_ps(x, b2, c22); c23 = _mm512_fmadd_ps(x, b3, c23);
-        x = _mm512_set1_ps(a3[ka]);
-        c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
-        c32 = _mm512_fmadd_ps(x, b2, c32); c33 = _mm512_fmadd_ps(x, b3, c33);
-        x = _mm512_set1_ps(a4[ka]);
-        c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
-        c42 = _mm512_fmadd_ps(x, b2, c42); c43 = _mm512_fmadd_ps(x, b3, c43);
-        x = _mm512_set1_ps(a5[ka]);
-        c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
-        c52 = _mm512_fmadd_ps(x, b2, c52); c53 = _mm512_fmadd_ps(x, b3, c53);
-    }
-#define DC_STORE(ROW, V0, V1, V2, V3) do {                                                                        \
-        float* ci = c + (long)(ROW) * ldc;                                                                        \
-        if (first) {                                                                                              \
-            _mm512_storeu_ps(ci, V0); _mm512_storeu_ps(ci + 16, V1);                                             \
-            _mm512_storeu_ps(ci + 32, V2); _mm512_storeu_ps(ci + 48, V3);                                        \
-        } else {                                                                                                  \
-            _mm512_storeu_ps(ci, _mm512_add_ps(V0, _mm512_loadu_ps(ci)));                                        \
-            _mm512_storeu_ps(ci + 16, _mm512_add_ps(V1, _mm512_loadu_ps(ci + 16)));                              \
-            _mm512_storeu_ps(ci + 32, _mm512_add_ps(V2, _mm512_loadu_ps(ci + 32)));                              \
-            _mm512_storeu_ps(ci + 48, _mm512_add_ps(V3, _mm512_loadu_ps(ci + 48)));                              \
-        }                                                                                                         \
-    } while (0)
-    DC_STORE(0, c00, c01, c02, c03);
-    DC_STORE(1, c10, c11, c12, c13);
-    DC_STORE(2, c20, c21, c22, c23);
-    DC_STORE(3, c30, c31, c32, c33);
-    DC_STORE(4, c40, c41, c42, c43);
-    DC_STORE(5, c50, c51, c52, c53);
-#undef DC_STORE
-}
-
 /* C[MR x 16*NV] (+)= A[MR x kc] * B[kc x 16*NV]; the last 16-lane vector masked by `tail` (for N % 16).
  * `first`: overwrite C (the first K block) instead of adding to it. MR and NV are constants in each instance, so
  * the accumulators live in registers. */
@@ -139,10 +78,6 @@ DC_KERNELS(6)
 
 static inline void dc_kernel(int mr, int kc, const float* a, long ars, long acs, const float* b, int ldb, float* c,
                              int ldc, int nv, __mmask16 tail, int first) {
-    if (mr == 6 && nv == 4 && tail == 0xFFFF) {
-        dc_kernel_full6(kc, a, ars, acs, b, ldb, c, ldc, first);
-        return;
-    }
     switch (mr) {
         DC_CASE(6)
         DC_CASE(5)
