@@ -41,6 +41,19 @@ def _moments_chunk(x2, shift, r0, r1, s1, s2):
 
 
 @njit
+def _reduce_partials(s1, s2):
+    """Per-channel totals of the chunks' float64 partials, added in chunk order (independent of the threads)."""
+    nchunks, c = s1.shape
+    t1 = np.zeros(c, dtype=F64)
+    t2 = np.zeros(c, dtype=F64)
+    for k in range(nchunks):
+        for j in range(c):
+            t1[j] += s1[k, j]
+            t2[j] += s2[k, j]
+    return t1, t2
+
+
+@njit
 def _normalize_chunk(x2, mean, scale, beta, y2, r0, r1):
     """``y = (x - mean) * scale + beta`` on rows ``r0:r1`` (subtracting first keeps a constant channel exact)."""
     for r in range(r0, r1):
@@ -63,14 +76,10 @@ def _batch_norm_train(x2, gamma, beta, eps, chunk):
     var = np.empty(c, dtype=F32)
     inv_std = np.empty(c, dtype=F32)
     scale = np.empty(c, dtype=F32)
+    t1, t2 = _reduce_partials(s1, s2)
     for j in range(c):
-        t1 = F64(0.0)
-        t2 = F64(0.0)
-        for k in range(nchunks):
-            t1 += s1[k, j]
-            t2 += s2[k, j]
-        dmean = t1 / rows
-        v = max(t2 / rows - dmean * dmean, F64(0.0))
+        dmean = t1[j] / rows
+        v = max(t2[j] / rows - dmean * dmean, F64(0.0))
         mean[j] = F32(F64(shift[j]) + dmean)
         var[j] = F32(v)
         inv_std[j] = F32(F64(1.0) / np.sqrt(v + F64(eps)))
@@ -132,21 +141,17 @@ def _batch_norm_backward(dy2, x2, mean, inv_std, gamma, chunk):
     a = np.empty(c, dtype=F32)
     b = np.empty(c, dtype=F32)
     cst = np.empty(c, dtype=F32)
+    t1, t2 = _reduce_partials(s1, s2)
     for j in range(c):
-        t1 = F64(0.0)
-        t2 = F64(0.0)
-        for k in range(nchunks):
-            t1 += s1[k, j]
-            t2 += s2[k, j]
         istd = F64(inv_std[j])
-        dg = t2 * istd  # sum(dy * xhat)
+        dg = t2[j] * istd  # sum(dy * xhat)
         # dx = gamma*istd/M * (M*dy - dbeta - xhat*dgamma) with xhat = (x - mean)*istd
         k0 = F64(gamma[j]) * istd
-        dbeta[j] = F32(t1)
+        dbeta[j] = F32(t1[j])
         dgamma[j] = F32(dg)
         a[j] = F32(k0)
         b[j] = F32(-k0 * istd * dg / rows)
-        cst[j] = F32(-k0 * t1 / rows)
+        cst[j] = F32(-k0 * t1[j] / rows)
     dx2 = np.empty_like(x2)
     for k in prange(nchunks):
         _grad_input_chunk(dy2, x2, mean, a, b, cst, dx2, k * chunk, min(rows, (k + 1) * chunk))
