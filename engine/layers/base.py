@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.geometry import window_2d
 from ..validation import check_int, invalid
 
 _name_counters = defaultdict(itertools.count)
@@ -127,6 +128,16 @@ class Layer:
                 f"Input to {self.label} must have {rank + 1} dimensions {meaning}; received shape "
                 f"(None, {', '.join(map(str, input_shape))})"
             )
+
+    def window_output(self, input_shape, window, strides, padding, what, hint=""):
+        """``(oh, ow)`` of a sliding window (convolution or pooling) on an ``(H, W, C)`` input; raises a ValueError
+        naming the layer and ``what`` slides (e.g. "a 3x3 kernel") when the output would be empty."""
+        h, w = input_shape[0], input_shape[1]
+        oh, ow, _, _ = window_2d(h, w, window, strides, padding)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.label}: {what} with strides {strides} and padding '{padding}' on a {h}x{w} "
+                             f"input gives an empty output ({oh}x{ow}){hint}")
+        return oh, ow
 
     # --- weights --------------------------------------------------------------------------------------------
     def get_weights(self):

@@ -1,5 +1,4 @@
 """The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``)."""
-from ..kernels.geometry import window_2d
 from .. import activations, constraints, initializers
 from ..validation import check_choice, check_int, invalid, normalize_tuple
 from .base import Layer
@@ -35,14 +34,9 @@ class Conv2D(Layer):
         super().build(input_shape)
 
     def output_shape_for(self, input_shape):
-        h, w = input_shape[0], input_shape[1]
-        oh, ow, _, _ = window_2d(h, w, self.kernel_size, self.strides, self.padding)
-        if oh < 1 or ow < 1:
-            raise ValueError(
-                f"{self.label}: a {self.kernel_size[0]}x{self.kernel_size[1]} kernel with strides {self.strides} "
-                f"and padding '{self.padding}' on a {h}x{w} input gives an empty output ({oh}x{ow}); use a "
-                f"smaller kernel, padding='same', or a larger input"
-            )
+        kh, kw = self.kernel_size
+        oh, ow = self.window_output(input_shape, self.kernel_size, self.strides, self.padding, f"a {kh}x{kw} kernel",
+                                    "; use a smaller kernel, padding='same', or a larger input")
         return (oh, ow, self.filters)
 
     def forward(self, ops, x, ctx, activation=None, need_dx=True, **_):

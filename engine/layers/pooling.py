@@ -1,5 +1,4 @@
 """Max and average pooling over (height, width), channels-last."""
-from ..kernels.geometry import window_2d
 from ..validation import check_choice, normalize_tuple
 from .base import Layer
 
@@ -18,13 +17,7 @@ class _Pooling2D(Layer):
         super().build(input_shape)
 
     def output_shape_for(self, input_shape):
-        h, w = input_shape[0], input_shape[1]
-        oh, ow, _, _ = window_2d(h, w, self.pool_size, self.strides, self.padding)
-        if oh < 1 or ow < 1:
-            raise ValueError(
-                f"{self.label}: pool {self.pool_size} with strides {self.strides} and padding '{self.padding}' "
-                f"on a {h}x{w} input gives an empty output ({oh}x{ow})"
-            )
+        oh, ow = self.window_output(input_shape, self.pool_size, self.strides, self.padding, f"pool {self.pool_size}")
         return (oh, ow, input_shape[2])
 
     def get_config(self):
