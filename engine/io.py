@@ -167,12 +167,7 @@ def load_model(path, compile=True):
     it was saved (loss, metrics, optimizer -- with its state when the file holds it), ready to ``evaluate`` or to
     continue ``fit`` exactly. Raises ModelFileError for anything wrong in the file, FileNotFoundError when absent.
     """
-    path = os.fspath(path)
-    try:
-        desc, members = _read_archive(path)
-        model, _ = _rebuild(desc, members, compile)
-    except Invalid as exc:
-        raise ModelFileError(f"cannot load model file '{path}': {exc}") from exc.__cause__
+    _, model, _ = _load(path, compile)
     return model
 
 
@@ -182,13 +177,19 @@ def read_model_file(path):
     ``description`` is the parsed ``model.json`` (docs/model-format.md); ``weights`` are the float32 arrays in
     ``Model.get_weights()`` order (layer by layer, in each layer's ``weights`` order). For inference-only readers.
     """
+    desc, _, weights = _load(path, False)
+    return desc, weights
+
+
+def _load(path, compile):
+    """``(description, model, weights)`` of the file at ``path``; any fault in it raises ModelFileError."""
     path = os.fspath(path)
     try:
         desc, members = _read_archive(path)
-        _, weights = _rebuild(desc, members, False)
+        model, weights = _rebuild(desc, members, compile)
     except Invalid as exc:
         raise ModelFileError(f"cannot load model file '{path}': {exc}") from exc.__cause__
-    return desc, weights
+    return desc, model, weights
 
 
 def _read_archive(path):
