@@ -3,22 +3,8 @@ import numpy as np
 import pytest
 
 import dropcore
+from dropcore import zoo
 from dropcore.data import load_mnist
-from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
-
-
-def keras_mnist_cnn():
-    return dropcore.Sequential([
-        Input((28, 28, 1)),
-        Conv2D(32, 3, activation="relu"),
-        Conv2D(64, 3, activation="relu"),
-        MaxPooling2D(2),
-        Dropout(0.25),
-        Flatten(),
-        Dense(128, activation="relu"),
-        Dropout(0.5),
-        Dense(10, activation="softmax"),
-    ])
 
 
 @pytest.mark.slow
@@ -27,7 +13,7 @@ def test_mnist_cnn_reaches_97_percent(mnist_dir):
     assert x.shape == (10000, 28, 28, 1)
     x_train, y_train, x_test, y_test = x[:8000], y[:8000], x[8000:], y[8000:]
     dropcore.set_random_seed(0)
-    model = keras_mnist_cnn()
+    model = zoo.mnist_cnn()  # the Keras example: the layers examples/mnist_cnn.py spells out
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x_train, y_train, batch_size=64, epochs=4, seed=0, verbose=0)
     loss, acc = model.evaluate(x_test, y_test)
