@@ -1,20 +1,19 @@
-"""The executor: a model's layer graph compiled into a plan of steps, with fusion and explicit modes.
+"""The executor: a model's layer graph planned once, then lowered for training (this module) or for inference
+(``dropcore.program``).
 
-``compile_plan`` orders the layers topologically and fuses:
+``plan_graph`` orders the layers topologically into a :class:`Graph` of unfused steps. ``lower_training`` applies
+the training fusion rules (``dropcore.fusion``):
 - a stand-alone ReLU into the Conv2D/Dense before it (``conv2d(..., relu=True)``);
 - a ReLU (stand-alone, or a Conv2D/Dense's own ``activation="relu"``) into a directly following Dropout, which then
   runs the fused ``relu_dropout`` kernel (its backward needs no stored mask).
-Fusion only happens where the intermediate value has exactly one consumer and is not a model output.
 
 ``Plan.forward`` runs the steps; in training it keeps each step's ``backprop`` closure, and ``Plan.backward``
 runs them in reverse, summing gradients where a value feeds several steps (residual connections).
 """
 from dataclasses import dataclass, field
 
+from . import fusion
 from .layers.base import INFERENCE
-from .layers.core import Activation, Dense
-from .layers.conv import Conv2D
-from .layers.dropout import Dropout
 
 
 @dataclass
@@ -27,11 +26,27 @@ class Step:
     @property
     def activation(self):
         """The activation this step applies last (after fusion)."""
-        if isinstance(self.layer, (Conv2D, Dense)):
-            return self.opts.get("activation", self.layer.activation)
-        if isinstance(self.layer, Activation):
-            return self.layer.activation
-        return None
+        return self.layer.final_activation(self.opts)
+
+    def set_option(self, name, value):
+        """Set a fusion option; one the layer does not take is an error naming the layer and the option."""
+        self.layer.check_options({name: value})
+        self.opts[name] = value
+
+    def copy(self):
+        return Step(self.layer, self.inputs, self.output, dict(self.opts))
+
+
+@dataclass(eq=False)  # compared (and cached on) by identity
+class Graph:
+    """A model's layers in execution order, unfused: what both lowerings start from."""
+
+    steps: list
+    input_id: int
+    output_id: int
+
+    def copy_steps(self):
+        return [s.copy() for s in self.steps]
 
 
 def _toposort(output):
@@ -80,7 +95,7 @@ class Plan:
             args = [values[t] for t in step.inputs]
             opts = step.opts
             if logits and i == last:
-                if isinstance(step.layer, Activation):  # a final Softmax/Activation layer: pass its input on
+                if step.layer.pure_activation:  # a final Softmax/Activation layer: pass its input on
                     values[step.output] = args[0]
                     tape.append((step, lambda dy: [dy]))
                     break
@@ -111,8 +126,8 @@ class Plan:
         return grads
 
 
-def compile_plan(inputs, output):
-    """Build the fused plan for the graph from SymbolicTensor ``inputs`` to ``output``."""
+def plan_graph(inputs, output):
+    """The :class:`Graph` from SymbolicTensor ``inputs`` to ``output``: its layers in topological order."""
     order = _toposort(output)
     reachable = {t.id for t in order}
     if inputs.id not in reachable:
@@ -127,57 +142,21 @@ def compile_plan(inputs, output):
     layers = [s.layer for s in steps]
     if len({id(la) for la in layers}) != len(layers):
         raise ValueError("a layer is used more than once in the graph; shared layers are not supported")
-    steps = _fuse(steps, output.id)
+    return Graph(steps, inputs.id, output.id)
+
+
+def lower_training(graph):
+    """The executor's :class:`Plan` of ``graph``, fused with the training rules."""
+    steps = fusion.apply(fusion.TRAINING, graph.copy_steps(), graph.output_id)
     for step in steps:
-        if isinstance(step.layer, Conv2D) and step.inputs == (inputs.id,):
-            step.opts["need_dx"] = False  # nothing upstream of the first convolution needs a gradient
-    return Plan(steps, inputs.id, output.id)
+        if "need_dx" in step.layer.OPTIONS and step.inputs == (graph.input_id,):
+            step.set_option("need_dx", False)  # nothing upstream of the first layer needs its input gradient
+    return Plan(steps, graph.input_id, graph.output_id)
 
 
-def _consumers(steps):
-    count = {}
-    for s in steps:
-        for t in s.inputs:
-            count.setdefault(t, []).append(s)
-    return count
-
-
-def _is_relu_layer(layer):
-    return isinstance(layer, Activation) and layer.activation == "relu"
-
-
-def _fuse(steps, output_id):
-    def sole_consumer(step):
-        users = _consumers(steps).get(step.output, [])
-        return users[0] if len(users) == 1 and step.output != output_id else None
-
-    def remove(step):
-        """Drop a stand-alone ReLU step: its consumers read its input instead."""
-        steps.remove(step)
-        for s in steps:
-            s.inputs = tuple(step.inputs[0] if t == step.output else t for t in s.inputs)
-
-    # 1) ReLU -> Dropout: the dropout runs relu_dropout.
-    for step in [s for s in steps if _is_relu_layer(s.layer)]:
-        user = sole_consumer(step)
-        if user is not None and isinstance(user.layer, Dropout):
-            user.opts["relu"] = True
-            remove(step)
-    # 2) Conv2D/Dense (linear) -> ReLU: the ReLU goes into the producer's kernel.
-    for step in [s for s in steps if _is_relu_layer(s.layer)]:
-        producer = next((s for s in steps if s.output == step.inputs[0]), None)
-        if (producer is not None and isinstance(producer.layer, (Conv2D, Dense)) and producer.activation == "linear"
-                and sole_consumer(producer) is step):
-            producer.opts["activation"] = "relu"
-            remove(step)
-    # 3) Conv2D/Dense(relu) -> Dropout: ReLU moves into the dropout (one fused kernel, maskless backward).
-    for step in steps:
-        if isinstance(step.layer, (Conv2D, Dense)) and step.activation == "relu":
-            user = sole_consumer(step)
-            if user is not None and isinstance(user.layer, Dropout) and not user.opts.get("relu"):
-                step.opts["activation"] = "linear"
-                user.opts["relu"] = True
-    return steps
+def compile_plan(inputs, output):
+    """The training plan for the graph from ``inputs`` to ``output`` (``lower_training(plan_graph(...))``)."""
+    return lower_training(plan_graph(inputs, output))
 
 
 def describe(plan):

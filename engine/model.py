@@ -11,7 +11,7 @@ from . import optimizers as optimizers_mod
 from . import workspace
 from .callbacks import Callback, History
 from .errors import NumericalError
-from .graph import _toposort, compile_plan, describe
+from .graph import _toposort, describe, lower_training, plan_graph
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
 from .ops import get_ops
@@ -58,7 +58,8 @@ class Model:
         self.metric = None
         self.stop_training = False
         self._seed = _random_seed()
-        self._program = (None, None)  # (plan, its inference program): see _inference_program
+        self._programs = {}  # (graph, mc, logits) -> inference program: see _inference_program
+        self._graph = None
         self._plan = None
         self._inputs = None
         self._outputs = None
@@ -81,7 +82,8 @@ class Model:
         if not isinstance(outputs, SymbolicTensor):
             raise TypeError(f"Model '{self.name}': `outputs` must be the result of calling layers on the input; "
                             f"received {outputs!r}")
-        self._plan = compile_plan(inputs, outputs)
+        self._graph = plan_graph(inputs, outputs)
+        self._plan = lower_training(self._graph)
         self._inputs, self._outputs = inputs, outputs
         self._layers = [t.layer for t in _toposort(outputs) if t.layer is not None]
         for i, layer in enumerate(self._layers):
@@ -120,20 +122,37 @@ class Model:
         self._ops_name = get_ops(name).name
         return self
 
-    def _inference_program(self):
-        """The plan compiled into an inference program on the Cython kernels (``dropcore.program``), which
-        ``predict`` runs on the default kernels; ``None`` on the reference kernels, without the Cython kernels, or
-        for a plan a program cannot run. Compiled on first use; it reads the weights by reference, so training
-        between two predictions needs no recompiling."""
-        if self._ops_name == "reference" or self._plan is None:
+    def _inference_program(self, mc=False, logits=False):
+        """The graph lowered for inference into a program on the Cython kernels (``dropcore.program``), which
+        ``predict``, ``evaluate``, validation in ``fit`` and Monte-Carlo dropout run on the default kernels;
+        ``None`` on the reference kernels (the executor runs the plan on them, as asked) or without the Cython
+        kernels (then the executor runs on the Numba kernels, and :func:`dropcore.info` warns once). Compiled on
+        first use; it reads the weights by reference, so training between two predictions needs no recompiling."""
+        if self._ops_name == "reference" or self._graph is None:
             return None
-        plan, program = self._program
-        if plan is not self._plan:
+        key = (self._graph, mc, logits)
+        if key not in self._programs:
+            from .info import warn_if_no_cython
             from .program import compile_program
 
-            program = compile_program(self._plan, self._inputs.shape)
-            self._program = (self._plan, program)
-        return program
+            self._programs = {k: v for k, v in self._programs.items() if k[0] is self._graph}
+            self._programs[key] = compile_program(self._graph, self._inputs.shape, mc, logits) \
+                if warn_if_no_cython() else None
+        return self._programs[key]
+
+    @property
+    def inference_engine(self):
+        """What runs this model's inference: "cython-program" (the compiled program on the Cython kernels) or
+        "executor" (the training plan in inference mode, on the model's kernel set)."""
+        return "executor" if self._inference_program() is None else "cython-program"
+
+    def _infer(self, x, batch_size, ctx=INFERENCE, logits=False):
+        """Outputs for checked ``x`` in inference mode (dropout active where ``ctx.dropout``), in batches."""
+        program = self._inference_program(mc=ctx.dropout, logits=logits)
+        if program is not None:
+            return program.predict(x, batch_size, ctx)
+        with _BLAS[self._ops.name]():
+            return _forward_batches(self._plan, self._ops, x, batch_size, ctx, logits)
 
     def _ensure_built(self, x):
         """Build lazily (Sequential without an Input) from a data batch."""
@@ -181,7 +200,9 @@ class Model:
             raise TypeError("calling a Model on a symbolic tensor (nesting models) is not supported")
         x = self._check_x(x)
         workspace.check(self, len(x), bool(training))
-        ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step()) if training else INFERENCE
+        if not training:
+            return self._infer(x, max(1, len(x)))
+        ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step())
         with _BLAS[self._ops.name]():
             y, _ = self._plan.forward(self._ops, x, ctx)
         return y
@@ -195,17 +216,14 @@ class Model:
         With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization stays on its moving
         statistics), and ``(mean, std)`` over the N passes is returned; the same ``seed`` gives the same result.
 
-        Where the Cython kernels are built, plain predictions on the default kernels run the model's compiled
-        inference program (as :class:`dropcore.Predictor` does): the same outputs within float tolerance.
+        Where the Cython kernels are built, predictions on the default kernels run the model's compiled inference
+        program (as :class:`dropcore.Predictor` does), Monte-Carlo dropout included: the same outputs as the
+        executor within float tolerance.
         """
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
-        program = self._inference_program() if mc_samples is None else None
-        if program is not None:
-            return program.predict(x, batch_size)
-        with _BLAS[self._ops.name]():
-            return predict_outputs(self._plan, self._ops, x, batch_size, mc_samples, seed)
+        return monte_carlo(lambda ctx: self._infer(x, batch_size, ctx), mc_samples, seed)
 
     # --- training -------------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -406,7 +424,7 @@ class Model:
         loss_sum = metric_sum = 0.0
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            out, _ = self._plan.forward(self._ops, xb, INFERENCE, logits=fused)
+            out = self._infer(xb, batch_size, logits=fused)
             loss_sum += float(np.sum(self.loss.per_sample(self._ops, out, yb, logits)[0]))
             if self.metric is not None:
                 metric_sum += float(np.sum(self.metric[1](yb, self._outputs_as_probabilities(out, logits))))
@@ -496,18 +514,21 @@ class Sequential(Model):
 
 
 def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None):
-    """Run ``plan`` on checked ``x`` in batches: the outputs, or ``(mean, std)`` over ``mc_samples`` dropout passes.
+    """Run the executor's ``plan`` on checked ``x`` in batches: the outputs, or ``(mean, std)`` over
+    ``mc_samples`` dropout passes. Holds no state, so concurrent calls never interact."""
+    return monte_carlo(lambda ctx: _forward_batches(plan, ops, x, batch_size, ctx), mc_samples, seed)
 
-    Shared by ``Model.predict`` and ``Predictor.predict``; holds no state, so concurrent calls never interact.
-    """
+
+def monte_carlo(forward, mc_samples=None, seed=None):
+    """``forward(ctx)`` in inference mode, or ``(mean, std)`` over ``mc_samples`` passes with dropout active:
+    pass ``i`` draws the masks of ``(seed, step=i)``. Shared by ``Model.predict`` and ``Predictor.predict``."""
     if mc_samples is None:
-        return _forward_batches(plan, ops, x, batch_size, INFERENCE)
+        return forward(INFERENCE)
     n = check_int(mc_samples, "mc_samples", 1, "predict")
     seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
     mean = m2 = None
     for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
-        y = _forward_batches(plan, ops, x, batch_size, Context(training=False, dropout=True, seed=seed, step=i))
-        y = y.astype(np.float64)
+        y = forward(Context(training=False, dropout=True, seed=seed, step=i)).astype(np.float64)
         if mean is None:
             mean, m2 = y, np.zeros_like(y)
         else:
@@ -517,10 +538,10 @@ def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None):
     return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
 
 
-def _forward_batches(plan, ops, x, batch_size, ctx):
+def _forward_batches(plan, ops, x, batch_size, ctx, logits=False):
     out = None
     for start in range(0, len(x), batch_size):
-        y, _ = plan.forward(ops, x[start:start + batch_size], ctx)
+        y, _ = plan.forward(ops, x[start:start + batch_size], ctx, logits=logits)
         if out is None:
             out = np.empty((len(x),) + y.shape[1:], np.float32)
         out[start:start + len(y)] = y

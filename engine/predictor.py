@@ -2,16 +2,16 @@
 
 A Predictor owns a private copy of a model's graph and weights (frozen read-only), so training the original model
 later changes nothing here, and nothing on the request path writes shared state: each call runs the model's
-compiled inference program (``dropcore.program``) on its thread's own buffers. Neither importing dropcore nor
-predicting imports Numba (unless the Cython kernels were not built, in which case the Predictor warns once and runs
-on the Numba kernels).
+compiled inference program (``dropcore.program``) on its thread's own buffers, Monte-Carlo dropout included.
+Neither importing dropcore nor predicting imports Numba (unless the Cython kernels were not built, in which case the
+Predictor warns once and runs the executor on the Numba kernels; ``Predictor.engine`` says which runs).
 """
 import copy
 import os
 
 from . import workspace
 from .info import warn_if_no_cython
-from .model import Model, predict_outputs
+from .model import Model, monte_carlo, predict_outputs
 from .ops import get_ops
 from .program import compile_program
 from .validation import check_int
@@ -53,13 +53,22 @@ class Predictor:
         self.kernels = "cython" if warn_if_no_cython() else "numba"
         self._ops = get_ops(self.kernels)  # resolved now: the first request imports and compiles nothing
         self._blas = None
-        # The plan compiled into direct kernel calls (no per-layer Python, conv + pool fused), when it can be.
-        self._program = compile_program(self._model._plan, self._model._inputs.shape) if self.kernels == "cython" \
-            else None
-        if self.kernels == "numba":
+        # The graph lowered into direct kernel calls (no per-layer Python, conv + pool fused), for plain and for
+        # Monte-Carlo predictions: compiled now, so the first request compiles nothing.
+        self._program = self._mc_program = None
+        if self.kernels == "cython":
+            graph, shape = self._model._graph, self._model._inputs.shape
+            self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
+        else:
             from .kernels.config import blas_single_thread
 
             self._blas = blas_single_thread
+
+    @property
+    def engine(self):
+        """What runs predictions: "cython-program" (the compiled inference program) or "executor" (the plan on
+        the Numba kernels, when the Cython kernels are not built)."""
+        return "executor" if self._program is None else "cython-program"
 
     @property
     def name(self):
@@ -84,8 +93,9 @@ class Predictor:
         x = model._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(model, min(batch_size, len(x)), False)
-        if self._program is not None and mc_samples is None:
-            return self._program.predict(x, batch_size)
+        if self._program is not None:
+            return monte_carlo(lambda ctx: (self._program if not ctx.dropout else self._mc_program).predict(
+                x, batch_size, ctx), mc_samples, seed)
         if self._blas is not None:  # the Numba fallback holds BLAS to one thread, as Model.predict does
             with self._blas():
                 return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)

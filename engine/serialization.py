@@ -1,6 +1,7 @@
 """Config <-> object for model files: layers, constraints, optimizers and losses, from explicit allow-lists.
 
-Reading never imports anything a file names: each class is looked up by name in an allow-list below. A config
+Reading never imports anything a file names: each class is looked up by name in an allow-list (the layer registry,
+and the lists below). A config
 must rebuild *exactly*: its keys are the constructor's parameters, no more and no fewer, and the rebuilt object's
 ``get_config()`` must equal the config read, so a value the constructor would quietly change ("RELU" -> "relu",
 an axis of 1.5 -> 1) is refused rather than loaded as something else. Used by :mod:`dropcore.io`.
@@ -9,8 +10,7 @@ import inspect
 import numbers
 
 from . import constraints, losses, optimizers
-from .layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                     MaxPooling2D, ReLU, Softmax, SpatialDropout2D)
+from .layers.registry import LAYERS
 
 
 class Invalid(Exception):
@@ -21,8 +21,7 @@ def _registry(*classes):
     return {cls.__name__: cls for cls in classes}
 
 
-LAYERS = _registry(Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                   MaxPooling2D, ReLU, Softmax, SpatialDropout2D)
+#: The layers are the registered ones (``layers/registry.py``): each registers itself where it is defined.
 CONSTRAINTS = _registry(constraints.MaxNorm)
 OPTIMIZERS = _registry(optimizers.SGD, optimizers.Adam, optimizers.RMSprop)
 LOSSES = _registry(losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy, losses.BinaryCrossentropy,

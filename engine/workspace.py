@@ -8,7 +8,6 @@ import os
 import numpy as np
 
 from .errors import WorkspaceLimitError
-from .layers.conv import Conv2D
 
 _SUFFIX = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -43,22 +42,20 @@ def get_workspace_limit():
 
 def per_sample_bytes(plan, shapes, training):
     """Bytes one sample needs: every activation kept for the backward (and its gradient) in training, the largest
-    input+output pair in inference, plus the largest im2col panel."""
+    input+output pair in inference, plus the largest scratch a layer needs (``Layer.workspace_bytes``: a
+    convolution's im2col panel)."""
     sizes = {tid: int(np.prod(shape)) * 4 for tid, shape in shapes.items()}
-    im2col = 0
+    scratch = 0
     steps = []
     for step in plan.steps:
         out = sizes.get(step.output, 0)
         inp = sum(sizes.get(t, 0) for t in step.inputs)
         steps.append(inp + out)
-        layer = step.layer
-        if isinstance(layer, Conv2D) and step.output in shapes:
-            oh, ow, _ = shapes[step.output]
-            kh, kw = layer.kernel_size
-            im2col = max(im2col, oh * ow * kh * kw * layer.input_shape[-1] * 4)
+        if step.output in shapes:
+            scratch = max(scratch, step.layer.workspace_bytes(shapes[step.output]))
     if training:
-        return 2 * sum(sizes.values()) + im2col
-    return max(steps, default=0) + im2col
+        return 2 * sum(sizes.values()) + scratch
+    return max(steps, default=0) + scratch
 
 
 def check(model, batch, training):

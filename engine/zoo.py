@@ -18,7 +18,9 @@ import os
 
 from . import constraints, optimizers
 from . import layers as L
+from .layers import registry
 from .model import Sequential
+from .serialization import CONSTRAINTS
 from .validation import check_float, check_int, invalid
 
 PLACES = ("visible", "conv", "dense")
@@ -154,10 +156,17 @@ def default_optimizer(name):
 
 
 # --- JSON descriptions --------------------------------------------------------------------------------------
-#: the layers a description may use (by class name; nothing else a file names is looked up)
-LAYER_CLASSES = ("Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout", "Flatten",
-                 "MaxPooling2D", "ReLU", "Softmax", "SpatialDropout2D")
-_LAYER_CLASSES = LAYER_CLASSES
+#: the layers a description may use (the registered ones, by class name; nothing else a file names is looked up)
+LAYER_CLASSES = registry.names()
+
+
+def _constraint(value, key, where):
+    """A ``{"class_name": ..., "config": {...}}`` constraint (the form ``get_config`` writes) from the allow-list."""
+    cls = CONSTRAINTS.get(value.get("class_name"))
+    if cls is None or not set(value) <= {"class_name", "config"} or not isinstance(value.get("config", {}), dict):
+        raise ValueError(f"{where} has {key} {value!r}; expected one of {sorted(CONSTRAINTS)} as "
+                         '{"class_name": "MaxNorm", "config": {"max_value": 3}}')
+    return cls(**value.get("config", {}))
 
 
 def _layer_from_entry(entry, index, where):
@@ -170,22 +179,19 @@ def _layer_from_entry(entry, index, where):
         raise ValueError(f"{where}: layers[{index}] is {entry!r}; expected an object like "
                          '{"class": "Dense", "config": {"units": 10}}')
     cls, config = entry["class_name"], entry.get("config") or {}
-    if cls not in _LAYER_CLASSES:
-        raise ValueError(f"{where}: layers[{index}] has class_name {cls!r}; expected one of {_LAYER_CLASSES}")
+    if cls not in LAYER_CLASSES:
+        raise ValueError(f"{where}: layers[{index}] has class_name {cls!r}; expected one of {LAYER_CLASSES}")
     if not isinstance(config, dict):
         raise ValueError(f"{where}: layers[{index}] ({cls}) has config {config!r}; expected an object")
     config = dict(config)
-    c = config.get("kernel_constraint")
-    if isinstance(c, dict):  # the form Layer.get_config writes: {"class_name": "MaxNorm", "config": {...}}
-        if c.get("class_name") != "MaxNorm" or not isinstance(c.get("config", {}), dict):
-            raise ValueError(f"{where}: layers[{index}] ({cls}) has kernel_constraint {c!r}; expected "
-                             '{"class_name": "MaxNorm", "config": {"max_value": 3}}')
-        config["kernel_constraint"] = c.get("config", {})
     try:
-        if isinstance(config.get("kernel_constraint"), dict):
-            config["kernel_constraint"] = constraints.MaxNorm(**config["kernel_constraint"])
-        return getattr(L, cls)(**config)
+        for key, value in config.items():
+            if key.endswith("_constraint") and isinstance(value, dict):
+                config[key] = _constraint(value, key, f"{where}: layers[{index}] ({cls})")
+        return registry.LAYERS[cls](**config)
     except (TypeError, ValueError) as exc:  # an unknown keyword or a bad value: say which layer of the file
+        if str(exc).startswith(where):
+            raise
         raise ValueError(f"{where}: layers[{index}] ({cls}): {exc}") from None
 
 
@@ -221,7 +227,7 @@ def from_description(desc, input_shape=None, dropout=None, where="model descript
     stack = [L.Input(shape)]
     for i, entry in enumerate(desc["layers"]):
         layer = _layer_from_entry(entry, i, where)
-        if isinstance(layer, L.Dropout) and dropout is not None:
+        if isinstance(layer, L.Dropout) and dropout is not None:  # the dropout family, subclasses included
             if dropout == 0:
                 continue
             layer.rate = dropout

@@ -199,13 +199,9 @@ def _stream(rate, key):
 
 def _dropout(x, rate, key, per_channel, relu):
     x = _c32(x)
-    k0, k1, thr, scale = _stream(rate, key)
+    run, _ = dropout_kernel(x.shape, rate, per_channel, relu)
     y = np.empty_like(x)
-    if per_channel and x.ndim >= 2:
-        rows = (x.shape[0], -1, x.shape[-1])
-        _ew.dropout_channels_forward(x.reshape(rows), y.reshape(rows), k0, k1, thr, scale, relu)
-    else:
-        _ew.dropout_forward(x.reshape(-1), y.reshape(-1), k0, k1, thr, scale, relu)
+    run(x, y, key)
     return y
 
 
@@ -219,6 +215,25 @@ def dropout(x, rate, key, per_channel=False):
 def relu_dropout(x, rate, key, per_channel=False):
     """``dropout(relu(x))`` in one pass (bit-identical to the two separate ops)."""
     return _dropout(x, rate, key, per_channel, True)
+
+
+def dropout_kernel(x_shape, rate, per_channel=False, relu=False):
+    """``(run, y_shape)``: ``run(x, y, key)`` fills ``y`` with ``dropout(x, rate, key, per_channel)`` (of
+    ``relu(x)`` with ``relu``): the masks of :func:`dropout`, drawn from ``key`` on each call (Monte-Carlo
+    dropout in an inference program)."""
+    scale, thr = dropout_scale(rate), keep_threshold(rate)
+    relu = bool(relu)
+    if per_channel and len(x_shape) >= 2:
+        rows = (x_shape[0], -1, x_shape[-1])
+
+        def run(x, y, key):
+            _ew.dropout_channels_forward(x.reshape(rows), y.reshape(rows), np.uint32(key[0]), np.uint32(key[1]),
+                                         thr, scale, relu)
+    else:
+        def run(x, y, key):
+            _ew.dropout_forward(x.reshape(-1), y.reshape(-1), np.uint32(key[0]), np.uint32(key[1]), thr, scale,
+                                relu)
+    return run, tuple(x_shape)
 
 
 def dropout_mask(noise_shape, rate, key):

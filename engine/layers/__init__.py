@@ -1,13 +1,12 @@
-"""Keras-named layers, channels-last."""
-from .base import Context, Input, Layer, SymbolicTensor
-from .conv import Conv2D
-from .core import Activation, Dense, Flatten, ReLU, Softmax
-from .dropout import Dropout, SpatialDropout2D
-from .merge import Add
-from .normalization import BatchNormalization
-from .pooling import AveragePooling2D, MaxPooling2D
+"""Keras-named layers, channels-last.
 
-__all__ = [
-    "Activation", "Add", "AveragePooling2D", "BatchNormalization", "Context", "Conv2D", "Dense", "Dropout",
-    "Flatten", "Input", "Layer", "MaxPooling2D", "ReLU", "Softmax", "SpatialDropout2D", "SymbolicTensor",
-]
+Each module below defines and registers its layers (``registry.py``); this package exports every registered class,
+so a new layer is one module added to the import line, and nothing else names it.
+"""
+from . import conv, core, dropout, merge, normalization, pooling  # noqa: F401  (the layer modules)
+from .base import Context, Input, Layer, SymbolicTensor
+from .registry import LAYERS
+
+globals().update(LAYERS)
+
+__all__ = ["Context", "Input", "Layer", "SymbolicTensor", *LAYERS]

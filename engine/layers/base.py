@@ -1,8 +1,14 @@
 """The Layer base class, symbolic tensors for the functional API, and the execution context.
 
-A layer's ``forward(ops, x, ctx, **opts)`` returns ``(y, backprop)``: ``backprop(dy)`` returns the input gradient
-and stores the weight gradients in ``layer.grads``. The closure captures exactly what the backward needs. The
-mode travels in ``ctx`` (an explicit argument, inference by default); layers keep no global state.
+A layer owns its behaviour; the executor and the inference program ask it, never its class:
+- ``forward(ops, x, ctx, **opts)`` returns ``(y, backprop)``: ``backprop(dy)`` returns the input gradient and stores
+  the weight gradients in ``layer.grads``. The closure captures exactly what the backward needs. The mode travels
+  in ``ctx`` (an explicit argument, inference by default); layers keep no global state.
+- ``lower(lowering, step)``: the inference kernels it runs as (``dropcore.lowering``); by default its own forward.
+- ``OPTIONS`` and the capability flags below: what the fusion rules (``dropcore.fusion``) may do with it.
+- ``workspace_bytes``: scratch beyond its input and output, for the workspace estimate.
+- ``get_config``: its constructor's arguments, for model files; ``@register`` (``layers/registry.py``) makes it
+  loadable by name.
 """
 import itertools
 import re
@@ -84,6 +90,16 @@ class Layer:
 
     #: number of inputs the layer takes (``None``: a list of any length >= 2)
     n_inputs = 1
+    #: the options fusion rules may set on its step (keyword arguments of ``forward`` or read by ``lower``)
+    OPTIONS = ()
+    #: its kernel can apply a ReLU itself (Conv2D, Dense): a ReLU right after it moves into it
+    fuses_relu = False
+    #: it can take the ReLU right before it into its own kernel (Dropout's relu_dropout)
+    absorbs_relu = False
+    #: the layer is nothing but its activation: a fused softmax/sigmoid loss skips it when it comes last
+    pure_activation = False
+    #: a pool size when a convolution right before it can run this (max) pooling in its own kernel (inference)
+    fusable_pool = None
 
     def __init__(self, name=None):
         if name is not None and (not isinstance(name, str) or not name):
@@ -103,6 +119,22 @@ class Layer:
     @property
     def label(self):
         return f"layer '{self.name}' ({type(self).__name__})"
+
+    @property
+    def kind(self):
+        """The class name in snake case ("conv2d"): what an inference step running this layer's forward is called."""
+        return _snake(type(self).__name__)
+
+    def check_options(self, opts):
+        """Raise a ValueError naming the layer and the option for any option it does not take."""
+        unknown = sorted(set(opts) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"{self.label} takes no option {unknown[0]!r}; it takes "
+                             f"{', '.join(map(repr, self.OPTIONS)) or 'none'}")
+
+    def final_activation(self, opts):
+        """The activation this layer applies last with step options ``opts`` (``None``: none to speak of)."""
+        return None
 
     # --- shapes ---------------------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -168,6 +200,17 @@ class Layer:
     # --- execution ------------------------------------------------------------------------------------------
     def forward(self, ops, x, ctx, **opts):
         raise NotImplementedError
+
+    def lower(self, lowering, step):
+        """The inference kernels for this layer's ``step`` (see ``dropcore.lowering``). By default its own forward
+        on the inference kernel set; layers with bound kernels override it."""
+        from ..lowering import forward_kernel
+
+        return [forward_kernel(self, lowering, step.opts)]
+
+    def workspace_bytes(self, output_shape):
+        """Scratch bytes one sample needs beyond its input and output (a convolution's im2col panel)."""
+        return 0
 
     def get_config(self):
         return {"name": self.name}

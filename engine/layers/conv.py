@@ -1,12 +1,20 @@
 """The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``)."""
 from .. import activations, constraints, initializers
+from ..lowering import Kernel
 from ..validation import check_choice, check_int, invalid, normalize_tuple
 from .base import Layer
-from .core import _constraint_config, apply_activation
+from .core import _constraint_config, apply_activation, lower_activation
+from .registry import register
 
 
+@register
 class Conv2D(Layer):
     """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule)."""
+
+    #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: inference
+    #: only, the pool size of the max pooling fused after it (``dropcore.fusion``)
+    OPTIONS = ("activation", "need_dx", "pool")
+    fuses_relu = True
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_constraint=None, name=None):
@@ -39,7 +47,31 @@ class Conv2D(Layer):
                                     "; use a smaller kernel, padding='same', or a larger input")
         return (oh, ow, self.filters)
 
-    def forward(self, ops, x, ctx, activation=None, need_dx=True, **_):
+    def final_activation(self, opts):
+        return opts.get("activation", self.activation)
+
+    def workspace_bytes(self, output_shape):
+        oh, ow, _ = output_shape
+        kh, kw = self.kernel_size
+        return oh * ow * kh * kw * self.input_shape[-1] * 4  # the largest im2col panel
+
+    def lower(self, lowering, step):
+        cy, act = lowering.kernels, self.final_activation(step.opts)
+        w, b, strides, padding = self.weights["kernel"], self.weights.get("bias"), self.strides, self.padding
+        pool = step.opts.get("pool")
+        if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
+            relu = act == "relu"
+            sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch
+            if cy.conv2d_max_pool_kernel(sample, w, b, strides, padding, relu, pool) is not None:
+                return [Kernel("conv2d+max_pool2d", lambda shape: cy.conv2d_max_pool_kernel(
+                    shape, w, b, strides, padding, relu, pool))]
+        kernels = lower_activation(lowering, act, lambda relu: Kernel(
+            "conv2d", lambda shape: cy.conv2d_kernel(shape, w, b, strides, padding, relu)))
+        if pool is not None:
+            kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
+        return kernels
+
+    def forward(self, ops, x, ctx, activation=None, need_dx=True):
         act = self.activation if activation is None else activation
         w, b = self.weights["kernel"], self.weights.get("bias")
         relu = act == "relu"

@@ -2,8 +2,10 @@
 import numpy as np
 
 from .. import activations, constraints, initializers
+from ..lowering import Kernel, activation_kernels, view
 from ..validation import check_int, invalid
 from .base import Layer
+from .registry import register
 
 
 def apply_activation(ops, act, z, relu_fused):
@@ -13,11 +15,20 @@ def apply_activation(ops, act, z, relu_fused):
     return activations.apply(ops, act, z)
 
 
+def lower_activation(lowering, act, kernel):
+    """``kernel`` (a bound kernel factory taking ``relu``) followed by activation ``act``: a ReLU goes into it."""
+    return [kernel(act == "relu")] + activation_kernels(lowering, "linear" if act == "relu" else act)
+
+
+@register
 class Dense(Layer):
     """A fully connected layer: ``activation(x @ kernel + bias)``, kernel shaped ``(in, units)`` as in Keras.
 
     Inputs of rank > 2 are applied on the last axis.
     """
+
+    OPTIONS = ("activation",)
+    fuses_relu = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_constraint=None, name=None):
@@ -43,7 +54,21 @@ class Dense(Layer):
     def output_shape_for(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, ops, x, ctx, activation=None, **_):
+    def final_activation(self, opts):
+        return opts.get("activation", self.activation)
+
+    def lower(self, lowering, step):
+        w, b = self.weights["kernel"], self.weights.get("bias")
+        kernels = lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
+            "dense", lambda shape: lowering.kernels.dense_kernel(shape, w, b, relu)))
+        lead = tuple(self.input_shape[:-1])
+        if not lead:
+            return kernels
+        rows = int(np.prod(lead))  # Dense acts on rows of features
+        return [view(lambda s: (s[0] * rows, s[-1]))] + kernels[:1] + \
+            [view(lambda s: (s[0] // rows,) + lead + (s[-1],))] + kernels[1:]
+
+    def forward(self, ops, x, ctx, activation=None):
         act = self.activation if activation is None else activation
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
@@ -75,8 +100,12 @@ def _constraint_config(c):
     return None if c is None else {"class_name": type(c).__name__, "config": c.get_config()}
 
 
+@register
 class Flatten(Layer):
     """Flatten every axis but the batch, in C order (Keras's channels-last order)."""
+
+    def lower(self, lowering, step):
+        return [view(lambda s: (s[0], int(np.prod(s[1:]))))]
 
     def build(self, input_shape):
         if len(input_shape) < 1:
@@ -86,25 +115,35 @@ class Flatten(Layer):
     def output_shape_for(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def forward(self, ops, x, ctx, **_):
+    def forward(self, ops, x, ctx):
         shape = x.shape
         return x.reshape(shape[0], -1), lambda dy: dy.reshape(shape)
 
 
+@register
 class Activation(Layer):
     """Apply a named activation ("relu", "softmax", "sigmoid", "tanh", "linear")."""
+
+    pure_activation = True
 
     def __init__(self, activation, name=None):
         super().__init__(name)
         self.activation = activations.normalize(activation, "Activation")
 
-    def forward(self, ops, x, ctx, **_):
+    def final_activation(self, opts):
+        return self.activation
+
+    def lower(self, lowering, step):
+        return activation_kernels(lowering, self.activation)
+
+    def forward(self, ops, x, ctx):
         return activations.apply(ops, self.activation, x)
 
     def get_config(self):
         return {"name": self.name, "activation": self.activation}
 
 
+@register
 class ReLU(Activation):
     """``max(x, 0)``. Followed by Dropout, the executor fuses both into one kernel."""
 
@@ -115,6 +154,7 @@ class ReLU(Activation):
         return {"name": self.name}
 
 
+@register
 class Softmax(Activation):
     """Softmax over the last axis. Last in a model trained with cross-entropy, it is fused with the loss."""
 

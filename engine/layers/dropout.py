@@ -9,8 +9,10 @@ import numbers
 import numpy as np
 
 from ..kernels.reference.rng import dropout_key
+from ..lowering import Kernel, activation_kernels
 from ..validation import check_float, check_int, invalid
 from .base import Layer
+from .registry import register
 
 
 def _check_rate(rate, where):
@@ -21,6 +23,7 @@ def _check_seed(seed, where):
     return None if seed is None else check_int(seed, "seed", 0, where)
 
 
+@register
 class Dropout(Layer):
     """Randomly zero a fraction ``rate`` of the inputs in training, scaling the rest by ``1 / (1 - rate)``.
 
@@ -31,6 +34,9 @@ class Dropout(Layer):
     """
 
     per_channel = False
+    #: ``relu``: a ReLU moved into this layer's kernel (one fused relu_dropout pass, maskless backward)
+    OPTIONS = ("relu",)
+    absorbs_relu = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None):
         super().__init__(name)
@@ -71,13 +77,35 @@ class Dropout(Layer):
             return "channel"
         return ns
 
-    def forward(self, ops, x, ctx, relu=False, **_):
+    def _key(self, ctx):
+        return dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
+
+    def lower(self, lowering, step):
+        relu = bool(step.opts.get("relu"))
+        if not lowering.mc or self.rate == 0.0:  # the identity
+            return activation_kernels(lowering, "relu" if relu else "linear")
+        rate = self.rate
+
+        def bind(shape):
+            mode = self._mode(shape)
+            if isinstance(mode, str):
+                run, _ = lowering.kernels.dropout_kernel(shape, rate, mode == "channel", relu)
+                return (lambda x, y, ctx: run(x, y, self._key(ctx))), tuple(shape)
+
+            def run_mask(x, y, ctx):  # a general noise shape: its mask, broadcast
+                np.multiply(np.maximum(x, np.float32(0)) if relu else x,
+                            lowering.ops.dropout_mask(mode, rate, self._key(ctx)), out=y)
+            return run_mask, tuple(shape)
+
+        return [Kernel("dropout", bind, uses_ctx=True)]
+
+    def forward(self, ops, x, ctx, relu=False):
         if not ctx.dropout or self.rate == 0.0:
             if relu:
                 y = ops.relu(x)
                 return y, lambda dy: ops.relu_backward(dy, y)
             return x, lambda dy: dy
-        key = dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
+        key = self._key(ctx)
         mode = self._mode(x.shape)
         rate = self.rate
         if isinstance(mode, str):
@@ -98,6 +126,7 @@ class Dropout(Layer):
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}
 
 
+@register
 class SpatialDropout2D(Dropout):
     """Drop whole feature maps: one keep/drop decision per (sample, channel), for (N, H, W, C) inputs."""
 

@@ -2,10 +2,13 @@
 import numpy as np
 
 from .. import initializers
+from ..lowering import Kernel
 from ..validation import check_float
 from .base import Layer
+from .registry import register
 
 
+@register
 class BatchNormalization(Layer):
     """Normalize with batch statistics in training (updating the moving averages), moving statistics in inference.
 
@@ -26,7 +29,12 @@ class BatchNormalization(Layer):
         self.add_weight("moving_variance", (c,), initializers.Ones(), trainable=False)
         super().build(input_shape)
 
-    def forward(self, ops, x, ctx, **_):
+    def lower(self, lowering, step):
+        wt, eps = self.weights, np.float32(self.epsilon)  # by reference: the moving statistics may still train
+        return [Kernel("batch_norm", lambda shape: lowering.kernels.batch_norm_kernel(
+            shape, wt["gamma"], wt["beta"], wt["moving_mean"], wt["moving_variance"], eps))]
+
+    def forward(self, ops, x, ctx):
         gamma, beta = self.weights["gamma"], self.weights["beta"]
         eps = np.float32(self.epsilon)
         if not ctx.training:

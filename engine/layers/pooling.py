@@ -1,6 +1,8 @@
 """Max and average pooling over (height, width), channels-last."""
+from ..lowering import Kernel
 from ..validation import check_choice, normalize_tuple
 from .base import Layer
+from .registry import register
 
 
 class _Pooling2D(Layer):
@@ -24,19 +26,36 @@ class _Pooling2D(Layer):
         return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
                 "padding": self.padding}
 
+    def lower(self, lowering, step):
+        average = self.average
+        return [Kernel(self.kind_name, lambda shape: lowering.kernels.pool2d_kernel(
+            shape, self.pool_size, self.strides, self.padding, average))]
 
+
+@register
 class MaxPooling2D(_Pooling2D):
     """The maximum over each window; the gradient goes to the window's first maximum."""
 
-    def forward(self, ops, x, ctx, **_):
+    average, kind_name = False, "max_pool2d"
+
+    @property
+    def fusable_pool(self):
+        """The pool size when a convolution's kernel can do this pooling in the same pass (windows = strides, no
+        padding: Keras's ``MaxPooling2D(2)``), else ``None``."""
+        return self.pool_size if self.padding == "valid" and self.strides == self.pool_size else None
+
+    def forward(self, ops, x, ctx):
         y = ops.max_pool2d(x, self.pool_size, self.strides, self.padding)
         return y, lambda dy: ops.max_pool2d_backward(dy, x, y, self.pool_size, self.strides, self.padding)
 
 
+@register
 class AveragePooling2D(_Pooling2D):
     """The mean over each window (with "same", over its non-padded positions, as TensorFlow)."""
 
-    def forward(self, ops, x, ctx, **_):
+    average, kind_name = True, "avg_pool2d"
+
+    def forward(self, ops, x, ctx):
         shape = x.shape
         y = ops.avg_pool2d(x, self.pool_size, self.strides, self.padding)
         return y, lambda dy: ops.avg_pool2d_backward(dy, shape, self.pool_size, self.strides, self.padding)

@@ -74,27 +74,83 @@ def test_relu_moved_into_dropout_goes_back_into_the_dense_kernel():
     assert dropcore.Predictor(model)._program.steps == ["dense", "dense"]
 
 
-@pytest.mark.parametrize("layers", [
-    [Input((6,)), Dense(4, activation="tanh")],  # no tanh kernel
-    [Input((4, 4, 1)), Conv2D(2, 3, activation="tanh"), Flatten(), Dense(2)],
+def _branches(seed=0):
+    dropcore.set_random_seed(seed)
+    inp = Input((6, 6, 2))
+    h = Conv2D(4, 3, padding="same", activation="relu")(inp)
+    y = Add()([h, Conv2D(4, 3, padding="same")(h), Conv2D(4, 1)(h)])
+    out = Dense(3, activation="softmax")(Flatten()(Dropout(0.4)(ReLU()(y))))
+    model = dropcore.Model(inp, out)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("layers, steps", [
+    ([Input((6,)), Dense(4, activation="tanh")], ["dense", "tanh"]),  # tanh: NumPy's, into the buffer
+    ([Input((4, 4, 1)), Conv2D(2, 3, activation="tanh"), Flatten(), Dense(2)], ["conv2d", "tanh", "reshape", "dense"]),
+    ([Input((5,)), Activation("linear"), Dropout(0.5)], []),  # nothing but identities: the input is copied
 ])
-def test_declines_what_it_cannot_run_and_the_predictor_still_answers(layers):
+def test_every_graph_compiles_tanh_and_identities_included(layers, steps):
     model = _build(layers)
-    assert compile_program(model._plan, model._inputs.shape) is None
     p = dropcore.Predictor(model)
-    assert p._program is None
+    assert p.engine == "cython-program" and p._program.steps == steps
     x = _x(model, 7)
     np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
 
 
-def test_declines_branches():
-    dropcore.set_random_seed(0)
-    inp = Input((6,))
-    a = Dense(4)(inp)
-    b = Dense(4)(inp)
-    model = dropcore.Model(inp, Add()([a, b]))
-    assert compile_program(model._plan, model._inputs.shape) is None
+def test_branches_compile_and_match_the_executor():
+    """A residual graph (one value read by three steps, an Add of three) runs as a program: the layers without a
+    bound kernel of their own (Add) lower to theirs, and a ReLU with several readers stays a step."""
+    model = _branches()
+    p = dropcore.Predictor(model)
+    assert p._program.steps == ["conv2d", "conv2d", "conv2d", "add", "relu", "reshape", "dense", "softmax"]
+    x = _x(model, 9)
+    for batch_size in (None, 4, 1):
+        np.testing.assert_allclose(p.predict(x, batch_size=batch_size), _on_numba(model, x), rtol=1e-4,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mnist-like", "assorted", "branches"])
+def test_monte_carlo_dropout_runs_on_the_program_and_draws_the_executors_masks(name):
+    """MC dropout in the Predictor and in Model.predict runs the MC program (no Numba): each pass draws the masks
+    the executor draws for the same seed and pass, so mean and std agree with the plan on the Numba kernels."""
+    model = _branches() if name == "branches" else _build(MODELS[name][0])
+    p = dropcore.Predictor(model)
+    assert "dropout" in p._mc_program.steps and "dropout" not in p._program.steps
+    x = _x(model, 11)
+    expected = predict_outputs(model._plan, get_ops("numba"), x, 4, mc_samples=5, seed=3)
+    for got in (p.predict(x, batch_size=4, mc_samples=5, seed=3),
+                model.predict(x, batch_size=4, mc_samples=5, seed=3)):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+    assert float(expected[1].max()) > 0.01  # the passes really differ
+
+
+def test_evaluate_and_validation_run_the_logits_program():
+    """evaluate (and validation in fit) run the program without its final softmax, the loss fused with it: the
+    same loss and accuracy as the executor's inference on the Numba kernels."""
+    model = _build(MODELS["mnist-like"][0])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _x(model, 30), np.random.default_rng(4).integers(0, 10, 30)
+    logits_program = model._inference_program(logits=True)
+    assert logits_program.steps == ["conv2d", *FUSED, "reshape", "dense", "dense"]
+    loss, acc = model.evaluate(x, y, batch_size=8)
+    probs = _on_numba(model, x)
+    expected = float(np.mean(-np.log(probs[np.arange(30), y])))
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    assert acc == float(np.mean(probs.argmax(1) == y))
+    history = model.fit(x[:20], y[:20], validation_data=(x, y), epochs=1, verbose=0, batch_size=10)
+    assert model._inference_program(logits=True) is logits_program  # compiled once, weights read by reference
+    np.testing.assert_allclose(history.history["val_loss"][0], model.evaluate(x, y)[0], rtol=1e-6)
+
+
+def test_model_call_in_inference_runs_the_program():
+    model = _build(MODELS["sequence"][0])
+    x = _x(model, 6)
+    np.testing.assert_allclose(model(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    assert model.inference_engine == "cython-program"
+    assert model.set_ops("reference").inference_engine == "executor"
 
 
 def test_threads_with_different_batch_sizes_keep_their_own_buffers():

@@ -1,0 +1,77 @@
+"""Fusion rules: where one layer's work moves into the kernel of the layer next to it.
+
+Each rule looks at a step and its sole consumer (fusion only happens where the intermediate value has exactly one
+consumer and is not the model's output) and asks the layers what they can do (``fuses_relu``, ``absorbs_relu``,
+``pure_activation``, ``fusable_pool``: see ``layers/base.py``), never which class they are. The training lowering
+and the inference lowering each apply their own list, in order.
+"""
+from collections import namedtuple
+
+Rule = namedtuple("Rule", "name producer consumer apply")
+
+
+def _relu_layer(step):
+    return step.layer.pure_activation and step.activation == "relu"
+
+
+def _relu_into_consumer(steps, producer, consumer):
+    """Drop a stand-alone ReLU step; its consumer applies the ReLU in its own kernel."""
+    consumer.set_option("relu", True)
+    consumer.inputs = tuple(producer.inputs[0] if t == producer.output else t for t in consumer.inputs)
+    steps.remove(producer)
+
+
+def _relu_into_producer(steps, producer, consumer):
+    """Drop a stand-alone ReLU step; the Conv2D/Dense before it applies the ReLU in its kernel."""
+    producer.set_option("activation", "relu")
+    producer.output = consumer.output
+    steps.remove(consumer)
+
+
+def _move_relu_to_consumer(steps, producer, consumer):
+    """A Conv2D/Dense's ReLU moves into the Dropout after it: one fused relu_dropout pass, maskless backward."""
+    producer.set_option("activation", "linear")
+    consumer.set_option("relu", True)
+
+
+def _pool_into_producer(steps, producer, consumer):
+    """A max pooling runs inside the convolution's kernel (inference: the convolution's output stays in cache)."""
+    producer.set_option("pool", consumer.layer.fusable_pool)
+    producer.output = consumer.output
+    steps.remove(consumer)
+
+
+RELU_INTO_DROPOUT = Rule("relu->dropout", _relu_layer, lambda s: s.layer.absorbs_relu, _relu_into_consumer)
+RELU_INTO_KERNEL = Rule("linear kernel->relu", lambda s: s.layer.fuses_relu and s.activation == "linear",
+                        _relu_layer, _relu_into_producer)
+KERNEL_RELU_INTO_DROPOUT = Rule(
+    "relu kernel->dropout", lambda s: s.layer.fuses_relu and s.activation == "relu",
+    lambda s: s.layer.absorbs_relu and not s.opts.get("relu"), _move_relu_to_consumer)
+POOL_INTO_CONV = Rule("conv->max_pool", lambda s: "pool" in s.layer.OPTIONS and s.activation in ("linear", "relu"),
+                      lambda s: s.layer.fusable_pool is not None, _pool_into_producer)
+
+#: Training: the ReLU ends up in the dropout's fused kernel wherever one follows.
+TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT)
+#: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): ReLUs into the kernel before them,
+#: max poolings into the convolution before them.
+INFERENCE = (RELU_INTO_KERNEL, POOL_INTO_CONV)
+
+
+def sole_consumer(steps, step, output_id):
+    """The one step reading ``step``'s output, or ``None`` (several readers, none, or it is the model output)."""
+    if step.output == output_id:
+        return None
+    users = [s for s in steps if step.output in s.inputs]
+    return users[0] if len(users) == 1 else None
+
+
+def apply(rules, steps, output_id):
+    """Apply ``rules`` in order to the list of steps (changed in place). Returns ``steps``."""
+    for rule in rules:
+        for step in [s for s in steps if rule.producer(s)]:
+            if step not in steps:
+                continue
+            user = sole_consumer(steps, step, output_id)
+            if user is not None and rule.consumer(user):
+                rule.apply(steps, step, user)
+    return steps
