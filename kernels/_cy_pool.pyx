@@ -83,3 +83,38 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
                             sw, pl)
         else:
             _max_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
+
+
+def global_pool2d_forward(const float[:, :, ::1] x, float[:, ::1] y, bint average):
+    """Max (or, with ``average``, mean) of ``x`` (N, H * W, C) over its rows into ``y`` (N, C); NaN propagates."""
+    cdef int n = x.shape[0], hw = x.shape[1], c = x.shape[2]
+    cdef int ni, p, k
+    cdef float v, m
+    cdef float* yv
+    cdef const float* xv
+    cdef const float* xp = &x[0, 0, 0]
+    cdef float* yp = &y[0, 0]
+    # One task per sample: a batch of one then runs on one thread, but the pass reads each input once, which is
+    # short next to the convolution that produced the map; splitting the channels too would only add scheduling.
+    cdef int nthreads = team_size(<Py_ssize_t>n * hw * c, n)
+    for ni in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+        yv = yp + <Py_ssize_t>ni * c
+        xv = xp + <Py_ssize_t>ni * hw * c
+        for k in range(c):
+            yv[k] = 0 if average else -INFINITY
+        # Rows in order, channels innermost (a contiguous run the compiler vectorizes): per channel, the sum runs
+        # in the order NumPy's reference sums the rows and the division matches its mean, so the average is
+        # bit-identical to it (the tests allow for a rounding, should NumPy's order change).
+        for p in range(hw):
+            if average:
+                for k in range(c):
+                    yv[k] = yv[k] + xv[k]
+            else:
+                for k in range(c):
+                    v = xv[k]
+                    m = yv[k]
+                    yv[k] = v if (v > m) | (v != v) else m  # a NaN in the sample reaches the output
+            xv = xv + c
+        if average:
+            for k in range(c):
+                yv[k] = yv[k] / <float>hw

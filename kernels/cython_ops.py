@@ -20,7 +20,7 @@ from .reference.rng import keep_threshold
 
 #: The kernel contract's forward functions this module implements (the "cython" kernel set takes these).
 FORWARD = ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "dropout", "relu_dropout", "dropout_mask",
-           "softmax", "sigmoid", "batch_norm_infer")
+           "softmax", "sigmoid", "batch_norm_infer", "global_avg_pool2d", "global_max_pool2d")
 
 set_num_threads = _ew.set_num_threads
 #: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the extension was built for an AVX-512 CPU).
@@ -273,3 +273,23 @@ def batch_norm_infer(x, gamma, beta, moving_mean, moving_var, eps):
     """``(x - moving_mean) / sqrt(moving_var + eps) * gamma + beta`` over the last axis."""
     x = _c32(x)
     return _run(batch_norm_kernel(x.shape, gamma, beta, moving_mean, moving_var, eps), x)
+
+
+def global_pool2d_kernel(x_shape, average):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` (N, C) with the max (or, with ``average``, mean) of ``x``
+    (N, H, W, C) over H and W (Keras's ``GlobalMaxPooling2D`` / ``GlobalAveragePooling2D``)."""
+    n, h, wd, c = x_shape
+    rows = (n, h * wd, c)  # the kernel reduces over the rows of this view (free for a C-contiguous x)
+    return (lambda x, y: _pool.global_pool2d_forward(x.reshape(rows), y, average)), (n, c)
+
+
+def global_avg_pool2d(x):
+    """Mean over H and W of ``x`` (N, H, W, C); returns ``(N, C)``."""
+    x = _c32(x)
+    return _run(global_pool2d_kernel(x.shape, True), x)
+
+
+def global_max_pool2d(x):
+    """Max over H and W of ``x`` (N, H, W, C), NaN propagating; returns ``(N, C)``."""
+    x = _c32(x)
+    return _run(global_pool2d_kernel(x.shape, False), x)

@@ -3,7 +3,8 @@
 Channels are innermost (contiguous in NHWC), so every inner loop is a vectorizable run over ``C``. Windows are
 clipped to the input instead of padding it. Parallel splits are chosen so that no two threads write one element:
 the forwards and the average backward (a gather: each input pixel sums the windows that cover it) split over
-``N * rows``; the max backward scatters into overlapping windows, so it splits over samples.
+``N * rows``; the max backward scatters into overlapping windows, so it splits over samples. The global pools
+split over ``N * channel blocks`` (see ``_GLOBAL_BLOCK``): each task reduces its channels down all ``H * W`` rows.
 """
 import numpy as np
 from numba import prange
@@ -174,4 +175,141 @@ def avg_pool2d_backward(dy, x_shape, pool, strides, padding):
     _, _, (pt, _), (pl, _) = window_2d(h, w, pool, strides, padding)
     dx = np.empty((n, h, w, c), dtype=np.float32)
     _avg_pool_bwd(dy, dx, pool[0], pool[1], strides[0], strides[1], pt, pl)
+    return dx
+
+
+# Channels per task of the global pools. Whole samples alone would leave a batch of one on one thread; blocks of
+# 256 channels (1 KiB of each row) still read long contiguous runs, and for C <= 256 a task is simply a sample.
+_GLOBAL_BLOCK = 256
+
+
+@njit
+def _global_avg_block(x, y, n, k0, k1):
+    """``y[n, k0:k1]``: the mean of ``x[n, :, k0:k1]`` over the ``H * W`` rows of ``x`` (N, H * W, C)."""
+    # Slices indexed from 0: with indices from k0 Numba cannot prove them non-negative, and its wraparound
+    # check kept the loops scalar (4x slower).
+    yv = y[n, k0:k1]
+    m = k1 - k0
+    for k in range(m):
+        yv[k] = _ZERO
+    # One float32 accumulator per channel, rows added in order: the order NumPy's reference sums in.
+    for p in range(x.shape[1]):
+        xv = x[n, p, k0:k1]
+        for k in range(m):
+            yv[k] += xv[k]
+    count = np.float32(x.shape[1])
+    for k in range(m):
+        yv[k] /= count
+
+
+@njit
+def _global_max_block(x, y, n, k0, k1):
+    """``y[n, k0:k1]``: the max of ``x[n, :, k0:k1]`` over the ``H * W`` rows (NaN propagates)."""
+    yv = y[n, k0:k1]
+    m = k1 - k0
+    for k in range(m):
+        yv[k] = _NEG_INF
+    for p in range(x.shape[1]):
+        xv = x[n, p, k0:k1]
+        for k in range(m):
+            v = xv[k]
+            # `v != v` lets a NaN reach the output (the engine checks for NaN).
+            yv[k] = v if (v > yv[k]) | (v != v) else yv[k]
+
+
+@pjit
+def _global_pool_fwd(x, y, average):
+    c = x.shape[2]
+    blocks = (c + _GLOBAL_BLOCK - 1) // _GLOBAL_BLOCK
+    for t in prange(x.shape[0] * blocks):
+        k0 = t % blocks * _GLOBAL_BLOCK
+        if average:
+            _global_avg_block(x, y, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
+        else:
+            _global_max_block(x, y, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
+
+
+@njit
+def _global_avg_back_block(dy, dx, n, k0, k1):
+    """``dx[n, :, k0:k1] = dy[n, k0:k1] / (H * W)`` for ``dx`` (N, H * W, C)."""
+    count = np.float32(dx.shape[1])
+    gv = dy[n, k0:k1]
+    m = k1 - k0
+    for p in range(dx.shape[1]):
+        dv = dx[n, p, k0:k1]
+        for k in range(m):
+            dv[k] = gv[k] / count
+
+
+@pjit
+def _global_avg_bwd(dy, dx):
+    c = dx.shape[2]
+    blocks = (c + _GLOBAL_BLOCK - 1) // _GLOBAL_BLOCK
+    for t in prange(dx.shape[0] * blocks):
+        k0 = t % blocks * _GLOBAL_BLOCK
+        _global_avg_back_block(dy, dx, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
+
+
+@njit
+def _global_max_back_block(dy, x, y, dx, g, n, k0, k1):
+    """``dx[n, :, k0:k1]``: each channel's ``dy`` at its first row equal to the max, 0 elsewhere; ``g[k]`` holds
+    channel ``k0 + k``'s gradient not yet given to a row."""
+    yv = y[n, k0:k1]
+    gv = dy[n, k0:k1]
+    m = k1 - k0
+    for k in range(m):
+        g[k] = gv[k]
+    for p in range(x.shape[1]):
+        xv = x[n, p, k0:k1]
+        dv = dx[n, p, k0:k1]
+        for k in range(m):
+            # Every element is written once (no zeroing pass): the first hit takes g, and zeroing g makes later
+            # ties (and every other row) write 0.
+            hit = xv[k] == yv[k]
+            dv[k] = g[k] if hit else _ZERO
+            g[k] = _ZERO if hit else g[k]
+
+
+@pjit
+def _global_max_bwd(dy, x, y, dx):
+    c = x.shape[2]
+    blocks = (c + _GLOBAL_BLOCK - 1) // _GLOBAL_BLOCK
+    for t in prange(x.shape[0] * blocks):
+        k0 = t % blocks * _GLOBAL_BLOCK
+        g = np.empty(_GLOBAL_BLOCK, dtype=np.float32)
+        _global_max_back_block(dy, x, y, dx, g, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
+
+
+def _rows(a):
+    """``a`` (N, H, W, C) as ``(N, H * W, C)``: a view of a C-contiguous array."""
+    n, h, w, c = a.shape
+    return a.reshape(n, h * w, c)
+
+
+def global_avg_pool2d(x):
+    """Mean of float32 ``x`` (N, H, W, C) over H and W (``GlobalAveragePooling2D``); returns ``(N, C)``."""
+    y = np.empty((x.shape[0], x.shape[3]), dtype=np.float32)
+    _global_pool_fwd(_rows(x), y, True)
+    return y
+
+
+def global_avg_pool2d_backward(dy, x_shape):
+    """Gradient of :func:`global_avg_pool2d` for an input of shape ``x_shape``: ``dy / (H * W)`` everywhere."""
+    dx = np.empty(tuple(x_shape), dtype=np.float32)
+    _global_avg_bwd(dy, _rows(dx))
+    return dx
+
+
+def global_max_pool2d(x):
+    """Max of float32 ``x`` (N, H, W, C) over H and W (``GlobalMaxPooling2D``; NaN propagates); returns ``(N, C)``."""
+    y = np.empty((x.shape[0], x.shape[3]), dtype=np.float32)
+    _global_pool_fwd(_rows(x), y, False)
+    return y
+
+
+def global_max_pool2d_backward(dy, x, y):
+    """Gradient of :func:`global_max_pool2d`: each channel's ``dy`` goes to its first (row-major) position equal to
+    the max."""
+    dx = np.empty_like(x)  # every element written once by the thread that owns its channels
+    _global_max_bwd(dy, _rows(x), y, _rows(dx))
     return dx

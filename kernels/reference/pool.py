@@ -1,9 +1,10 @@
 """2-D max and average pooling (NumPy reference), channels-last ``(N, H, W, C)``.
 
-Every function loops over the ``ph * pw`` window taps only: tap ``(i, j)`` of output ``(oy, ox)`` reads the padded
-input at ``(oy * sh + i, ox * sw + j)``, which for a fixed tap is one strided view of the whole batch.
+Every windowed function loops over the ``ph * pw`` window taps only: tap ``(i, j)`` of output ``(oy, ox)`` reads
+the padded input at ``(oy * sh + i, ox * sw + j)``, which for a fixed tap is one strided view of the whole batch.
 Padding follows TensorFlow's rule (:func:`dropcore.kernels.geometry.window_2d`); padded positions never win a max
 and are not counted by an average.
+The global pools (Keras's ``GlobalAveragePooling2D``/``GlobalMaxPooling2D``) are one NumPy reduction over H and W.
 """
 import numpy as np
 
@@ -83,3 +84,31 @@ def avg_pool2d_backward(dy, x_shape, pool, strides, padding):
         for j in range(pool[1]):
             _tap(dxp, i, j, oh, ow, strides)[...] += g
     return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w, :])
+
+
+def global_avg_pool2d(x):
+    """Mean of ``x`` (N, H, W, C) over H and W (Keras's ``GlobalAveragePooling2D``). Returns ``(N, C)``."""
+    return x.mean(axis=(1, 2))
+
+
+def global_avg_pool2d_backward(dy, x_shape):
+    """Gradient of :func:`global_avg_pool2d`: every position of a channel receives ``dy / (H * W)``."""
+    n, h, w, c = x_shape
+    g = dy / dy.dtype.type(h * w)
+    return np.ascontiguousarray(np.broadcast_to(g[:, None, None, :], (n, h, w, c)))
+
+
+def global_max_pool2d(x):
+    """Max of ``x`` (N, H, W, C) over H and W (Keras's ``GlobalMaxPooling2D``); NaN propagates. Returns ``(N, C)``."""
+    return x.max(axis=(1, 2))
+
+
+def global_max_pool2d_backward(dy, x, y):
+    """Gradient of :func:`global_max_pool2d`: each (sample, channel)'s ``dy`` goes to the first position (row-major
+    over H, W) equal to its max, the tie rule of :func:`max_pool2d_backward`; a NaN max takes no position."""
+    n, h, w, c = x.shape
+    hit = x.reshape(n, h * w, c) == y[:, None, :]
+    # A position is the first hit when the running count of hits reaches 1 there.
+    first = hit & (np.cumsum(hit, axis=1) == 1)
+    dx = np.where(first, dy[:, None, :], np.zeros((), dtype=dy.dtype))
+    return dx.reshape(n, h, w, c)

@@ -148,6 +148,79 @@ def test_max_pool_propagates_nan(c, k):
     np.testing.assert_array_equal(np.isnan(y), expected)
 
 
+# Global pools: odd H and W, C not a multiple of 16 (a masked vector tail), N = 1, a 1x1 map, and batches past
+# SERIAL_WORK (32768 element operations) so that an OpenMP team splits the samples.
+GLOBAL_POOL_SHAPES = [(1, 1, 1, 1), (2, 7, 9, 3), (1, 7, 7, 70), (3, 5, 4, 16), (4, 3, 3, 300), (16, 7, 9, 70),
+                      (64, 7, 7, 64)]
+
+
+@pytest.mark.parametrize("xs", GLOBAL_POOL_SHAPES)
+def test_global_pools_match_reference_and_numba(xs):
+    x = _rand(*xs)
+    y = cy.global_avg_pool2d(x)
+    assert y.shape == (xs[0], xs[3]) and y.dtype == np.float32
+    _close_to_both(y, ref_pool.global_avg_pool2d(x), nb_pool.global_avg_pool2d(x))
+    np.testing.assert_allclose(y, ref_pool.global_avg_pool2d(x.astype(np.float64)), rtol=1e-6,
+                               atol=1e-6 * np.abs(x).max())
+    y = cy.global_max_pool2d(x)
+    np.testing.assert_array_equal(y, ref_pool.global_max_pool2d(x))  # a max is exact
+    np.testing.assert_array_equal(y, nb_pool.global_max_pool2d(x))
+
+
+@pytest.mark.parametrize("xs", [(2, 7, 9, 3), (16, 7, 9, 70)])
+def test_global_pools_large_values(xs):
+    base = RNG.standard_normal(xs)
+    for x64 in (base * 1e36, base + 1e6):  # huge magnitudes (the sum stays finite); a large common offset
+        x = x64.astype(np.float32)
+        y = cy.global_avg_pool2d(x)
+        assert np.isfinite(y).all()
+        np.testing.assert_allclose(y, ref_pool.global_avg_pool2d(x), rtol=1e-6)
+        np.testing.assert_allclose(y, ref_pool.global_avg_pool2d(x.astype(np.float64)), rtol=2e-6,
+                                   atol=2e-6 * np.abs(x64).max())
+    x = (base / np.abs(base).max() * 3.4e38).astype(np.float32)  # up to float32's largest finite value; a -inf
+    x[0, 0, 0, 0] = -np.inf
+    np.testing.assert_array_equal(cy.global_max_pool2d(x), ref_pool.global_max_pool2d(x))
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_global_pool_kernel_fills_preallocated_output(average):
+    xs = (5, 6, 7, 40)
+    run, shape = cy.global_pool2d_kernel(xs, average)
+    assert shape == (5, 40)
+    expected = ref_pool.global_avg_pool2d if average else ref_pool.global_max_pool2d
+    y = np.full(shape, np.nan, dtype=np.float32)  # every element must be overwritten
+    for _ in range(2):  # bound once, run on successive batches into the same output
+        x = _rand(*xs)
+        run(x, y)
+        np.testing.assert_allclose(y, expected(x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("c,k", [(1, 0), (40, 37), (70, 66)])
+@pytest.mark.parametrize("pos", [(0, 0), (2, 1), (3, 4)])
+def test_global_max_pool_propagates_nan(c, k, pos):
+    x = _rand(2, 4, 5, c)
+    x[1, pos[0], pos[1], k] = np.nan  # at the first, a middle and the last position of its channel
+    y = cy.global_max_pool2d(x)
+    expected = np.zeros(y.shape, dtype=bool)
+    expected[1, k] = True  # only its sample, only its channel
+    np.testing.assert_array_equal(np.isnan(y), expected)
+
+
+def test_global_pools_do_not_depend_on_thread_count():
+    x = _rand(33, 7, 7, 70)  # past SERIAL_WORK: the samples are split between the threads
+    runs = []
+    before = cy.get_max_threads()
+    try:
+        for threads in (1, 2, 3):
+            cy.set_num_threads(threads)
+            runs.append((cy.global_avg_pool2d(x), cy.global_max_pool2d(x)))
+    finally:
+        cy.set_num_threads(before)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_random_bits_match_reference_hash():
     k0, k1 = dropout_key(2024, 3, 5)
     np.testing.assert_array_equal(cy._ew.random_bits(5000, k0, k1), ref_rng.random_bits(5000, (k0, k1)))
@@ -234,7 +307,8 @@ def test_cython_kernel_set_uses_the_cython_forward_kernels():
 
     ops = get_ops("cython")
     assert ops.name == "cython"
-    for name in ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "relu_dropout", "softmax", "batch_norm_infer"):
+    for name in ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "relu_dropout", "softmax", "batch_norm_infer",
+                 "global_avg_pool2d", "global_max_pool2d"):
         assert getattr(ops, name) is getattr(cy, name)
 
 

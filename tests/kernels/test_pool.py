@@ -132,3 +132,145 @@ def test_max_pool_nan_propagates():
     for impl in (ref, pool):
         y = impl.max_pool2d(x, (2, 2), (2, 2), "valid")
         assert np.isnan(y[0, 0, 1, 1]) and np.isnan(y).sum() == 1
+
+
+# Global pools (Keras's GlobalAveragePooling2D / GlobalMaxPooling2D): odd H and W, C not a multiple of 16, N = 1,
+# a 1x1 map, and 300 channels (the Numba kernels' second block of 256 channels, partly filled).
+GLOBAL_SHAPES = [(2, 7, 9, 3), (1, 5, 5, 17), (3, 1, 1, 4), (2, 3, 5, 70), (1, 7, 7, 300), (4, 6, 4, 33)]
+GLOBAL_GRAD_SHAPES = [(1, 3, 3, 2), (2, 3, 4, 3), (2, 1, 5, 1)]
+
+
+def _f32(impl, *arrays):
+    """The arrays as ``impl`` takes them: float32 for the Numba kernels, unchanged (float64) for the reference."""
+    return [a.astype(np.float32) if impl is pool else a for a in arrays]
+
+
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES)
+def test_global_avg_pool_numba_matches_reference(shape):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = pool.global_avg_pool2d(x)
+    assert y.shape == (shape[0], shape[3]) and y.dtype == np.float32
+    # Same summation order as the float32 reference: only the last rounding of the division may differ.
+    np.testing.assert_allclose(y, ref.global_avg_pool2d(x), rtol=1e-6, atol=1e-7)
+    # Against the exact mean: the float32 sum's error grows with the size of the terms, not of the result.
+    np.testing.assert_allclose(y, ref.global_avg_pool2d(x.astype(np.float64)), rtol=1e-6,
+                               atol=1e-6 * np.abs(x).max())
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = pool.global_avg_pool2d_backward(dy, shape)
+    assert dx.shape == shape and dx.dtype == np.float32
+    np.testing.assert_allclose(dx, ref.global_avg_pool2d_backward(dy, shape), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", GLOBAL_SHAPES)
+def test_global_max_pool_numba_matches_reference(shape):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = pool.global_max_pool2d(x)
+    assert y.shape == (shape[0], shape[3]) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, ref.global_max_pool2d(x))  # a max is exact
+    np.testing.assert_array_equal(y, x.max(axis=(1, 2)))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = pool.global_max_pool2d_backward(dy, x, y)
+    assert dx.shape == shape and dx.dtype == np.float32
+    np.testing.assert_array_equal(dx, ref.global_max_pool2d_backward(dy, x, y))  # no arithmetic: exact
+    # Each channel's gradient lands once, whole, on a position holding the max.
+    np.testing.assert_array_equal(dx.sum(axis=(1, 2)), dy)
+    assert ((dx != 0) <= (x == y[:, None, None, :])).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (1, 7, 7, 300)])
+def test_global_pools_numba_large_values(shape):
+    rng = np.random.default_rng(12)
+    base = rng.standard_normal(shape)
+    # Huge magnitudes (no overflow: the float32 sum of 49 values of 1e36 stays finite) and a large common offset
+    # (partial sums of ~5e7 whose roundings the mean must not amplify).
+    for x64 in (base * 1e36, base + 1e6):
+        x = x64.astype(np.float32)
+        y = pool.global_avg_pool2d(x)
+        assert np.isfinite(y).all()
+        np.testing.assert_allclose(y, ref.global_avg_pool2d(x), rtol=1e-6)
+        np.testing.assert_allclose(y, ref.global_avg_pool2d(x.astype(np.float64)), rtol=2e-6,
+                                   atol=2e-6 * np.abs(x64).max())
+    x = (base / np.abs(base).max() * 3.4e38).astype(np.float32)  # up to float32's largest finite value; a -inf
+    x[0, 0, 0, 0] = -np.inf
+    np.testing.assert_array_equal(pool.global_max_pool2d(x), ref.global_max_pool2d(x))
+    assert np.isfinite(pool.global_max_pool2d(x)).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (3, 4, 5, 70), (1, 3, 3, 300)])
+def test_global_max_pool_numba_ties_match_reference(shape):
+    # Few distinct values: nearly every channel's max is tied, so the first-position rule decides every gradient.
+    rng = np.random.default_rng(13)
+    x = rng.integers(0, 3, size=shape).astype(np.float32)
+    y = pool.global_max_pool2d(x)
+    dy = rng.integers(1, 5, size=y.shape).astype(np.float32)
+    dx = pool.global_max_pool2d_backward(dy, x, y)
+    np.testing.assert_array_equal(dx, ref.global_max_pool2d_backward(dy, x, y))
+    assert (np.count_nonzero(dx.reshape(shape[0], -1, shape[3]), axis=1) == 1).all()  # one position per channel
+
+
+@pytest.mark.parametrize("impl", [ref, pool], ids=["reference", "numba"])
+def test_global_max_pool_first_position_wins(impl):
+    # Channel 0: all equal, the top-left (row-major first) position takes it. Channel 1: 5 at (0, 1) and (1, 0),
+    # (0, 1) comes first in row-major order.
+    x = np.zeros((1, 2, 2, 2), dtype=np.float32)
+    x[0, :, :, 0] = 7
+    x[0, :, :, 1] = [[1, 5], [5, 2]]
+    y = impl.global_max_pool2d(x)
+    np.testing.assert_array_equal(y, [[7, 5]])
+    dx = impl.global_max_pool2d_backward(np.array([[3, 10]], dtype=np.float32), x, y)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[3, 0], [0, 0]])
+    np.testing.assert_array_equal(dx[0, :, :, 1], [[0, 10], [0, 0]])
+
+
+@pytest.mark.parametrize("impl", [ref, pool], ids=["reference", "numba"])
+def test_global_avg_pool_hand_case(impl):
+    x = np.arange(1, 13, dtype=np.float32).reshape(1, 2, 3, 2)  # channel 0: 1, 3, ..., 11; channel 1: 2, ..., 12
+    np.testing.assert_allclose(impl.global_avg_pool2d(x), [[6, 7]], rtol=1e-6)
+    dx = impl.global_avg_pool2d_backward(np.array([[6, -3]], dtype=np.float32), x.shape)
+    np.testing.assert_allclose(dx[0, :, :, 0], np.full((2, 3), 1.0), rtol=1e-6)
+    np.testing.assert_allclose(dx[0, :, :, 1], np.full((2, 3), -0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("impl", [ref, pool], ids=["reference", "numba"])
+@pytest.mark.parametrize("where", [(0, 0, 0, 1), (1, 4, 2, 1), (1, 2, 1, 0)])
+def test_global_max_pool_nan_propagates(impl, where):
+    # The NaN first, last, and in the middle of its channel's positions: only that (sample, channel) is NaN.
+    x = np.random.default_rng(14).standard_normal((2, 5, 3, 2)).astype(np.float32)
+    x[where] = np.nan
+    y = impl.global_max_pool2d(x)
+    expected = np.zeros(y.shape, dtype=bool)
+    expected[where[0], where[3]] = True
+    np.testing.assert_array_equal(np.isnan(y), expected)
+    # No position equals a NaN max: like max_pool2d_backward, that channel's gradient goes nowhere.
+    dx = impl.global_max_pool2d_backward(np.ones_like(y), x, y)
+    assert not dx[where[0], :, :, where[3]].any()
+    assert (dx.sum(axis=(1, 2)) == ~expected).all()
+
+
+def test_global_max_pool_numba_nan_in_second_channel_block():
+    x = np.random.default_rng(15).standard_normal((1, 3, 3, 300)).astype(np.float32)
+    x[0, 2, 1, 280] = np.nan
+    assert np.flatnonzero(np.isnan(pool.global_max_pool2d(x))).tolist() == [280]
+
+
+@pytest.mark.parametrize("impl", [ref, pool], ids=["reference", "numba"])
+@pytest.mark.parametrize("shape", GLOBAL_GRAD_SHAPES)
+def test_global_avg_pool_gradient(impl, shape):
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((shape[0], shape[3]))
+    (w_impl,) = _f32(impl, w)
+    check_gradient(lambda: np.sum(ref.global_avg_pool2d(x) * w), impl.global_avg_pool2d_backward(w_impl, shape), x)
+
+
+@pytest.mark.parametrize("impl", [ref, pool], ids=["reference", "numba"])
+@pytest.mark.parametrize("shape", GLOBAL_GRAD_SHAPES)
+def test_global_max_pool_gradient(impl, shape):
+    rng = np.random.default_rng(17)
+    x = _distinct(shape, rng)  # no ties: a 1e-6 perturbation never changes the argmax
+    w = rng.standard_normal((shape[0], shape[3]))
+    x_impl, w_impl = _f32(impl, x, w)
+    analytic = impl.global_max_pool2d_backward(w_impl, x_impl, impl.global_max_pool2d(x_impl))
+    check_gradient(lambda: np.sum(ref.global_max_pool2d(x) * w), analytic, x)
