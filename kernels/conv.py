@@ -11,8 +11,9 @@ import numba
 import numpy as np
 
 from .blas import HAVE_DIRECT_CONV, HAVE_FAST_GEMM, conv_direct_rows, fast_gemm, matmul, matmul_tn_add
-from .config import blas_single_thread, njit, pjit
-from .geometry import direct_conv_pays, direct_scratch, implicit_gemm_pays, window_2d, windows_inside
+from .config import njit, pjit
+from .geometry import conv_path, direct_scratch, window_2d, windows_inside
+from .threads import blas_single_thread
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
 PANEL_BYTES = 256 * 1024
@@ -245,7 +246,8 @@ def conv2d(x, w, b, strides, padding, relu=False):
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
     x2, w2d = x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout)
-    if HAVE_DIRECT_CONV and direct_conv_pays(w.shape):
+    path = conv_path((h, wdim), w.shape, strides, padding, HAVE_DIRECT_CONV and HAVE_FAST_GEMM)
+    if path == "direct":
         # A whole sample per task for batches of 8 or more, else about an eighth of one (batch-1 latency).
         block = oh if n >= 8 else max(1, -(-oh // 8))
         inside = windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
@@ -253,9 +255,9 @@ def conv2d(x, w, b, strides, padding, relu=False):
         x4, w4, b1 = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
         return _conv2d_fwd_direct(x4, w4, b1, has_bias, relu, strides[0], strides[1], pt, pl, not inside, oh, ow,
                                   block, scratch)
-    # Without padding, the windows are read in place (geometry.implicit_gemm_pays); only the forward: the same
+    # Without padding, the windows are read in place (geometry.conv_path); only the forward: the same
     # idea in the backward measured no faster than im2col panels.
-    if HAVE_FAST_GEMM and implicit_gemm_pays((h, wdim), w.shape, strides, (pt, pl), (oh, ow)):
+    if path == "implicit":
         y = _conv2d_fwd_implicit(x2, w2d, bias, has_bias, relu, h, wdim, cin, kh, kw, strides[0], strides[1], oh, ow)
         return y.reshape(n, oh, ow, cout)
     with blas_single_thread():

@@ -14,18 +14,13 @@ import numpy as np
 from . import _cy_elementwise as _ew
 from . import _cy_gemm as _gemm
 from . import _cy_pool as _pool
-from .geometry import direct_conv_pays, implicit_gemm_pays, window_2d, windows_inside
+from .geometry import conv_path, window_2d, windows_inside
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
+from .threads import hold_cython_blas
 
-#: The kernel contract's forward functions this module implements (the "cython" kernel set takes these).
-FORWARD = ("conv2d", "dense", "max_pool2d", "avg_pool2d", "relu", "dropout", "relu_dropout", "dropout_mask",
-           "softmax", "sigmoid", "batch_norm_infer", "global_avg_pool2d", "global_max_pool2d")
-
-set_num_threads = _ew.set_num_threads
 #: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the extension was built for an AVX-512 CPU).
 HAVE_AVX512 = _gemm.HAVE_AVX512
-get_max_threads = _ew.get_max_threads
 _NO_BIAS = np.empty(0, dtype=np.float32)
 
 
@@ -44,31 +39,8 @@ def _cython_blas():
     return module
 
 
-def _hold_blas_to_one_thread():
-    """Set SciPy's OpenBLAS (the one ``cython_blas`` calls) to one thread, once.
-
-    Returns ``(held, getter_address)``: whether that worked, and the address of the BLAS's thread-count getter
-    (0 when it has none), which the GEMM kernels check on every call.
-
-    The GEMM kernels call sgemm from every OpenMP thread, and a multi-threaded OpenBLAS under them oversubscribes
-    the cores. Done once when the kernels load, not per call, so the request path changes no process state. This
-    leaves NumPy's own BLAS alone; SciPy's linear algebra in this process then runs on one thread.
-    """
-    import ctypes
-
-    lib = ctypes.CDLL(_cython_blas().__file__)  # symbol lookups also search the BLAS it links
-    for prefix in ("scipy_openblas", "openblas"):
-        setter = getattr(lib, prefix + "_set_num_threads", None)
-        getter = getattr(lib, prefix + "_get_num_threads", None)
-        if setter is not None and getter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_int], None
-            setter(1)
-            return True, ctypes.cast(getter, ctypes.c_void_p).value
-    return False, 0  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
-
-
 _gemm.bind_blas(_cython_blas().__pyx_capi__["sgemm"], _cython_blas().__pyx_capi__["sgemv"])
-BLAS_SINGLE_THREAD, _blas_getter = _hold_blas_to_one_thread()
+BLAS_SINGLE_THREAD, _blas_getter = hold_cython_blas(_cython_blas().__file__)
 _gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
 
 
@@ -98,11 +70,12 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
-    if _gemm.HAVE_AVX512 and direct_conv_pays(w.shape):
+    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
+    if path == "direct":
         padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
         return (lambda x, y: _gemm.conv2d_direct(x, w, bias, has_bias, sh, sw, pt, pl, padded, y, relu)), \
             (n, oh, ow, cout)
-    if _gemm.HAVE_AVX512 and implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow)):
+    if path == "implicit":
         return (lambda x, y: _gemm.conv2d_implicit(x, w, bias, has_bias, sh, sw, y, relu)), (n, oh, ow, cout)
     return (lambda x, y: _gemm.conv2d_forward(x, w, bias, has_bias, sh, sw, pt, pl, y, relu)), (n, oh, ow, cout)
 
@@ -115,10 +88,10 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
-    direct = direct_conv_pays(w.shape)
-    if not _gemm.HAVE_AVX512 or oh < pool[0] or ow < pool[1] or not (
-            direct or implicit_gemm_pays((h, wd), w.shape, strides, (pt, pl), (oh, ow))):
+    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
+    if path == "im2col" or oh < pool[0] or ow < pool[1]:
         return None
+    direct = path == "direct"
     padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
     bias, has_bias, relu, (sh, sw), (ph, pw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), \
         strides, pool

@@ -25,6 +25,21 @@ def window_2d(h, w, kernel, strides, padding):
     return oh, ow, (pt, pb), (pl, pr)
 
 
+def conv_path(in_hw, kernel_shape, strides, padding, avx512):
+    """How a convolution's forward runs: "direct", "implicit" (GEMM on the windows in place) or "im2col" (panels).
+
+    The one rule the Numba kernels, the Cython kernels and the tests follow. ``avx512``: whether dropcore's
+    AVX-512 kernels are built (without them every convolution runs on im2col panels and BLAS). ``in_hw`` is
+    ``(h, w)``, ``kernel_shape`` ``(kh, kw, cin, cout)``.
+    """
+    if not avx512:
+        return "im2col"
+    if direct_conv_pays(kernel_shape):
+        return "direct"
+    oh, ow, (pt, _), (pl, _) = window_2d(in_hw[0], in_hw[1], kernel_shape[:2], strides, padding)
+    return "implicit" if implicit_gemm_pays(in_hw, kernel_shape, strides, (pt, pl), (oh, ow)) else "im2col"
+
+
 def implicit_gemm_pays(in_hw, kernel_shape, strides, pads, out_hw):
     """Whether a convolution is computed as an implicit GEMM (its NHWC windows read in place, no im2col copy).
 

@@ -9,6 +9,8 @@ from dropcore.kernels import conv as nb_conv  # noqa: E402
 from dropcore.kernels import dense as nb_dense  # noqa: E402
 from dropcore.kernels import norm as nb_norm  # noqa: E402
 from dropcore.kernels import pool as nb_pool  # noqa: E402
+from dropcore.kernels.geometry import conv_path  # noqa: E402
+from dropcore.kernels.threads import threads  # noqa: E402
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
 from dropcore.kernels.reference import conv as ref_conv  # noqa: E402
 from dropcore.kernels.reference import dense as ref_dense  # noqa: E402
@@ -51,22 +53,11 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
 ]
 
 
-def _conv_path(xs, ws, strides, padding):
-    from dropcore.kernels.geometry import direct_conv_pays, implicit_gemm_pays, window_2d
-
-    if not cy.HAVE_AVX512:
-        return "im2col"
-    oh, ow, (pt, _), (pl, _) = window_2d(xs[1], xs[2], ws[:2], strides, padding)
-    if direct_conv_pays(ws):
-        return "direct"
-    return "implicit" if implicit_gemm_pays(xs[1:3], ws, strides, (pt, pl), (oh, ow)) else "im2col"
-
-
 @pytest.mark.parametrize("xs,ws,strides,padding,path", CONV_CASES)
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu):
     if cy.HAVE_AVX512:  # each case covers the path it names
-        assert _conv_path(xs, ws, strides, padding) == path
+        assert conv_path(xs[1:3], ws, strides, padding, True) == path
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
     y = cy.conv2d(x, w, b, strides, padding, relu=relu)
     _close_to_both(y, ref_conv.conv2d(x, w, b, strides, padding, relu=relu),
@@ -209,13 +200,9 @@ def test_global_max_pool_propagates_nan(c, k, pos):
 def test_global_pools_do_not_depend_on_thread_count():
     x = _rand(33, 7, 7, 70)  # past SERIAL_WORK: the samples are split between the threads
     runs = []
-    before = cy.get_max_threads()
-    try:
-        for threads in (1, 2, 3):
-            cy.set_num_threads(threads)
+    for n in (1, 2, 3):
+        with threads(n, "openmp"):
             runs.append((cy.global_avg_pool2d(x), cy.global_max_pool2d(x)))
-    finally:
-        cy.set_num_threads(before)
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
@@ -278,17 +265,13 @@ def test_results_do_not_depend_on_thread_count():
     key = dropout_key(1, 0, 0)
     wd = _rand(8 * 7 * 24, 9)  # the flattened (8, 7, 24) maps below
     runs = []
-    before = cy.get_max_threads()
-    try:
-        for threads in (1, 2, 3):
-            cy.set_num_threads(threads)
+    for n in (1, 2, 3):
+        with threads(n, "openmp"):
             h = cy.conv2d(x, w, b, (1, 1), "same", relu=True)
             p = cy.max_pool2d(h, (2, 2), (2, 2), "valid")
             d = cy.relu_dropout(cy.avg_pool2d(p, (2, 2), (1, 1), "same"), 0.5, key, True)
             flat = d.reshape(len(d), -1)
             runs.append([h, p, d, cy.softmax(cy.dense(flat, wd, b[:9], relu=True))])
-    finally:
-        cy.set_num_threads(before)
     for other in runs[1:]:
         for a, b_ in zip(runs[0], other):
             np.testing.assert_array_equal(a, b_)
