@@ -142,7 +142,7 @@ def targets(results, rat):
 
 def kernel_times(names, n, repeats, impls):
     """``{case id: {impl: ms}}``: each kernel call of the models' training steps, for the kernel sets ``impls``."""
-    from dropcore.kernels.config import blas_single_thread
+    from dropcore.kernels.threads import blas_single_thread
 
     from . import cases
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import cases
-from dropcore.kernels.config import blas_single_thread
+from dropcore.kernels.threads import blas_single_thread
 
 CASES = cases.all_cases()
 SETS = cases.kernel_sets()

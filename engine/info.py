@@ -53,9 +53,9 @@ def info():
         "avx512_gemm": False,
     }
     if built:
-        from .kernels import cython_ops
+        from .kernels import cython_ops, threads
 
-        out["openmp_threads"] = cython_ops.get_max_threads()
+        out["openmp_threads"] = threads.num_threads("openmp")
         out["blas_single_thread"] = cython_ops.BLAS_SINGLE_THREAD
         # dropcore's own AVX-512 matrix kernels (both kernel sets use them when the build has them)
         out["avx512_gemm"] = bool(cython_ops.HAVE_AVX512)

@@ -32,7 +32,7 @@ class _NullContext:
 
 
 def _numba_blas():
-    from .kernels.config import blas_single_thread
+    from .kernels.threads import blas_single_thread
 
     return blas_single_thread()
 

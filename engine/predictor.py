@@ -60,7 +60,7 @@ class Predictor:
             graph, shape = self._model._graph, self._model._inputs.shape
             self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
         else:
-            from .kernels.config import blas_single_thread
+            from .kernels.threads import blas_single_thread
 
             self._blas = blas_single_thread
 

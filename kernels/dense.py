@@ -28,7 +28,8 @@ from numba import prange
 
 
 from .blas import HAVE_FAST_GEMM, fast_gemm, gemm
-from .config import blas_single_thread, njit, num_threads, pjit
+from .config import njit, num_threads, pjit
+from .threads import blas_single_thread
 
 F32 = np.float32
 #: Batches up to this size use one-row blocks in the forward.

@@ -8,6 +8,7 @@ from scipy.special import expit
 from dropcore.kernels import activation as act
 from dropcore.kernels import rng
 from dropcore.kernels.reference import activation as ref
+from dropcore.kernels.threads import threads
 from dropcore.testing import check_gradient
 
 KEY = rng.dropout_key(1234, 7, 2)
@@ -39,14 +40,10 @@ def test_dropout_mask_numba_matches_reference(shape):
 
 def test_dropout_masks_do_not_depend_on_thread_count():
     x = _x((16, 30, 30, 8))
-    threads = numba.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2):
-            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    results = []
+    for n in (1, 2):
+        with threads(min(n, numba.config.NUMBA_NUM_THREADS)):
             results.append([act.relu_dropout(x, 0.5, KEY, pc) for pc in (False, True)])
-    finally:
-        numba.set_num_threads(threads)
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
 

@@ -6,6 +6,7 @@ import pytest
 from dropcore.kernels import blas
 from dropcore.kernels import conv as nb
 from dropcore.kernels.reference import conv as ref
+from dropcore.kernels.threads import threads as pool_threads
 from dropcore.testing import check_gradient
 
 # (N, H, W, Cin, kernel, Cout, strides, padding, bias, relu): kernel sizes 1, 2, 3, 5 and (2, 3); strides 1, 2,
@@ -212,12 +213,8 @@ def test_numba_forward_splits_rows_for_small_batches(n, threads):
     # Fewer samples than threads: the forward splits output rows across threads; every row is written once.
     case = (n, 7, 9, 3, (3, 3), 5, (1, 1), "same", True, True)
     x, w, b = _data(case, np.float32, 11)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with pool_threads(min(threads, numba.config.NUMBA_NUM_THREADS)):
         got = nb.conv2d(x, w, b, (1, 1), "same", relu=True)
-    finally:
-        numba.set_num_threads(before)
     x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
     _close(got, ref.conv2d(x64, w64, b64, (1, 1), "same", relu=True))
 

@@ -2,7 +2,7 @@
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot uses)
 from threadpoolctl import threadpool_info
 
-from dropcore.kernels.config import blas_single_thread
+from dropcore.kernels.threads import blas_single_thread
 
 
 def blas_threads():
