@@ -1,10 +1,13 @@
 """Shared fixtures: where the MNIST files live, and small deterministic data."""
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = (REPO / ".." / "shared" / "data" / "mnist").resolve()
+# Keras 3, which the Keras-style API is compared with, on PyTorch (its default backend, TensorFlow, is not installed)
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @pytest.fixture
