@@ -156,8 +156,9 @@ def default_optimizer(name):
 
 
 # --- JSON descriptions --------------------------------------------------------------------------------------
-#: the layers a description may use (the registered ones, by class name; nothing else a file names is looked up)
-LAYER_CLASSES = registry.names()
+#: the layers a description may use: the registered ones that take one input (a description is a Sequential), by
+#: class name; nothing else a file names is looked up
+LAYER_CLASSES = tuple(name for name in registry.names() if registry.LAYERS[name].n_inputs == 1)
 
 
 def _constraint(value, key, where):

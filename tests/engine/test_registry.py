@@ -12,6 +12,7 @@ from dropcore.graph import Step
 from dropcore.layers.registry import LAYERS, register
 
 ENGINE = pathlib.Path(dropcore.__file__).parent
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 
 
 def _default(cls):
@@ -25,8 +26,16 @@ def test_the_package_the_model_file_and_the_descriptions_read_one_registry():
     assert set(LAYERS) >= {"Conv2D", "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
     for name, cls in LAYERS.items():
         assert getattr(layers, name) is cls and name in layers.__all__
-    assert zoo.LAYER_CLASSES == tuple(sorted(LAYERS))
+    assert zoo.LAYER_CLASSES == tuple(sorted(n for n in LAYERS if n != "Add"))  # descriptions are Sequential
     assert serialization.LAYERS is LAYERS
+
+
+@pytest.mark.parametrize("doc, names", [("model-format.md", sorted(LAYERS)), ("cli.md", zoo.LAYER_CLASSES)])
+def test_the_docs_list_the_registered_layers(doc, names):
+    """docs/model-format.md names every layer a model file may hold; docs/cli.md every one a description may."""
+    text = " ".join((DOCS / doc).read_text().split())
+    listed = "`, `".join(names) if doc == "model-format.md" else ", ".join(names)
+    assert listed in text
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
