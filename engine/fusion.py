@@ -57,6 +57,20 @@ TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT)
 INFERENCE = (RELU_INTO_KERNEL, POOL_INTO_CONV)
 
 
+def remove_identities(steps, output_id):
+    """Inference without Monte-Carlo dropout: drop the steps whose layer is the identity there (the dropout
+    family), so the rules see the layers on either side as neighbours (a convolution, a Dropout, a max pooling:
+    the pooling still fuses into the convolution). Returns ``(steps, output_id)``."""
+    for step in [s for s in steps if s.layer.identity_in_inference]:
+        source = step.inputs[0]
+        for other in steps:
+            other.inputs = tuple(source if t == step.output else t for t in other.inputs)
+        if step.output == output_id:
+            output_id = source
+        steps.remove(step)
+    return steps, output_id
+
+
 def sole_consumer(steps, step, output_id):
     """The one step reading ``step``'s output, or ``None`` (several readers, none, or it is the model output)."""
     if step.output == output_id:

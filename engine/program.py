@@ -37,8 +37,10 @@ KEEP_BYTES = 128 * 2**20
 def _lower(graph, lowering, logits):
     """The graph's steps, fused with the inference rules and lowered: ``(ops, output_id)`` with each op
     ``(kernel, input ids, output id, several_inputs)``."""
-    steps = fusion.apply(fusion.INFERENCE, graph.copy_steps(), graph.output_id)
-    output_id = graph.output_id
+    steps, output_id = graph.copy_steps(), graph.output_id
+    if not lowering.mc:
+        steps, output_id = fusion.remove_identities(steps, output_id)
+    steps = fusion.apply(fusion.INFERENCE, steps, output_id)
     if logits and steps:  # a fused loss takes the logits: the final softmax/sigmoid is left out
         last = steps[-1]
         if last.layer.pure_activation:
@@ -50,7 +52,7 @@ def _lower(graph, lowering, logits):
     for step in steps:
         ins = tuple(alias.get(t, t) for t in step.inputs)
         kernels = step.layer.lower(lowering, step)
-        if not kernels:  # the identity (Dropout in inference)
+        if not kernels:  # the identity (a linear Activation, a Dropout with rate 0)
             alias[step.output] = ins[0]
             continue
         several = step.layer.n_inputs != 1

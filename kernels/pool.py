@@ -184,37 +184,30 @@ _GLOBAL_BLOCK = 256
 
 
 @njit
-def _global_avg_block(x, y, n, k0, k1):
-    """``y[n, k0:k1]``: the mean of ``x[n, :, k0:k1]`` over the ``H * W`` rows of ``x`` (N, H * W, C)."""
+def _global_block(x, y, n, k0, k1, average):
+    """``y[n, k0:k1]``: the mean (``average``) or the max (NaN propagates) of ``x[n, :, k0:k1]`` over the
+    ``H * W`` rows of ``x`` (N, H * W, C)."""
     # Slices indexed from 0: with indices from k0 Numba cannot prove them non-negative, and its wraparound
     # check kept the loops scalar (4x slower).
     yv = y[n, k0:k1]
     m = k1 - k0
+    start = _ZERO if average else _NEG_INF
     for k in range(m):
-        yv[k] = _ZERO
-    # One float32 accumulator per channel, rows added in order: the order NumPy's reference sums in.
+        yv[k] = start
     for p in range(x.shape[1]):
         xv = x[n, p, k0:k1]
+        if average:  # one float32 accumulator per channel, rows added in order: the reference's order
+            for k in range(m):
+                yv[k] += xv[k]
+        else:
+            for k in range(m):
+                v = xv[k]
+                # `v != v` lets a NaN reach the output (the engine checks for NaN).
+                yv[k] = v if (v > yv[k]) | (v != v) else yv[k]
+    if average:
+        count = np.float32(x.shape[1])
         for k in range(m):
-            yv[k] += xv[k]
-    count = np.float32(x.shape[1])
-    for k in range(m):
-        yv[k] /= count
-
-
-@njit
-def _global_max_block(x, y, n, k0, k1):
-    """``y[n, k0:k1]``: the max of ``x[n, :, k0:k1]`` over the ``H * W`` rows (NaN propagates)."""
-    yv = y[n, k0:k1]
-    m = k1 - k0
-    for k in range(m):
-        yv[k] = _NEG_INF
-    for p in range(x.shape[1]):
-        xv = x[n, p, k0:k1]
-        for k in range(m):
-            v = xv[k]
-            # `v != v` lets a NaN reach the output (the engine checks for NaN).
-            yv[k] = v if (v > yv[k]) | (v != v) else yv[k]
+            yv[k] /= count
 
 
 @pjit
@@ -223,10 +216,7 @@ def _global_pool_fwd(x, y, average):
     blocks = (c + _GLOBAL_BLOCK - 1) // _GLOBAL_BLOCK
     for t in prange(x.shape[0] * blocks):
         k0 = t % blocks * _GLOBAL_BLOCK
-        if average:
-            _global_avg_block(x, y, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
-        else:
-            _global_max_block(x, y, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c))
+        _global_block(x, y, t // blocks, k0, min(k0 + _GLOBAL_BLOCK, c), average)
 
 
 @njit

@@ -100,6 +100,8 @@ class Layer:
     pure_activation = False
     #: a pool size when a convolution right before it can run this (max) pooling in its own kernel (inference)
     fusable_pool = None
+    #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
+    identity_in_inference = False
 
     def __init__(self, name=None):
         if name is not None and (not isinstance(name, str) or not name):

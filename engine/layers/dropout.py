@@ -37,6 +37,7 @@ class Dropout(Layer):
     #: ``relu``: a ReLU moved into this layer's kernel (one fused relu_dropout pass, maskless backward)
     OPTIONS = ("relu",)
     absorbs_relu = True
+    identity_in_inference = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None):
         super().__init__(name)

@@ -7,7 +7,8 @@ from .registry import register
 
 
 class _GlobalPooling2D(Layer):
-    """Subclasses name their kernel (``average``, ``kind_name``) and give ``_pool`` and ``_backprop``."""
+    """Subclasses name their kernel set op (``kind_name``; ``average`` for the Cython kernel) and give
+    ``_backprop``."""
 
     def __init__(self, data_format=None, keepdims=False, name=None):
         super().__init__(name)
@@ -28,7 +29,7 @@ class _GlobalPooling2D(Layer):
         return (1, 1, c) if self.keepdims else (c,)
 
     def forward(self, ops, x, ctx):
-        y = self._pool(ops, x)
+        y = getattr(ops, self.kind_name)(x)
         backprop = self._backprop(ops, x, y)
         if self.keepdims:
             return y.reshape(len(y), 1, 1, -1), lambda dy: backprop(dy.reshape(len(dy), -1))
@@ -48,9 +49,6 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
     average, kind_name = True, "global_avg_pool2d"
 
-    def _pool(self, ops, x):
-        return ops.global_avg_pool2d(x)
-
     def _backprop(self, ops, x, y):
         shape = x.shape
         return lambda dy: ops.global_avg_pool2d_backward(dy, shape)
@@ -61,9 +59,6 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     """The maximum of each feature map; its gradient goes to the map's first maximum (row-major)."""
 
     average, kind_name = False, "global_max_pool2d"
-
-    def _pool(self, ops, x):
-        return ops.global_max_pool2d(x)
 
     def _backprop(self, ops, x, y):
         return lambda dy: ops.global_max_pool2d_backward(dy, x, y)

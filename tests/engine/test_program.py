@@ -111,6 +111,47 @@ def test_branches_compile_and_match_the_executor():
                                    atol=1e-5)
 
 
+class Scale(dropcore.layers.Layer):
+    """A layer with no lowering of its own: programs run its forward."""
+
+    def forward(self, ops, x, ctx):
+        return x * np.float32(2), lambda dy: dy * np.float32(2)
+
+
+class Multiply(dropcore.layers.Layer):
+    n_inputs = None
+
+    def output_shape_for(self, input_shapes):
+        return tuple(input_shapes[0])
+
+    def forward(self, ops, xs, ctx):
+        return xs[0] * xs[1], lambda dy: [dy * xs[1], dy * xs[0]]
+
+
+def test_a_layer_without_a_lowering_runs_its_forward_in_the_program():
+    dropcore.set_random_seed(0)
+    inp = Input((5,))
+    a = Dense(4, activation="relu")(inp)
+    out = Dense(2)(Multiply()([Scale()(a), Dense(4)(inp)]))
+    model = dropcore.Model(inp, out)
+    p = dropcore.Predictor(model)
+    assert p._program.steps == ["dense", "scale", "dense", "multiply", "dense"]
+    x = _x(model, 6)
+    np.testing.assert_allclose(p.predict(x, batch_size=4), _on_numba(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_dropout_between_a_convolution_and_its_pooling_does_not_stop_the_fusion():
+    """Dropout is no step in inference, so the pooling after it still runs inside the convolution's kernel; with
+    Monte-Carlo dropout it is a step, and the two run apart."""
+    model = _build([Input((10, 10, 2)), Conv2D(16, 3, activation="relu"), Dropout(0.3), MaxPooling2D(2), Flatten(),
+                    Dense(3)])
+    p = dropcore.Predictor(model)
+    assert p._program.steps == [*FUSED, "reshape", "dense"]
+    assert p._mc_program.steps == ["conv2d", "dropout", "max_pool2d", "reshape", "dense"]
+    x = _x(model, 5)
+    np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["mnist-like", "assorted", "branches"])
 def test_monte_carlo_dropout_runs_on_the_program_and_draws_the_executors_masks(name):
     """MC dropout in the Predictor and in Model.predict runs the MC program (no Numba): each pass draws the masks

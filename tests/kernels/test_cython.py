@@ -158,21 +158,6 @@ def test_global_pools_match_reference_and_numba(xs):
     np.testing.assert_array_equal(y, nb_pool.global_max_pool2d(x))
 
 
-@pytest.mark.parametrize("xs", [(2, 7, 9, 3), (16, 7, 9, 70)])
-def test_global_pools_large_values(xs):
-    base = RNG.standard_normal(xs)
-    for x64 in (base * 1e36, base + 1e6):  # huge magnitudes (the sum stays finite); a large common offset
-        x = x64.astype(np.float32)
-        y = cy.global_avg_pool2d(x)
-        assert np.isfinite(y).all()
-        np.testing.assert_allclose(y, ref_pool.global_avg_pool2d(x), rtol=1e-6)
-        np.testing.assert_allclose(y, ref_pool.global_avg_pool2d(x.astype(np.float64)), rtol=2e-6,
-                                   atol=2e-6 * np.abs(x64).max())
-    x = (base / np.abs(base).max() * 3.4e38).astype(np.float32)  # up to float32's largest finite value; a -inf
-    x[0, 0, 0, 0] = -np.inf
-    np.testing.assert_array_equal(cy.global_max_pool2d(x), ref_pool.global_max_pool2d(x))
-
-
 @pytest.mark.parametrize("average", [False, True])
 def test_global_pool_kernel_fills_preallocated_output(average):
     xs = (5, 6, 7, 40)

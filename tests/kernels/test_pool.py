@@ -145,18 +145,23 @@ def _f32(impl, *arrays):
     return [a.astype(np.float32) if impl is pool else a for a in arrays]
 
 
+def _global_case(forward, shape, seed):
+    """``(x, forward(x), dy)`` for a random input of ``shape``, the output's shape and dtype checked."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = forward(x)
+    assert y.shape == (shape[0], shape[3]) and y.dtype == np.float32
+    return x, y, rng.standard_normal(y.shape).astype(np.float32)
+
+
 @pytest.mark.parametrize("shape", GLOBAL_SHAPES)
 def test_global_avg_pool_numba_matches_reference(shape):
-    rng = np.random.default_rng(10)
-    x = rng.standard_normal(shape).astype(np.float32)
-    y = pool.global_avg_pool2d(x)
-    assert y.shape == (shape[0], shape[3]) and y.dtype == np.float32
+    x, y, dy = _global_case(pool.global_avg_pool2d, shape, 10)
     # Same summation order as the float32 reference: only the last rounding of the division may differ.
     np.testing.assert_allclose(y, ref.global_avg_pool2d(x), rtol=1e-6, atol=1e-7)
     # Against the exact mean: the float32 sum's error grows with the size of the terms, not of the result.
     np.testing.assert_allclose(y, ref.global_avg_pool2d(x.astype(np.float64)), rtol=1e-6,
                                atol=1e-6 * np.abs(x).max())
-    dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = pool.global_avg_pool2d_backward(dy, shape)
     assert dx.shape == shape and dx.dtype == np.float32
     np.testing.assert_allclose(dx, ref.global_avg_pool2d_backward(dy, shape), rtol=1e-6, atol=1e-7)
@@ -164,13 +169,9 @@ def test_global_avg_pool_numba_matches_reference(shape):
 
 @pytest.mark.parametrize("shape", GLOBAL_SHAPES)
 def test_global_max_pool_numba_matches_reference(shape):
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal(shape).astype(np.float32)
-    y = pool.global_max_pool2d(x)
-    assert y.shape == (shape[0], shape[3]) and y.dtype == np.float32
+    x, y, dy = _global_case(pool.global_max_pool2d, shape, 11)
     np.testing.assert_array_equal(y, ref.global_max_pool2d(x))  # a max is exact
     np.testing.assert_array_equal(y, x.max(axis=(1, 2)))
-    dy = rng.standard_normal(y.shape).astype(np.float32)
     dx = pool.global_max_pool2d_backward(dy, x, y)
     assert dx.shape == shape and dx.dtype == np.float32
     np.testing.assert_array_equal(dx, ref.global_max_pool2d_backward(dy, x, y))  # no arithmetic: exact
@@ -179,23 +180,33 @@ def test_global_max_pool_numba_matches_reference(shape):
     assert ((dx != 0) <= (x == y[:, None, None, :])).all()
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (1, 7, 7, 300)])
-def test_global_pools_numba_large_values(shape):
+def _global_pools(impl):
+    """``(avg, max)`` of the Numba kernels or, when built, of the Cython ones."""
+    if impl == "numba":
+        return pool.global_avg_pool2d, pool.global_max_pool2d
+    cy = pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
+    return cy.global_avg_pool2d, cy.global_max_pool2d
+
+
+@pytest.mark.parametrize("impl", ["numba", "cython"])
+@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (1, 7, 7, 300), (16, 7, 9, 70)])
+def test_global_pools_large_values(impl, shape):
+    avg, amax = _global_pools(impl)
     rng = np.random.default_rng(12)
     base = rng.standard_normal(shape)
     # Huge magnitudes (no overflow: the float32 sum of 49 values of 1e36 stays finite) and a large common offset
     # (partial sums of ~5e7 whose roundings the mean must not amplify).
     for x64 in (base * 1e36, base + 1e6):
         x = x64.astype(np.float32)
-        y = pool.global_avg_pool2d(x)
+        y = avg(x)
         assert np.isfinite(y).all()
         np.testing.assert_allclose(y, ref.global_avg_pool2d(x), rtol=1e-6)
         np.testing.assert_allclose(y, ref.global_avg_pool2d(x.astype(np.float64)), rtol=2e-6,
                                    atol=2e-6 * np.abs(x64).max())
     x = (base / np.abs(base).max() * 3.4e38).astype(np.float32)  # up to float32's largest finite value; a -inf
     x[0, 0, 0, 0] = -np.inf
-    np.testing.assert_array_equal(pool.global_max_pool2d(x), ref.global_max_pool2d(x))
-    assert np.isfinite(pool.global_max_pool2d(x)).all()
+    np.testing.assert_array_equal(amax(x), ref.global_max_pool2d(x))
+    assert np.isfinite(amax(x)).all()
 
 
 @pytest.mark.parametrize("shape", [(2, 7, 9, 3), (3, 4, 5, 70), (1, 3, 3, 300)])
