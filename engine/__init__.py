@@ -17,12 +17,14 @@ from .errors import ModelFileError, NumericalError, WorkspaceLimitError  # noqa:
 from .initializers import set_random_seed  # noqa: E402
 from .io import load_model, save_model  # noqa: E402
 from .info import info  # noqa: E402
+from .kernels.threads import get_num_threads  # noqa: E402
+from .kernels.threads import set_process_threads as set_num_threads  # noqa: E402
 from .model import Model, Sequential  # noqa: E402
 from .predictor import Predictor  # noqa: E402
 from .workspace import set_workspace_limit  # noqa: E402
 
 __all__ = [
     "Model", "ModelFileError", "NumericalError", "Predictor", "Sequential", "WorkspaceLimitError",
-    "callbacks", "constraints", "info", "initializers", "layers", "load_model", "losses", "optimizers", "save_model",
-    "set_random_seed", "set_workspace_limit",
+    "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses",
+    "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit",
 ]

@@ -23,22 +23,11 @@ def _random_seed():
     return int(np.random.SeedSequence().entropy % (2**32))
 
 
-class _NullContext:
-    def __enter__(self):
-        return self
+def _engine_call(kernels):
+    """Thread pools held for one engine call on kernel set ``kernels`` (``kernels/threads.py``)."""
+    from .kernels.threads import engine_call
 
-    def __exit__(self, *exc):
-        return False
-
-
-def _numba_blas():
-    from .kernels.threads import blas_single_thread
-
-    return blas_single_thread()
-
-
-# The Cython kernels hold their BLAS to one thread themselves, once, when they load.
-_BLAS = {"numba": _numba_blas, "reference": _NullContext, "cython": _NullContext}
+    return engine_call(kernels)
 
 
 class Model:
@@ -151,7 +140,7 @@ class Model:
         program = self._inference_program(mc=ctx.dropout, logits=logits)
         if program is not None:
             return program.predict(x, batch_size, ctx)
-        with _BLAS[self._ops.name]():
+        with _engine_call(self._ops.name):
             return _forward_batches(self._plan, self._ops, x, batch_size, ctx, logits)
 
     def _ensure_built(self, x):
@@ -203,7 +192,7 @@ class Model:
         if not training:
             return self._infer(x, max(1, len(x)))
         ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step())
-        with _BLAS[self._ops.name]():
+        with _engine_call(self._ops.name):
             y, _ = self._plan.forward(self._ops, x, ctx)
         return y
 
@@ -327,7 +316,7 @@ class Model:
         self._require_compiled("train_on_batch")
         x, y = self._check_xy(x, y)
         workspace.check(self, len(x), True)
-        with _BLAS[self._ops.name]():
+        with _engine_call(self._ops.name):
             loss_sum, metric_sum = self._train_batch(x, y)
         return self._format(loss_sum / len(x), None if metric_sum is None else metric_sum / len(x), return_dict)
 
@@ -379,7 +368,7 @@ class Model:
         n_batches = -(-n // batch_size)
         for cb in cbs:
             cb.on_train_begin()
-        with _BLAS[self._ops.name]():
+        with _engine_call(self._ops.name):
             for epoch in range(epochs):
                 for cb in cbs:
                     cb.on_epoch_begin(epoch)
@@ -439,7 +428,7 @@ class Model:
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "evaluate")
         x, y = self._check_xy(x, y)
         workspace.check(self, min(batch_size, len(x)), False)
-        with _BLAS[self._ops.name]():
+        with _engine_call(self._ops.name):
             res = self._evaluate_arrays(x, y, batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in res.items()))

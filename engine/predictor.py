@@ -11,6 +11,7 @@ import os
 
 from . import workspace
 from .info import warn_if_no_cython
+from .kernels import threads as thread_pools
 from .model import Model, monte_carlo, predict_outputs
 from .ops import get_ops
 from .program import compile_program
@@ -37,9 +38,11 @@ class Predictor:
 
     ``model_or_path``: a built :class:`dropcore.Model` (its weights are copied) or the path of a model file written
     by :func:`dropcore.save_model`. One Predictor may serve any number of threads at once.
+    ``threads``: at most this many threads for each prediction (default: :func:`dropcore.get_num_threads`), e.g.
+    one per request when a server runs several requests side by side.
     """
 
-    def __init__(self, model_or_path):
+    def __init__(self, model_or_path, threads=None):
         if isinstance(model_or_path, (str, os.PathLike)):
             from .io import load_model
 
@@ -50,19 +53,15 @@ class Predictor:
             raise TypeError(f"Predictor: expected a dropcore Model or a model file path, received "
                             f"{type(model_or_path).__name__}")
         self._model = _frozen_copy(model)
+        self.threads = None if threads is None else check_int(threads, "threads", 1, "Predictor")
         self.kernels = "cython" if warn_if_no_cython() else "numba"
         self._ops = get_ops(self.kernels)  # resolved now: the first request imports and compiles nothing
-        self._blas = None
         # The graph lowered into direct kernel calls (no per-layer Python, conv + pool fused), for plain and for
         # Monte-Carlo predictions: compiled now, so the first request compiles nothing.
         self._program = self._mc_program = None
         if self.kernels == "cython":
             graph, shape = self._model._graph, self._model._inputs.shape
             self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
-        else:
-            from .kernels.threads import blas_single_thread
-
-            self._blas = blas_single_thread
 
     @property
     def engine(self):
@@ -94,9 +93,12 @@ class Predictor:
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(model, min(batch_size, len(x)), False)
         if self._program is not None:
-            return monte_carlo(lambda ctx: (self._program if not ctx.dropout else self._mc_program).predict(
-                x, batch_size, ctx), mc_samples, seed)
-        if self._blas is not None:  # the Numba fallback holds BLAS to one thread, as Model.predict does
-            with self._blas():
-                return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)
-        return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)
+            def run():
+                return monte_carlo(lambda ctx: (self._program if not ctx.dropout else self._mc_program).predict(
+                    x, batch_size, ctx), mc_samples, seed)
+            if self.threads is None:
+                return run()
+            with thread_pools.threads(self.threads, "openmp"):  # this calling thread's regions; the cap still holds
+                return run()
+        with thread_pools.engine_call("numba", self.threads):
+            return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)

@@ -19,13 +19,16 @@ cdef enum:
 
 
 def set_num_threads(int n):
-    """Threads the next OpenMP regions started from the calling thread use (for tests and benchmarks)."""
+    """Threads the next OpenMP regions started from the calling thread use (within the process-wide cap); returns
+    OpenMP's previous count for the calling thread."""
+    cdef int before = openmp.omp_get_max_threads()
     openmp.omp_set_num_threads(n)
+    return before
 
 
 def get_max_threads():
-    """Threads an OpenMP region started now from the calling thread would use."""
-    return openmp.omp_get_max_threads()
+    """Threads an OpenMP region started now from the calling thread may use (within the process-wide cap)."""
+    return max_threads()
 
 
 cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:

@@ -14,6 +14,8 @@ from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 cimport openmp
+
+include "_cy_threads.pxi"
 import numpy as np
 
 cdef extern from "_avx512_gemm.h" nogil:
@@ -88,7 +90,7 @@ cdef int _threads(Py_ssize_t tasks, bint blas) noexcept:
     """OpenMP threads for ``tasks`` tasks; with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread."""
     if blas and (not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1)):
         return 1
-    return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
+    return <int>max(1, min(<Py_ssize_t>max_threads(), tasks))
 
 
 cdef inline void _epilogue(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,

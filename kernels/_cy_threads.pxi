@@ -1,11 +1,27 @@
-# The OpenMP team size rule shared by the element-wise and pooling kernels (textually included).
+# The OpenMP thread rules shared by the Cython kernel modules (textually included in each).
 
 cdef enum:
     SERIAL_WORK = 32768  # below this many element operations one thread is faster than waking a team
+
+# The process-wide cap on a region's threads (0: none). OpenMP counts the host's cores and its own count is per
+# calling thread; dropcore holds its regions to the CPUs the process may use (kernels/threads.py sets it).
+cdef int _max_threads = 0
+
+
+def set_max_threads(int n):
+    """Cap every OpenMP region of this module at ``n`` threads, process-wide (0: no cap)."""
+    global _max_threads
+    _max_threads = n
+
+
+cdef inline int max_threads() noexcept nogil:
+    """Threads a region may use: OpenMP's count for the calling thread, within the process-wide cap."""
+    cdef int n = openmp.omp_get_max_threads()
+    return n if _max_threads <= 0 or n < _max_threads else _max_threads
 
 
 cdef inline int team_size(Py_ssize_t work, Py_ssize_t tasks) noexcept nogil:
     """OpenMP threads for a region: one for small work (a team costs more than it saves), else up to ``tasks``."""
     if work < SERIAL_WORK:
         return 1
-    return <int>max(1, min(<Py_ssize_t>openmp.omp_get_max_threads(), tasks))
+    return <int>max(1, min(<Py_ssize_t>max_threads(), tasks))

@@ -17,7 +17,7 @@ from . import _cy_pool as _pool
 from .geometry import conv_path, window_2d, windows_inside
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
-from .threads import hold_cython_blas
+from .threads import cap_openmp, hold_cython_blas
 
 #: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the extension was built for an AVX-512 CPU).
 HAVE_AVX512 = _gemm.HAVE_AVX512
@@ -42,6 +42,7 @@ def _cython_blas():
 _gemm.bind_blas(_cython_blas().__pyx_capi__["sgemm"], _cython_blas().__pyx_capi__["sgemv"])
 BLAS_SINGLE_THREAD, _blas_getter = hold_cython_blas(_cython_blas().__file__)
 _gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
+cap_openmp((_ew, _gemm, _pool))  # their regions held to the CPUs this process may use (kernels/threads.py)
 
 
 def _c32(a):

@@ -4,14 +4,90 @@
   the cores). The Numba kernels hold it with :func:`blas_single_thread` around each engine call; the Cython
   kernels, which call SciPy's OpenBLAS through ``cython_blas``, set it once when they load
   (:func:`hold_cython_blas`): their GEMMs check its count on every call.
-- **Numba** and **OpenMP** thread counts: :func:`num_threads` and :func:`set_num_threads` (Numba's pool for the
-  whole process; OpenMP's for the calling thread, as OpenMP defines it).
+- **Numba** and **OpenMP** thread counts: :func:`num_threads` and :func:`set_num_threads` (for the calling
+  thread, as Numba and OpenMP define them).
+- **How many**: :func:`available_cpus`, the CPUs this process may really use: its affinity mask, bounded by a
+  cgroup CPU quota (a container's ``--cpus``), not the host's core count that Numba and OpenMP count by default.
 
 Importing this module imports neither Numba nor the Cython kernels.
 """
 import ctypes
+import math
+import os
 import threading
 from contextlib import contextmanager
+
+#: Where the cgroup file systems are mounted (tests point it at a fake tree).
+CGROUP_ROOT = "/sys/fs/cgroup"
+#: The process's cgroup membership (tests point it at a fake file).
+PROC_CGROUP = "/proc/self/cgroup"
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _memberships():
+    """``{controller: path}`` from /proc/self/cgroup ("" for the v2 unified hierarchy)."""
+    out = {}
+    for line in (_read(PROC_CGROUP) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(",") if parts[1] else [""]:
+                out[controller] = parts[2]
+    return out
+
+
+def _ancestors(path):
+    """``path`` and each of its parents up to the hierarchy's root, deepest first."""
+    path = path.strip("/")
+    while True:
+        yield path
+        if not path:
+            return
+        path = os.path.dirname(path)
+
+
+def cgroup_cpu_limit():
+    """The CPU quota of this process's cgroup as a number of CPUs (``1.5`` for ``--cpus 1.5``), or ``None``.
+
+    cgroup v2: ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD"); v1: ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``
+    (-1: no quota). The tightest quota on the path from the process's cgroup to the root counts; inside a
+    container the root is the container's own.
+    """
+    groups, limits = _memberships(), []
+    if "" in groups:
+        for path in _ancestors(groups[""]):
+            fields = (_read(os.path.join(CGROUP_ROOT, path, "cpu.max")) or "").split()
+            if len(fields) == 2 and fields[0] != "max":
+                limits.append(int(fields[0]) / int(fields[1]))
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        if "cpu" not in groups:
+            break
+        for path in _ancestors(groups["cpu"]):
+            base = os.path.join(CGROUP_ROOT, mount, path)
+            quota = _read(os.path.join(base, "cpu.cfs_quota_us"))
+            period = _read(os.path.join(base, "cpu.cfs_period_us"))
+            if quota and period and quota.lstrip("-").isdigit() and int(quota) > 0 and int(period) > 0:
+                limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
+
+
+def available_cpus():
+    """The CPUs this process may use: its affinity mask (``taskset``), bounded by its cgroup CPU quota rounded up
+    (a quota of 1.5 CPUs lets two threads share them)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
 
 _blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, found once
 _saved = None  # their thread counts before the first holder limited them
@@ -76,37 +152,145 @@ def hold_cython_blas(library_path):
     return False, 0  # another BLAS: the GEMM kernels keep to one OpenMP thread and let it parallelize
 
 
+def _requested(name):
+    """A thread count from environment variable ``name``, or ``None`` when it is not set."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"Invalid value for `{name}`: expected a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+_count = None  # the process-wide count (None: not worked out yet)
+_numba_env_ours = False  # NUMBA_NUM_THREADS was set by numba_default, not asked for
+_capped_warned = set()
+_openmp_modules = []  # the loaded Cython kernel modules, each with its own OpenMP cap
+
+
+def _capped(n, asked_by):
+    """``n``, at most the CPUs available; says so once when it was more (more threads only oversubscribe)."""
+    cpus = available_cpus()
+    if n > cpus and asked_by not in _capped_warned:
+        import warnings
+
+        _capped_warned.add(asked_by)
+        warnings.warn(f"dropcore: {asked_by} asks for {n} threads, but this process may use {cpus} CPUs (its "
+                      f"affinity mask and cgroup CPU quota); dropcore's kernels run {cpus} threads, since more "
+                      f"would only oversubscribe the cores", RuntimeWarning, stacklevel=3)
+    return min(n, cpus)
+
+
+def get_num_threads():
+    """The threads dropcore's kernels use: the last :func:`set_process_threads`, else ``NUMBA_NUM_THREADS`` or
+    ``OMP_NUM_THREADS`` where set (the smaller), else the CPUs this process may use; never more than those."""
+    global _count
+    if _count is None:
+        names = ("OMP_NUM_THREADS",) + (() if _numba_env_ours else ("NUMBA_NUM_THREADS",))
+        asked = [(n, name) for name in names if (n := _requested(name))]
+        _count = _capped(*min(asked)) if asked else available_cpus()
+    return _count
+
+
+def set_process_threads(n):
+    """Set the threads dropcore's kernels use, process-wide: Numba's (applied at each engine call), the Cython
+    kernels' OpenMP regions and BLAS outside them (threadpoolctl). At most the CPUs available (a warning says so).
+    Returns the previous count."""
+    global _count
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"Invalid value for `n`: expected a positive int. Received: n={n!r}")
+    before = get_num_threads()
+    _count = _capped(n, f"set_num_threads({n})")
+    for module in _openmp_modules:
+        module.set_max_threads(_count)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=_count, user_api="blas")  # the reference engine's NumPy BLAS
+    return before
+
+
+def cap_openmp(modules):
+    """Hold the OpenMP regions of the Cython kernel ``modules`` to :func:`get_num_threads` (called once, when they
+    load): OpenMP counts the host's cores, not a container's quota."""
+    _openmp_modules.extend(modules)
+    for module in modules:
+        module.set_max_threads(get_num_threads())
+
+
+def numba_default():
+    """Size Numba's pool to the CPUs available before Numba starts (it counts the host's cores), unless
+    ``NUMBA_NUM_THREADS`` says otherwise: set as an environment default, read when Numba is first imported."""
+    import sys
+
+    global _numba_env_ours
+    if "numba" not in sys.modules and _requested("NUMBA_NUM_THREADS") is None:
+        os.environ["NUMBA_NUM_THREADS"] = str(available_cpus())
+        _numba_env_ours = True
+
+
+@contextmanager
+def engine_call(kernels, cap=None):
+    """Around one engine call on kernel set ``kernels``: with Numba, its thread count for this thread (Numba's
+    count is per calling thread; ``cap``: at most that many) and BLAS at one thread; nothing for the others (the
+    Cython kernels are capped when they load, the reference runs NumPy's BLAS)."""
+    if kernels != "numba":
+        yield
+        return
+    import numba
+
+    n = min(get_num_threads(), cap or get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    before = numba.get_num_threads()
+    if n != before:
+        numba.set_num_threads(n)
+    try:
+        with blas_single_thread():
+            yield
+    finally:
+        if n != before:
+            numba.set_num_threads(before)
+
+
 def num_threads(pool="numba"):
     """Threads the ``pool`` ("numba", or "openmp": the Cython kernels' regions started from this thread) uses."""
     if pool == "openmp":
-        from . import _cy_elementwise
+        from .cython_ops import _ew
 
-        return _cy_elementwise.get_max_threads()
+        return _ew.get_max_threads()
     import numba
 
     return numba.get_num_threads()
 
 
 def set_num_threads(n, pool="numba"):
-    """Set ``pool``'s thread count: Numba's for the process (1..NUMBA_NUM_THREADS), or OpenMP's for the calling
-    thread. Returns the previous count."""
-    before = num_threads(pool)
+    """Set ``pool``'s thread count for the calling thread (Numba: 1..NUMBA_NUM_THREADS; OpenMP: within the
+    process-wide cap). Returns the previous count."""
     if pool == "openmp":
-        from . import _cy_elementwise
+        from .cython_ops import _ew
 
-        _cy_elementwise.set_num_threads(int(n))
-    else:
-        import numba
+        return _ew.set_num_threads(int(n))
+    import numba
 
-        numba.set_num_threads(int(n))
+    before = numba.get_num_threads()
+    numba.set_num_threads(int(n))
     return before
 
 
 @contextmanager
-def threads(n, pool="numba"):
-    """``set_num_threads(n, pool)`` for the ``with`` block, then the previous count again."""
+def threads(n, pool="numba", exact=False):
+    """``n`` threads of ``pool`` for the calling thread in the ``with`` block, then the previous count again.
+
+    OpenMP's regions stay within the process-wide cap unless ``exact`` (tests and benchmarks that oversubscribe
+    on purpose), which lifts it for the block.
+    """
+    lift = exact and pool == "openmp"
+    if lift:
+        for module in _openmp_modules:
+            module.set_max_threads(0)
     before = set_num_threads(n, pool)
     try:
         yield
     finally:
         set_num_threads(before, pool)
+        if lift:
+            for module in _openmp_modules:
+                module.set_max_threads(get_num_threads())
