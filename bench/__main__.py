@@ -27,6 +27,30 @@ def _models(text):
     return names
 
 
+def _thread_counts(text):
+    counts = [_positive(t.strip()) for t in text.split(",") if t.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, received {text!r}")
+    return counts
+
+
+def _isas(text):
+    from .scaling import ISA_ENV
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ISA_ENV]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(ISA_ENV)}, received "
+                                         f"{text!r}")
+    return names
+
+
+def _default_threads():
+    from dropcore.kernels.threads import available_cpus
+
+    return [available_cpus()]
+
+
 def parser():
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--models", type=_models, default=list(models.MODELS),
@@ -34,8 +58,12 @@ def parser():
     p.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (a smoke run, noisier)")
     p.add_argument("--repeats", type=_positive, default=None, help="timed repeats per measurement (default 5; "
                    "--quick: 2); latency uses 10x as many")
-    p.add_argument("--threads", type=_positive, default=os.cpu_count(), help="threads for every engine (default: "
-                   "all cores)")
+    p.add_argument("--threads", type=_thread_counts, default=None, help="threads for every engine, or a "
+                   "comma-separated list (1,2,4,8: more than the cores included) for a scaling table with each "
+                   "inference step's parallel efficiency; the main table uses the first (default: the CPUs this "
+                   "process may use)")
+    p.add_argument("--isa", type=_isas, default=None, help="comma-separated instruction sets (avx512, avx2, generic) "
+                   "forced on every engine that can be held to one, for the scaling table")
     p.add_argument("--profile", action="store_true", help="also profile a training step per layer (forward and "
                    "backward), dropcore and NumPy reference, plus PyTorch's top ops")
     p.add_argument("--kernels", action="store_true", help="also time every kernel call against the NumPy reference")
@@ -50,8 +78,10 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.quick else 5)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
-    report = runner.run(args.models, args.threads, repeats, quick=args.quick, profile=args.profile,
-                        kernels=args.kernels, log=lambda m: print(m, file=sys.stderr, flush=True))
+    counts = args.threads or _default_threads()
+    report = runner.run(args.models, counts[0], repeats, quick=args.quick, profile=args.profile,
+                        kernels=args.kernels, log=lambda m: print(m, file=sys.stderr, flush=True),
+                        scaling=(counts, args.isa or [None]) if len(counts) > 1 or args.isa else None)
     report["command"] = command
     report["elapsed_s"] = time.perf_counter() - t0
     print(runner.markdown(report, command))

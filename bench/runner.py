@@ -78,7 +78,7 @@ def measure_engine(name, engine, threads, repeats, warmup, latency_repeats):
 ROUNDS = 2
 
 
-def measure_model(name, engines, threads, repeats, warmup, latency_repeats, rounds=ROUNDS):
+def measure_model(name, engines, threads, repeats, warmup, latency_repeats, rounds=ROUNDS, env=None):
     """``{engine: {metric: value}}`` for one model, each engine measured in new processes of its own.
 
     Never two engines in one process: their thread pools (OpenMP teams, ONNX Runtime's spinning workers, OpenBLAS)
@@ -86,13 +86,14 @@ def measure_model(name, engines, threads, repeats, warmup, latency_repeats, roun
     interleaved in one process, dropcore's inference ran at half its speed and PyTorch's training at 0.7x.
     Every child gets the same thread count (``OMP_NUM_THREADS`` and each engine's own setting). Each engine runs
     in ``rounds`` processes, the rounds alternating the engines' order; every metric keeps its best round's median
-    (a burst of load from elsewhere slows one round, not the engine).
+    (a burst of load from elsewhere slows one round, not the engine). ``env``: more variables for the children
+    (an instruction set forced, see ``bench.scaling``).
     """
     runs = {e: [] for e in engines}
     for r in range(rounds):
         for engine in (engines if r % 2 == 0 else engines[::-1]):
             runs[engine].append(_run_worker(["model", name, engine, str(threads), str(repeats), str(warmup),
-                                             str(latency_repeats)], threads))
+                                             str(latency_repeats)], threads, env))
     out = {}
     for engine, results in runs.items():
         out[engine] = {}
@@ -183,9 +184,10 @@ def kernel_comparison(names, n, repeats, threads):
     return rows
 
 
-def _run_worker(argv, threads):
-    """Run ``python -m bench.worker *argv`` with ``threads`` OpenMP threads; its JSON result."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def _run_worker(argv, threads, env=None):
+    """Run ``python -m bench.worker *argv`` with ``threads`` OpenMP threads (and the variables ``env``); its JSON
+    result."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", *argv], capture_output=True, text=True, env=env,
                           cwd=_ROOT, timeout=3600)
     if proc.returncode != 0:
@@ -193,8 +195,9 @@ def _run_worker(argv, threads):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=print):
-    """Measure everything; returns the JSON-able report."""
+def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=print, scaling=None):
+    """Measure everything; returns the JSON-able report. ``scaling``: ``(thread counts, instruction sets)`` for the
+    scaling table and the inference steps' parallel efficiency (``bench.scaling``)."""
     warmup = 1 if quick else 2
     latency_repeats = max(10, 10 * repeats)
     avail = _engines_available()
@@ -216,6 +219,13 @@ def run(names, threads, repeats, quick=False, profile=False, kernels=False, log=
         if kernels:
             log("timing kernels against the NumPy reference ...")
             report["kernels"] = kernel_comparison(names, 32, max(3, repeats), threads)
+    if scaling:
+        from . import scaling as sc
+
+        counts, isas = scaling
+        report["scaling"] = sc.sweep(names, counts, isas, engines, repeats, warmup, latency_repeats, rounds, log)
+        if avail["dropcore-cython"]:
+            report["efficiency"] = sc.efficiency(names, counts, max(5, repeats), log)
     return report
 
 
@@ -338,6 +348,13 @@ def markdown(report, command):
         parts += ["### Per-layer profile", "", profile_text(report)]
     if report.get("kernels"):
         parts += ["### Kernels against the NumPy reference", "", kernels_text(report), ""]
+    if report.get("scaling"):
+        from .scaling import efficiency_text, sweep_text
+
+        parts += ["### Threads and instruction sets", "", sweep_text(report["scaling"]), ""]
+        if report.get("efficiency"):
+            parts += ["### Parallel efficiency of each inference step", "", "t(1 thread) / (T x t(T threads)) of "
+                      "each kernel call of the Predictor's program.", "", efficiency_text(report["efficiency"])]
     return "\n".join(parts)
 
 

@@ -18,15 +18,23 @@ def median_seconds(fn, repeats, warmup=1):
 
 @contextmanager
 def threads(n):
-    """Hold Numba's pool and NumPy's BLAS (the reference engine) to ``n`` threads; restore them after."""
-    import numba
+    """Hold dropcore and NumPy's BLAS (the reference engine) to ``n`` threads; restore them after.
+
+    dropcore's own count goes through its public ``set_num_threads``, which never runs more threads than the CPUs
+    this process may use (asked for more, it warns and runs those): the oversubscribed rows measure that rule.
+    """
+    import warnings
+
     import scipy.linalg.cython_blas  # noqa: F401  (SciPy's OpenBLAS, which Numba's np.dot uses, must be loaded)
     from threadpoolctl import threadpool_limits
 
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
+    import dropcore
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the cap is what an oversubscribed row shows
+        before = dropcore.set_num_threads(n)
     try:
         with threadpool_limits(limits=n):
             yield
     finally:
-        numba.set_num_threads(before)
+        dropcore.set_num_threads(before)

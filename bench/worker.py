@@ -3,6 +3,7 @@
 ``python -m bench.worker model MODEL ENGINE THREADS REPEATS WARMUP LATENCY_REPEATS``: one engine on one model.
 ``python -m bench.worker kernels IMPLS MODELS BATCH REPEATS THREADS``: kernel calls of the comma-separated kernel
 sets ``IMPLS`` at the shapes of the comma-separated ``MODELS``.
+``python -m bench.worker steps MODEL BATCH REPEATS THREADS``: each kernel call of the model's inference program.
 """
 import json
 import sys
@@ -22,8 +23,14 @@ def main(argv):
         batch, repeats, threads = (int(a) for a in argv[3:6])
         with thread_limit(threads):
             result = kernel_times(names, batch, repeats, impls)
+    elif argv[0] == "steps":
+        from .scaling import program_steps
+
+        batch, repeats, threads = (int(a) for a in argv[2:5])
+        with thread_limit(threads):
+            result = program_steps(argv[1], batch, repeats)
     else:
-        raise SystemExit(f"unknown worker mode {argv[0]!r}: expected 'model' or 'kernels'")
+        raise SystemExit(f"unknown worker mode {argv[0]!r}: expected 'model', 'kernels' or 'steps'")
     print(json.dumps(result))
     return 0
 

@@ -144,3 +144,36 @@ def test_targets_compare_in_the_right_direction():
     status = {t["target"]: t["met"] for t in runner.targets(results, rat)}
     assert status == {"training @128 >= 1.5x PyTorch CPU": True, "training @128 >= 4x NumPy reference": False,
                       "inference @256 >= 0.8x ONNX Runtime": False, "latency @1 <= 1.5x ONNX Runtime's": True}
+
+
+def test_scaling_sweep_and_step_efficiency_with_tiny_repeats():
+    """The thread-count sweep and the inference steps' efficiency run each count in processes of their own and
+    report every step of the program (speed itself is never asserted)."""
+    from bench import scaling
+
+    if not runner._engines_available()["dropcore-cython"]:
+        pytest.skip("the Cython kernels are not built: the Predictor's program is what the efficiency times")
+    rows = scaling.sweep(["lenet5"], [1, 2], [None], ["dropcore-cython"], 1, 1, 2, 1, lambda m: None)
+    assert [(r["threads"], r["engine"]) for r in rows] == [(1, "dropcore-cython"), (2, "dropcore-cython")]
+    assert all(r["infer256"] > 0 and r["latency1"] > 0 and r["isa"] == "best" for r in rows)
+    eff = scaling.efficiency(["lenet5"], [2], 1, lambda m: None)
+    steps = [s for s, _ in eff["lenet5"]["256"]["1"]]
+    import dropcore
+
+    assert [s.split(". ", 1)[1] for s in steps] == [
+        s for s in dropcore.Predictor(models.build("lenet5"))._program.steps if s != "reshape"]
+    text = scaling.efficiency_text(eff)
+    assert "**lenet5 @256**" in text and "| efficiency at 2 |" in text
+    assert "| best | 2 | lenet5 | dropcore-cython |" in scaling.sweep_text(rows)
+
+
+@pytest.mark.parametrize("argv,expected", [(["--threads", "1,2,8"], [1, 2, 8]), (["--threads", "4"], [4])])
+def test_cli_takes_thread_lists(argv, expected):
+    assert cli.parser().parse_args(argv).threads == expected
+
+
+def test_cli_takes_instruction_sets_and_refuses_others(capsys):
+    assert cli.parser().parse_args(["--isa", "avx2,avx512"]).isa == ["avx2", "avx512"]
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--isa", "neon"])
+    assert "subset of avx512,avx2,generic" in capsys.readouterr().err
