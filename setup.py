@@ -2,14 +2,30 @@
 
 The Cython inference kernels are optional: where no compiler (or no Cython) is available the package still installs
 and runs on the Numba kernels, and ``dropcore info`` says so.
+
+They are compiled once per instruction-set target, each copy in its own subpackage under the same module names
+(``dropcore.kernels.isa_avx512._cy_gemm``, ``isa_avx2``, ``isa_generic``); ``dropcore.kernels.isa`` loads the best
+one the CPU supports (``DROPCORE_ISA`` forces one). No target is the build machine's CPU (no ``-march=native``), so
+a wheel runs on any x86-64 CPU: avx512 is x86-64-v4, avx2 x86-64-v3, generic the compiler's default (the only
+target built off x86, e.g. on Arm). A tiny generic extension, ``dropcore.kernels._cpu_features``, tells them apart.
+
+Environment:
+
+- ``DROPCORE_ISAS=avx512,generic``: build only these targets (a quicker development build); by default all.
+- ``DROPCORE_NO_CYTHON=1``: build no Cython kernels at all.
 """
 import os
+import platform
 import sys
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 PACKAGE_DIR = {"dropcore": "engine", "dropcore.kernels": "kernels"}
+KERNELS = ("_cy_elementwise", "_cy_gemm", "_cy_pool")
+#: Compiler flags per target, best first (the order of dropcore.kernels.isa.LEVELS). x86-64-v4 is AVX-512
+#: F/BW/CD/DQ/VL; the _avx512_*.h headers use AVX-512F intrinsics only, so they need nothing more.
+TARGETS = {"avx512": ["-march=x86-64-v4"], "avx2": ["-march=x86-64-v3"], "generic": []}
 
 
 def _packages():
@@ -35,10 +51,27 @@ def _package_dir(packages):
     return mapping
 
 
+def _targets():
+    """The targets to build: every one on x86, "generic" elsewhere; ``DROPCORE_ISAS`` keeps a subset."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    targets = [t for t in TARGETS if x86 or t == "generic"]
+    asked = os.environ.get("DROPCORE_ISAS", "").strip()
+    if asked:
+        names = [t.strip().lower() for t in asked.split(",") if t.strip()]
+        unknown = [t for t in names if t not in TARGETS]
+        if unknown:
+            raise SystemExit(f"dropcore: DROPCORE_ISAS={asked!r}: unknown target(s) {', '.join(unknown)}; expected "
+                             f"a comma-separated subset of {', '.join(TARGETS)}")
+        targets = [t for t in targets if t in names]
+    if os.environ.get("DROPCORE_MARCH"):
+        print("dropcore: DROPCORE_MARCH is no longer used: the kernels are built for fixed x86-64 levels and the "
+              "best one the CPU runs is chosen at import (DROPCORE_ISAS, DROPCORE_ISA)", file=sys.stderr)
+    return targets
+
+
 def _extensions():
     """Cython extensions for the inference path, or none when Cython/numpy headers are missing."""
-    pyx = sorted(f for f in os.listdir("kernels") if f.endswith(".pyx")) if os.path.isdir("kernels") else []
-    if not pyx or os.environ.get("DROPCORE_NO_CYTHON"):
+    if not os.path.isdir("kernels") or os.environ.get("DROPCORE_NO_CYTHON"):
         return []
     try:
         import numpy
@@ -48,25 +81,27 @@ def _extensions():
         print(f"dropcore: building without Cython kernels ({exc})", file=sys.stderr)
         return []
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
-    # Built on the machine that runs it (pip install -e .), so target its CPU: the im2col, pooling and element-wise
-    # loops then vectorize with its widest registers. DROPCORE_MARCH="" (or e.g. x86-64-v2) for a portable build.
-    march = os.environ.get("DROPCORE_MARCH", "native")
-    arch = [f"-march={march}"] if march and sys.platform != "darwin" else []
     headers = sorted(os.path.join("kernels", f) for f in os.listdir("kernels") if f.endswith((".h", ".pxi")))
-    exts = [
-        Extension(
-            "dropcore.kernels." + f[:-4],
-            [os.path.join("kernels", f)],
-            include_dirs=[numpy.get_include(), "kernels"],
-            depends=headers,  # an edited micro-kernel header rebuilds the extensions that include it
-            extra_compile_args=["-O3"] + arch + openmp,
-            extra_link_args=openmp,
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        )
-        for f in pyx
-    ]
+
+    def cython(name, compile_args, link_args, build_dir):
+        # Each target cythonizes into its own build_dir: the generated C names its module, so the copies differ.
+        ext = Extension(name, [os.path.join("kernels", name.rsplit(".", 1)[1] + ".pyx")],
+                        include_dirs=[numpy.get_include(), "kernels"],
+                        depends=headers,  # an edited micro-kernel header rebuilds the extensions that include it
+                        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+        [ext] = cythonize([ext], language_level=3, quiet=True, build_dir=os.path.join("build", "cython", build_dir))
+        # Flags set after cythonize: it merges an extension's lists with those it saw before for the same .pyx,
+        # which gave the generic copies the -march of the others.
+        ext.extra_compile_args, ext.extra_link_args = list(compile_args), list(link_args)
+        return [ext]
+
     try:
-        return cythonize(exts, language_level=3, quiet=True)
+        exts = cython("dropcore.kernels._cpu_features", ["-O2"], [], "cpu")  # no -march: it must run anywhere
+        for target in _targets():
+            for module in KERNELS:
+                exts += cython(f"dropcore.kernels.isa_{target}.{module}", ["-O3"] + TARGETS[target] + openmp, openmp,
+                               target)
+        return exts
     except Exception as exc:  # a Cython error must not stop the install: the Numba kernels still work
         print(f"dropcore: building without Cython kernels (cythonize failed: {exc})", file=sys.stderr)
         return []

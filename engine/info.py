@@ -1,4 +1,5 @@
-"""What is active in this process: versions, thread counts, and whether the Cython inference kernels are built.
+"""What is active in this process: versions, thread counts, whether the Cython inference kernels are built and
+for which instruction set.
 
 ``dropcore.info()`` answers without importing Numba (its version is read from the installed package's metadata),
 so a serving process can report itself without loading the JIT.
@@ -11,6 +12,7 @@ from importlib import metadata
 import numpy as np
 
 from . import __version__
+from .kernels import isa
 
 _warn_lock = threading.Lock()
 _warned = False
@@ -37,7 +39,8 @@ def cython_status():
 
 
 def info():
-    """A dict describing the engine: versions, the kernel set inference uses, OpenMP and BLAS threads."""
+    """A dict describing the engine: versions, the kernel set inference uses and its compiled target (``isa``),
+    the targets the CPU runs (``cpu_isas``) and those built, OpenMP and BLAS threads."""
     built, reason = cython_status()
     out = {
         "dropcore": __version__,
@@ -51,10 +54,14 @@ def info():
         "openmp_threads": None,
         "blas_single_thread": None,
         "avx512_gemm": False,
+        "isa": None,  # the compiled target the Cython kernels run (dropcore.kernels.isa; DROPCORE_ISA forces one)
+        "cpu_isas": isa.cpu_isas(),  # the targets this CPU runs, best first
+        "built_isas": isa.built_isas(),
     }
     if built:
         from .kernels import cython_ops, threads
 
+        out["isa"] = isa.ISA
         out["openmp_threads"] = threads.num_threads("openmp")
         out["blas_single_thread"] = cython_ops.BLAS_SINGLE_THREAD
         # dropcore's own AVX-512 matrix kernels (both kernel sets use them when the build has them)

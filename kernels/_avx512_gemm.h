@@ -6,10 +6,10 @@
  * 10..256), so a register tile of 6 rows x 64 columns (24 zmm accumulators) streams B straight from cache without
  * packing; K is cut into blocks of KC so a block of B (KC x 64) stays in L1 across the rows of A.
  *
- * Built only when the compiler targets AVX-512 (-march=native on such a CPU): DC_HAVE_AVX512 says whether it was;
- * otherwise the caller uses BLAS sgemm. Each element of C is the same sum in the same order (k ascending, one FMA
- * chain per block of DC_KC, the blocks added in order) whatever M, the row block or the thread count: results
- * never depend on how the rows are split.
+ * Built only when the compiler targets AVX-512 (the isa_avx512 variant, -march=x86-64-v4): DC_HAVE_AVX512 says
+ * whether it was; otherwise the caller uses BLAS sgemm. Each element of C is the same sum in the same order (k
+ * ascending, one FMA chain per block of DC_KC, the blocks added in order) whatever M, the row block or the thread
+ * count: results never depend on how the rows are split.
  */
 #ifndef DROPCORE_AVX512_GEMM_H
 #define DROPCORE_AVX512_GEMM_H

@@ -58,16 +58,16 @@ def gemm(a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False):
 # --- dropcore's own AVX-512 GEMM (the Cython extension's dc_gemm), for the convolutions ---------------------------
 def _fast_gemm_address():
     try:
-        from . import _cy_gemm
+        from .isa import gemm  # the variant the Cython kernels load: both follow one choice of target
     except ImportError:  # the Cython extension is optional
         return 0
-    return _cy_gemm.gemm_address()
+    return gemm.gemm_address()
 
 
 def _numpy_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate):
     """The same contract as ``dc_gemm`` in NumPy, behind the symbol when the extension has no AVX-512 kernels: the
-    kernels never call it then (they check :data:`HAVE_FAST_GEMM`), but code Numba cached on a machine that had
-    them still links, and stays correct."""
+    kernels never call it then (they check :data:`HAVE_FAST_GEMM`), but code Numba cached where they were loaded
+    (another machine, or another ``DROPCORE_ISA``) still links, and stays correct."""
     f32 = ctypes.POINTER(ctypes.c_float)
 
     def view(ptr, rows, cols, rs, cs):
@@ -103,17 +103,17 @@ HAVE_FAST_GEMM, _fast_gemm = _bind_fast_gemm()
 
 def _direct_conv_address():
     try:
-        from . import _cy_gemm
+        from .isa import gemm
     except ImportError:
         return 0
-    return _cy_gemm.direct_conv_address()
+    return gemm.direct_conv_address()
 
 
 def _numpy_direct_rows(x, h, wd, cin, w, kh, kw, cout, bias, sh, sw, pt, pl, ow, ni, oy0, oy1, y, pad, relu,
                        has_bias, padded):
     """The contract of ``dc_conv_direct_rows_flagged`` on the NumPy reference, behind the symbol when the extension
-    has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached on
-    a machine that had them still links, and stays correct."""
+    has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached
+    where they were loaded (another machine, or another ``DROPCORE_ISA``) still links, and stays correct."""
     from .reference.conv import conv2d
 
     f32 = ctypes.POINTER(ctypes.c_float)

@@ -11,15 +11,16 @@ import sys
 
 import numpy as np
 
-from . import _cy_elementwise as _ew
-from . import _cy_gemm as _gemm
-from . import _cy_pool as _pool
+# The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
+from .isa import elementwise as _ew
+from .isa import gemm as _gemm
+from .isa import pool as _pool
 from .geometry import conv_path, window_2d, windows_inside
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
 from .threads import cap_openmp, hold_cython_blas
 
-#: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the extension was built for an AVX-512 CPU).
+#: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the isa_avx512 variant is loaded).
 HAVE_AVX512 = _gemm.HAVE_AVX512
 _NO_BIAS = np.empty(0, dtype=np.float32)
 

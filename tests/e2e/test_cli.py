@@ -211,6 +211,9 @@ def test_info(capsys):
     assert cli.main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert isinstance(info, dict) and np.__version__ in json.dumps(info)
+    # the compiled target in use (None on the Numba kernels) and the targets the CPU runs, best first
+    assert f"isa: {info['isa']}" in out and info["cpu_isas"][-1] == "generic"
+    assert info["isa"] in info["cpu_isas"] if info["cython_kernels"] else info["isa"] is None
 
 
 def test_bench_forwards_or_explains():
