@@ -37,7 +37,7 @@ cdef extern from "_avx512_direct_conv.h" nogil:
                                      int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
                                      int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded)
 
-#: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (built with -march of an AVX-512 CPU) or on BLAS.
+#: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (the isa_avx512 variant) or on BLAS.
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
 
 # Floats per im2col panel (256 KiB): small enough to stay in L2 next to the weights, large enough for sgemm to be
@@ -86,11 +86,21 @@ def set_parallel_panels(bint on, size_t blas_threads_address=0):
     _blas_threads = <get_threads_t>blas_threads_address
 
 
-cdef int _threads(Py_ssize_t tasks, bint blas) noexcept:
-    """OpenMP threads for ``tasks`` tasks; with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread."""
+cdef enum:
+    # The floating-point operations a thread must get for waking it to pay: an OpenMP region on this 2-core EPYC
+    # costs 1.35 us over a serial call (a 16-output conv on a 6x6 input: 1.7 us on one thread, 3.05 on two), and
+    # 512K flops take a core 3-5 us on these kernels, a few region costs, so a thread never works for less than it
+    # costs. mnist_cnn at batch 1: its first layer (0.4 MFLOP) runs on one thread, the others on all.
+    GRAIN_FLOPS = 524288
+
+
+cdef int _threads(Py_ssize_t tasks, bint blas, double flops) noexcept:
+    """OpenMP threads for ``tasks`` tasks doing ``flops`` in all: as many as the work pays for (``GRAIN_FLOPS``
+    each); with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread."""
     if blas and (not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1)):
         return 1
-    return <int>max(1, min(<Py_ssize_t>max_threads(), tasks))
+    cdef Py_ssize_t paid = <Py_ssize_t>(flops / GRAIN_FLOPS)
+    return <int>max(1, min(<Py_ssize_t>max_threads(), min(tasks, paid)))
 
 
 cdef inline void _epilogue(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
@@ -166,7 +176,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef int rows_per = panel_rows(k, m)
     cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
     cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
-    cdef int nthreads = _threads(npanels, not DC_HAVE_AVX512)
+    cdef int nthreads = _threads(npanels, not DC_HAVE_AVX512, 2.0 * m * k * cout)
     cdef float[:, ::1] bufs = np.empty((1 if direct else nthreads, rows_per * k), dtype=np.float32)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
@@ -217,7 +227,7 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
-    cdef int nthreads = _threads(rows, False)
+    cdef int nthreads = _threads(rows, False, 2.0 * rows * ow * kh * kw * cin * cout)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
@@ -249,7 +259,7 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef int block = _rows_per_task(n, oh)
     cdef int blocks = (oh + block - 1) // block
     cdef Py_ssize_t tasks = <Py_ssize_t>n * blocks, t
-    cdef int nthreads = _threads(tasks, False)
+    cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * kh * kw * cin * cout)
     cdef Py_ssize_t scratch = dc_direct_scratch(block, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 1
     cdef float[:, ::1] pads = np.empty((nthreads, scratch), dtype=np.float32)
     cdef const float* xp = &x[0, 0, 0, 0]
@@ -285,7 +295,7 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef int band = _rows_per_task(n, poh)
     cdef int bands = (poh + band - 1) // band
     cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
-    cdef int nthreads = _threads(tasks, False)
+    cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * kh * kw * cin * cout)
     cdef Py_ssize_t scratch = dc_direct_scratch(band * ph, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 1
     cdef float[:, ::1] pads = np.empty((nthreads, scratch), dtype=np.float32)
     cdef float[:, ::1] convs = np.empty((nthreads, <Py_ssize_t>band * ph * ow * cout), dtype=np.float32)
@@ -327,7 +337,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
     cdef int ccols = (cout + cblocks - 1) // cblocks
-    cdef int nthreads = _threads(rblocks * cblocks, not DC_HAVE_AVX512)
+    cdef int nthreads = _threads(rblocks * cblocks, not DC_HAVE_AVX512, 2.0 * n * k * cout)
     cdef const float* xp = &x[0, 0]
     cdef const float* wp = &w[0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
