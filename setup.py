@@ -25,8 +25,8 @@ PACKAGE_DIR = {"dropcore": "engine", "dropcore.kernels": "kernels"}
 KERNELS = ("_cy_elementwise", "_cy_gemm", "_cy_pool")
 #: Compiler flags per target, best first (the order of dropcore.kernels.isa.LEVELS). x86-64-v4 is AVX-512
 #: F/BW/CD/DQ/VL; the _avx512_*.h headers use AVX-512F intrinsics only, so they need nothing more. GCC's generic
-#: tuning vectorizes loops 256 bits wide even there; the kernels' loops are written for 512 (batch-1 mnist_cnn on
-#: the Zen 5 dev box: 100.5 -> 96 us, -march=native 95 us).
+#: tuning vectorizes loops 256 bits wide even there; the kernels' loops are written for 512. Measured on the Zen 5
+#: dev box, batch-1 mnist_cnn against the old -march=native build: x86-64-v4 alone ~6% slower, with this ~4%.
 TARGETS = {"avx512": ["-march=x86-64-v4", "-mprefer-vector-width=512"], "avx2": ["-march=x86-64-v3"], "generic": []}
 
 
