@@ -46,7 +46,7 @@ def _isas(text):
 
 
 def _default_threads():
-    from dropcore.kernels.threads import available_cpus
+    from dropcore.kernels.cpus import available_cpus
 
     return [available_cpus()]
 

@@ -1,7 +1,17 @@
-"""BLAS thread control: nested holders share one limit, restored by the last one out."""
+"""Thread pools: BLAS holders share one limit, restored by the last one out; every pool is sized to the CPUs this
+process may use (affinity, cgroup quota), respects OMP/NUMBA_NUM_THREADS and never runs more than the CPUs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot uses)
 from threadpoolctl import threadpool_info
 
+from dropcore.kernels import cpus, threads
 from dropcore.kernels.threads import blas_single_thread
 
 
@@ -20,21 +30,11 @@ def test_nested_holders_restore_on_last_exit():
 
 
 # --- how many threads: the CPUs this process may use ------------------------------------------------------------
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from dropcore.kernels import threads  # noqa: E402
 
 PROBE = ("import json, warnings, numpy as np; warnings.simplefilter('error', RuntimeWarning); import dropcore; "
-         "from dropcore.kernels import threads; import numba; from dropcore.kernels import cython_ops as cy; "
+         "from dropcore.kernels import cpus; import numba; from dropcore.kernels import cython_ops as cy; "
          "m = dropcore.Sequential([dropcore.layers.Input((4,)), dropcore.layers.Dense(2)]); m.predict(np.ones((1, 4)));"
-         "print(json.dumps({'cpus': threads.available_cpus(), 'threads': dropcore.get_num_threads(), "
+         "print(json.dumps({'cpus': cpus.available_cpus(), 'threads': dropcore.get_num_threads(), "
          "'numba': numba.config.NUMBA_NUM_THREADS, 'openmp': cy._ew.get_max_threads()}))")
 
 
@@ -86,29 +86,29 @@ def _fake_cgroup(tmp_path, monkeypatch, membership, files):
         path = tmp_path / "fs" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    monkeypatch.setattr(threads, "PROC_CGROUP", str(tmp_path / "proc"))
-    monkeypatch.setattr(threads, "CGROUP_ROOT", str(tmp_path / "fs"))
+    monkeypatch.setattr(cpus, "PROC_CGROUP", str(tmp_path / "proc"))
+    monkeypatch.setattr(cpus, "CGROUP_ROOT", str(tmp_path / "fs"))
 
 
 def test_a_cgroup_v2_quota_limits_the_cpus(tmp_path, monkeypatch):
     """The tightest cpu.max on the way up counts; 1.5 CPUs lets two threads run."""
     _fake_cgroup(tmp_path, monkeypatch, "0::/pod/app\n", {"pod/cpu.max": "150000 100000\n",
                                                           "pod/app/cpu.max": "max 100000\n", "cpu.max": "max 100000"})
-    assert threads.cgroup_cpu_limit() == 1.5
-    assert threads.available_cpus() == min(2, len(os.sched_getaffinity(0)))
+    assert cpus.cgroup_cpu_limit() == 1.5
+    assert cpus.available_cpus() == min(2, len(os.sched_getaffinity(0)))
     _fake_cgroup(tmp_path, monkeypatch, "0::/pod/app\n", {"pod/app/cpu.max": "max 100000\n"})
-    assert threads.cgroup_cpu_limit() is None
+    assert cpus.cgroup_cpu_limit() is None
 
 
 def test_a_cgroup_v1_quota_limits_the_cpus(tmp_path, monkeypatch):
     _fake_cgroup(tmp_path, monkeypatch, "4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n",
                  {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
                   "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"})
-    assert threads.cgroup_cpu_limit() == 0.5
-    assert threads.available_cpus() == 1
+    assert cpus.cgroup_cpu_limit() == 0.5
+    assert cpus.available_cpus() == 1
     _fake_cgroup(tmp_path, monkeypatch, "4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
                                                                "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})
-    assert threads.cgroup_cpu_limit() is None
+    assert cpus.cgroup_cpu_limit() is None
 
 
 def test_set_num_threads_is_process_wide_and_checked():
