@@ -3,6 +3,8 @@
 Modes are explicit: ``model(x)`` and ``predict``/``evaluate`` run in inference (dropout is the identity, batch
 normalization uses its moving statistics); ``fit`` and ``train_on_batch`` run in training mode.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from . import losses as losses_mod
@@ -47,6 +49,7 @@ class Model:
         self.metric = None
         self.stop_training = False
         self._seed = _random_seed()
+        self._calls = 0  # eager training calls so far: each draws new dropout masks
         self._programs = {}  # (graph, mc, logits) -> inference program: see _inference_program
         self._graph = None
         self._plan = None
@@ -191,7 +194,10 @@ class Model:
         workspace.check(self, len(x), bool(training))
         if not training:
             return self._infer(x, max(1, len(x)))
-        ctx = Context(training=True, dropout=True, seed=self._seed, step=self._step())
+        # Each call draws new masks, as Keras does (a hand-written Monte-Carlo loop over model(x, training=True)).
+        self._calls += 1
+        ctx = Context(training=True, dropout=True, seed=(self._seed + 0x9E3779B9 * self._calls) & 0xFFFFFFFF,
+                      step=self._step())
         with _engine_call(self._ops.name):
             y, _ = self._plan.forward(self._ops, x, ctx)
         return y
@@ -530,7 +536,8 @@ def monte_carlo(forward, mc_samples=None, seed=None):
 def _forward_batches(plan, ops, x, batch_size, ctx, logits=False):
     out = None
     for start in range(0, len(x), batch_size):
-        y, _ = plan.forward(ops, x[start:start + batch_size], ctx, logits=logits)
+        at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx  # masks keyed by row in the whole input
+        y, _ = plan.forward(ops, x[start:start + batch_size], at, logits=logits)
         if out is None:
             out = np.empty((len(x),) + y.shape[1:], np.float32)
         out[start:start + len(y)] = y

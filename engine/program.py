@@ -21,6 +21,7 @@ its last two batch sizes, up to ``KEEP_BYTES`` each: a service holds its interme
 thread).
 """
 import threading
+from dataclasses import replace
 
 import numpy as np
 
@@ -137,7 +138,9 @@ class Program:
         Monte-Carlo dropout masks of a program compiled with ``mc=True``."""
         out = np.empty((len(x),) + self._output_shape, dtype=np.float32)
         for start in range(0, len(x), batch_size):
-            self.run(x[start:start + batch_size], out[start:start + batch_size], ctx)
+            # masks keyed by each sample's row in the whole input: the same answer at any batch size
+            at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx
+            self.run(x[start:start + batch_size], out[start:start + batch_size], at)
         return out
 
     def run(self, x, out, ctx=INFERENCE):

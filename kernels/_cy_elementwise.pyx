@@ -82,40 +82,40 @@ cdef inline void _dropout_run(const float* x, float* y, Py_ssize_t index0, Py_ss
 
 
 def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, uint32_t thr, float scale,
-                    bint relu):
-    """Per-element (inverted) dropout, with ReLU first when ``relu``; index = flat index in ``x``."""
+                    bint relu, Py_ssize_t offset=0):
+    """Per-element (inverted) dropout, with ReLU first when ``relu``; index = ``offset`` + flat index in ``x``."""
     cdef Py_ssize_t n = x.shape[0], t, lo
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
     cdef const float* xp = &x[0] if n else NULL
     cdef float* yp = &y[0] if n else NULL
     for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
         lo = t * CHUNK
-        _dropout_run(xp + lo, yp + lo, lo, min(n, lo + CHUNK) - lo, k0, k1, thr, scale, relu)
+        _dropout_run(xp + lo, yp + lo, offset + lo, min(n, lo + CHUNK) - lo, k0, k1, thr, scale, relu)
 
 
 def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
-                             uint32_t thr, float scale, bint relu):
-    """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``n * C + c``."""
+                             uint32_t thr, float scale, bint relu, Py_ssize_t offset=0):
+    """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``offset + n * C + c``."""
     cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si, k
     cdef float v
     for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * c, n)):
         for si in range(s):
             for k in range(c):
                 v = x[t, si, k]
-                if _keep(t * c + k, k0, k1, thr) and not (relu and v <= 0):
+                if _keep(offset + t * c + k, k0, k1, thr) and not (relu and v <= 0):
                     y[t, si, k] = v * scale
                 else:
                     y[t, si, k] = 0
 
 
-def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float scale):
-    """A dropout mask of 0 or ``scale`` for a general noise shape (flattened)."""
+def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float scale, Py_ssize_t offset=0):
+    """A dropout mask of 0 or ``scale`` for a general noise shape (flattened), indices from ``offset``."""
     cdef Py_ssize_t n = m.shape[0], t, i, hi
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
     for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
         hi = min(n, (t + 1) * CHUNK)
         for i in range(t * CHUNK, hi):
-            m[i] = scale if _keep(i, k0, k1, thr) else 0
+            m[i] = scale if _keep(offset + i, k0, k1, thr) else 0
 
 
 def sigmoid_forward(const float[::1] x, float[::1] y):

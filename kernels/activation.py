@@ -78,11 +78,11 @@ def _sigmoid_backward_span(dy, y, dx):
 
 
 @njit
-def _dropout_channels(x, y, n, s0, s1, keep, k0, k1, thr, scale, relu):
+def _dropout_channels(x, y, n, s0, s1, keep, k0, k1, thr, scale, relu, offset):
     """Rows ``s0..s1`` of sample ``n`` of per-channel dropout; ``keep`` is this task's length-C buffer."""
     c = x.shape[2]
     for k in range(c):
-        keep[k] = rng.keep(n * c + k, k0, k1, thr)
+        keep[k] = rng.keep(offset + n * c + k, k0, k1, thr)
     for s in range(s0, s1):
         xv, yv = x[n, s], y[n, s]
         if relu:
@@ -114,19 +114,19 @@ def _relu_backward_par(dy, y, dx):
 
 
 @pjit
-def _dropout_par(x, y, k0, k1, thr, scale, relu):
+def _dropout_par(x, y, k0, k1, thr, scale, relu, offset):
     n = x.size
     for t in prange((n + CHUNK - 1) // CHUNK):
         lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
-        _dropout_span(x[lo:hi], y[lo:hi], lo, k0, k1, thr, scale, relu)
+        _dropout_span(x[lo:hi], y[lo:hi], offset + lo, k0, k1, thr, scale, relu)
 
 
 @pjit
-def _mask_par(m, k0, k1, thr, scale):
+def _mask_par(m, k0, k1, thr, scale, offset):
     n = m.size
     for t in prange((n + CHUNK - 1) // CHUNK):
         lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
-        _mask_span(m[lo:hi], lo, k0, k1, thr, scale)
+        _mask_span(m[lo:hi], offset + lo, k0, k1, thr, scale)
 
 
 @pjit
@@ -154,14 +154,14 @@ def _sigmoid_backward_par(dy, y, dx):
 
 
 @pjit
-def _dropout_channels_par(x, y, k0, k1, thr, scale, relu):
+def _dropout_channels_par(x, y, k0, k1, thr, scale, relu, offset):
     n, rows, c = x.shape
     per_task = max(1, CHUNK // max(c, 1))
     tasks = (rows + per_task - 1) // per_task
     for t in prange(n * tasks):
         i, s0 = t // tasks, (t % tasks) * per_task
         keep = np.empty(c, dtype=np.bool_)
-        _dropout_channels(x, y, i, s0, min(rows, s0 + per_task), keep, k0, k1, thr, scale, relu)
+        _dropout_channels(x, y, i, s0, min(rows, s0 + per_task), keep, k0, k1, thr, scale, relu, offset)
 
 
 @njit
@@ -220,43 +220,44 @@ def relu_backward(dy, y):
     return dx
 
 
-def _dropout(x, rate, key, per_channel, relu):
+def _dropout(x, rate, key, per_channel, relu, offset):
     k0, k1, thr, scale = _stream(rate, key)
     y = np.empty_like(x)
     if per_channel and x.ndim >= 2:
         rows = (x.shape[0], -1, x.shape[-1])
-        _dropout_channels_par(x.reshape(rows), y.reshape(rows), k0, k1, thr, scale, relu)
+        _dropout_channels_par(x.reshape(rows), y.reshape(rows), k0, k1, thr, scale, relu, np.int64(offset))
     else:
-        _dropout_par(_flat(x), _flat(y), k0, k1, thr, scale, relu)
+        _dropout_par(_flat(x), _flat(y), k0, k1, thr, scale, relu, np.int64(offset))
     return y
 
 
-def dropout(x, rate, key, per_channel=False):
-    """Inverted dropout of float32 ``x``; ``per_channel`` drops whole channels per sample (noise ``(N,1,..,1,C)``).
+def dropout(x, rate, key, per_channel=False, offset=0):
+    """Inverted dropout of float32 ``x``; ``per_channel`` drops whole channels per sample (noise ``(N,1,..,1,C)``);
+    ``offset``: the stream index of the first mask element.
 
     ``rate == 0`` returns an exact copy of ``x``.
     """
     if rate == 0:
         return x.copy()
-    return _dropout(x, rate, key, per_channel, False)
+    return _dropout(x, rate, key, per_channel, False, offset)
 
 
-def dropout_backward(dy, rate, key, per_channel=False):
+def dropout_backward(dy, rate, key, per_channel=False, offset=0):
     """Gradient of :func:`dropout`: the same mask (recomputed from ``key``) and scale applied to ``dy``."""
-    return dropout(dy, rate, key, per_channel)
+    return dropout(dy, rate, key, per_channel, offset)
 
 
-def dropout_mask(noise_shape, rate, key):
+def dropout_mask(noise_shape, rate, key, offset=0):
     """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept), for Keras ``noise_shape``."""
     k0, k1, thr, scale = _stream(rate, key)
     m = np.empty(tuple(noise_shape), dtype=np.float32)
-    _mask_par(_flat(m), k0, k1, thr, scale)
+    _mask_par(_flat(m), k0, k1, thr, scale, np.int64(offset))
     return m
 
 
-def relu_dropout(x, rate, key, per_channel=False):
+def relu_dropout(x, rate, key, per_channel=False, offset=0):
     """``dropout(relu(x))`` in one pass over ``x`` (bit-identical to the two separate ops)."""
-    return _dropout(x, rate, key, per_channel, True)
+    return _dropout(x, rate, key, per_channel, True, offset)
 
 
 def relu_dropout_backward(dy, y, rate):

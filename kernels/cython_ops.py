@@ -172,50 +172,51 @@ def _stream(rate, key):
     return np.uint32(key[0]), np.uint32(key[1]), keep_threshold(rate), dropout_scale(rate)
 
 
-def _dropout(x, rate, key, per_channel, relu):
+def _dropout(x, rate, key, per_channel, relu, offset):
     x = _c32(x)
     run, _ = dropout_kernel(x.shape, rate, per_channel, relu)
     y = np.empty_like(x)
-    run(x, y, key)
+    run(x, y, key, offset)
     return y
 
 
-def dropout(x, rate, key, per_channel=False):
-    """Inverted dropout; ``per_channel`` drops whole channels per sample. ``rate == 0`` returns a copy."""
+def dropout(x, rate, key, per_channel=False, offset=0):
+    """Inverted dropout; ``per_channel`` drops whole channels per sample; ``offset``: the stream index of the first
+    mask element. ``rate == 0`` returns a copy."""
     if rate == 0:
         return _c32(x).copy()
-    return _dropout(x, rate, key, per_channel, False)
+    return _dropout(x, rate, key, per_channel, False, offset)
 
 
-def relu_dropout(x, rate, key, per_channel=False):
+def relu_dropout(x, rate, key, per_channel=False, offset=0):
     """``dropout(relu(x))`` in one pass (bit-identical to the two separate ops)."""
-    return _dropout(x, rate, key, per_channel, True)
+    return _dropout(x, rate, key, per_channel, True, offset)
 
 
 def dropout_kernel(x_shape, rate, per_channel=False, relu=False):
-    """``(run, y_shape)``: ``run(x, y, key)`` fills ``y`` with ``dropout(x, rate, key, per_channel)`` (of
-    ``relu(x)`` with ``relu``): the masks of :func:`dropout`, drawn from ``key`` on each call (Monte-Carlo
-    dropout in an inference program)."""
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``dropout(x, rate, key, per_channel,
+    offset)`` (of ``relu(x)`` with ``relu``): the masks of :func:`dropout`, drawn from ``key`` on each call
+    (Monte-Carlo dropout in an inference program)."""
     scale, thr = dropout_scale(rate), keep_threshold(rate)
     relu = bool(relu)
     if per_channel and len(x_shape) >= 2:
         rows = (x_shape[0], -1, x_shape[-1])
 
-        def run(x, y, key):
+        def run(x, y, key, offset=0):
             _ew.dropout_channels_forward(x.reshape(rows), y.reshape(rows), np.uint32(key[0]), np.uint32(key[1]),
-                                         thr, scale, relu)
+                                         thr, scale, relu, offset)
     else:
-        def run(x, y, key):
+        def run(x, y, key, offset=0):
             _ew.dropout_forward(x.reshape(-1), y.reshape(-1), np.uint32(key[0]), np.uint32(key[1]), thr, scale,
-                                relu)
+                                relu, offset)
     return run, tuple(x_shape)
 
 
-def dropout_mask(noise_shape, rate, key):
+def dropout_mask(noise_shape, rate, key, offset=0):
     """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept)."""
     k0, k1, thr, scale = _stream(rate, key)
     m = np.empty(tuple(noise_shape), dtype=np.float32)
-    _ew.mask_forward(m.reshape(-1), k0, k1, thr, scale)
+    _ew.mask_forward(m.reshape(-1), k0, k1, thr, scale, offset)
     return m
 
 

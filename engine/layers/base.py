@@ -22,6 +22,7 @@ from ..validation import check_int, invalid
 
 _name_counters = defaultdict(itertools.count)
 _tensor_ids = itertools.count()
+_eager_calls = itertools.count(1)  # each eager training call on arrays draws new dropout masks, as Keras does
 
 
 def _snake(name):
@@ -43,12 +44,15 @@ class Context:
     ``training``: batch normalization uses batch statistics and updates its moving averages.
     ``dropout``: dropout layers drop (true in training; also true for Monte-Carlo dropout at inference).
     ``seed``, ``step``: select the counter-based dropout masks (same seed and step -> same masks).
+    ``row``: the row, in the whole input, of this batch's first sample: a sample's dropout mask depends on its row,
+    not on how the input was cut into batches (Monte-Carlo dropout gives the same answer at any batch size).
     """
 
     training: bool = False
     dropout: bool = False
     seed: int = 0
     step: int = 0
+    row: int = 0
 
 
 INFERENCE = Context()
@@ -232,7 +236,7 @@ class Layer:
         arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in items]
         shapes = [a.shape[1:] for a in arrays]
         self.ensure_built(shapes[0] if self.n_inputs == 1 else shapes)
-        ctx = Context(training=bool(training), dropout=bool(training))
+        ctx = Context(training=bool(training), dropout=bool(training), seed=next(_eager_calls) if training else 0)
         y, _ = self.forward(get_ops(), arrays[0] if self.n_inputs == 1 else arrays, ctx)
         return y
 

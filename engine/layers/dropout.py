@@ -81,6 +81,20 @@ class Dropout(Layer):
     def _key(self, ctx):
         return dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
 
+    def _offset(self, ctx, shape, mode):
+        """Where this batch's masks start in the stream: its first row times a sample's mask elements (none for a
+        ``noise_shape`` whose batch entry is 1: one mask for every sample), so that a sample's mask follows its
+        row in the whole input."""
+        if not ctx.row or (self.noise_shape is not None and self.noise_shape[0] == 1):
+            return 0
+        if mode == "element":
+            per_row = int(np.prod(shape[1:]))
+        elif mode == "channel":
+            per_row = shape[-1]
+        else:
+            per_row = int(np.prod(mode[1:]))
+        return ctx.row * per_row
+
     def lower(self, lowering, step):
         relu = bool(step.opts.get("relu"))
         if not lowering.mc or self.rate == 0.0:  # the identity
@@ -91,11 +105,11 @@ class Dropout(Layer):
             mode = self._mode(shape)
             if isinstance(mode, str):
                 run, _ = lowering.kernels.dropout_kernel(shape, rate, mode == "channel", relu)
-                return (lambda x, y, ctx: run(x, y, self._key(ctx))), tuple(shape)
+                return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape, mode))), tuple(shape)
 
             def run_mask(x, y, ctx):  # a general noise shape: its mask, broadcast
-                np.multiply(np.maximum(x, np.float32(0)) if relu else x,
-                            lowering.ops.dropout_mask(mode, rate, self._key(ctx)), out=y)
+                mask = lowering.ops.dropout_mask(mode, rate, self._key(ctx), self._offset(ctx, shape, mode))
+                np.multiply(np.maximum(x, np.float32(0)) if relu else x, mask, out=y)
             return run_mask, tuple(shape)
 
         return [Kernel("dropout", bind, uses_ctx=True)]
@@ -108,15 +122,15 @@ class Dropout(Layer):
             return x, lambda dy: dy
         key = self._key(ctx)
         mode = self._mode(x.shape)
-        rate = self.rate
+        rate, offset = self.rate, self._offset(ctx, x.shape, mode)
         if isinstance(mode, str):
             per_channel = mode == "channel"
             if relu:
-                y = ops.relu_dropout(x, rate, key, per_channel)
+                y = ops.relu_dropout(x, rate, key, per_channel, offset)
                 return y, lambda dy: ops.relu_dropout_backward(dy, y, rate)
-            y = ops.dropout(x, rate, key, per_channel)
-            return y, lambda dy: ops.dropout_backward(dy, rate, key, per_channel)
-        mask = ops.dropout_mask(mode, rate, key)
+            y = ops.dropout(x, rate, key, per_channel, offset)
+            return y, lambda dy: ops.dropout_backward(dy, rate, key, per_channel, offset)
+        mask = ops.dropout_mask(mode, rate, key, offset)
         y = np.multiply(np.maximum(x, np.float32(0)) if relu else x, mask)
         if relu:
             return y, lambda dy: ops.relu_dropout_backward(dy, y, rate)

@@ -4,6 +4,10 @@ Dropout is inverted dropout with a counter-based mask (:mod:`dropcore.kernels.re
 noise shape is kept when ``random_bits(i) >= keep_threshold(rate)`` and kept values are multiplied by
 ``np.float32(1) / np.float32(1 - rate)``. Nothing is stored between forward and backward: the backward recomputes
 the mask from the same ``key``, and the fused ReLU-dropout backward reads it off ``y > 0``.
+
+``offset``: the index, in the stream, of this call's first mask element. Monte-Carlo dropout passes the batch's
+first row times the mask elements of a sample, so that a sample's mask depends on its row in the whole input, not
+on how the input was cut into batches.
 """
 import numpy as np
 
@@ -32,27 +36,27 @@ def relu_backward(dy, y):
     return np.where(y > 0, dy, dy.dtype.type(0))
 
 
-def dropout_mask(noise_shape, rate, key):
+def dropout_mask(noise_shape, rate, key, offset=0):
     """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept)."""
-    return np.where(keep_mask(noise_shape, rate, key), dropout_scale(rate), np.float32(0))
+    return np.where(keep_mask(noise_shape, rate, key, offset), dropout_scale(rate), np.float32(0))
 
 
-def dropout(x, rate, key, per_channel=False):
+def dropout(x, rate, key, per_channel=False, offset=0):
     """Inverted dropout of ``x``; ``per_channel`` drops whole channels per sample. ``rate == 0`` copies ``x``."""
     if rate == 0:
         return x.copy()
-    keep = keep_mask(noise_shape(x.shape, per_channel), rate, key)
+    keep = keep_mask(noise_shape(x.shape, per_channel), rate, key, offset)
     return np.where(keep, x * x.dtype.type(dropout_scale(rate)), x.dtype.type(0))
 
 
-def dropout_backward(dy, rate, key, per_channel=False):
+def dropout_backward(dy, rate, key, per_channel=False, offset=0):
     """Gradient of :func:`dropout`: the same (recomputed) mask and scale applied to ``dy``."""
-    return dropout(dy, rate, key, per_channel)
+    return dropout(dy, rate, key, per_channel, offset)
 
 
-def relu_dropout(x, rate, key, per_channel=False):
+def relu_dropout(x, rate, key, per_channel=False, offset=0):
     """``dropout(relu(x))`` in one pass."""
-    return dropout(relu(x), rate, key, per_channel)
+    return dropout(relu(x), rate, key, per_channel, offset)
 
 
 def relu_dropout_backward(dy, y, rate):

@@ -48,14 +48,15 @@ def mix32(x):
     return x
 
 
-def random_bits(n, key):
-    """The 32-bit hash values for element indices ``0..n-1`` of a stream (uint64 array)."""
+def random_bits(n, key, offset=0):
+    """The 32-bit hash values for element indices ``offset..offset+n-1`` of a stream (uint64 array). Only an
+    index's low 32 bits enter the hash: a stream repeats after 2**32 elements."""
     k0, k1 = (np.uint64(k) for k in key)
-    idx = np.arange(n, dtype=np.uint64)
+    idx = np.arange(offset, offset + n, dtype=np.uint64)
     return mix32((mix32(idx ^ k0) + k1) & np.uint64(_M32))
 
 
-def keep_mask(shape, rate, key):
-    """Boolean keep-mask of ``shape``, element ``i`` (C order) kept when ``random_bits(i) >= threshold``."""
+def keep_mask(shape, rate, key, offset=0):
+    """Boolean keep-mask of ``shape``, element ``i`` (C order) kept when ``random_bits(offset + i) >= threshold``."""
     n = int(np.prod(shape))
-    return (random_bits(n, key) >= np.uint64(keep_threshold(rate))).reshape(shape)
+    return (random_bits(n, key, offset) >= np.uint64(keep_threshold(rate))).reshape(shape)

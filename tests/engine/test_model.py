@@ -104,10 +104,10 @@ def test_fused_model_equals_unfused_computation(data):
     x, y = data
     model = small_cnn(rate=0.3)
     model.compile("sgd", "sparse_categorical_crossentropy")
-    fused = model(x, training=True)
-    h = x
     ctx = dropcore.layers.Context(training=True, dropout=True, seed=model._seed, step=0)
     ops = model._ops
+    fused, _ = model._plan.forward(ops, x, ctx)
+    h = x
     for layer in model.layers:
         h, _ = layer.forward(ops, h, ctx)
     np.testing.assert_allclose(fused, h, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,56 @@
+"""Monte-Carlo dropout keyed by each sample's row in the whole input, and fresh masks on every eager training call
+(Keras's behaviour): the same answer at any batch size, on the program and on the executor; no two rows share
+masks; a hand-written loop over ``model(x, training=True)`` sees its outputs vary."""
+import numpy as np
+import pytest
+
+import dropcore
+from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, SpatialDropout2D
+from dropcore.model import predict_outputs
+from dropcore.ops import get_ops
+
+
+def _model(noise_shape=None):
+    dropcore.set_random_seed(0)
+    model = dropcore.Sequential([Input((6, 6, 2)), Conv2D(8, 3, activation="relu"), SpatialDropout2D(0.3),
+                                 Flatten(), Dense(16, activation="relu"), Dropout(0.5, noise_shape=noise_shape),
+                                 Dense(3, activation="softmax")])
+    return model
+
+
+def _x(n=10):
+    x = np.random.default_rng(1).standard_normal((n, 6, 6, 2)).astype(np.float32)
+    x[4] = x[0]  # two identical samples
+    return x
+
+
+@pytest.mark.parametrize("noise_shape", [None, (None, 16), (1, 16)])
+def test_the_answer_does_not_depend_on_the_batch_size(noise_shape):
+    model, x = _model(noise_shape), _x()
+    predictor = dropcore.Predictor(model)
+    reference = model.predict(x, batch_size=256, mc_samples=6, seed=5)
+    for batch_size in (1, 3, 4, 7):
+        for got in (model.predict(x, batch_size=batch_size, mc_samples=6, seed=5),
+                    predictor.predict(x, batch_size=batch_size, mc_samples=6, seed=5),
+                    predict_outputs(model._plan, get_ops("numba"), x, batch_size, mc_samples=6, seed=5)):
+            for g, r in zip(got, reference):
+                np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_no_two_rows_share_masks():
+    """Rows 0 and 4 hold the same image: with per-row masks their Monte-Carlo means differ (with masks restarting
+    at every batch of 4 they were identical)."""
+    model, x = _model(), _x()
+    mean, std = model.predict(x, batch_size=4, mc_samples=3, seed=2)
+    assert std[0].max() > 0 and not np.allclose(mean[0], mean[4])
+    np.testing.assert_array_equal(model.predict(x)[0], model.predict(x)[4])  # without dropout they agree
+
+
+def test_every_eager_training_call_draws_new_masks():
+    model, x = _model(), _x()[:4]
+    runs = np.stack([model(x, training=True) for _ in range(5)])
+    assert runs.std(axis=0).max() > 0.01  # a hand-written MC loop sees uncertainty
+    np.testing.assert_array_equal(model(x), model(x))  # inference stays deterministic
+    layer = Dropout(0.5)
+    ones = np.ones((2, 64), np.float32)
+    assert not np.array_equal(layer(ones, training=True), layer(ones, training=True))
