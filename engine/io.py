@@ -56,6 +56,9 @@ def save_model(model, path, include_optimizer=True):
     """
     if not isinstance(include_optimizer, bool):
         raise invalid("include_optimizer", "a bool", include_optimizer, "save_model")
+    if os.fspath(path).lower().endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(f"save_model: {os.fspath(path)!r} names a Keras file, but dropcore writes its own format "
+                         f"(docs/model-format.md), which Keras cannot read; save to a path ending in .dropcore")
     if type(model) not in (Model, Sequential):
         raise TypeError(f"save_model: expected a dropcore Model or Sequential, received {type(model).__name__}")
     if model._plan is None:

@@ -26,6 +26,8 @@ class Loss:
         y = np.asarray(y)
         if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
             raise TypeError(f"{self.name}: `y` must be numeric; received dtype {y.dtype}")
+        if out_shape[-1] == 1 and y.shape == tuple(out_shape[:-1]):
+            y = y.reshape(out_shape)  # (N,) labels for a one-unit output, as every tabular tutorial passes them
         if y.shape != tuple(out_shape):
             raise ValueError(f"{self.name}: `y` must have shape {tuple(out_shape)} to match the model output; "
                              f"received {y.shape}")

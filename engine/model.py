@@ -92,6 +92,23 @@ class Model:
     def layers(self):
         return list(self._layers)
 
+    def get_layer(self, name=None, index=None):
+        """A layer by ``name`` or by ``index`` in :attr:`layers` (one of the two), as Keras's ``get_layer``."""
+        if (name is None) == (index is None):
+            raise ValueError(f"Model '{self.name}'.get_layer: provide either a layer name or a layer index, not "
+                             f"{'both' if name is not None else 'neither'}. Received: name={name!r}, index={index!r}")
+        if index is not None:
+            index = check_int(index, "index", 0, f"Model '{self.name}'.get_layer")
+            if index >= len(self._layers):
+                raise ValueError(f"Model '{self.name}'.get_layer: asked for the layer at index {index}, but the model "
+                                 f"has {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"Model '{self.name}'.get_layer: no layer named {name!r}; the layers are "
+                         f"{[la.name for la in self._layers]}")
+
     @property
     def input_shape(self):
         return None if self._inputs is None else (None,) + self._inputs.shape
