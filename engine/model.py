@@ -11,6 +11,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from . import workspace
+from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
 from .callbacks import Callback, History
 from .errors import NumericalError
 from .graph import _toposort, describe, lower_training, plan_graph
@@ -276,7 +277,9 @@ class Model:
         y_arr = self.loss.check_targets(y_arr, (len(x),) + self._outputs.shape)
         return x, y_arr
 
-    def _train_batch(self, x, y):
+    def _train_batch(self, x, y, w=None):
+        """One optimizer step; ``w``: per-sample loss weights (Keras's ``sum_over_batch_size``: the weighted losses
+        summed and divided by the batch size)."""
         ops, plan = self._ops, self._plan
         fused = self._fused()
         logits = fused or self.loss.from_logits
@@ -284,6 +287,9 @@ class Model:
         ctx = Context(training=True, dropout=True, seed=self._seed, step=self.optimizer.iterations)
         out, tape = plan.forward(ops, x, ctx, keep_backprop=True, logits=fused)
         loss_vec, dout = self.loss.per_sample(ops, out, y, logits)
+        if w is not None:
+            loss_vec = loss_vec * w
+            dout *= w.reshape((-1,) + (1,) * (dout.ndim - 1))
         loss = float(np.mean(loss_vec))
         if not np.isfinite(loss):
             self._restore(saved)
@@ -348,38 +354,40 @@ class Model:
             return {"loss": loss, **({"accuracy": metric} if metric is not None else {})}
         return loss if metric is None else [loss, metric]
 
-    def fit(self, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None, shuffle=True,
-            seed=None, verbose=1, callbacks=None):
-        """Train for ``epochs`` passes over ``(x, y)``; returns a :class:`History`.
+    def fit(self, x, y=None, batch_size=32, epochs=1, validation_split=0.0, validation_data=None, shuffle=True,
+            seed=None, verbose=1, callbacks=None, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None):
+        """Train from epoch ``initial_epoch`` to ``epochs`` over ``(x, y)``; returns a :class:`History`.
 
+        ``x`` is an array with targets ``y``, or a data source yielding ``(x, y)`` or ``(x, y, sample_weight)``
+        batches: a generator, an iterable, or a ``keras.utils.PyDataset``-style sequence (``dropcore.batches``);
+        ``steps_per_epoch`` batches an epoch (a generator read over several epochs needs it).
         ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras does.
-        ``seed`` fixes the shuffling and the dropout masks (``None``: a fresh seed). ``verbose``: 0 silent,
-        1 a progress bar per epoch, 2 one line per epoch.
+        ``class_weight`` (``{class: weight}``) and ``sample_weight`` (one per sample) weight each sample's loss.
+        ``seed`` fixes the shuffling and the dropout masks (``None``: a fresh seed); with ``initial_epoch`` (a resumed
+        run) the epochs shuffle as they would have in one uninterrupted run. ``verbose``: 0 silent, 1 a progress bar
+        per epoch, 2 one line per epoch.
         """
         self._require_compiled("fit")
         where = f"Model '{self.name}'.fit"
         batch_size = check_int(batch_size, "batch_size", 1, where)
         epochs = check_int(epochs, "epochs", 0, where)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0, where)
         validation_split = check_float(validation_split, "validation_split", 0.0, 1.0, high_open=True, where=where)
         if verbose not in (0, 1, 2):
             raise invalid("verbose", "0, 1 or 2", verbose, where)
-        x, y = self._check_xy(x, y)
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", 1, where)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise invalid("validation_data", "a tuple (x_val, y_val)", type(validation_data).__name__, where)
             val = self._check_xy(*validation_data, arg_x="validation_data[0]", arg_y="validation_data[1]")
-        elif validation_split > 0:
-            n_train = int(len(x) * (1.0 - validation_split))
-            if n_train < 1 or n_train == len(x):
-                raise ValueError(f"{where}: validation_split={validation_split} leaves {n_train} of {len(x)} samples "
-                                 f"for training; expected both parts non-empty")
-            val = (x[n_train:], y[n_train:])
-            x, y = x[:n_train], y[:n_train]
         else:
             val = None
-        workspace.check(self, min(batch_size, len(x)), True)
         self._seed = _random_seed() if seed is None else check_int(seed, "seed", 0, where)
         rng = np.random.default_rng(self._seed)
+        batches, val = self._training_batches(x, y, batch_size, shuffle, rng, val, validation_split, class_weight,
+                                              sample_weight, steps_per_epoch, epochs - initial_epoch, where)
         history = History()
         cbs = [history] + list(callbacks or [])
         for cb in cbs:
@@ -387,24 +395,20 @@ class Model:
                 raise invalid("callbacks", "a list of dropcore.callbacks.Callback", cb, where)
             cb.set_model(self)
         self.stop_training = False
-        n = len(x)
-        n_batches = -(-n // batch_size)
+        for _ in range(initial_epoch):
+            batches.skip_epoch()
         for cb in cbs:
             cb.on_train_begin()
         with _engine_call(self._ops.name):
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 for cb in cbs:
                     cb.on_epoch_begin(epoch)
-                order = rng.permutation(n) if shuffle else None
-                progress = EpochProgress(epoch, epochs, n_batches, verbose, has_metric=self.metric is not None)
+                progress = EpochProgress(epoch, epochs, batches.steps, verbose, has_metric=self.metric is not None)
                 loss_sum = metric_sum = 0.0
                 seen = 0
-                for b in range(n_batches):
-                    sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-                    idx = order[sl] if order is not None else sl
-                    xb, yb = (x[idx], y[idx]) if order is not None else (x[sl], y[sl])
+                for b, (xb, yb, wb) in enumerate(batches.epoch()):
                     try:
-                        bl, bm = self._train_batch(np.ascontiguousarray(xb), yb)
+                        bl, bm = self._train_batch(xb, yb, wb)
                     except NumericalError as exc:
                         progress.close()
                         raise NumericalError(f"{where}: {exc} at epoch {epoch + 1}, batch {b + 1}; training stopped "
@@ -430,29 +434,87 @@ class Model:
             cb.on_train_end()
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _training_batches(self, x, y, batch_size, shuffle, rng, val, validation_split, class_weight, sample_weight,
+                          steps_per_epoch, epochs, where):
+        """``(batches, validation arrays)`` for ``fit``: arrays cut into batches, or a data source's batches."""
+        if is_source(x):
+            unsupported = {"y": y, "sample_weight": sample_weight, "class_weight": class_weight}
+            for arg, value in unsupported.items():
+                if value is not None:
+                    raise ValueError(f"{where}: `{arg}` cannot be given with a data source `x` "
+                                     f"({type(x).__name__}); its batches carry (x, y[, sample_weight])")
+            if validation_split:
+                raise ValueError(f"{where}: `validation_split` needs arrays; with a data source `x` give "
+                                 f"`validation_data`")
+            check = lambda xb, yb: self._check_xy(xb, yb)  # noqa: E731  (each batch checked as it comes)
+            return SourceBatches(x, steps_per_epoch, check, where, epochs, shuffle, rng), val
+        if y is None:
+            raise ValueError(f"{where}: `y` is required when `x` is an array; received y=None")
+        x, y = self._check_xy(x, y)
+        w = sample_weights(y, sample_weight, class_weight, where)
+        if val is None and validation_split > 0:
+            n_train = int(len(x) * (1.0 - validation_split))
+            if n_train < 1 or n_train == len(x):
+                raise ValueError(f"{where}: validation_split={validation_split} leaves {n_train} of {len(x)} samples "
+                                 f"for training; expected both parts non-empty")
+            val = (x[n_train:], y[n_train:])
+            x, y = x[:n_train], y[:n_train]
+            w = None if w is None else w[:n_train]
+        workspace.check(self, min(batch_size, len(x)), True)
+        batches = ArrayBatches(x, y, w, batch_size, shuffle, rng)
+        if steps_per_epoch is not None:
+            raise ValueError(f"{where}: `steps_per_epoch` is for data sources; arrays are cut into "
+                             f"{batches.steps} batches of {batch_size}")
+        return batches, val
+
+    def _evaluate_arrays(self, x, y, batch_size, w=None):
+        return self._evaluate_batches(((x[i:i + batch_size], y[i:i + batch_size],
+                                        None if w is None else w[i:i + batch_size])
+                                       for i in range(0, len(x), batch_size)), batch_size)
+
+    def _evaluate_batches(self, batches, batch_size):
+        """Loss (weighted where a batch has weights) and accuracy over ``(x, y, w)`` batches, in inference."""
         fused = self._fused()
         logits = fused or self.loss.from_logits
         loss_sum = metric_sum = 0.0
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        n = 0
+        for xb, yb, wb in batches:
             out = self._infer(xb, batch_size, logits=fused)
-            loss_sum += float(np.sum(self.loss.per_sample(self._ops, out, yb, logits)[0]))
+            losses = self.loss.per_sample(self._ops, out, yb, logits)[0]
+            loss_sum += float(np.sum(losses if wb is None else losses * wb))
             if self.metric is not None:
                 metric_sum += float(np.sum(self.metric[1](yb, self._outputs_as_probabilities(out, logits))))
-        res = {"loss": loss_sum / len(x)}
+            n += len(xb)
+        res = {"loss": loss_sum / n}
         if self.metric is not None:
-            res["accuracy"] = metric_sum / len(x)
+            res["accuracy"] = metric_sum / n
         return res
 
-    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
-        """Loss (and accuracy) on ``(x, y)`` in inference mode: a float, ``[loss, accuracy]`` or a dict."""
+    def evaluate(self, x, y=None, batch_size=None, verbose=0, return_dict=False, sample_weight=None, steps=None):
+        """Loss (and accuracy) in inference mode: a float, ``[loss, accuracy]`` or a dict.
+
+        ``x``: an array with targets ``y`` (``sample_weight``: one weight per sample), or a data source of
+        ``(x, y[, sample_weight])`` batches, as for :meth:`fit` (``steps``: at most that many batches).
+        """
         self._require_compiled("evaluate")
+        where = f"Model '{self.name}'.evaluate"
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "evaluate")
-        x, y = self._check_xy(x, y)
-        workspace.check(self, min(batch_size, len(x)), False)
-        with _engine_call(self._ops.name):
-            res = self._evaluate_arrays(x, y, batch_size)
+        if is_source(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError(f"{where}: `y` and `sample_weight` cannot be given with a data source `x` "
+                                 f"({type(x).__name__}); its batches carry (x, y[, sample_weight])")
+            steps = None if steps is None else check_int(steps, "steps", 1, where)
+            source = SourceBatches(x, steps, lambda xb, yb: self._check_xy(xb, yb), where)
+            with _engine_call(self._ops.name):
+                res = self._evaluate_batches(source.epoch(), batch_size)
+        else:
+            if y is None:
+                raise ValueError(f"{where}: `y` is required when `x` is an array; received y=None")
+            x, y = self._check_xy(x, y)
+            w = sample_weights(y, sample_weight, None, where)
+            workspace.check(self, min(batch_size, len(x)), False)
+            with _engine_call(self._ops.name):
+                res = self._evaluate_arrays(x, y, batch_size, w)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in res.items()))
         return self._format(res["loss"], res.get("accuracy"), return_dict)
