@@ -89,7 +89,10 @@ def layer_to_config(layer):
 
 
 def _parameters(cls):
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    """The config keys: the constructor's named parameters (a ``**kwargs`` takes only deprecated aliases of them,
+    Keras's, at call time; a config never holds those)."""
+    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind is not p.VAR_KEYWORD]
 
 
 def from_config(entry, registry, what, where, convert=None):

@@ -3,7 +3,7 @@
 Each module below defines and registers its layers (``registry.py``); this package exports every registered class,
 so a new layer is one module added to the import line, and nothing else names it.
 """
-from . import conv, core, dropout, global_pooling, merge, normalization, pooling  # noqa: F401  (the layer modules)
+from . import conv, core, dropout, elementwise, global_pooling, merge, normalization, pooling, reshaping  # noqa: F401
 from .base import Context, Input, Layer, SymbolicTensor
 from .registry import LAYERS
 

@@ -18,7 +18,8 @@ DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 def _default(cls):
     """An instance with its required constructor arguments filled in."""
     required = {"Dense": dict(units=3), "Conv2D": dict(filters=2, kernel_size=3), "Dropout": dict(rate=0.5),
-                "SpatialDropout2D": dict(rate=0.5), "Activation": dict(activation="tanh")}
+                "SpatialDropout2D": dict(rate=0.5), "Activation": dict(activation="tanh"),
+                "Reshape": dict(target_shape=(-1,)), "Rescaling": dict(scale=0.5)}
     return cls(**required.get(cls.__name__, {}))
 
 
@@ -26,7 +27,8 @@ def test_the_package_the_model_file_and_the_descriptions_read_one_registry():
     assert set(LAYERS) >= {"Conv2D", "Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
     for name, cls in LAYERS.items():
         assert getattr(layers, name) is cls and name in layers.__all__
-    assert zoo.LAYER_CLASSES == tuple(sorted(n for n in LAYERS if n != "Add"))  # descriptions are Sequential
+    # descriptions are Sequential: no layer of several inputs
+    assert zoo.LAYER_CLASSES == tuple(sorted(n for n in LAYERS if n not in ("Add", "Concatenate")))
     assert serialization.LAYERS is LAYERS
 
 
