@@ -13,7 +13,7 @@ Keras-style API::
 __version__ = "0.1.0"
 
 from . import callbacks, constraints, initializers, layers, losses, optimizers, utils  # noqa: E402
-from .errors import ModelFileError, NumericalError, WorkspaceLimitError  # noqa: E402
+from .errors import ModelFileError, NotCompiledError, NumericalError, WorkspaceLimitError  # noqa: E402
 from .initializers import set_random_seed  # noqa: E402
 from .io import load_model, save_model  # noqa: E402
 from .info import info  # noqa: E402
@@ -24,7 +24,8 @@ from .predictor import Predictor  # noqa: E402
 from .workspace import set_workspace_limit  # noqa: E402
 
 __all__ = [
-    "Model", "ModelFileError", "NumericalError", "Predictor", "Sequential", "WorkspaceLimitError",
+    "Model", "ModelFileError", "NotCompiledError", "NumericalError", "Predictor", "Sequential",
+    "WorkspaceLimitError",
     "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses",
     "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit", "utils",
 ]

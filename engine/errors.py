@@ -11,3 +11,8 @@ class ModelFileError(ValueError):
 
 class WorkspaceLimitError(MemoryError):
     """A batch would need more workspace memory than the configured limit."""
+
+
+class NotCompiledError(ValueError, RuntimeError):
+    """``fit``, ``evaluate`` or ``train_on_batch`` on a model not compiled yet. A ValueError, as Keras raises, and
+    a RuntimeError, as dropcore raised before."""

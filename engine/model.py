@@ -13,7 +13,7 @@ from . import optimizers as optimizers_mod
 from . import workspace
 from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
 from .callbacks import Callback, History
-from .errors import NumericalError
+from .errors import NotCompiledError, NumericalError
 from .graph import _toposort, describe, lower_training, plan_graph
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
@@ -256,7 +256,7 @@ class Model:
 
     def _require_compiled(self, what):
         if self.loss is None:
-            raise RuntimeError(f"Model '{self.name}' must be compiled before {what}: call model.compile(...)")
+            raise NotCompiledError(f"Model '{self.name}' must be compiled before {what}: call model.compile(...)")
 
     def _fused(self):
         return (not self.loss.from_logits) and self.loss.fuses_with is not None and \
