@@ -1,4 +1,5 @@
-"""CIFAR-10 from a local directory, binary or python version. Nothing is downloaded.
+"""CIFAR-10 from a local directory, binary or python version, or from the data set caches (the python version, which
+``download=True`` fetches into dropcore's cache when no cache has it; see :mod:`dropcore.data.cache`).
 
 Binary version (``cifar-10-batches-bin``): ``data_batch_1.bin`` .. ``data_batch_5.bin`` and ``test_batch.bin``,
 each a sequence of 3073-byte records: 1 label byte (0..9) then 3072 pixel bytes, the 32x32 red plane, then green,
@@ -12,6 +13,7 @@ import os
 
 import numpy as np
 
+from . import cache
 from ._files import check_directory, check_kind, read_bytes
 from .errors import DataError
 from .safe_pickle import restricted_loads
@@ -20,6 +22,7 @@ RECORD_BYTES = 1 + 3 * 32 * 32
 NUM_CLASSES = 10
 _BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 _SUBDIRS = ("cifar-10-batches-bin", "cifar-10-batches-py")
+_ARCHIVE = "cifar-10-python.tar.gz"  # the download.SOURCES entry, which holds cifar-10-batches-py/
 
 
 def _read_binary_batch(path):
@@ -96,25 +99,32 @@ def _locate(directory, kind):
     raise DataError(f"{directory}: no CIFAR-10 {kind} files found: expected {wanted}")
 
 
-def load_cifar10(path, kind="train"):
-    """Load CIFAR-10 from a local directory of the binary or the python version.
+def load_cifar10(path=None, kind="train", download=False):
+    """Load CIFAR-10 from a local directory of the binary or the python version, or from the data set caches.
 
     Args:
         path: directory holding the batch files, or its parent containing ``cifar-10-batches-bin`` /
             ``cifar-10-batches-py`` as extracted from the official archives. The binary version is preferred when
-            both are complete. Files may also be gzipped (detected from content).
+            both are complete. Files may also be gzipped (detected from content). ``None`` (default): the python
+            version's ``cifar-10-batches-py`` in dropcore's cache (``$DROPCORE_DATA``, else
+            ``~/.dropcore/datasets``), else where Keras extracts it (``~/.keras/datasets``, Keras 3's
+            ``cifar-10-batches-py-target/`` or older Keras's layout).
         kind: ``"train"`` (``data_batch_1`` .. ``5``, 50,000 images) or ``"test"`` (``test_batch``, 10,000).
+        download: with ``path=None`` and the batches in no cache, download the official python tarball (163 MB,
+            SHA-256 checked), extract it safely and keep its ``cifar-10-batches-py`` in dropcore's cache.
 
     Returns:
         ``(x, y)``: ``x`` float32 of shape ``(N, 32, 32, 3)`` (channels-last) in [0, 1], ``y`` int64 ``(N,)``.
 
     Raises:
         DataError: a batch is missing, empty, not a whole number of 3073-byte records (binary), not a valid or
-            allowed pickle (python; see :mod:`dropcore.data.safe_pickle`), or holds labels outside 0..9.
+            allowed pickle (python; see :mod:`dropcore.data.safe_pickle`), or holds labels outside 0..9; with
+            ``path=None``, the data set is in no cache and ``download`` is false (the message says where it looked),
+            or the download or the extraction failed.
             :class:`UnsafePickleError` (a ``DataError``) when a pickle references anything but the allowed types.
     """
     check_kind(kind)
-    directory = check_directory(path)
+    directory = _cached_dir(kind, download) if path is None else check_directory(path)
     paths, reader = _locate(directory, kind)
     pixels, labels = zip(*(reader(p) for p in paths))
     chw = np.concatenate(pixels) if len(pixels) > 1 else pixels[0]
@@ -122,3 +132,19 @@ def load_cifar10(path, kind="train"):
     x /= np.float32(255.0)
     y = np.concatenate(labels) if len(labels) > 1 else labels[0]
     return x, y.astype(np.int64, copy=False)
+
+
+def _cached_dir(kind, download):
+    """The cached ``cifar-10-batches-py`` holding ``kind``'s batches: dropcore's, Keras 3's, older Keras's."""
+    ours, keras = cache.roots()
+    looked = [
+        os.path.join(ours, "cifar-10-batches-py"),
+        os.path.join(keras, "cifar-10-batches-py-target", "cifar-10-batches-py"),  # keras.datasets.cifar10, Keras 3
+        os.path.join(keras, "cifar-10-batches-py"),  # Keras 2 / tf.keras
+    ]
+    for directory in looked:
+        if all(os.path.isfile(os.path.join(directory, stem)) for stem in _BATCHES[kind]):
+            return directory
+    if not download:
+        raise cache.not_found(f"CIFAR-10 {kind} batches ({', '.join(_BATCHES[kind])})", looked)
+    return cache.fetch_archive(_ARCHIVE, "cifar-10-batches-py")

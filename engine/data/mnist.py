@@ -1,9 +1,11 @@
-"""MNIST and Fashion-MNIST from local IDX files or from Keras's ``mnist.npz``. Nothing is downloaded."""
+"""MNIST and Fashion-MNIST from local IDX files or from Keras's ``mnist.npz``, found in the data set caches or, with
+``download=True`` only, downloaded into dropcore's (see :mod:`dropcore.data.cache`)."""
 import os
 import zipfile
 
 import numpy as np
 
+from . import cache
 from ._files import check_directory, check_kind, find_file
 from .errors import DataError
 from .idx import load_idx
@@ -26,16 +28,19 @@ def _to_float_images(images):
     return x.reshape(x.shape + (1,))
 
 
-def load_mnist(path, kind="test"):
-    """Load MNIST (or Fashion-MNIST, same files and format) from a local directory of IDX files.
+def load_mnist(path=None, kind="test", download=False):
+    """Load MNIST from a local directory of IDX files, from Keras's ``mnist.npz``, or from the data set caches.
 
     Args:
         path: directory holding the standard files for ``kind``, raw or gzipped (either name is accepted,
             compression is detected from the content): ``t10k-images-idx3-ubyte[.gz]`` and
             ``t10k-labels-idx1-ubyte[.gz]`` for ``"test"``, ``train-images-idx3-ubyte[.gz]`` and
             ``train-labels-idx1-ubyte[.gz]`` for ``"train"``. If ``path`` is an ``.npz`` file instead, it is
-            read with :func:`load_mnist_npz`.
+            read with :func:`load_mnist_npz`. ``None`` (default): Keras's ``mnist.npz`` from dropcore's cache
+            (``$DROPCORE_DATA``, else ``~/.dropcore/datasets``), else from Keras's (``~/.keras/datasets``).
         kind: ``"test"`` (10,000 samples) or ``"train"`` (60,000 samples).
+        download: with ``path=None`` and ``mnist.npz`` in neither cache, download it (11 MB, SHA-256 checked)
+            into dropcore's cache. Never needed when ``path`` is given.
 
     Returns:
         ``(x, y)``: ``x`` float32 of shape ``(N, 28, 28, 1)`` (channels-last) scaled to [0, 1], ``y`` int64 of
@@ -43,11 +48,60 @@ def load_mnist(path, kind="test"):
 
     Raises:
         DataError: a file is missing, truncated or malformed, the images are not a 3-D ubyte IDX array (magic
-            0x00000803), the labels not a 1-D ubyte one (magic 0x00000801), or their counts differ.
-
-    ``load_fashion_mnist`` is this same function: Fashion-MNIST ships with identical file names and format.
+            0x00000803), the labels not a 1-D ubyte one (magic 0x00000801), or their counts differ; with
+            ``path=None``, the data set is in no cache and ``download`` is false (the message says where it looked),
+            or the download failed (see :func:`dropcore.data.download.fetch`).
     """
     check_kind(kind)
+    if path is None:
+        return load_mnist_npz(_cached_mnist_npz(download), kind)
+    return _load_mnist_dir(path, kind)
+
+
+def load_fashion_mnist(path=None, kind="test", download=False):
+    """Load Fashion-MNIST: with a ``path``, exactly :func:`load_mnist` (same file names and IDX format).
+
+    With ``path=None`` the images and labels files of ``kind`` are looked for in ``fashion-mnist/`` in dropcore's
+    cache, then in Keras's (where ``keras.datasets.fashion_mnist.load_data()`` puts them); ``download=True`` fetches
+    the ``.gz`` files missing (26 MB for ``"train"``, 4 MB for ``"test"``, SHA-256 checked) into dropcore's cache
+    when neither cache has them. Returns ``(x, y)`` as :func:`load_mnist` does; raises :class:`DataError` as it does.
+    """
+    check_kind(kind)
+    if path is None:
+        path = _cached_fashion_dir(kind, download)
+    return _load_mnist_dir(path, kind)
+
+
+def _cached_mnist_npz(download):
+    looked = [os.path.join(root, "mnist.npz") for root in cache.roots()]
+    for candidate in looked:
+        if os.path.isfile(candidate):
+            return candidate
+    if not download:
+        raise cache.not_found("MNIST (mnist.npz)", looked)
+    return cache.fetch_source("mnist.npz")
+
+
+def _cached_fashion_dir(kind, download):
+    stems = MNIST_FILES[kind]
+    looked = [os.path.join(root, "fashion-mnist") for root in cache.roots()]
+
+    def has(directory, stem):
+        return any(os.path.isfile(os.path.join(directory, n)) for n in _candidates(stem))
+
+    for directory in looked:
+        if all(has(directory, stem) for stem in stems):
+            return directory
+    if not download:
+        raise cache.not_found(f"Fashion-MNIST {kind} files ({', '.join(s + '.gz' for s in stems)})", looked)
+    for stem in stems:
+        if not has(looked[0], stem):
+            cache.fetch_source(f"fashion-mnist/{stem}.gz")
+    return looked[0]
+
+
+def _load_mnist_dir(path, kind):
+    """MNIST or Fashion-MNIST from ``path``, a directory of IDX files or an ``.npz`` file (load_mnist's reader)."""
     name = os.fspath(path)
     if os.path.isfile(name) and name.endswith(".npz"):
         return load_mnist_npz(name, kind)
@@ -73,10 +127,6 @@ def load_mnist(path, kind="test"):
             "expected the same count"
         )
     return _to_float_images(images), labels.astype(np.int64)
-
-
-#: Fashion-MNIST uses exactly the MNIST file names and IDX format, so it is the same loader.
-load_fashion_mnist = load_mnist
 
 
 def load_mnist_npz(path, kind="test"):

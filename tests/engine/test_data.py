@@ -193,10 +193,15 @@ def test_load_mnist_synthetic(tmp_path, gz, kind):
     assert y.dtype == np.int64
 
 
-def test_fashion_mnist_is_the_same_loader(tmp_path):
-    assert load_fashion_mnist is load_mnist
+def test_fashion_mnist_reads_the_mnist_files(tmp_path):
+    # A function of its own since it learnt to find its files in the caches (test_download.py); given a path, it
+    # reads the same file names and format as load_mnist, with the same results.
     _, labels = write_mnist_dir(tmp_path, "test", n=3)
     np.testing.assert_array_equal(load_fashion_mnist(tmp_path)[1], labels)
+    for kind in ("test", "train"):
+        write_mnist_dir(tmp_path, kind, n=4, seed=5)
+        for got, want in zip(load_fashion_mnist(tmp_path, kind=kind), load_mnist(tmp_path, kind=kind)):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_load_mnist_rejects_bad_kind(tmp_path):
