@@ -315,17 +315,22 @@ def load_history(path):
 
 class JSONLogger(Callback):
     """Rewrite the whole history as JSON (see :func:`save_history`) at the end of every epoch, so an interrupted
-    run keeps what it learned about its curves."""
+    run keeps what it learned about its curves. ``initial``: the earlier epochs of a resumed run (as
+    :func:`load_history` returns them), kept ahead of the new ones."""
 
-    def __init__(self, filename):
+    def __init__(self, filename, initial=None):
         super().__init__()
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise invalid("filename", "a file path", filename, "JSONLogger")
         self.filename = os.fspath(filename)
+        self.initial = initial  # a resumed run's earlier epochs: {"epoch": [...], "loss": [...], ...}
         self.history = History()
 
     def on_train_begin(self, logs=None):
         self.history = History()
+        if self.initial:
+            self.history.epoch = [int(e) for e in self.initial.get("epoch", [])]
+            self.history.history = {k: [float(v) for v in vals] for k, vals in self.initial.items() if k != "epoch"}
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.on_epoch_end(epoch, logs)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .callbacks import Callback
+
 FORMATS = ("mnist", "fashion-mnist", "mnist-npz", "cifar10", "csv", "digits")
 MODEL_FILE = "model.dropcore"
 LOSS = "sparse_categorical_crossentropy"
@@ -193,7 +195,9 @@ def _verbose(args):
 
 
 # --- train --------------------------------------------------------------------------------------------------
-def _callbacks(args, out, validating, optimizer):
+def _callbacks(args, out, validating, initial_lr, previous=None):
+    """The run's callbacks; ``previous``: a resumed run's earlier history (its logs continue it). The logs come
+    before the checkpoint: a checkpoint of epoch k is only written once the logs hold epoch k."""
     from . import callbacks as cb
 
     cbs = []
@@ -201,13 +205,57 @@ def _callbacks(args, out, validating, optimizer):
         cbs.append(cb.EarlyStopping(monitor="val_loss" if validating else "loss", patience=args.patience,
                                     restore_best_weights=True, verbose=1))
     if args.lr_schedule == "step":  # halve the rate every quarter of the run
-        cbs.append(cb.LearningRateScheduler(cb.StepDecay(optimizer.learning_rate, drop=0.5,
-                                                         epochs_drop=max(1, args.epochs // 4))))
+        cbs.append(cb.LearningRateScheduler(cb.StepDecay(initial_lr, drop=0.5, epochs_drop=max(1, args.epochs // 4))))
     elif args.lr_schedule == "cosine":
-        cbs.append(cb.LearningRateScheduler(cb.CosineDecay(optimizer.learning_rate, decay_epochs=args.epochs)))
+        cbs.append(cb.LearningRateScheduler(cb.CosineDecay(initial_lr, decay_epochs=args.epochs)))
     if out is not None:
-        cbs += [cb.CSVLogger(out / "history.csv"), cb.JSONLogger(out / "history.json")]
+        if previous:
+            _write_csv_history(out / "history.csv", previous)
+        cbs += [cb.CSVLogger(out / "history.csv", append=bool(previous)),
+                cb.JSONLogger(out / "history.json", initial=previous), EpochCheckpoint(out)]
     return cbs
+
+
+def _write_csv_history(path, history):
+    """A resumed run's earlier epochs as CSVLogger writes them (``epoch``, then the logs' keys sorted)."""
+    import csv
+
+    keys = sorted(k for k in history if k != "epoch")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch"] + keys)
+        for i, epoch in enumerate(history["epoch"]):
+            writer.writerow([int(epoch)] + [repr(float(history[k][i])) for k in keys])
+
+
+CHECKPOINT = "checkpoint-{epoch:04d}.dropcore"
+SETTINGS = "train.json"
+
+
+def _checkpoints(out):
+    """``[(epochs done, path)]`` of the checkpoints in ``out``, oldest first."""
+    found = []
+    for path in Path(out).glob("checkpoint-*.dropcore"):
+        stem = path.stem.split("-", 1)[1]
+        if stem.isdigit():
+            found.append((int(stem), path))
+    return sorted(found)
+
+
+class EpochCheckpoint(Callback):
+    """After each epoch: the model with its optimizer state saved as ``checkpoint-<epochs done>.dropcore``
+    (atomically), then the older checkpoints removed: a killed run resumes from the newest with ``--resume``."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = Path(out)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.out / CHECKPOINT.format(epoch=epoch + 1)
+        self.model.save(path)
+        for done, old in _checkpoints(self.out):
+            if done < epoch + 1:
+                old.unlink(missing_ok=True)
 
 
 def _try_plot(plot, *args_, **kwargs):
@@ -218,15 +266,26 @@ def _try_plot(plot, *args_, **kwargs):
         return None
 
 
+def _settings(args):
+    """What a resumed run needs to continue as the first one would have: the parsed options, as JSON."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler", "resume") and
+            isinstance(v, (str, int, float, bool, type(None), list))}
+
+
 def cmd_train(args):
     import dropcore
 
-    from . import plotting, zoo
+    from . import zoo
 
+    if args.resume is not None:
+        return _resume(args)
     x, y, meta = load_data(args, "train")
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        for _, old in _checkpoints(out):  # a new run in an old directory: its checkpoints are not ours
+            old.unlink()
+        _write_json(out / SETTINGS, _settings(args), say=False)
     dropcore.set_random_seed(args.seed)
     if args.model_json is not None:
         args.model = args.model_json
@@ -238,29 +297,74 @@ def cmd_train(args):
     model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
     if not args.quiet:
         model.summary()
-    validating = args.validation_split > 0
-    cbs = _callbacks(args, out, validating, optimizer)
+    cbs = _callbacks(args, out, args.validation_split > 0, optimizer.learning_rate)
     print(f"Training {model.name} on {len(x)} samples of {meta['source']} "
           f"({', '.join(map(str, x.shape[1:]))}; {meta['num_classes']} classes), "
           f"{type(optimizer).__name__} lr={optimizer.learning_rate:g}, seed {args.seed}", flush=True)
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_split=args.validation_split,
                         seed=args.seed, verbose=_verbose(args), callbacks=cbs)
-    final = {k: v[-1] for k, v in history.history.items() if v}
+    return _finish(args, out, model, meta, x, cbs, history)
+
+
+def _resume(args):
+    """``train --resume DIR``: the run's options from DIR/train.json, its newest checkpoint, and the epochs left."""
+    import dropcore
+
+    from . import zoo
+    from .callbacks import load_history
+
+    out = Path(args.resume)
+    if not (out / SETTINGS).is_file():
+        raise CommandError(f"--resume {out}: no {SETTINGS} there; expected a directory written by train --out")
+    with open(out / SETTINGS, encoding="utf-8") as fh:
+        settings = json.load(fh)
+    run = argparse.Namespace(**dict(settings, out=str(out), resume=None, quiet=args.quiet or settings["quiet"]))
+    checkpoints = _checkpoints(out)
+    if (out / "run.json").is_file() and (out / MODEL_FILE).is_file() and not checkpoints:
+        raise CommandError(f"--resume {out}: the run already finished ({out / MODEL_FILE} and run.json are there)")
+    if not checkpoints:
+        raise CommandError(f"--resume {out}: no checkpoint yet (the run stopped in its first epoch); run train again")
+    done, path = checkpoints[-1]
+    x, y, meta = load_data(run, "train")
+    model = dropcore.load_model(path)  # the weights and the optimizer's state after `done` epochs
+    previous = None
+    if (out / "history.json").is_file():  # the logs may hold one epoch more than the checkpoint: drop it
+        previous = {k: v[:done] for k, v in load_history(out / "history.json").items()}
+    name = run.model if run.model in zoo.names() else None
+    initial_lr = zoo.make_optimizer(run.optimizer, run.lr, name, run.momentum).learning_rate
+    cbs = _callbacks(run, out, run.validation_split > 0, initial_lr, previous)
+    print(f"Resuming {model.name} from {path.name} ({done} of {run.epochs} epochs done), seed {run.seed}", flush=True)
+    history = model.fit(x, y, batch_size=run.batch_size, epochs=run.epochs, validation_split=run.validation_split,
+                        seed=run.seed, verbose=_verbose(run), callbacks=cbs, initial_epoch=done)
+    return _finish(run, out, model, meta, x, cbs, history)
+
+
+def _finish(args, out, model, meta, x, cbs, history):
+    """Print the final metrics; with ``out``, write the model, the curves and run.json (the whole run's history,
+    a resumed one's earlier epochs included)."""
+    from . import plotting
+    from .callbacks import JSONLogger
+
+    logger = next((cb for cb in cbs if isinstance(cb, JSONLogger)), None)
+    whole = logger.history if logger is not None else history
+    final = {k: v[-1] for k, v in whole.history.items() if v}
     print("Final: " + " - ".join(f"{k}: {v:.4f}" for k, v in final.items()))
     if out is None:
         return 0
     model_path = out / MODEL_FILE
     model.save(model_path)  # atomic
+    for _, checkpoint in _checkpoints(out):  # the run is over: model.dropcore is the last epoch's model
+        checkpoint.unlink()
     written = [model_path, out / "history.json", out / "history.csv"]
-    png = _try_plot(plotting.plot_history, history, out / "curves.png", title=f"{model.name} on {meta['source']}")
+    png = _try_plot(plotting.plot_history, whole, out / "curves.png", title=f"{model.name} on {meta['source']}")
     if png:
         written.append(png)
+    optimizer = model.optimizer
     run = {"command": "train", "model": args.model, "data": meta, "samples": int(len(x)),
-           "input_shape": list(x.shape[1:]), "epochs_run": len(history.epoch), "batch_size": args.batch_size,
+           "input_shape": list(x.shape[1:]), "epochs_run": len(whole.epoch), "batch_size": args.batch_size,
            "optimizer": type(optimizer).__name__, "learning_rate": optimizer.learning_rate, "dropout": args.dropout,
            "seed": args.seed, "validation_split": args.validation_split, "final": final}
-    with open(out / "run.json", "w", encoding="utf-8") as fh:
-        json.dump(run, fh, indent=1)
+    _write_json(out / "run.json", run, say=False)
     written.append(out / "run.json")
     print("Wrote " + ", ".join(str(p) for p in written))
     return 0
@@ -280,11 +384,15 @@ def cmd_evaluate(args):
     return 0
 
 
-def _write_json(path, obj):
+def _write_json(path, obj, say=True):
+    """Write ``obj`` as JSON, atomically (a killed run never leaves half a file)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=1)
-    print(f"Wrote {path}")
+    os.replace(tmp, path)
+    if say:
+        print(f"Wrote {path}")
 
 
 def _read_image(path, shape, invert):
@@ -581,7 +689,10 @@ def build_parser():
                    help="step: halve the rate every quarter of the epochs; cosine: anneal towards 0 "
                         "(default constant)")
     p.add_argument("--out", metavar="DIR", help=f"write DIR/{MODEL_FILE}, history.json, history.csv, curves.png "
-                                                "and run.json")
+                                                "and run.json; a checkpoint after every epoch")
+    p.add_argument("--resume", metavar="DIR", help="continue the run that train --out DIR started and was stopped "
+                   "(killed, interrupted) from its last checkpoint, with its options: it ends as the uninterrupted "
+                   "run would have")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss and accuracy of a saved model on a data set")

@@ -57,7 +57,7 @@ def test_train_writes_model_history_and_curves(trained):
     assert "Epoch 1/2 - loss:" in stdout and "Epoch 2/2 - loss:" in stdout  # --quiet: one line per epoch
     assert "it/s" not in stdout and "batch/s" not in stdout  # and no progress bar
     assert {p.name for p in out.iterdir()} == {"model.dropcore", "history.json", "history.csv", "curves.png",
-                                               "run.json"}
+                                               "run.json", "train.json"}  # train.json: the options, for --resume
     hist = json.loads((out / "history.json").read_text())
     assert hist["epoch"] == [0, 1]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
