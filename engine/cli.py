@@ -285,12 +285,13 @@ def cmd_train(args):
         out.mkdir(parents=True, exist_ok=True)
         for _, old in _checkpoints(out):  # a new run in an old directory: its checkpoints are not ours
             old.unlink()
-        _write_json(out / SETTINGS, _settings(args), say=False)
     dropcore.set_random_seed(args.seed)
     if args.model_json is not None:
         args.model = args.model_json
         if not os.path.isfile(args.model_json):
             raise CommandError(f"--model-json {args.model_json}: no such file")
+    if out is not None:
+        _write_json(out / SETTINGS, _settings(args), say=False)
     model = build_model(args.model, x.shape[1:], meta["num_classes"], args.dropout)
     name = args.model if args.model in zoo.names() else None
     optimizer = zoo.make_optimizer(args.optimizer, args.lr, name, args.momentum)
