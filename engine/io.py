@@ -326,8 +326,8 @@ def _rebuild(desc, members, compile):
         entry = ser.expect_dict(entry, _LAYER_KEYS, where)
         if isinstance(entry["config"], dict) and isinstance(entry["config"].get("name"), str):
             where = f"layer {i} ('{entry['config']['name']}')"
-        layer = ser.from_config({"class_name": entry["class_name"], "config": entry["config"]}, ser.LAYERS, "layer",
-                                where, ser.convert_layer)
+        layer = ser.from_config(ser.with_added_keys({"class_name": entry["class_name"], "config": entry["config"]}),
+                                ser.LAYERS, "layer", where, ser.convert_layer)
         wlist = entry["weights"]
         if not isinstance(wlist, list):
             raise Invalid(f"{where}: weights must be a list, found {type(wlist).__name__}")

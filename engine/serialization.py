@@ -114,6 +114,17 @@ def from_config(entry, registry, what, where, convert=None):
     return obj
 
 
+def with_added_keys(entry):
+    """A layer entry written before its class took a newer argument gets that argument's old value (the class's
+    ``ADDED_CONFIG``), so older model files keep loading as what they were; anything else is left to
+    :func:`from_config` to judge."""
+    name = entry.get("class_name") if isinstance(entry, dict) else None
+    cls = LAYERS.get(name) if isinstance(name, str) else None
+    if cls is None or not isinstance(entry.get("config"), dict):
+        return entry
+    return {**entry, "config": {**cls.ADDED_CONFIG, **entry["config"]}}
+
+
 def _convert_constraint(config, where):
     axis = config["axis"]
     if not (is_int(axis) or (isinstance(axis, list) and all(is_int(a) for a in axis))):

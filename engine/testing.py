@@ -28,3 +28,46 @@ def check_gradient(f, analytic, x, rtol=1e-5, atol=1e-7, eps=1e-6):
     numeric = numerical_gradient(f, x, eps=eps)
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
     return numeric
+
+
+def assert_weight_gradients(model, x, r, expected, rtol=1e-3, atol=1e-6):
+    """Backpropagate ``sum(model(x) * r)`` through the executor on the Numba kernels in inference mode (dropout
+    off) and compare each weight's gradient with ``expected`` (``{(layer name, weight name): array}``, e.g.
+    PyTorch's), each a real gradient rather than zeros on both sides."""
+    from .layers.base import Context
+    from .ops import get_ops
+
+    _, tape = model._plan.forward(get_ops("numba"), x, Context(), keep_backprop=True)
+    model._plan.backward(tape, r)
+    for (name, w), grad in expected.items():
+        np.testing.assert_allclose(model.get_layer(name).grads[w], grad, rtol=rtol, atol=atol, err_msg=f"{name}.{w}")
+        assert np.abs(grad).max() > 1e-4, f"{name}.{w}: the expected gradient is zero"
+
+
+def assert_predictor_matches(path, model, x, mc_samples=4, seed=7, rtol=1e-4, atol=1e-6):
+    """A :class:`dropcore.Predictor` on the model file ``path`` gives ``model``'s executor outputs (Numba kernels),
+    plain and with ``mc_samples`` Monte-Carlo dropout passes of ``seed``."""
+    from .model import predict_outputs
+    from .ops import get_ops
+    from .predictor import Predictor
+
+    predictor, ops = Predictor(path), get_ops("numba")
+    np.testing.assert_allclose(predictor.predict(x), predict_outputs(model._plan, ops, x, 256), rtol=rtol, atol=atol)
+    for a, b in zip(predictor.predict(x, mc_samples=mc_samples, seed=seed),
+                    predict_outputs(model._plan, ops, x, 256, mc_samples=mc_samples, seed=seed)):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def assert_trains_like_reference(make, x, y, steps=3, seed=11):
+    """Two models from ``make()``, one on the default kernels and one on the reference ones, take ``steps``
+    training steps on ``(x, y)`` with the same dropout masks: the same losses and weights, every weight trained
+    (the gradient reached it). Returns the first model."""
+    fast, ref = make(), make().set_ops("reference")
+    fast._seed = ref._seed = seed  # the same dropout masks (fit(seed=...) sets this)
+    before = fast.get_weights()
+    for _ in range(steps):
+        np.testing.assert_allclose(fast.train_on_batch(x, y)[0], ref.train_on_batch(x, y)[0], rtol=1e-4)
+    for a, b, w0 in zip(fast.get_weights(), ref.get_weights(), before):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert not np.array_equal(a, w0), "a weight did not train: no gradient reached it"
+    return fast

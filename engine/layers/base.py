@@ -106,6 +106,9 @@ class Layer:
     fusable_pool = None
     #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
     identity_in_inference = False
+    #: config keys (constructor arguments) added after model files were first written, with the value a file
+    #: written before holds implicitly (their default): the reader fills them in (``serialization.with_added_keys``)
+    ADDED_CONFIG = {}
 
     def __init__(self, name=None):
         if name is not None and (not isinstance(name, str) or not name):

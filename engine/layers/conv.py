@@ -1,4 +1,6 @@
-"""The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``)."""
+"""The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``), dilated or not."""
+import numpy as np
+
 from .. import activations, constraints, initializers
 from ..lowering import Kernel
 from ..validation import check_choice, check_int, invalid, normalize_tuple
@@ -7,29 +9,68 @@ from .core import _constraint_config, apply_activation, lower_activation
 from .registry import register
 
 
+def window_options(layer, kernel_size, strides, padding, activation, use_bias, where):
+    """The arguments every convolution layer checks alike (Conv2D, DepthwiseConv2D, SeparableConv2D): set on
+    ``layer``; errors name the layer class ``where`` and the argument."""
+    layer.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", where)
+    layer.strides = normalize_tuple(strides, 2, "strides", where)
+    layer.padding = check_choice(padding, "padding", ("valid", "same"), where)
+    layer.activation = activations.normalize(activation, where)
+    if not isinstance(use_bias, bool):
+        raise invalid("use_bias", "a bool", use_bias, where)
+    layer.use_bias = use_bias
+
+
+def window_config(layer):
+    """The config entries of the arguments :func:`window_options` checks."""
+    return {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides), "padding": layer.padding,
+            "activation": layer.activation, "use_bias": layer.use_bias}
+
+
+def dilated(w, rate):
+    """The effective kernel of a dilated convolution: ``w``'s taps ``rate`` apart, zeros between, so that an
+    ordinary convolution with it is the dilated one. ``w`` itself (no copy) at rate ``(1, 1)``."""
+    if rate == (1, 1):
+        return w
+    (kh, kw), (dh, dw) = w.shape[:2], rate
+    eff = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + w.shape[2:], dtype=w.dtype)
+    eff[::dh, ::dw] = w
+    return eff
+
+
 @register
 class Conv2D(Layer):
-    """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule)."""
+    """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule).
+
+    ``dilation_rate`` (not with strides > 1, as Keras) spreads the kernel's taps that far apart: the layer runs the
+    ordinary convolution kernels on the effective kernel (:func:`dilated`), "same" padding on its size.
+    """
 
     #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: inference
     #: only, the pool size of the max pooling fused after it (``dropcore.fusion``)
     OPTIONS = ("activation", "need_dx", "pool")
     fuses_relu = True
+    #: model files written before ``dilation_rate`` existed hold no such key: it was 1
+    ADDED_CONFIG = {"dilation_rate": [1, 1]}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_constraint=None, name=None):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_constraint=None, name=None,
+                 dilation_rate=1):
         super().__init__(name)
         self.filters = check_int(filters, "filters", 1, "Conv2D")
-        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", "Conv2D")
-        self.strides = normalize_tuple(strides, 2, "strides", "Conv2D")
-        self.padding = check_choice(padding, "padding", ("valid", "same"), "Conv2D")
-        self.activation = activations.normalize(activation, "Conv2D")
-        if not isinstance(use_bias, bool):
-            raise invalid("use_bias", "a bool", use_bias, "Conv2D")
-        self.use_bias = use_bias
+        window_options(self, kernel_size, strides, padding, activation, use_bias, "Conv2D")
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", "Conv2D")
+        if self.dilation_rate != (1, 1) and self.strides != (1, 1):
+            raise invalid("dilation_rate", f"1 with strides {self.strides} (strides > 1 together with "
+                          "dilation_rate > 1 is not supported, as in Keras)", dilation_rate, "Conv2D")
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
         self.kernel_constraint = constraints.get(kernel_constraint)
+
+    @property
+    def effective_size(self):
+        """The size of the effective kernel: ``(k - 1) * d + 1`` on each axis (the kernel size without dilation)."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def build(self, input_shape):
         self.check_rank(input_shape, 3, "(batch, height, width, channels)")
@@ -43,7 +84,8 @@ class Conv2D(Layer):
 
     def output_shape_for(self, input_shape):
         kh, kw = self.kernel_size
-        oh, ow = self.window_output(input_shape, self.kernel_size, self.strides, self.padding, f"a {kh}x{kw} kernel",
+        what = f"a {kh}x{kw} kernel" + (f" dilated {self.dilation_rate}" if self.dilation_rate != (1, 1) else "")
+        oh, ow = self.window_output(input_shape, self.effective_size, self.strides, self.padding, what,
                                     "; use a smaller kernel, padding='same', or a larger input")
         return (oh, ow, self.filters)
 
@@ -52,28 +94,49 @@ class Conv2D(Layer):
 
     def workspace_bytes(self, output_shape):
         oh, ow, _ = output_shape
-        kh, kw = self.kernel_size
+        kh, kw = self.effective_size
         return oh * ow * kh * kw * self.input_shape[-1] * 4  # the largest im2col panel
+
+    def _bind(self, make):
+        """``make(w)``, a bound kernel on kernel ``w``, on the layer's kernel; dilated, on an effective kernel of
+        its own whose taps ``run`` copies from the weights before each call (a program reads the weights by
+        reference: they change while the model trains)."""
+        w, rate = self.weights["kernel"], self.dilation_rate
+        if rate == (1, 1):
+            return make(w)
+        eff = dilated(w, rate)
+        bound = make(eff)
+        if bound is None:
+            return None
+        run, y_shape = bound
+
+        def run_dilated(x, y):
+            eff[::rate[0], ::rate[1]] = w
+            run(x, y)
+
+        return run_dilated, y_shape
 
     def lower(self, lowering, step):
         cy, act = lowering.kernels, self.final_activation(step.opts)
-        w, b, strides, padding = self.weights["kernel"], self.weights.get("bias"), self.strides, self.padding
+        b, strides, padding = self.weights.get("bias"), self.strides, self.padding
         pool = step.opts.get("pool")
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
             sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch
-            if cy.conv2d_max_pool_kernel(sample, w, b, strides, padding, relu, pool) is not None:
-                return [Kernel("conv2d+max_pool2d", lambda shape: cy.conv2d_max_pool_kernel(
-                    shape, w, b, strides, padding, relu, pool))]
+            if self._bind(lambda w: cy.conv2d_max_pool_kernel(sample, w, b, strides, padding, relu, pool)) \
+                    is not None:
+                return [Kernel("conv2d+max_pool2d", lambda shape: self._bind(
+                    lambda w: cy.conv2d_max_pool_kernel(shape, w, b, strides, padding, relu, pool)))]
         kernels = lower_activation(lowering, act, lambda relu: Kernel(
-            "conv2d", lambda shape: cy.conv2d_kernel(shape, w, b, strides, padding, relu)))
+            "conv2d", lambda shape: self._bind(lambda w: cy.conv2d_kernel(shape, w, b, strides, padding, relu))))
         if pool is not None:
             kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
         return kernels
 
     def forward(self, ops, x, ctx, activation=None, need_dx=True):
         act = self.activation if activation is None else activation
-        w, b = self.weights["kernel"], self.weights.get("bias")
+        rate, b = self.dilation_rate, self.weights.get("bias")
+        w = dilated(self.weights["kernel"], rate)
         relu = act == "relu"
         z = ops.conv2d(x, w, b, self.strides, self.padding, relu=relu)
         y, act_backprop = apply_activation(ops, act, z, relu)
@@ -84,7 +147,7 @@ class Conv2D(Layer):
             else:
                 dx, dw, db = ops.conv2d_backward(act_backprop(dy), x, w, self.strides, self.padding, self.use_bias,
                                                  need_dx)
-            self.grads["kernel"] = dw
+            self.grads["kernel"] = dw if rate == (1, 1) else np.ascontiguousarray(dw[::rate[0], ::rate[1]])
             if self.use_bias:
                 self.grads["bias"] = db
             return dx
@@ -93,9 +156,9 @@ class Conv2D(Layer):
 
     def get_config(self):
         return {
-            "name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
-            "use_bias": self.use_bias, "kernel_initializer": initializers.name_of(self.kernel_initializer),
+            "name": self.name, "filters": self.filters, **window_config(self),
+            "kernel_initializer": initializers.name_of(self.kernel_initializer),
             "bias_initializer": initializers.name_of(self.bias_initializer),
             "kernel_constraint": _constraint_config(self.kernel_constraint),
+            "dilation_rate": list(self.dilation_rate),
         }

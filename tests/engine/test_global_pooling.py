@@ -11,7 +11,7 @@ from dropcore.layers import (Conv2D, Dense, Dropout, GlobalAveragePooling2D, Glo
 from dropcore.layers.base import Context
 from dropcore.model import predict_outputs
 from dropcore.ops import get_ops
-from dropcore.testing import check_gradient
+from dropcore.testing import assert_predictor_matches, check_gradient
 
 LAYERS = {"avg": GlobalAveragePooling2D, "max": GlobalMaxPooling2D}
 
@@ -106,11 +106,7 @@ def test_trains_and_every_engine_agrees(kind, keepdims, tmp_path):
     loaded = dropcore.load_model(tmp_path / "m.dropcore")
     pool = next(la for la in loaded.layers if isinstance(la, LAYERS[kind]))
     assert pool.keepdims == keepdims and pool.data_format == "channels_last"
-    predictor = dropcore.Predictor(tmp_path / "m.dropcore")
-    np.testing.assert_allclose(predictor.predict(x), expected, rtol=1e-4, atol=1e-6)
-    mc = predictor.predict(x, mc_samples=4, seed=7)
-    for a, b in zip(mc, predict_outputs(fast._plan, get_ops("numba"), x, 256, mc_samples=4, seed=7)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert_predictor_matches(tmp_path / "m.dropcore", fast, x)
 
 
 def test_after_a_max_pooling_in_a_json_description():

@@ -11,7 +11,7 @@ from dropcore.layers import (Concatenate, Conv2D, Dense, Dropout, Flatten, Input
 from dropcore.layers.base import Context
 from dropcore.model import predict_outputs
 from dropcore.ops import get_ops
-from dropcore.testing import check_gradient
+from dropcore.testing import assert_trains_like_reference, assert_weight_gradients, check_gradient
 
 #: id -> (class, constructor arguments, the sample shapes of its inputs); Keras's layer takes the same arguments
 CASES = {
@@ -149,14 +149,7 @@ def test_trains_and_every_engine_agrees(kind, tmp_path):
     """Numba training steps equal the reference's; the program (predict, Predictor), the executor and a model file
     read back all give the same outputs."""
     x, y = _x((12, 6, 5, 3), seed=6), np.arange(12) % 4
-    fast, ref = _model(kind), _model(kind).set_ops("reference")
-    fast._seed = ref._seed = 11  # the same dropout masks (fit(seed=...) sets this)
-    before = fast.get_weights()
-    for _ in range(3):
-        np.testing.assert_allclose(fast.train_on_batch(x, y)[0], ref.train_on_batch(x, y)[0], rtol=1e-4)
-    for a, b, w0 in zip(fast.get_weights(), ref.get_weights(), before):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-        assert not np.array_equal(a, w0)  # every weight trained: the gradient went through the layer
+    fast = assert_trains_like_reference(lambda: _model(kind), x, y)
     expected = predict_outputs(fast._plan, get_ops("numba"), x, 256)
     program = fast._inference_program()
     assert fast.inference_engine == "cython-program"
@@ -222,12 +215,7 @@ def test_gradients_through_all_five_match_pytorch():
     np.testing.assert_allclose(model.predict(x), out.detach().numpy(), rtol=1e-4, atol=1e-6)
     r = _x(out.shape, seed=3)
     (out * torch.tensor(r)).sum().backward()
-    _, tape = model._plan.forward(get_ops("numba"), x, Context(), keep_backprop=True)
-    model._plan.backward(tape, r)
-    for (name, w), p in params.items():
-        np.testing.assert_allclose(model.get_layer(name).grads[w], p.grad.numpy(), rtol=1e-3, atol=1e-6,
-                                   err_msg=f"{name}.{w}")
-        assert np.abs(p.grad.numpy()).max() > 1e-4  # a real gradient, not zeros on both sides
+    assert_weight_gradients(model, x, r, {key: p.grad.numpy() for key, p in params.items()})
 
 
 def test_the_one_input_layers_in_a_json_description():

@@ -19,7 +19,8 @@ def _default(cls):
     """An instance with its required constructor arguments filled in."""
     required = {"Dense": dict(units=3), "Conv2D": dict(filters=2, kernel_size=3), "Dropout": dict(rate=0.5),
                 "SpatialDropout2D": dict(rate=0.5), "Activation": dict(activation="tanh"),
-                "Reshape": dict(target_shape=(-1,)), "Rescaling": dict(scale=0.5)}
+                "Reshape": dict(target_shape=(-1,)), "Rescaling": dict(scale=0.5),
+                "DepthwiseConv2D": dict(kernel_size=3), "SeparableConv2D": dict(filters=2, kernel_size=3)}
     return cls(**required.get(cls.__name__, {}))
 
 
