@@ -1,4 +1,5 @@
-"""Weight initializers (Keras names and formulas): he_uniform, he_normal, glorot_uniform, glorot_normal, zeros, ones.
+"""Weight initializers (Keras names and formulas): he_uniform, he_normal, glorot_uniform, glorot_normal, lecun_normal,
+zeros, ones.
 
 Fan-in and fan-out follow Keras: for a kernel ``(..., in, out)`` the receptive field is the product of the leading
 dimensions. Draws come from a NumPy ``Generator``: pass ``seed`` for a reproducible initializer, or call
@@ -88,7 +89,14 @@ class GlorotNormal(_VarianceScaling):
     scale, mode, distribution = 1.0, "fan_avg", "normal"
 
 
+class LecunNormal(_VarianceScaling):
+    """Keras's ``VarianceScaling(1.0, "fan_in", "truncated_normal")``: for SELU networks."""
+
+    scale, mode, distribution = 1.0, "fan_in", "normal"
+
+
 he_uniform, he_normal, glorot_uniform, glorot_normal = HeUniform, HeNormal, GlorotUniform, GlorotNormal
+lecun_normal = LecunNormal
 zeros, ones = Zeros, Ones
 
 _BY_NAME = {
@@ -96,6 +104,7 @@ _BY_NAME = {
     "he_normal": HeNormal,
     "glorot_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal,
+    "lecun_normal": LecunNormal,
     "zeros": Zeros,
     "ones": Ones,
 }

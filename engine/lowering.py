@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activations import selu
+
 
 @dataclass(frozen=True)
 class Kernel:
@@ -43,6 +45,8 @@ def activation_kernels(lowering, act):
         return []
     if act == "tanh":  # no compiled kernel: NumPy's, in place into the buffer
         return [Kernel("tanh", lambda shape: (lambda x, y: np.tanh(x, out=y), tuple(shape)))]
+    if act == "selu":  # likewise
+        return [Kernel("selu", lambda shape: (lambda x, y: selu(x, out=y), tuple(shape)))]
     return [Kernel(act, lambda shape: lowering.kernels.activation_kernel(shape, act))]
 
 

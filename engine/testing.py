@@ -58,6 +58,22 @@ def assert_predictor_matches(path, model, x, mc_samples=4, seed=7, rtol=1e-4, at
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_samples, seed, rtol=1e-5, atol=1e-6):
+    """Monte-Carlo predictions of ``model`` at each of ``batch_sizes`` (its ``predict``, a :class:`Predictor` on it
+    and the executor on the Numba kernels) all equal ``reference`` (``(mean, std)``)."""
+    from .model import predict_outputs
+    from .ops import get_ops
+    from .predictor import Predictor
+
+    predictor = Predictor(model)
+    for batch_size in batch_sizes:
+        for got in (model.predict(x, batch_size=batch_size, mc_samples=mc_samples, seed=seed),
+                    predictor.predict(x, batch_size=batch_size, mc_samples=mc_samples, seed=seed),
+                    predict_outputs(model._plan, get_ops("numba"), x, batch_size, mc_samples=mc_samples, seed=seed)):
+            for g, r in zip(got, reference):
+                np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
+
+
 def assert_trains_like_reference(make, x, y, steps=3, seed=11):
     """Two models from ``make()``, one on the default kernels and one on the reference ones, take ``steps``
     training steps on ``(x, y)`` with the same dropout masks: the same losses and weights, every weight trained

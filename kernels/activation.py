@@ -4,7 +4,8 @@ Element-wise kernels see their arrays flattened (a view, no copy) and split them
 ``prange`` iteration each, so they run at memory speed. Dropout never builds a mask array: each element's keep bit
 is hashed from its flat index in the noise shape by the inlined :func:`dropcore.kernels.rng.keep`, so the result
 depends neither on the thread count nor on the chunking. Per-channel dropout views ``x`` as ``(N, S, C)`` and
-hashes the ``C`` bits of sample ``n`` once per chunk of rows.
+hashes the ``C`` bits of sample ``n`` once per chunk of rows. Gaussian noise hashes two values per element the same
+way (Box-Muller in float64, as the reference).
 """
 import numpy as np
 from numba import prange
@@ -18,6 +19,8 @@ CHUNK = 1 << 15
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
+_TWO_PI = 2.0 * np.pi
+_INV_2_32 = 2.0**-32
 
 
 def _stream(rate, key):
@@ -54,6 +57,16 @@ def _dropout_span(x, y, lo, k0, k1, thr, scale, relu):
 def _mask_span(m, lo, k0, k1, thr, scale):
     for i in range(m.size):
         m[i] = scale if rng.keep(lo + i, k0, k1, thr) else _ZERO
+
+
+@njit
+def _gaussian_span(z, lo, k0, k1):
+    """Standard normal noise of the chunk ``z`` whose first element has flat index ``lo`` (see the reference)."""
+    for i in range(z.size):
+        j = np.uint64(2) * np.uint64(lo + i)
+        u1 = (np.float64(rng.random_bits(j, k0, k1)) + 1.0) * _INV_2_32
+        u2 = np.float64(rng.random_bits(j + np.uint64(1), k0, k1)) * _INV_2_32
+        z[i] = np.float32(np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2))
 
 
 @njit
@@ -127,6 +140,14 @@ def _mask_par(m, k0, k1, thr, scale, offset):
     for t in prange((n + CHUNK - 1) // CHUNK):
         lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
         _mask_span(m[lo:hi], offset + lo, k0, k1, thr, scale)
+
+
+@pjit
+def _gaussian_par(z, k0, k1, offset):
+    n = z.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _gaussian_span(z[lo:hi], offset + lo, k0, k1)
 
 
 @pjit
@@ -253,6 +274,14 @@ def dropout_mask(noise_shape, rate, key, offset=0):
     m = np.empty(tuple(noise_shape), dtype=np.float32)
     _mask_par(_flat(m), k0, k1, thr, scale, np.int64(offset))
     return m
+
+
+def gaussian_noise(shape, key, offset=0):
+    """float32 standard normal noise of ``shape`` from the stream ``key`` (the reference's Box-Muller construction,
+    equal to it up to float32 rounding); ``offset``: the stream index of the first element."""
+    z = np.empty(tuple(shape), dtype=np.float32)
+    _gaussian_par(_flat(z), np.uint64(key[0]), np.uint64(key[1]), np.int64(offset))
+    return z
 
 
 def relu_dropout(x, rate, key, per_channel=False, offset=0):

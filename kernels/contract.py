@@ -7,7 +7,8 @@ and records the op in the set's ``fallbacks``. Helpers a kernel module defines f
 every set against this list: names, parameters and defaults, and which ops fall back.
 
 ``inference``: the op runs in inference programs, so the Cython set implements it (it falls back to the reference
-for the backward passes, the losses and batch-norm training, which only training needs).
+for the backward passes, the losses and batch-norm training, which only training needs, and for
+``gaussian_noise``, which only training and Monte-Carlo programs of the noise layers need).
 """
 import inspect
 from collections import namedtuple
@@ -41,6 +42,7 @@ OPS = (
     _op("dropout", "activation", ("x", "rate", "key", ("per_channel", False), ("offset", 0)), inference=True),
     _op("dropout_backward", "activation", ("dy", "rate", "key", ("per_channel", False), ("offset", 0))),
     _op("dropout_mask", "activation", ("noise_shape", "rate", "key", ("offset", 0)), inference=True),
+    _op("gaussian_noise", "activation", ("shape", "key", ("offset", 0))),
     _op("relu_dropout", "activation", ("x", "rate", "key", ("per_channel", False), ("offset", 0)), inference=True),
     _op("relu_dropout_backward", "activation", ("dy", "y", "rate")),
     _op("softmax", "activation", ("x",), inference=True),

@@ -122,7 +122,7 @@ class Flatten(Layer):
 
 @register
 class Activation(Layer):
-    """Apply a named activation ("relu", "softmax", "sigmoid", "tanh", "linear")."""
+    """Apply a named activation ("relu", "softmax", "sigmoid", "tanh", "selu", "linear")."""
 
     pure_activation = True
 

@@ -8,10 +8,17 @@ the mask from the same ``key``, and the fused ReLU-dropout backward reads it off
 ``offset``: the index, in the stream, of this call's first mask element. Monte-Carlo dropout passes the batch's
 first row times the mask elements of a sample, so that a sample's mask depends on its row in the whole input, not
 on how the input was cut into batches.
+
+Gaussian noise (GaussianDropout, GaussianNoise) comes from the same counter-based hash: element ``i`` of a call is
+the Box-Muller transform of the 32-bit values at stream indices ``2 (offset + i)`` and ``2 (offset + i) + 1``
+(:func:`gaussian_noise`), computed in float64 and rounded once to float32.
 """
 import numpy as np
 
-from .rng import keep_mask
+from .rng import keep_mask, random_bits
+
+_TWO_PI = 2.0 * np.pi
+_INV_2_32 = 2.0**-32
 
 
 def dropout_scale(rate):
@@ -39,6 +46,18 @@ def relu_backward(dy, y):
 def dropout_mask(noise_shape, rate, key, offset=0):
     """float32 array of ``noise_shape`` holding 0 (dropped) or ``1 / (1 - rate)`` (kept)."""
     return np.where(keep_mask(noise_shape, rate, key, offset), dropout_scale(rate), np.float32(0))
+
+
+def gaussian_noise(shape, key, offset=0):
+    """float32 standard normal noise of ``shape`` from the stream ``key``: element ``i`` (C order) is
+    ``sqrt(-2 ln u1) * cos(2 pi u2)`` with ``u1 = (h(2j) + 1) / 2**32`` in ``(0, 1]`` and ``u2 = h(2j + 1) / 2**32``
+    in ``[0, 1)``, ``h = random_bits`` and ``j = offset + i``: every step exact or correctly rounded in float64, then
+    rounded to float32. ``offset`` shifts the elements as for dropout masks (a stream repeats after 2**31 elements)."""
+    n = int(np.prod(shape))
+    bits = random_bits(2 * n, key, 2 * offset).astype(np.float64)
+    u1 = (bits[0::2] + 1.0) * _INV_2_32
+    u2 = bits[1::2] * _INV_2_32
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)).astype(np.float32).reshape(shape)
 
 
 def dropout(x, rate, key, per_channel=False, offset=0):

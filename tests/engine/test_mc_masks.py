@@ -6,8 +6,7 @@ import pytest
 
 import dropcore
 from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, SpatialDropout2D
-from dropcore.model import predict_outputs
-from dropcore.ops import get_ops
+from dropcore.testing import assert_mc_same_at_any_batch_size
 
 
 def _model(noise_shape=None):
@@ -27,14 +26,8 @@ def _x(n=10):
 @pytest.mark.parametrize("noise_shape", [None, (None, 16), (1, 16)])
 def test_the_answer_does_not_depend_on_the_batch_size(noise_shape):
     model, x = _model(noise_shape), _x()
-    predictor = dropcore.Predictor(model)
     reference = model.predict(x, batch_size=256, mc_samples=6, seed=5)
-    for batch_size in (1, 3, 4, 7):
-        for got in (model.predict(x, batch_size=batch_size, mc_samples=6, seed=5),
-                    predictor.predict(x, batch_size=batch_size, mc_samples=6, seed=5),
-                    predict_outputs(model._plan, get_ops("numba"), x, batch_size, mc_samples=6, seed=5)):
-            for g, r in zip(got, reference):
-                np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+    assert_mc_same_at_any_batch_size(model, x, reference, (1, 3, 4, 7), mc_samples=6, seed=5)
 
 
 def test_no_two_rows_share_masks():
