@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..activations import SELU_ALPHA, SELU_SCALE
 from ..kernels.reference.activation import noise_shape as channel_noise_shape
 from ..kernels.reference.rng import dropout_key
 from ..validation import check_float
@@ -19,9 +20,7 @@ from .base import Layer
 from .dropout import Dropout, _check_rate, _check_seed
 from .registry import register
 
-#: SELU's constants (Keras, Klambauer et al. 2017); AlphaDropout sets dropped units to SELU's negative saturation.
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+#: AlphaDropout sets dropped units to SELU's negative saturation.
 ALPHA_P = -SELU_ALPHA * SELU_SCALE
 
 
