@@ -87,3 +87,32 @@ def assert_trains_like_reference(make, x, y, steps=3, seed=11):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         assert not np.array_equal(a, w0), "a weight did not train: no gradient reached it"
     return fast
+
+
+def assert_round_trips(model, x, path):
+    """``model.predict`` (its inference program, batches of 5) gives the executor's outputs on the Numba kernels;
+    saved to ``path`` and loaded back, the model has the same layers (classes, configs, dropout streams), and a
+    :class:`dropcore.Predictor` on the file gives its outputs (:func:`assert_predictor_matches`)."""
+    from .io import load_model
+    from .model import predict_outputs
+    from .ops import get_ops
+
+    np.testing.assert_allclose(model.predict(x, batch_size=5), predict_outputs(model._plan, get_ops("numba"), x, 256),
+                               rtol=1e-5, atol=1e-6)
+    model.save(path)
+    for a, b in zip(model.layers, load_model(path).layers):
+        assert type(a) is type(b) and a.get_config() == b.get_config() and a.stream == b.stream
+    assert_predictor_matches(path, model, x)
+
+
+def assert_mc_runs_its_forward(model, x, kind, count, batch_sizes=(1, 3, 7, 256), mc_samples=5, seed=3):
+    """The Monte-Carlo program of ``model`` runs ``count`` steps ``kind`` (a layer's own forward), its predictions
+    vary (the masks or the noise are on) and agree everywhere at any of ``batch_sizes``
+    (:func:`assert_mc_same_at_any_batch_size` against the executor on the Numba kernels)."""
+    from .model import predict_outputs
+    from .ops import get_ops
+
+    assert model._inference_program(mc=True).steps.count(kind) == count
+    reference = predict_outputs(model._plan, get_ops("numba"), x, 256, mc_samples=mc_samples, seed=seed)
+    assert reference[1].max() > 1e-4, "the Monte-Carlo predictions do not vary"
+    assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_samples, seed)

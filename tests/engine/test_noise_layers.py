@@ -13,9 +13,8 @@ from dropcore.layers import (AlphaDropout, Conv2D, Dense, Flatten, GaussianDropo
                              MaxPooling2D)
 from dropcore.layers.base import Context
 from dropcore.layers.noise import ALPHA_P
-from dropcore.model import predict_outputs
 from dropcore.ops import get_ops
-from dropcore.testing import (assert_mc_same_at_any_batch_size, assert_predictor_matches, assert_trains_like_reference,
+from dropcore.testing import (assert_mc_runs_its_forward, assert_round_trips, assert_trains_like_reference,
                               check_gradient)
 
 TRAIN = Context(training=True, dropout=True, seed=9, step=4)
@@ -145,10 +144,7 @@ def _model(kind, seed=0):
 @pytest.mark.parametrize("kind", MAKERS)
 def test_monte_carlo_predictions_agree_everywhere_at_any_batch_size(kind):
     model, x = _model(kind), _x((10, 8, 8, 1), seed=9)
-    assert model._inference_program(mc=True).steps.count(kind) == 2  # its own forward, in the Monte-Carlo program
-    reference = predict_outputs(model._plan, get_ops("numba"), x, 256, mc_samples=5, seed=3)
-    assert reference[1].max() > 1e-4  # the noise is on in Monte-Carlo predictions (GaussianNoise included)
-    assert_mc_same_at_any_batch_size(model, x, reference, (1, 3, 7, 256), mc_samples=5, seed=3)
+    assert_mc_runs_its_forward(model, x, kind, 2)  # the noise (GaussianNoise included) on, its own forward
 
 
 @pytest.mark.parametrize("kind", MAKERS)
@@ -157,13 +153,7 @@ def test_trains_like_the_reference_and_round_trips(kind, tmp_path):
     model = assert_trains_like_reference(lambda: _model(kind), x, y)
     program = model._inference_program()
     assert "selu" in program.steps and model.inference_engine == "cython-program"
-    np.testing.assert_allclose(model.predict(x, batch_size=5), predict_outputs(model._plan, get_ops("numba"), x, 256),
-                               rtol=1e-5, atol=1e-6)
-    model.save(tmp_path / "m.dropcore")
-    loaded = dropcore.load_model(tmp_path / "m.dropcore")
-    for a, b in zip(model.layers, loaded.layers):
-        assert type(a) is type(b) and a.get_config() == b.get_config() and a.stream == b.stream
-    assert_predictor_matches(tmp_path / "m.dropcore", model, x)
+    assert_round_trips(model, x, tmp_path / "m.dropcore")
 
 
 def test_configs_rebuild_exactly():

@@ -21,7 +21,8 @@ def _default(cls):
                 "SpatialDropout2D": dict(rate=0.5), "Activation": dict(activation="tanh"),
                 "Reshape": dict(target_shape=(-1,)), "Rescaling": dict(scale=0.5),
                 "DepthwiseConv2D": dict(kernel_size=3), "SeparableConv2D": dict(filters=2, kernel_size=3),
-                "GaussianDropout": dict(rate=0.3), "GaussianNoise": dict(stddev=0.2), "AlphaDropout": dict(rate=0.2)}
+                "GaussianDropout": dict(rate=0.3), "GaussianNoise": dict(stddev=0.2), "AlphaDropout": dict(rate=0.2),
+                "DropBlock2D": dict(rate=0.1, block_size=3), "MaxPoolingDropout2D": dict(rate=0.3)}
     return cls(**required.get(cls.__name__, {}))
 
 
