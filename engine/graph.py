@@ -154,11 +154,6 @@ def lower_training(graph):
     return Plan(steps, graph.input_id, graph.output_id)
 
 
-def compile_plan(inputs, output):
-    """The training plan for the graph from ``inputs`` to ``output`` (``lower_training(plan_graph(...))``)."""
-    return lower_training(plan_graph(inputs, output))
-
-
 def describe(plan):
     """One line per step, naming what was fused (for ``summary`` and tests)."""
     lines = []
