@@ -239,16 +239,18 @@ class LearningRateScheduler(Callback):
 class CSVLogger(Callback):
     """Write one CSV row per epoch (``epoch`` then the logs' keys, sorted), flushed as it goes (Keras's format).
 
-    ``append=True`` continues an existing file (no second header).
+    ``append=True`` continues an existing file (no second header). ``initial``: the earlier epochs of a resumed run
+    (as :func:`load_history` returns them), written first, as they were logged.
     """
 
-    def __init__(self, filename, separator=",", append=False):
+    def __init__(self, filename, separator=",", append=False, initial=None):
         super().__init__()
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise invalid("filename", "a file path", filename, "CSVLogger")
         self.filename = os.fspath(filename)
         self.separator = separator
         self.append = bool(append)
+        self.initial = initial
         self._file = self._writer = self._keys = None
 
     def on_train_begin(self, logs=None):
@@ -257,6 +259,8 @@ class CSVLogger(Callback):
         self._writer = csv.writer(self._file, delimiter=self.separator)
         self._keys = None
         self._has_header = exists
+        for i, epoch in enumerate((self.initial or {}).get("epoch", [])):
+            self.on_epoch_end(int(epoch), {k: v[i] for k, v in self.initial.items() if k != "epoch"})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -209,23 +209,9 @@ def _callbacks(args, out, validating, initial_lr, previous=None):
     elif args.lr_schedule == "cosine":
         cbs.append(cb.LearningRateScheduler(cb.CosineDecay(initial_lr, decay_epochs=args.epochs)))
     if out is not None:
-        if previous:
-            _write_csv_history(out / "history.csv", previous)
-        cbs += [cb.CSVLogger(out / "history.csv", append=bool(previous)),
+        cbs += [cb.CSVLogger(out / "history.csv", initial=previous),
                 cb.JSONLogger(out / "history.json", initial=previous), EpochCheckpoint(out)]
     return cbs
-
-
-def _write_csv_history(path, history):
-    """A resumed run's earlier epochs as CSVLogger writes them (``epoch``, then the logs' keys sorted)."""
-    import csv
-
-    keys = sorted(k for k in history if k != "epoch")
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["epoch"] + keys)
-        for i, epoch in enumerate(history["epoch"]):
-            writer.writerow([int(epoch)] + [repr(float(history[k][i])) for k in keys])
 
 
 CHECKPOINT = "checkpoint-{epoch:04d}.dropcore"
