@@ -446,8 +446,7 @@ class Model:
             if validation_split:
                 raise ValueError(f"{where}: `validation_split` needs arrays; with a data source `x` give "
                                  f"`validation_data`")
-            check = lambda xb, yb: self._check_xy(xb, yb)  # noqa: E731  (each batch checked as it comes)
-            return SourceBatches(x, steps_per_epoch, check, where, epochs, shuffle, rng), val
+            return SourceBatches(x, steps_per_epoch, self._check_xy, where, epochs, shuffle, rng), val
         if y is None:
             raise ValueError(f"{where}: `y` is required when `x` is an array; received y=None")
         x, y = self._check_xy(x, y)
@@ -504,7 +503,7 @@ class Model:
                 raise ValueError(f"{where}: `y` and `sample_weight` cannot be given with a data source `x` "
                                  f"({type(x).__name__}); its batches carry (x, y[, sample_weight])")
             steps = None if steps is None else check_int(steps, "steps", 1, where)
-            source = SourceBatches(x, steps, lambda xb, yb: self._check_xy(xb, yb), where)
+            source = SourceBatches(x, steps, self._check_xy, where)
             with _engine_call(self._ops.name):
                 res = self._evaluate_batches(source.epoch(), batch_size)
         else:
