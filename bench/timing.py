@@ -30,11 +30,11 @@ def threads(n):
 
     import dropcore
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the cap is what an oversubscribed row shows
-        before = dropcore.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
+    with threadpool_limits(limits=n):  # on leaving, NumPy's BLAS gets its own counts back
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the cap is what an oversubscribed row shows
+            before = dropcore.set_num_threads(n)  # dropcore's pools, and BLAS for the reference engine
+        try:
             yield
-    finally:
-        dropcore.set_num_threads(before)
+        finally:
+            dropcore.set_num_threads(before)
