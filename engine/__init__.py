@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from . import callbacks, constraints, initializers, layers, losses, optimizers, utils  # noqa: E402
 from .errors import ModelFileError, NotCompiledError, NumericalError, WorkspaceLimitError  # noqa: E402
 from .initializers import set_random_seed  # noqa: E402
-from .io import load_model, save_model  # noqa: E402
+from .io import load_model, model_to_bytes, save_model  # noqa: E402
 from .info import info  # noqa: E402
 from .kernels.threads import get_num_threads  # noqa: E402
 from .kernels.threads import set_process_threads as set_num_threads  # noqa: E402
@@ -26,6 +26,6 @@ from .workspace import set_workspace_limit  # noqa: E402
 __all__ = [
     "Model", "ModelFileError", "NotCompiledError", "NumericalError", "Predictor", "Sequential",
     "WorkspaceLimitError",
-    "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses",
+    "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "model_to_bytes",
     "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit", "utils",
 ]

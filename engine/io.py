@@ -49,6 +49,7 @@ _MAX_DEPTH = 16  # a valid description nests 8 levels deep; deeper values could 
 # --- saving -----------------------------------------------------------------------------------------------------
 def save_model(model, path, include_optimizer=True):
     """Write ``model`` to the file ``path`` (atomically: the previous file survives a crash mid-save).
+    With ``path=None`` nothing is written and the file's bytes are returned (as :func:`model_to_bytes`).
 
     Saved: the layer graph with every layer's config and weights, the model's name and dropout seed, and the compile
     settings (loss, metrics, optimizer hyperparameters). ``include_optimizer=True`` also saves the optimizer's state
@@ -56,7 +57,7 @@ def save_model(model, path, include_optimizer=True):
     """
     if not isinstance(include_optimizer, bool):
         raise invalid("include_optimizer", "a bool", include_optimizer, "save_model")
-    if os.fspath(path).lower().endswith((".keras", ".h5", ".hdf5")):
+    if path is not None and os.fspath(path).lower().endswith((".keras", ".h5", ".hdf5")):
         raise ValueError(f"save_model: {os.fspath(path)!r} names a Keras file, but dropcore writes its own format "
                          f"(docs/model-format.md), which Keras cannot read; save to a path ending in .dropcore")
     if type(model) not in (Model, Sequential):
@@ -81,7 +82,19 @@ def save_model(model, path, include_optimizer=True):
                 "iterations": int(model.optimizer.iterations),
                 "arrays": [{"shape": list(a.shape), "array": array(a)} for a in model.optimizer.get_state()]}
     payload = json.dumps(desc, allow_nan=False, default=ser.json_default).encode("utf-8")
+    if path is None:
+        buffer = io.BytesIO()
+        _write_archive(buffer, payload, arrays)
+        return buffer.getvalue()
     _write_atomic(os.fspath(path), payload, arrays)
+    return None
+
+
+def model_to_bytes(model, include_optimizer=False):
+    """The bytes :func:`save_model` would write for ``model``: what :func:`load_model` and
+    ``Predictor.from_bytes`` read back, e.g. after shipping them to workers once. Without the optimizer's state by
+    default, since receivers usually only predict."""
+    return save_model(model, None, include_optimizer)
 
 
 def _describe_graph(model, array):
@@ -107,11 +120,7 @@ def _write_atomic(path, payload, arrays):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-                zf.writestr(_member(JSON_MEMBER), payload)
-                for name, a in arrays:
-                    with zf.open(_member(name), "w", force_zip64=a.nbytes > 2**30) as dst:
-                        np.save(dst, a, allow_pickle=False)
+            _write_archive(f, payload, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -120,6 +129,14 @@ def _write_atomic(path, payload, arrays):
             os.remove(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _write_archive(f, payload, arrays):
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(_member(JSON_MEMBER), payload)
+        for name, a in arrays:
+            with zf.open(_member(name), "w", force_zip64=a.nbytes > 2**30) as dst:
+                np.save(dst, a, allow_pickle=False)
 
 
 def _member(name):
@@ -166,6 +183,9 @@ def _fsync_directory(directory):
 def load_model(path, compile=True):
     """Read a model written by :func:`save_model` / ``Model.save``.
 
+    ``path``: the file's path, or its bytes (``bytes``, ``bytearray``, ``memoryview``, as from
+    :func:`model_to_bytes`), or a binary file object open for reading (read from its current position to the end).
+
     The model comes back with its weights, name and dropout seed; with ``compile=True`` (default) also compiled as
     it was saved (loss, metrics, optimizer -- with its state when the file holds it), ready to ``evaluate`` or to
     continue ``fit`` exactly. Raises ModelFileError for anything wrong in the file, FileNotFoundError when absent.
@@ -185,20 +205,35 @@ def read_model_file(path):
 
 
 def _load(path, compile):
-    """``(description, model, weights)`` of the file at ``path``; any fault in it raises ModelFileError."""
-    path = os.fspath(path)
+    """``(description, model, weights)`` of the file at ``path`` (or of its bytes, or of a binary file object); any
+    fault in it raises ModelFileError."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        source, what = io.BytesIO(path), f"from {len(path)} bytes"
+    elif hasattr(path, "read"):
+        data = path.read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"load_model: the file object must be open in binary mode ('rb'); its read() returned "
+                            f"{type(data).__name__}")
+        source, what = io.BytesIO(data), f"from a file object ({len(data)} bytes)"
+    elif isinstance(path, (str, os.PathLike)):
+        source = os.fspath(path)
+        what = f"'{source}'"
+    else:
+        raise TypeError(f"load_model: expected a path, bytes or a binary file object, received "
+                        f"{type(path).__name__}")
     try:
-        desc, members = _read_archive(path)
+        desc, members = _read_archive(source)
         model, weights = _rebuild(desc, members, compile)
     except Invalid as exc:
-        raise ModelFileError(f"cannot load model file '{path}': {exc}") from exc.__cause__
+        raise ModelFileError(f"cannot load model file {what}: {exc}") from exc.__cause__
     return desc, model, weights
 
 
-def _read_archive(path):
-    """The parsed, header-checked ``model.json`` and every member's bytes."""
-    with open(path, "rb") as f:  # a missing file stays FileNotFoundError
-        size = os.fstat(f.fileno()).st_size
+def _read_archive(source):
+    """The parsed, header-checked ``model.json`` and every member's bytes (``source``: a path or a BytesIO)."""
+    with (open(source, "rb") if isinstance(source, str) else source) as f:  # a missing file stays FileNotFoundError
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
         try:
             with zipfile.ZipFile(f) as zf:
                 infos = zf.infolist()

@@ -36,21 +36,22 @@ def _frozen_copy(model):
 class Predictor:
     """Run a trained model for inference: ``Predictor(model_or_path).predict(x)``.
 
-    ``model_or_path``: a built :class:`dropcore.Model` (its weights are copied) or the path of a model file written
-    by :func:`dropcore.save_model`. One Predictor may serve any number of threads at once.
+    ``model_or_path``: a built :class:`dropcore.Model` (its weights are copied), the path of a model file written
+    by :func:`dropcore.save_model`, or that file's bytes (see :meth:`from_bytes`). One Predictor may serve any number
+    of threads at once.
     ``threads``: at most this many threads for each prediction (default: :func:`dropcore.get_num_threads`), e.g.
     one per request when a server runs several requests side by side.
     """
 
     def __init__(self, model_or_path, threads=None):
-        if isinstance(model_or_path, (str, os.PathLike)):
+        if isinstance(model_or_path, (str, os.PathLike, bytes, bytearray, memoryview)):
             from .io import load_model
 
             model = load_model(model_or_path, compile=False)
         elif isinstance(model_or_path, Model):
             model = model_or_path
         else:
-            raise TypeError(f"Predictor: expected a dropcore Model or a model file path, received "
+            raise TypeError(f"Predictor: expected a dropcore Model, a model file path or its bytes, received "
                             f"{type(model_or_path).__name__}")
         self._model = _frozen_copy(model)
         self.threads = None if threads is None else check_int(threads, "threads", 1, "Predictor")
@@ -62,6 +63,14 @@ class Predictor:
         if self.kernels == "cython":
             graph, shape = self._model._graph, self._model._inputs.shape
             self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
+
+    @classmethod
+    def from_bytes(cls, data, threads=None):
+        """A Predictor for the model file whose bytes are ``data`` (as :func:`dropcore.model_to_bytes` gives): how
+        workers that received a model once build their own, with no file and no pickled Predictor."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Predictor.from_bytes: expected the model file's bytes, received {type(data).__name__}")
+        return cls(data, threads=threads)
 
     @property
     def engine(self):

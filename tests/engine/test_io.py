@@ -224,6 +224,32 @@ def test_same_model_same_bytes(tmp_path):
     assert (tmp_path / "a.dropcore").read_bytes() == (tmp_path / "b.dropcore").read_bytes()
 
 
+def test_bytes_and_file_objects_load_as_the_file_does(saved, tmp_path):
+    data = saved.read_bytes()
+    model = small_model()
+    assert dropcore.model_to_bytes(model, include_optimizer=True) == save_bytes(model, tmp_path)
+    for source in (data, bytearray(data), memoryview(data)):
+        assert_same(dropcore.load_model(saved), dropcore.load_model(source))  # fresh: a training call moves a step
+    with open(saved, "rb") as f:
+        assert_same(dropcore.load_model(saved), dropcore.load_model(f))
+    expected = dropcore.load_model(saved)
+    predictor = dropcore.Predictor.from_bytes(dropcore.model_to_bytes(expected))
+    np.testing.assert_array_equal(predictor.predict(X), expected.predict(X))
+    with pytest.raises(ModelFileError, match=r"cannot load model file from 10 bytes: not a dropcore model file"):
+        dropcore.load_model(data[:10])
+    with open(saved, "r", encoding="latin-1") as f, pytest.raises(TypeError, match=r"binary mode \('rb'\)"):
+        dropcore.load_model(f)
+    with pytest.raises(TypeError, match=r"expected a path, bytes or a binary file object, received int"):
+        dropcore.load_model(3)
+    with pytest.raises(TypeError, match=r"Predictor.from_bytes: expected the model file's bytes, received str"):
+        dropcore.Predictor.from_bytes(str(saved))
+
+
+def save_bytes(model, tmp_path):
+    model.save(tmp_path / "m.dropcore")
+    return (tmp_path / "m.dropcore").read_bytes()
+
+
 def test_loading_draws_no_random_numbers(saved):
     dropcore.set_random_seed(9)
     expected = dropcore.initializers.GlorotUniform()((3, 3))

@@ -93,7 +93,7 @@ def test_same_validation_messages_as_model_predict(trained):
 
 
 def test_rejects_what_is_not_a_model():
-    with pytest.raises(TypeError, match="expected a dropcore Model or a model file path, received int"):
+    with pytest.raises(TypeError, match="expected a dropcore Model, a model file path or its bytes, received int"):
         dropcore.Predictor(3)
 
 
