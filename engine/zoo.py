@@ -1,14 +1,17 @@
 """Built-in models (the classic dropout networks) and models built from a JSON description.
 
 Each zoo function takes ``input_shape`` (channels-last, batch omitted), ``num_classes``, ``dropout`` and
-``placement`` and returns an uncompiled :class:`dropcore.Sequential`:
+``placement`` (and the CNNs ``kind``) and returns an uncompiled :class:`dropcore.Sequential`:
 
 - ``dropout=None`` keeps the reference rates, a float in [0, 1) replaces every dropout rate, ``0`` removes the
   dropout layers (the same network without dropout);
 - ``placement`` (``None``: the reference network's own places) chooses where dropout goes, any of
   ``"visible"`` (on the inputs), ``"conv"`` (after each convolution block, i.e. after its pooling) and
   ``"dense"`` (after each hidden dense layer). A place the reference network has no dropout at takes the rate of
-  the dropout paper (Srivastava et al., 2014): 0.2 on the inputs, 0.25 after convolutions, 0.5 after dense layers.
+  the dropout paper (Srivastava et al., 2014): 0.2 on the inputs, 0.25 after convolutions, 0.5 after dense layers;
+- ``kind`` (CNNs) chooses the dropout at the ``"conv"`` place from :data:`KINDS`: ``Dropout`` (default),
+  ``SpatialDropout2D``, ``GaussianDropout``, ``AlphaDropout`` or ``DropBlock2D`` after each block's pooling, or
+  ``"maxpool"``: ``MaxPoolingDropout2D`` as the block's pooling. The other places always take ``Dropout``.
 
 The layers are built in the same order whatever the dropout (dropout has no weights), so after
 ``dropcore.set_random_seed(s)`` every variant starts from the same initial weights.
@@ -25,6 +28,12 @@ from .validation import check_float, check_int, invalid
 
 PLACES = ("visible", "conv", "dense")
 DEFAULT_RATES = {"visible": 0.2, "conv": 0.25, "dense": 0.5}
+#: the kinds of dropout a CNN's ``"conv"`` place can take (``kind=``); ``"maxpool"`` replaces the block's max
+#: pooling by :class:`~dropcore.layers.MaxPoolingDropout2D` instead of adding a layer after it
+KINDS = ("dropout", "spatial", "gaussian", "alpha", "dropblock", "maxpool")
+#: DropBlock's block size in the zoo: 3 (or the map's side, when smaller), since the zoo's feature maps after pooling
+#: are 5 to 15 pixels wide on MNIST and CIFAR-10 (the paper's 7 is for ImageNet's 14x14 to 56x56 maps)
+BLOCK_SIZE = 3
 
 
 def _check_shape(input_shape, name, images, min_size=1):
@@ -72,55 +81,81 @@ def _drop(rate):
     return [L.Dropout(rate)] if rate > 0 else []
 
 
-def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, dropout=None, placement=None):
+def _check_kind(kind, name):
+    if kind not in KINDS:
+        raise invalid("kind", f"one of {KINDS}", kind, name)
+    return kind
+
+
+def _pool_drop(rate, kind, side):
+    """A convolution block's 2x2 max pooling and the dropout of ``kind`` at ``rate`` after it (none at rate 0);
+    ``side``: the smaller side of the pooled feature map, which DropBlock's blocks must fit in."""
+    if rate == 0:
+        return [L.MaxPooling2D(2)]
+    if kind == "maxpool":  # dropout inside the pooling (Wu & Gu 2015), not after it
+        return [L.MaxPoolingDropout2D(rate, pool_size=2)]
+    after = {"dropout": L.Dropout, "spatial": L.SpatialDropout2D, "gaussian": L.GaussianDropout,
+             "alpha": L.AlphaDropout, "dropblock": lambda r: L.DropBlock2D(r, min(BLOCK_SIZE, side))}[kind]
+    return [L.MaxPooling2D(2), after(rate)]
+
+
+def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, dropout=None, placement=None, kind="dropout"):
     """The Keras MNIST example: Conv2D(32,3) → Conv2D(64,3) → MaxPool(2) → Dropout(.25) → Flatten →
     Dense(128) → Dropout(.5) → Dense(num_classes, softmax). Needs images of at least 6x6."""
     shape = _check_shape(input_shape, "mnist_cnn", images=True, min_size=6)
     classes = check_int(num_classes, "num_classes", 2, "mnist_cnn")
     r = _resolve("mnist_cnn", dropout, placement, {"conv": 0.25, "dense": 0.5}, PLACES)
+    kind = _check_kind(kind, "mnist_cnn")
     return Sequential(
         [L.Input(shape)] + _drop(r["visible"]) + [
-            L.Conv2D(32, 3, activation="relu"), L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2)]
-        + _drop(r["conv"]) + [L.Flatten(), L.Dense(128, activation="relu")] + _drop(r["dense"])
+            L.Conv2D(32, 3, activation="relu"), L.Conv2D(64, 3, activation="relu")]
+        + _pool_drop(r["conv"], kind, (min(shape[:2]) - 4) // 2)
+        + [L.Flatten(), L.Dense(128, activation="relu")] + _drop(r["dense"])
         + [L.Dense(classes, activation="softmax")], name="mnist_cnn")
 
 
-def cifar_cnn(input_shape=(32, 32, 3), num_classes=10, dropout=None, placement=None):
+def cifar_cnn(input_shape=(32, 32, 3), num_classes=10, dropout=None, placement=None, kind="dropout"):
     """A small CIFAR-10 network with heavy dropout: [Conv2D(64,3) → MaxPool(2) → Dropout(.5)] x 2 → Flatten →
     Dense(256) → Dropout(.5) → Dense(num_classes, softmax). Needs images of at least 10x10."""
     shape = _check_shape(input_shape, "cifar_cnn", images=True, min_size=10)
     classes = check_int(num_classes, "num_classes", 2, "cifar_cnn")
     r = _resolve("cifar_cnn", dropout, placement, {"conv": 0.5, "dense": 0.5}, PLACES)
+    kind = _check_kind(kind, "cifar_cnn")
     body = [L.Input(shape)] + _drop(r["visible"])
+    side = min(shape[:2])
     for _ in range(2):
-        body += [L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2)] + _drop(r["conv"])
+        side = (side - 2) // 2
+        body += [L.Conv2D(64, 3, activation="relu")] + _pool_drop(r["conv"], kind, side)
     body += [L.Flatten(), L.Dense(256, activation="relu")] + _drop(r["dense"])
     return Sequential(body + [L.Dense(classes, activation="softmax")], name="cifar_cnn")
 
 
-def lenet5(input_shape=(28, 28, 1), num_classes=10, dropout=None, placement=None):
+def lenet5(input_shape=(28, 28, 1), num_classes=10, dropout=None, placement=None, kind="dropout"):
     """LeNet-5 with ReLU and max pooling: Conv2D(6,5,same) → MaxPool(2) → Conv2D(16,5) → MaxPool(2) →
     Flatten → Dense(120) → Dense(84) → Dense(num_classes, softmax); no dropout unless ``placement`` asks for it.
     Needs images of at least 12x12."""
     shape = _check_shape(input_shape, "lenet5", images=True, min_size=12)
     classes = check_int(num_classes, "num_classes", 2, "lenet5")
     r = _resolve("lenet5", dropout, placement, {}, PLACES)
+    kind = _check_kind(kind, "lenet5")
     return Sequential(
         [L.Input(shape)] + _drop(r["visible"])
-        + [L.Conv2D(6, 5, padding="same", activation="relu"), L.MaxPooling2D(2)] + _drop(r["conv"])
-        + [L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2)] + _drop(r["conv"])
+        + [L.Conv2D(6, 5, padding="same", activation="relu")] + _pool_drop(r["conv"], kind, min(shape[:2]) // 2)
+        + [L.Conv2D(16, 5, activation="relu")] + _pool_drop(r["conv"], kind, (min(shape[:2]) // 2 - 4) // 2)
         + [L.Flatten(), L.Dense(120, activation="relu")] + _drop(r["dense"])
         + [L.Dense(84, activation="relu")] + _drop(r["dense"])
         + [L.Dense(classes, activation="softmax")], name="lenet5")
 
 
-def mlp(input_shape, num_classes=2, dropout=None, placement=None):
+def mlp(input_shape, num_classes=2, dropout=None, placement=None, kind="dropout"):
     """The classic tabular dropout tutorial: Dropout(.2) on the visible layer → Dense(60, relu, max_norm(3)) →
     Dense(30, relu, max_norm(3)) → Dense(num_classes, softmax). Image inputs are flattened first.
     Places: ``"visible"`` and ``"dense"`` (after each hidden layer, 0.5 unless ``dropout`` says otherwise)."""
     shape = _check_shape(input_shape, "mlp", images=False)
     classes = check_int(num_classes, "num_classes", 2, "mlp")
     r = _resolve("mlp", dropout, placement, {"visible": 0.2}, ("visible", "dense"))
+    if kind != "dropout":
+        raise invalid("kind", "'dropout' (the MLP has no convolution place for another kind)", kind, "mlp")
     body = [L.Input(shape)] + ([L.Flatten()] if len(shape) > 1 else []) + _drop(r["visible"])
     for units in (60, 30):
         body += [L.Dense(units, activation="relu", kernel_constraint=constraints.MaxNorm(3))] + _drop(r["dense"])
@@ -141,11 +176,12 @@ def names():
     return tuple(MODELS)
 
 
-def build(name, input_shape, num_classes, dropout=None, placement=None):
-    """Build the zoo model ``name`` (see :data:`MODELS`) for data of ``input_shape`` and ``num_classes``."""
+def build(name, input_shape, num_classes, dropout=None, placement=None, kind="dropout"):
+    """Build the zoo model ``name`` (see :data:`MODELS`) for data of ``input_shape`` and ``num_classes``;
+    ``kind`` (one of :data:`KINDS`) is the dropout at the ``"conv"`` place of the CNNs."""
     if name not in MODELS:
         raise invalid("model", f"one of {names()} or a .json model description", name)
-    return MODELS[name][0](input_shape, num_classes, dropout=dropout, placement=placement)
+    return MODELS[name][0](input_shape, num_classes, dropout=dropout, placement=placement, kind=kind)
 
 
 def default_optimizer(name):

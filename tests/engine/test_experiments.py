@@ -64,6 +64,7 @@ def test_dropout_experiment_without_dropout_matches_a_plain_run(images):
     """The "none" variant is the same network with no Dropout layer: with a rate override it does not change."""
     a = run_small(images, variants=["none"])
     b = run_small(images, variants=["none"], rate=0.3)
+    assert b["runs"][0].pop("rate") == 0.3 and a["runs"][0].pop("rate") is None  # asked for, and unused
     assert a["runs"] == b["runs"]
 
 
@@ -85,6 +86,37 @@ def test_dropout_experiment_mlp_and_validation_data(table):
 def test_dropout_experiment_bad_arguments(images, kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_small(images, **kwargs)
+
+
+def test_kinds_experiment_runs_each_kind_on_the_same_network(images):
+    x, y = images
+    res = experiments.dropout_kinds_experiment(x, y, epochs=2, batch_size=16, rate=0.3, seed=0)
+    assert [r["label"] for r in res["runs"]] == ["none", "dropout", "spatial", "gaussian", "alpha", "dropblock",
+                                                 "maxpool"]
+    assert res["placement"] == ["conv"] and res["n_train"] == 120
+    by = {r["label"]: r for r in res["runs"]}
+    assert by["none"]["placement"] == [] and all(r["placement"] == ["conv"] for r in res["runs"][1:])
+    losses = [r["history"]["loss"][0] for r in res["runs"]]
+    assert len(set(losses)) == len(losses)  # every kind trains differently...
+    plain = run_small(images, variants=["none", "conv"], rate=0.3)["runs"]  # ...and two are the placement runs
+    for mine, theirs in zip((by["none"], by["dropout"]), plain):
+        assert {k: mine[k] for k in ("train_loss", "val_loss", "history")} == \
+            {k: theirs[k] for k in ("train_loss", "val_loss", "history")}
+    table = experiments.format_table(res, "kind")
+    assert table.startswith("kind") and all(k in table for k in by)
+
+
+def test_kinds_experiment_keeps_other_places_plain_and_checks_its_arguments(images):
+    x, y = images
+    res = experiments.dropout_kinds_experiment(x, y, kinds="none,maxpool", placement=("conv", "dense"), epochs=1,
+                                               batch_size=16)
+    assert [r["placement"] for r in res["runs"]] == [["dense"], ["conv", "dense"]]
+    with pytest.raises(ValueError, match=r"Invalid value for `kinds`.* \(not 'mc'\). Received: kinds='dropout,mc'"):
+        experiments.dropout_kinds_experiment(x, y, kinds="dropout,mc")
+    with pytest.raises(ValueError, match=r"Invalid value for `placement`: expected places that include 'conv'"):
+        experiments.dropout_kinds_experiment(x, y, placement=("dense",))
+    with pytest.raises(ValueError, match=r"Invalid value for `model`: expected a CNN"):
+        experiments.dropout_kinds_experiment(x.reshape(150, -1), y, model="mlp")
 
 
 def test_variant_names_round_trip():

@@ -228,3 +228,41 @@ def test_cnn_geometry_on_small_inputs():
         zoo.cifar_cnn((8, 8, 3))
     assert zoo.lenet5((12, 12, 1)).output_shape == (None, 10)
     assert zoo.cifar_cnn((10, 10, 3)).output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("name, shape", [("mnist_cnn", (28, 28, 1)), ("cifar_cnn", (32, 32, 3)),
+                                         ("lenet5", (28, 28, 1))])
+def test_kinds_change_only_the_convolution_place(name, shape):
+    """Each kind puts its layer after every block's pooling (maxpool: as the pooling); the rest and the initial
+    weights stay as with plain Dropout."""
+    from dropcore.layers import (AlphaDropout, DropBlock2D, GaussianDropout, MaxPoolingDropout2D,
+                                 SpatialDropout2D)
+
+    after = {"dropout": Dropout, "spatial": SpatialDropout2D, "gaussian": GaussianDropout, "alpha": AlphaDropout,
+             "dropblock": DropBlock2D}
+    dropcore.set_random_seed(4)
+    plain = zoo.build(name, shape, 10, dropout=0.3, placement=["conv", "dense"])
+    for kind in zoo.KINDS:
+        dropcore.set_random_seed(4)
+        model = zoo.build(name, shape, 10, dropout=0.3, placement=["conv", "dense"], kind=kind)
+        for a, b in zip(plain.get_weights(), model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        expected = []
+        for prev, layer in zip([None] + plain.layers[:-1], plain.layers):
+            t = type(layer)
+            if t is Dropout and type(prev) is MaxPooling2D:  # the convolution place
+                if kind == "maxpool":
+                    expected[-1] = MaxPoolingDropout2D
+                    continue
+                t = after[kind]
+            expected.append(t)
+        assert [type(la) for la in model.layers] == expected
+        assert {la.rate for la in model.layers if hasattr(la, "rate")} == {0.3}
+        assert type(model.layers[-2]) is Dropout  # the dense place keeps plain dropout
+
+
+def test_kind_is_checked():
+    with pytest.raises(ValueError, match=r"Invalid value for `kind`: expected one of \('dropout', 'spatial'"):
+        zoo.build("mnist_cnn", (28, 28, 1), 10, kind="block")
+    with pytest.raises(ValueError, match=r"Invalid value for `kind`: expected 'dropout' \(the MLP has no conv"):
+        zoo.build("mlp", (5,), 2, kind="gaussian")
