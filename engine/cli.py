@@ -1,4 +1,4 @@
-"""The ``dropcore`` command: train, evaluate, predict, bench, experiment {dropout,kfold}, info.
+"""The ``dropcore`` command: train, evaluate, predict, bench, experiment {dropout,kfold,uncertainty}, info.
 
 Usage errors exit with status 2 (argparse's message); a failure to run — a missing or malformed file, data that
 does not fit the model, a missing optional extra — prints ``dropcore <command>: error: <message>`` and exits 1.
@@ -561,33 +561,86 @@ def cmd_info(args):
 def cmd_experiment_dropout(args):
     from . import experiments, plotting
 
-    variants = args.variants.split(",") if args.variants else None
-    for v in variants or []:
-        experiments.parse_variant(v)  # refuse a bad name before loading data and training
+    kinds = args.kinds is not None
+    if kinds and args.variants:
+        raise CommandError("pass either --kinds (kinds of dropout at the convolution place) or --variants "
+                           "(places of plain dropout), not both")
+    if kinds:
+        names = experiments.parse_kinds(args.kinds)  # refuse a bad name before loading data and training
+        if args.model == "mlp":
+            raise CommandError("--kinds compares dropout at the convolution place: pass a CNN --model")
+        placement = experiments.parse_variant(args.placement)
+        if "conv" not in placement:
+            raise CommandError(f"--placement {args.placement}: with --kinds it must include conv")
+    else:
+        variants = args.variants.split(",") if args.variants else None
+        for v in variants or []:
+            experiments.parse_variant(v)
     x, y, meta = load_data(args, "train")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Dropout experiment: {args.model} on {len(x)} samples of {meta['source']}, "
+    what = "kinds of dropout" if kinds else "dropout placement"
+    print(f"Dropout experiment ({what}): {args.model} on {len(x)} samples of {meta['source']}, "
           f"{_plural(args.epochs, 'epoch')}, seed {args.seed}", flush=True)
 
     def on_run(row):
-        print(f"  {row['variant']}: train acc {row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}",
+        print(f"  {row['label']}: train acc {row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}",
               flush=True)
 
-    verbose = _verbose(args)
-    result = experiments.dropout_experiment(
-        x, y, model=args.model, variants=variants, rate=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, learning_rate=args.lr, validation_split=args.validation_split, seed=args.seed,
-        verbose=verbose, on_run=on_run)
+    common = dict(model=args.model, rate=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
+                  optimizer=args.optimizer, learning_rate=args.lr, validation_split=args.validation_split,
+                  seed=args.seed, verbose=_verbose(args), on_run=on_run)
+    if kinds:
+        result = experiments.dropout_kinds_experiment(x, y, kinds=names, placement=placement, **common)
+    else:
+        result = experiments.dropout_experiment(x, y, variants=variants, **common)
     result["data"] = meta
-    print(experiments.format_table(result))
+    print(experiments.format_table(result, "kind" if kinds else "variant"))
     _write_json(out / "results.json", result)
-    runs = {r["variant"]: r["history"] for r in result["runs"]}
-    png = _try_plot(plotting.plot_curves, runs, out / "curves.png",
-                    title=f"{args.model}: validation curves by dropout placement")
+    png = _try_plot(plotting.plot_experiment, result, out / "curves.png",
+                    title=f"{args.model} on {len(x)} samples: {what}")
     if png:
         print(f"Wrote {png}")
     return 0
+
+
+def cmd_experiment_uncertainty(args):
+    from . import plotting, uncertainty
+
+    x, y, meta = load_data(args, "train")
+    if x.ndim != 4:
+        raise CommandError(f"the uncertainty experiment needs images; {meta['source']} holds feature rows")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"Uncertainty experiment: {args.model} on {len(x)} samples of {meta['source']} "
+          f"({args.test_size:g} held out), {_plural(args.epochs, 'epoch')}, seed {args.seed}", flush=True)
+
+    def on_score(name, method, row):
+        print(f"  {name}, {method}: accuracy {row['accuracy']:.4f}", flush=True)
+
+    result = uncertainty.uncertainty_experiment(
+        x, y, model=args.model, epochs=args.epochs, batch_size=args.batch_size, mc_samples=args.mc_samples,
+        rotation=args.rotation, noise=args.noise, test_size=args.test_size, bins=args.bins, optimizer=args.optimizer,
+        learning_rate=args.lr, seed=args.seed, verbose=_verbose(args), on_score=on_score,
+        save_model=out / MODEL_FILE)
+    result["data"] = meta
+    print(uncertainty.format_table(result))
+    _write_json(out / "results.json", result)
+    png = _try_plot(plotting.plot_reliability, result, out / "reliability.png",
+                    title=f"{args.model}: deterministic vs Monte-Carlo dropout, {result['n_test']} held-out samples")
+    if png:
+        print(f"Wrote {png}")
+    return 0
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, received {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, received {text!r}")
+    return values
 
 
 def _bundled_table(name):
@@ -706,10 +759,17 @@ def build_parser():
 
     p = sub.add_parser("experiment", help="dropout experiments")
     exp = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
-    e = exp.add_parser("dropout", help="the same network without dropout and with dropout at different places")
+    e = exp.add_parser("dropout", help="the same network without dropout and with dropout at different places, "
+                                       "or with different kinds of dropout (--kinds)")
     e.add_argument("--model", default="mnist_cnn", choices=zoo.names(), help="(default mnist_cnn)")
     e.add_argument("--variants", metavar="V1,V2", help="comma-separated: none, visible, conv, dense or places "
                                                        "joined by + (default: all the usual ones)")
+    e.add_argument("--kinds", metavar="K1,K2", help="compare kinds of dropout at the convolution place instead, "
+                                                    f"comma-separated from none,{','.join(zoo.KINDS)} (maxpool: "
+                                                    "dropout inside the max pooling)")
+    e.add_argument("--placement", default="conv", metavar="P1+P2",
+                   help="with --kinds: the places with dropout, including conv; the others take plain Dropout in "
+                        "every run (default conv)")
     _add_data_args(e, "which files of MNIST/CIFAR-10 to read (default train)")
     g = _add_training_args(e, epochs=10, batch_size=32)
     g.add_argument("--validation-split", type=_float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
@@ -717,6 +777,27 @@ def build_parser():
     e.add_argument("--out", metavar="DIR", default="dropout-experiment",
                    help="where results.json and curves.png go (default ./dropout-experiment)")
     e.set_defaults(handler=cmd_experiment_dropout)
+
+    u = exp.add_parser("uncertainty", help="what Monte-Carlo dropout buys: calibration and error detection, "
+                                           "deterministic vs MC dropout, on held-out and shifted images")
+    u.add_argument("--model", default="mnist_cnn", choices=[n for n in zoo.names() if n != "mlp"],
+                   help="(default mnist_cnn)")
+    _add_data_args(u, "which files of MNIST/CIFAR-10 to read (default train)")
+    g = _add_training_args(u, epochs=3, batch_size=64)
+    g.add_argument("--test-size", type=_float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
+                   help="fraction held out for scoring (stratified, seeded; default 0.2)")
+    sc = u.add_argument_group("scoring")
+    sc.add_argument("--mc-samples", type=_int_list, default=[1, 10, 50], metavar="T1,T2",
+                   help="numbers of Monte-Carlo passes to compare (default 1,10,50)")
+    sc.add_argument("--rotation", type=_float_in(-360.0, 360.0, high_open=False), default=45.0, metavar="DEGREES",
+                   help="also score the held-out images rotated by this much (default 45; 0: not)")
+    sc.add_argument("--noise", type=_float_in(0.0, None, high_open=False), default=0.5, metavar="STDDEV",
+                   help="also score them with Gaussian noise of this standard deviation (default 0.5; 0: not)")
+    sc.add_argument("--bins", type=positive_int, default=15, metavar="B", help="calibration bins (default 15)")
+    u.add_argument("--out", metavar="DIR", default="uncertainty-experiment",
+                   help=f"where results.json, reliability.png and the trained {MODEL_FILE} go "
+                        "(default ./uncertainty-experiment)")
+    u.set_defaults(handler=cmd_experiment_uncertainty)
 
     k = exp.add_parser("kfold", help="stratified k-fold cross-validation of the tabular dropout MLP")
     k.add_argument("--data", metavar="FILE.csv", help="a CSV table (default: scikit-learn's breast-cancer data)")

@@ -11,7 +11,7 @@ from .callbacks import History, load_history
 from .validation import invalid
 
 
-def _figure(n_panels):
+def _figure(n_panels, rows=1):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -20,10 +20,13 @@ def _figure(n_panels):
             "dropcore.plotting needs matplotlib to draw training curves: pip install matplotlib "
             "(or pip install dropcore[plot])"
         ) from exc
-    fig = Figure(figsize=(5.5 * n_panels, 4.0), layout="constrained")
+    cols = -(-n_panels // rows)
+    fig = Figure(figsize=(5.5 * cols, 4.0 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
-    return fig, axes
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
 
 
 def _label(ax, metric, n_epochs, legend_size=None):
@@ -119,6 +122,65 @@ def plot_curves(runs, path, metrics=("val_loss", "val_accuracy"), title=None):
             if values:
                 ax.plot(range(1, len(values) + 1), values, "-", marker=".", label=label)
         _label(ax, metric, max(len(h.get(metric) or ()) for h in hists.values()), legend_size="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_experiment(result, path, title=None):
+    """A dropout experiment's picture: each run's training and validation loss and accuracy per epoch (four
+    panels) and its final overfitting gap (train − validation accuracy, both measured in inference mode after
+    training) as bars. ``result``: what :func:`dropcore.experiments.dropout_experiment` or
+    :func:`~dropcore.experiments.dropout_kinds_experiment` returned (or its results.json, loaded)."""
+    runs = result.get("runs") if isinstance(result, dict) else None
+    if not runs:
+        raise invalid("result", "an experiment result with 'runs'", type(result).__name__, "plot_experiment")
+    metrics = [("loss", "training loss (dropout on)"), ("val_loss", "validation loss"),
+               ("accuracy", "training accuracy (dropout on)"), ("val_accuracy", "validation accuracy")]
+    fig, axes = _figure(len(metrics) + 1, rows=2)
+    for ax, (metric, label) in zip(axes, metrics):
+        for run in runs:
+            values = run["history"].get(metric)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, "-", marker=".", label=run["label"])
+        _label(ax, metric, max(len(r["history"].get(metric) or ()) for r in runs), legend_size="small")
+        ax.set_title(label)
+    ax = axes[-1]
+    labels = [r["label"] for r in runs]
+    gaps = [r["gap"] for r in runs]
+    ax.bar(range(len(runs)), gaps, color=["tab:red" if g > 0 else "tab:blue" for g in gaps])
+    ax.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel("train acc − val acc")
+    ax.set_title("overfitting gap after training")
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reliability(result, path, title=None):
+    """Reliability diagrams of :func:`dropcore.uncertainty.uncertainty_experiment`'s result: one panel per data
+    set, each method's accuracy against its mean confidence in every non-empty bin (perfect calibration is the
+    diagonal), with its ECE in the legend."""
+    datasets = result.get("datasets") if isinstance(result, dict) else None
+    if not datasets:
+        raise invalid("result", "an uncertainty experiment result with 'datasets'", type(result).__name__,
+                      "plot_reliability")
+    fig, axes = _figure(len(datasets))
+    for ax, (name, d) in zip(axes, datasets.items()):
+        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
+        for method, row in d["methods"].items():
+            bins = row["reliability"]
+            pts = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+            ax.plot(*zip(*pts), "-", marker=".", label=f"{method} (ECE {row['ece']:.3f})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (largest probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} ({next(iter(d['methods'].values()))['n']} samples)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return _save(fig, path)

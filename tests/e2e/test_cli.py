@@ -190,6 +190,30 @@ def test_experiment_dropout_writes_table_json_and_curves(tmp_path):
     assert_png(tmp_path / "exp" / "curves.png")
 
 
+def test_experiment_dropout_kinds(tmp_path):
+    stdout = ok("experiment", "dropout", "--kinds", "none,gaussian,maxpool", "--placement", "conv+dense",
+                "--epochs", 1, "--limit", 200, "--quiet", "--out", tmp_path / "kinds")
+    res = json.loads((tmp_path / "kinds" / "results.json").read_text())
+    assert [r["label"] for r in res["runs"]] == ["none", "gaussian", "maxpool"]
+    assert [r["placement"] for r in res["runs"]] == [["dense"], ["conv", "dense"], ["conv", "dense"]]
+    assert res["placement"] == ["conv", "dense"] and stdout.splitlines()[0].startswith("Dropout experiment (kinds")
+    assert all(f"{r['val_accuracy']:.4f}" in stdout for r in res["runs"]) and "\nkind " in stdout
+    assert_png(tmp_path / "kinds" / "curves.png")
+
+
+def test_experiment_uncertainty(tmp_path):
+    out = tmp_path / "unc"
+    stdout = ok("experiment", "uncertainty", "--epochs", 1, "--limit", 300, "--mc-samples", "1,4", "--rotation", 20,
+                "--noise", 0, "--quiet", "--out", out)
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["datasets"]) == ["held-out", "rotated 20°"] and res["n_test"] == 60
+    assert list(res["datasets"]["held-out"]["methods"]) == ["deterministic", "mc-1", "mc-4"]
+    row = res["datasets"]["rotated 20°"]["methods"]["mc-4"]
+    assert f"{row['ece']:.4f}" in stdout and "AUROC" in stdout
+    assert_png(out / "reliability.png")
+    assert dropcore.load_model(out / "model.dropcore").input_shape == (None, 8, 8, 1)
+
+
 def test_experiment_kfold_on_bundled_and_csv_data(tmp_path, capsys):
     stdout = ok("experiment", "kfold", "--dataset", "iris", "--folds", 3, "--epochs", 3, "--out", tmp_path)
     res = json.loads((tmp_path / "kfold.json").read_text())
@@ -252,6 +276,11 @@ def test_bad_arguments_subprocess(args, code, message):
     (["train", "--model", "resnet50"], "--model 'resnet50': expected one of mnist_cnn"),
     (["train", "--model", "lenet5"], "expected images of at least 12x12 pixels"),
     (["experiment", "dropout", "--variants", "none,input"], "Received: variants='input'"),
+    (["experiment", "dropout", "--kinds", "dropout", "--variants", "none"], "pass either --kinds"),
+    (["experiment", "dropout", "--kinds", "dropout,dropconnect"], "(not 'dropconnect'). Received: kinds='dropout,dropconnect'"),
+    (["experiment", "dropout", "--kinds", "spatial", "--placement", "dense"], "with --kinds it must include conv"),
+    (["experiment", "dropout", "--kinds", "spatial", "--model", "mlp"], "pass a CNN --model"),
+    (["experiment", "uncertainty", "--format", "csv", "--data", "t.csv"], "needs images; t.csv holds feature rows"),
     (["predict", "MISSING.dropcore", "x.npy"], "MISSING.dropcore: no such model file"),
     (["evaluate", "NOTAMODEL"], "cannot load model file"),
     (["experiment", "kfold", "--data", "t.csv", "--dataset", "iris"], "either --data FILE.csv or --dataset"),
