@@ -1,0 +1,84 @@
+"""The uncertainty experiment on small images made here: its scores are those of the saved model's predictions."""
+import numpy as np
+import pytest
+
+import dropcore
+from dropcore import calibration, uncertainty
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Three classes of 10x10 images told apart by which third is bright, with enough noise for some errors."""
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 3
+    x = rng.random((240, 10, 10, 1), dtype=np.float32) * 0.8
+    for i, c in enumerate(y):
+        x[i, :, c * 3:c * 3 + 3, 0] += 0.4
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def run(images, tmp_path_factory):
+    path = tmp_path_factory.mktemp("unc") / "model.dropcore"
+    result = uncertainty.uncertainty_experiment(*images, epochs=2, batch_size=16, mc_samples=(1, 5), rotation=30,
+                                                noise=0.3, seed=2, save_model=path)
+    return result, path
+
+
+def test_scores_are_those_of_the_trained_models_predictions(images, run):
+    result, path = run
+    x, y = images
+    assert result["n_train"] == 192 and result["n_test"] == 48 and result["mc_samples"] == [1, 5]
+    assert list(result["datasets"]) == ["held-out", "rotated 30°", "noise 0.3"]
+    model = dropcore.load_model(path)
+    _, x_te, _, y_te = dropcore.data.train_test_split(x, y, test_size=0.2, seed=2, stratify=True)
+    shifted = {"held-out": x_te, "rotated 30°": uncertainty.rotate(x_te, 30),
+               "noise 0.3": uncertainty.add_noise(x_te, 0.3, 2)}
+    for name, d in result["datasets"].items():
+        assert list(d["methods"]) == ["deterministic", "mc-1", "mc-5"]
+        for method, row in d["methods"].items():
+            if method == "deterministic":
+                probs = model.predict(shifted[name])
+            else:
+                probs = model.predict(shifted[name], mc_samples=int(method[3:]), seed=2)[0]
+            assert row == uncertainty.score(probs, y_te, 15)
+            assert row["nll"] == calibration.nll(probs, y_te) and row["n"] == 48
+            assert row["n_errors"] == int((probs.argmax(1) != y_te).sum())
+    det, mc = (result["datasets"]["held-out"]["methods"][m] for m in ("deterministic", "mc-5"))
+    assert det != mc  # Monte-Carlo dropout really ran
+    table = uncertainty.format_table(result)
+    assert len(table.splitlines()) == 2 + 9 and f"{mc['brier']:.4f}" in table
+
+
+def test_same_seed_same_numbers(images, run):
+    again = uncertainty.uncertainty_experiment(*images, epochs=2, batch_size=16, mc_samples=(1, 5), rotation=30,
+                                               noise=0.3, seed=2)
+    assert again == run[0]
+
+
+def test_shifts():
+    x = np.random.default_rng(1).random((3, 6, 6, 2), dtype=np.float32)
+    np.testing.assert_allclose(uncertainty.rotate(x, 90), np.rot90(x, 1, axes=(1, 2)), atol=1e-6)
+    np.testing.assert_array_equal(uncertainty.rotate(x, 0), x)
+    a, b = uncertainty.add_noise(x, 0.5, 3), uncertainty.add_noise(x, 0.5, 3)
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= x.min() and a.max() <= x.max() and np.abs(a - x).mean() > 0.1
+
+
+def test_a_perfect_model_has_no_error_auroc():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    row = uncertainty.score(probs, np.array([0, 1]))
+    assert row["auroc_entropy"] is None and row["n_errors"] == 0 and row["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model": "mlp"}, r"Invalid value for `model`: expected a zoo CNN"),
+    ({"mc_samples": 10}, r"Invalid value for `mc_samples`: expected a non-empty list"),
+    ({"mc_samples": (1, 0)}, r"Invalid value for `mc_samples`: expected an integer >= 1"),
+    ({"noise": -1}, r"Invalid value for `noise`"),
+])
+def test_bad_arguments(images, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        uncertainty.uncertainty_experiment(*images, **kwargs)
+    with pytest.raises(ValueError, match=r"`x`: expected images of shape \(N, H, W, C\)"):
+        uncertainty.uncertainty_experiment(images[0].reshape(240, -1), images[1])
