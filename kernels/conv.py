@@ -17,6 +17,12 @@ from .threads import blas_single_thread
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
 PANEL_BYTES = 256 * 1024
+#: The backward's weight gradient is summed over samples in this many chunks (fewer for smaller batches), each
+#: into its own partial, whatever the thread count: the sum's order, and so its bits, must not depend on how many
+#: threads run it (a sweep's or a data-parallel run's workers use fewer threads than one process on all cores).
+#: 32 keeps 32 threads busy; the partials cost 32 x K x Cout floats (2.4 MB for a 3x3x64->64 layer) and their sum
+#: is a few percent of the backward's products.
+BACKWARD_CHUNKS = 32
 
 
 @njit
@@ -218,9 +224,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
 
 
 def _plan(x_shape, w_shape, strides, padding, split_rows=False):
-    """Geometry plus the panel's block of output rows and the number of chunks (one per thread).
+    """Geometry plus the panel's block of output rows and the number of chunks.
 
-    The backward splits over samples only (each sample's dx is owned by one thread). The forward, with
+    The backward splits over samples only (each sample's dx is owned by one thread), in ``BACKWARD_CHUNKS``
+    chunks whatever the thread count, so that its weight-gradient sum is the same on any machine. The forward, with
     ``split_rows``, splits over (sample, row block) items, with blocks small enough that a batch smaller than
     the thread count still keeps every thread busy (batch-1 latency).
     """
@@ -230,7 +237,7 @@ def _plan(x_shape, w_shape, strides, padding, split_rows=False):
     rows_blk = max(1, min(oh, PANEL_BYTES // (4 * ow * kh * kw * cin)))
     threads = numba.get_num_threads()
     if not split_rows:
-        return oh, ow, pt, pl, rows_blk, max(1, min(n, threads))
+        return oh, ow, pt, pl, rows_blk, max(1, min(n, BACKWARD_CHUNKS))
     if n < threads:
         rows_blk = max(1, min(rows_blk, oh // max(1, 2 * threads // n)))
     items = n * -(-oh // rows_blk)

@@ -28,7 +28,7 @@ from numba import prange
 
 
 from .blas import HAVE_FAST_GEMM, fast_gemm, gemm
-from .config import njit, num_threads, pjit
+from .config import njit, pjit
 from .threads import blas_single_thread
 
 F32 = np.float32
@@ -40,11 +40,17 @@ SMALL_WORK = 1 << 19
 SMALL_WORK_FAST = 1 << 22
 #: Fewest columns (or rows) of a block of ``w``: narrower blocks make BLAS inefficient.
 MIN_BLOCK = 32
+#: Most blocks an axis is split into, whatever the thread count. The split must depend on the shapes only: BLAS
+#: sums a product's elements in an order that can depend on the block's size (OpenBLAS runs small blocks on other
+#: kernels), so a split by thread count gave other bits on 1 thread than on 2 (measured: dx of a 100 x 9216 x 128
+#: backward), and a sweep's or a data-parallel run's workers must train as one process does.
+MAX_BLOCKS = 8
 
 
 def _blocks(extent):
-    """Blocks of an axis of length ``extent``: one per thread, no narrower than ``MIN_BLOCK``."""
-    return max(1, min(num_threads(), extent // MIN_BLOCK))
+    """Blocks of an axis of length ``extent``: ``MAX_BLOCKS``, or fewer so that none is narrower than
+    ``MIN_BLOCK`` (the threads share them out)."""
+    return max(1, min(MAX_BLOCKS, extent // MIN_BLOCK))
 
 
 @njit
