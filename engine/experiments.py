@@ -95,17 +95,41 @@ def train_run(run, data, settings):
             "gap": train_acc - val_acc, "history": {k: list(v) for k, v in history.history.items()}}
 
 
-def _run_all(runs, data, settings, on_run):
-    """Each run's row (its description, then :func:`train_run`'s measures), in order."""
-    rows = []
-    for i, run in enumerate(runs):
-        if settings["verbose"]:
-            print(f"[{i + 1}/{len(runs)}] {run['label']}", flush=True)
-        row = dict(run, placement=list(run["placement"]), **train_run(run, data, settings))
-        rows.append(row)
+def _run_all(runs, data, settings, on_run, runner):
+    """Each run's row (its description, then :func:`train_run`'s measures), in order: here one after another, or
+    through ``runner`` (see :func:`run_tasks`)."""
+    if runner is None:
+        results = []
+        for i, run in enumerate(runs):
+            if settings["verbose"]:
+                print(f"[{i + 1}/{len(runs)}] {run['label']}", flush=True)
+            results.append(train_run(run, data, settings))
+            if on_run is not None:
+                on_run(_row(run, results[-1]))
+        return [_row(run, result) for run, result in zip(runs, results)]
+    results = run_tasks(runner, train_run, runs, data, dict(settings, verbose=0))
+    rows = [_row(run, result) for run, result in zip(runs, results)]
+    for row in rows:
         if on_run is not None:
             on_run(row)
     return rows
+
+
+def _row(run, result):
+    return dict(run, placement=list(run["placement"]), **result)
+
+
+def run_tasks(runner, task, items, data, settings):
+    """``[task(item, data, settings) for item in items]`` through ``runner``: a callable
+    ``runner(task, items, data, settings)`` returning the results in ``items`` order, e.g.
+    :func:`dropcore.distributed.sweep.dask_runner`'s, which runs each item as a task on a cluster with ``data``
+    sent once. Every task seeds itself, so the results equal the serial run's."""
+    if not callable(runner):
+        raise invalid("runner", "None or a callable runner(task, items, data, settings)", runner)
+    results = list(runner(task, list(items), data, settings))
+    if len(results) != len(items):
+        raise ValueError(f"runner returned {len(results)} results for {len(items)} tasks")
+    return results
 
 
 def _settings(model, epochs, batch_size, optimizer, learning_rate, seed, verbose, classes, where):
@@ -125,7 +149,7 @@ def _check_rate(rate, where):
 
 def dropout_experiment(x, y, model="mnist_cnn", variants=None, rate=None, epochs=10, batch_size=32, optimizer=None,
                        learning_rate=None, validation_split=0.2, validation_data=None, seed=0, verbose=0,
-                       on_run=None):
+                       on_run=None, runner=None):
     """Train zoo network ``model`` once per dropout variant and compare them.
 
     Args:
@@ -140,6 +164,8 @@ def dropout_experiment(x, y, model="mnist_cnn", variants=None, rate=None, epochs
         seed: seeds the initial weights (identical across variants), the split, the shuffling and the masks.
         verbose: passed to ``fit`` (0 silent, 1 progress bar, 2 one line per epoch).
         on_run: optional ``on_run(row)`` called after each variant (e.g. to print progress).
+        runner: optional: run the trainings elsewhere, e.g. as Dask tasks (see :func:`run_tasks`); the results
+            are the same.
 
     Returns:
         A dict: ``model``, ``seed``, ``epochs``, ``n_train``, ``n_val`` and ``runs``, one dict per variant in
@@ -160,7 +186,7 @@ def dropout_experiment(x, y, model="mnist_cnn", variants=None, rate=None, epochs
     runs = [{"label": variant_name(p), "variant": variant_name(p), "placement": p, "kind": "dropout", "rate": rate}
             for p in placements]
     return {"model": model, "seed": seed, "epochs": settings["epochs"], "rate": rate, "n_train": int(len(data[0])),
-            "n_val": int(len(data[2])), "runs": _run_all(runs, data, settings, on_run)}
+            "n_val": int(len(data[2])), "runs": _run_all(runs, data, settings, on_run, runner)}
 
 
 #: the kinds the comparison runs by default: without dropout at the convolution place, then each kind there
@@ -179,7 +205,7 @@ def parse_kinds(kinds):
 
 def dropout_kinds_experiment(x, y, model="mnist_cnn", kinds=DEFAULT_KINDS, rate=None, placement=("conv",),
                              epochs=10, batch_size=32, optimizer=None, learning_rate=None, validation_split=0.2,
-                             validation_data=None, seed=0, verbose=0, on_run=None):
+                             validation_data=None, seed=0, verbose=0, on_run=None, runner=None):
     """Train CNN ``model`` once per kind of dropout at its convolution place and compare them.
 
     Every run has the same network, initial weights, split and shuffling (one ``seed``); only the dropout after
@@ -216,7 +242,7 @@ def dropout_kinds_experiment(x, y, model="mnist_cnn", kinds=DEFAULT_KINDS, rate=
         runs.append({"label": kind, "variant": variant_name(placed), "placement": placed,
                      "kind": "dropout" if kind == "none" else kind, "rate": rate})
     return {"model": model, "seed": seed, "epochs": settings["epochs"], "rate": rate, "n_train": int(len(data[0])),
-            "n_val": int(len(data[2])), "placement": list(places), "runs": _run_all(runs, data, settings, on_run)}
+            "n_val": int(len(data[2])), "placement": list(places), "runs": _run_all(runs, data, settings, on_run, runner)}
 
 
 def format_table(result, column="variant"):
@@ -237,10 +263,11 @@ def _standardize(x_train, x_test):
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def train_fold(train_idx, test_idx, data, settings):
+def train_fold(split, data, settings):
     """Train and test one fold of :func:`kfold_experiment`: a pure task (no shared state), so that folds may go
-    to other processes. ``data`` is ``(x, y)``; ``settings`` holds ``kfold_experiment``'s arguments. Returns
-    ``n_train``, ``n_test``, ``loss`` and ``accuracy``."""
+    to other processes. ``split`` is ``(train_idx, test_idx)``, ``data`` is ``(x, y)``; ``settings`` holds
+    ``kfold_experiment``'s arguments. Returns ``n_train``, ``n_test``, ``loss`` and ``accuracy``."""
+    train_idx, test_idx = split
     x, y = data
     x_tr, x_te = x[train_idx], x[test_idx]
     if settings["standardize"]:
@@ -262,7 +289,7 @@ def train_fold(train_idx, test_idx, data, settings):
 
 
 def kfold_experiment(x, y, k=10, seed=0, build_fn=None, epochs=50, batch_size=16, rate=None, optimizer=None,
-                     learning_rate=None, standardize=True, verbose=0, on_fold=None):
+                     learning_rate=None, standardize=True, verbose=0, on_fold=None, runner=None):
     """Stratified, seeded k-fold cross-validation of the tabular dropout MLP (:func:`dropcore.zoo.mlp`).
 
     Each fold trains a fresh network from the same seed on the other folds and tests it on this one; features are
@@ -277,6 +304,8 @@ def kfold_experiment(x, y, k=10, seed=0, build_fn=None, epochs=50, batch_size=16
         rate: the visible-layer dropout rate (``None``: 0.2).
         optimizer, learning_rate: ``None`` is the tutorial's SGD(0.1, momentum 0.9).
         on_fold: optional ``on_fold(row)`` called after each fold.
+        runner: optional: run the folds elsewhere, e.g. as Dask tasks (see :func:`run_tasks`); the results are
+            the same.
 
     Returns:
         A dict: ``k``, ``seed``, ``folds`` (``fold`` 1-based, ``n_train``, ``n_test``, ``loss``, ``accuracy``),
@@ -296,11 +325,18 @@ def kfold_experiment(x, y, k=10, seed=0, build_fn=None, epochs=50, batch_size=16
     settings = {"num_classes": _num_classes(y), "build_fn": build_fn, "rate": rate, "optimizer": optimizer,
                 "learning_rate": learning_rate, "standardize": standardize, "epochs": epochs,
                 "batch_size": batch_size, "seed": seed, "verbose": verbose}
-    folds = []
-    for i, (train_idx, test_idx) in enumerate(stratified_kfold(y, k=k, seed=seed)):
-        row = dict(fold=i + 1, **train_fold(train_idx, test_idx, (x, y), settings))
-        folds.append(row)
-        if on_fold is not None:
+    splits = list(stratified_kfold(y, k=k, seed=seed))
+    if runner is None:
+        results = []
+        for split in splits:
+            results.append(train_fold(split, (x, y), settings))
+            if on_fold is not None:
+                on_fold(dict(fold=len(results), **results[-1]))
+    else:
+        results = run_tasks(runner, train_fold, splits, (x, y), dict(settings, verbose=0))
+    folds = [dict(fold=i + 1, **result) for i, result in enumerate(results)]
+    if runner is not None and on_fold is not None:
+        for row in folds:
             on_fold(row)
     accs = np.array([f["accuracy"] for f in folds])
     return {"k": k, "seed": seed, "epochs": epochs, "folds": folds, "mean_accuracy": float(accs.mean()),

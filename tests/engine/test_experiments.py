@@ -234,3 +234,30 @@ def test_plot_errors_are_explained(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"needs matplotlib .*pip install matplotlib"):
         plotting.plot_history({"loss": [1.0, 0.5]}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+# --- runs elsewhere: each training is a pure task ---------------------------------------------------------------
+def _process_runner(task, items, data, settings):
+    """Every task in a fresh process (spawned: nothing inherited but the arguments), as a cluster would run it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import repeat
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(task, items, repeat(data), repeat(settings)))
+
+
+def test_runs_in_other_processes_give_the_serial_results(images, table):
+    x, y = images
+    kw = dict(kinds="none,dropblock,maxpool", epochs=1, batch_size=16, seed=3)
+    seen = []
+    assert experiments.dropout_kinds_experiment(x, y, runner=_process_runner, on_run=seen.append, **kw) == \
+        experiments.dropout_kinds_experiment(x, y, **kw)
+    assert [r["label"] for r in seen] == ["none", "dropblock", "maxpool"]
+    xt, yt = table
+    assert experiments.kfold_experiment(xt, yt, k=3, epochs=2, runner=_process_runner) == \
+        experiments.kfold_experiment(xt, yt, k=3, epochs=2)
+    with pytest.raises(ValueError, match=r"Invalid value for `runner`: expected None or a callable"):
+        experiments.kfold_experiment(xt, yt, k=3, runner="dask")
+    with pytest.raises(ValueError, match="runner returned 1 results for 3 tasks"):
+        experiments.kfold_experiment(xt, yt, k=3, runner=lambda task, items, data, settings: [None])
