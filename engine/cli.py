@@ -1,4 +1,5 @@
-"""The ``dropcore`` command: train, evaluate, predict, bench, experiment {dropout,kfold,uncertainty}, info.
+"""The ``dropcore`` command: train, evaluate, predict, bench, experiment {dropout,kfold,uncertainty}, export,
+import, info.
 
 Usage errors exit with status 2 (argparse's message); a failure to run — a missing or malformed file, data that
 does not fit the model, a missing optional extra — prints ``dropcore <command>: error: <message>`` and exits 1.
@@ -808,6 +809,10 @@ def build_parser():
     g.add_argument("--folds", type=_int_at_least(2), default=10, metavar="K", help="(default 10)")
     k.add_argument("--out", metavar="DIR", help="also write DIR/kfold.json")
     k.set_defaults(handler=cmd_experiment_kfold)
+
+    from .onnx.commands import add_commands as add_onnx_commands  # imports no onnx until a command runs
+
+    add_onnx_commands(sub)
 
     p = sub.add_parser("info", help="versions, threads and the kernels in use")
     p.add_argument("--json", action="store_true", help="print JSON")

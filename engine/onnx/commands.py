@@ -1,0 +1,65 @@
+"""The ``dropcore export`` and ``dropcore import`` commands (``add_commands`` adds them to the CLI's parser).
+
+Neither imports onnx until it runs, so the CLI starts (and ``dropcore --help`` works) without the onnx extra; run
+without it, they fail with an ImportError saying ``pip install "dropcore[onnx]"``.
+"""
+
+
+def _opset(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer opset, received {text!r}") from None
+    return value
+
+
+def cmd_export(args):
+    """``dropcore export MODEL.dropcore OUT.onnx``: the saved model as an ONNX file (checked by onnx.checker)."""
+    from .. import io
+    from . import export
+
+    model = io.load_model(args.model, compile=False)
+    proto = export(model, args.output, opset=args.opset, mc_dropout=args.mc_dropout)
+    print(f"Wrote {args.output} (ONNX opset {proto.opset_import[0].version}, IR version {proto.ir_version}, "
+          f"{len(proto.graph.node)} nodes; input 'input' {_shape(model.input_shape)} NHWC"
+          + (", 'training_mode' (bool) switches its Dropout nodes on" if args.mc_dropout else "") + ")")
+    return 0
+
+
+def cmd_import(args):
+    """``dropcore import MODEL.onnx OUT.dropcore``: the ONNX model converted once into a dropcore model file."""
+    from .. import io
+    from . import load
+
+    model = load(args.model)
+    io.save_model(model, args.output)
+    drop = sum(1 for la in model.layers if type(la).__name__ == "Dropout")
+    print(f"Wrote {args.output}: {len(model.layers)} layers, input {_shape(model.input_shape)} (channels last), "
+          f"output {_shape(model.output_shape)}"
+          + (f"; {drop} Dropout layer{'s' if drop > 1 else ''} (predict --mc-samples N for Monte-Carlo dropout)"
+             if drop else ""))
+    return 0
+
+
+def _shape(shape):
+    return "(N, " + ", ".join(map(str, shape[1:])) + ")"
+
+
+def add_commands(sub):
+    """Add the ``export`` and ``import`` subcommands to ``sub`` (an argparse subparsers object)."""
+    p = sub.add_parser("export", help="write a saved dropcore model as an ONNX file (needs dropcore[onnx])")
+    p.add_argument("model", metavar="MODEL", help="a dropcore model file (.dropcore)")
+    p.add_argument("output", metavar="OUT", help="the ONNX file to write (.onnx)")
+    p.add_argument("--opset", type=_opset, default=17, metavar="N", help="the ONNX opset (13 or more; default 17)")
+    p.add_argument("--mc-dropout", action="store_true",
+                   help="keep each Dropout as an ONNX Dropout switched by a boolean 'training_mode' input "
+                        "(Monte-Carlo dropout in onnxruntime); default: dropout is left out, as at inference")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("import", help="convert an ONNX model (e.g. from PyTorch) into a dropcore model file "
+                                      "(needs dropcore[onnx])")
+    p.add_argument("model", metavar="MODEL", help="an ONNX file (.onnx); external data must lie beside it")
+    p.add_argument("output", metavar="OUT", help="the dropcore model file to write (.dropcore)")
+    p.set_defaults(handler=cmd_import)
