@@ -159,10 +159,11 @@ def plot_experiment(result, path, title=None):
     return _save(fig, path)
 
 
-def plot_reliability(result, path, title=None):
+def plot_reliability(result, path, title=None, min_count=10):
     """Reliability diagrams of :func:`dropcore.uncertainty.uncertainty_experiment`'s result: one panel per data
-    set, each method's accuracy against its mean confidence in every non-empty bin (perfect calibration is the
-    diagonal), with its ECE in the legend."""
+    set, each method's accuracy against its mean confidence in every bin of at least ``min_count`` samples (the
+    accuracy of a bin of two samples is 0, 0.5 or 1: noise, not calibration), with its ECE (over all bins) in the
+    legend. Perfect calibration is the diagonal."""
     datasets = result.get("datasets") if isinstance(result, dict) else None
     if not datasets:
         raise invalid("result", "an uncertainty experiment result with 'datasets'", type(result).__name__,
@@ -172,13 +173,14 @@ def plot_reliability(result, path, title=None):
         ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
         for method, row in d["methods"].items():
             bins = row["reliability"]
-            pts = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
-            ax.plot(*zip(*pts), "-", marker=".", label=f"{method} (ECE {row['ece']:.3f})")
+            pts = [(c, a) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"]) if n >= min_count]
+            if pts:
+                ax.plot(*zip(*pts), "-", marker=".", label=f"{method} (ECE {row['ece']:.3f})")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (largest probability)")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{name} ({next(iter(d['methods'].values()))['n']} samples)")
+        ax.set_title(f"{name} ({next(iter(d['methods'].values()))['n']} samples; bins of >= {min_count})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     if title:
