@@ -6,6 +6,7 @@ does not fit the model, a missing optional extra — prints ``dropcore <command>
 See docs/cli.md for every command with examples.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -263,12 +264,15 @@ def cmd_train(args):
     import dropcore
 
     from . import zoo
+    from .distributed.commands import comm_from_environment
 
+    comm = comm_from_environment()  # under mpiexec -n N (N > 1): data-parallel, else None
+    root = comm is None or comm.rank == 0
     if args.resume is not None:
-        return _resume(args)
+        return _resume(args, comm)
     x, y, meta = load_data(args, "train")
     out = Path(args.out) if args.out else None
-    if out is not None:
+    if out is not None and root:  # rank 0 alone writes the run's files
         out.mkdir(parents=True, exist_ok=True)
         for _, old in _checkpoints(out):  # a new run in an old directory: its checkpoints are not ours
             old.unlink()
@@ -277,24 +281,26 @@ def cmd_train(args):
         args.model = args.model_json
         if not os.path.isfile(args.model_json):
             raise CommandError(f"--model-json {args.model_json}: no such file")
-    if out is not None:
+    if out is not None and root:
         _write_json(out / SETTINGS, _settings(args), say=False)
     model = build_model(args.model, x.shape[1:], meta["num_classes"], args.dropout)
     name = args.model if args.model in zoo.names() else None
     optimizer = zoo.make_optimizer(args.optimizer, args.lr, name, args.momentum)
     model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"])
-    if not args.quiet:
+    if not args.quiet and root:
         model.summary()
     cbs = _callbacks(args, out, args.validation_split > 0, optimizer.learning_rate)
-    print(f"Training {model.name} on {len(x)} samples of {meta['source']} "
-          f"({', '.join(map(str, x.shape[1:]))}; {meta['num_classes']} classes), "
-          f"{type(optimizer).__name__} lr={optimizer.learning_rate:g}, seed {args.seed}", flush=True)
+    if root:
+        print(f"Training {model.name} on {len(x)} samples of {meta['source']} "
+              f"({', '.join(map(str, x.shape[1:]))}; {meta['num_classes']} classes), "
+              f"{type(optimizer).__name__} lr={optimizer.learning_rate:g}, seed {args.seed}"
+              + (f", data-parallel on {comm.size} ranks" if comm is not None else ""), flush=True)
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_split=args.validation_split,
-                        seed=args.seed, verbose=_verbose(args), callbacks=cbs)
-    return _finish(args, out, model, meta, x, cbs, history)
+                        seed=args.seed, verbose=_verbose(args), callbacks=cbs, comm=comm)
+    return _finish(args, out, model, meta, x, cbs, history) if root else 0
 
 
-def _resume(args):
+def _resume(args, comm=None):
     """``train --resume DIR``: the run's options from DIR/train.json, its newest checkpoint, and the epochs left."""
     import dropcore
 
@@ -321,10 +327,13 @@ def _resume(args):
     name = run.model if run.model in zoo.names() else None
     initial_lr = zoo.make_optimizer(run.optimizer, run.lr, name, run.momentum).learning_rate
     cbs = _callbacks(run, out, run.validation_split > 0, initial_lr, previous)
-    print(f"Resuming {model.name} from {path.name} ({done} of {run.epochs} epochs done), seed {run.seed}", flush=True)
+    root = comm is None or comm.rank == 0
+    if root:
+        print(f"Resuming {model.name} from {path.name} ({done} of {run.epochs} epochs done), seed {run.seed}",
+              flush=True)
     history = model.fit(x, y, batch_size=run.batch_size, epochs=run.epochs, validation_split=run.validation_split,
-                        seed=run.seed, verbose=_verbose(run), callbacks=cbs, initial_epoch=done)
-    return _finish(run, out, model, meta, x, cbs, history)
+                        seed=run.seed, verbose=_verbose(run), callbacks=cbs, initial_epoch=done, comm=comm)
+    return _finish(run, out, model, meta, x, cbs, history) if root else 0
 
 
 def _finish(args, out, model, meta, x, cbs, history):
@@ -450,14 +459,18 @@ def cmd_predict(args):
         raise CommandError("--seed only applies to Monte-Carlo dropout; pass --mc-samples N too")
     import dropcore
 
+    from .distributed.commands import predict_array, uses_cluster
+
     model = _load_model(args.model)
     x, names = _read_inputs(args.inputs, model.input_shape[1:], args.invert)
-    predictor = dropcore.Predictor(model)  # the inference engine: no kernel compilation on the way
-    if args.mc_samples:
+    if uses_cluster(args):  # --scheduler / --workers: scored on Dask, the same numbers
+        probs, std = predict_array(args, args.model, x)
+    elif args.mc_samples:
+        predictor = dropcore.Predictor(model)  # the inference engine: no kernel compilation on the way
         probs, std = predictor.predict(x, batch_size=args.batch_size, mc_samples=args.mc_samples,
                                        seed=0 if args.seed is None else args.seed)
     else:
-        probs, std = predictor.predict(x, batch_size=args.batch_size), None
+        probs, std = dropcore.Predictor(model).predict(x, batch_size=args.batch_size), None
     classes = probs.argmax(axis=1)
     rows = []
     for i, name in enumerate(names):
@@ -591,10 +604,12 @@ def cmd_experiment_dropout(args):
     common = dict(model=args.model, rate=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
                   optimizer=args.optimizer, learning_rate=args.lr, validation_split=args.validation_split,
                   seed=args.seed, verbose=_verbose(args), on_run=on_run)
-    if kinds:
-        result = experiments.dropout_kinds_experiment(x, y, kinds=names, placement=placement, **common)
-    else:
-        result = experiments.dropout_experiment(x, y, variants=variants, **common)
+    with _runner(args) as runner:
+        if kinds:
+            result = experiments.dropout_kinds_experiment(x, y, kinds=names, placement=placement, runner=runner,
+                                                          **common)
+        else:
+            result = experiments.dropout_experiment(x, y, variants=variants, runner=runner, **common)
     result["data"] = meta
     print(experiments.format_table(result, "kind" if kinds else "variant"))
     _write_json(out / "results.json", result)
@@ -628,7 +643,8 @@ def cmd_experiment_uncertainty(args):
     print(uncertainty.format_table(result))
     _write_json(out / "results.json", result)
     png = _try_plot(plotting.plot_reliability, result, out / "reliability.png",
-                    title=f"{args.model}: deterministic vs Monte-Carlo dropout, {result['n_test']} held-out samples")
+                    title=f"{args.model} ({_plural(args.epochs, 'epoch')}, {result['n_train']} training samples): "
+                          f"deterministic vs Monte-Carlo dropout")
     if png:
         print(f"Wrote {png}")
     return 0
@@ -642,6 +658,23 @@ def _int_list(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, received {text!r}")
     return values
+
+
+@contextlib.contextmanager
+def _runner(args):
+    """``None`` (train here, one after another), or with ``--scheduler``/``--workers`` a runner sending each
+    training to a Dask cluster as a task (the results are the same)."""
+    from .distributed import commands
+
+    if not commands.uses_cluster(args):
+        yield None
+        return
+    from .distributed.sweep import dask_runner
+
+    with commands.client_for(args) as client:
+        where = args.scheduler or f"a local cluster of {args.workers} workers"
+        print(f"Each training is a task on {where}", flush=True)
+        yield dask_runner(client)
 
 
 def _bundled_table(name):
@@ -673,9 +706,10 @@ def cmd_experiment_kfold(args):
     def on_fold(row):
         print(f"  fold {row['fold']:>2}: accuracy {row['accuracy']:.4f} ({row['n_test']} test samples)", flush=True)
 
-    result = experiments.kfold_experiment(
-        x, y, k=args.folds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, rate=args.dropout,
-        optimizer=args.optimizer, learning_rate=args.lr, verbose=0, on_fold=on_fold)
+    with _runner(args) as runner:
+        result = experiments.kfold_experiment(
+            x, y, k=args.folds, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, rate=args.dropout,
+            optimizer=args.optimizer, learning_rate=args.lr, verbose=0, on_fold=on_fold, runner=runner)
     print(f"Accuracy: mean {result['mean_accuracy']:.4f}, std {result['std_accuracy']:.4f} "
           f"over {result['k']} folds")
     if args.out:
@@ -704,6 +738,7 @@ def _add_training_args(p, epochs, batch_size, quiet=True):
 
 def build_parser():
     from . import zoo
+    from .distributed.commands import add_cluster_args, add_predict_args  # no Dask until a cluster is used
 
     parser = argparse.ArgumentParser(
         prog="dropcore", description="Train, evaluate and run small CNNs on the CPU, and study dropout.",
@@ -753,6 +788,7 @@ def build_parser():
     p.add_argument("--seed", type=_int_at_least(0), help="seed of the Monte-Carlo dropout masks (default 0)")
     p.add_argument("--invert", action="store_true", help="invert images (dark digits on a light background)")
     p.add_argument("--batch-size", type=positive_int, default=256)
+    add_predict_args(p)  # --scheduler ADDRESS | --workers N, --chunk-size ROWS
     p.set_defaults(handler=cmd_predict)
 
     sub.add_parser("bench", help="run the benchmarks (python -m bench); every argument is passed on",
@@ -775,6 +811,7 @@ def build_parser():
     g = _add_training_args(e, epochs=10, batch_size=32)
     g.add_argument("--validation-split", type=_float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
                    help="fraction held out (stratified, seeded; default 0.2)")
+    add_cluster_args(e, "run each training")
     e.add_argument("--out", metavar="DIR", default="dropout-experiment",
                    help="where results.json and curves.png go (default ./dropout-experiment)")
     e.set_defaults(handler=cmd_experiment_dropout)
@@ -807,6 +844,7 @@ def build_parser():
     k.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N rows")
     g = _add_training_args(k, epochs=50, batch_size=16, quiet=False)  # one line per fold, never per epoch
     g.add_argument("--folds", type=_int_at_least(2), default=10, metavar="K", help="(default 10)")
+    add_cluster_args(k, "run each fold")
     k.add_argument("--out", metavar="DIR", help="also write DIR/kfold.json")
     k.set_defaults(handler=cmd_experiment_kfold)
 

@@ -16,3 +16,8 @@ class WorkspaceLimitError(MemoryError):
 class NotCompiledError(ValueError, RuntimeError):
     """``fit``, ``evaluate`` or ``train_on_batch`` on a model not compiled yet. A ValueError, as Keras raises, and
     a RuntimeError, as dropcore raised before."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """A prediction passed its ``deadline`` (a ``time.monotonic()`` value) and stopped between passes or batches:
+    a server answers 503 instead of holding a worker. Nothing is left half-written; the call just has no result."""

@@ -45,15 +45,61 @@ class BatchNormalization(Layer):
                 return dy * scale
 
             return y, backprop_infer
+        comm = getattr(self, "sync_comm", None)
+        if comm is not None:  # data-parallel training: the statistics of the global batch, over every rank
+            return self._forward_synced(comm, x, gamma, beta, eps)
         y, mean, var, inv_std = ops.batch_norm_train(x, gamma, beta, eps)
-        m = np.float32(self.momentum)
-        self.weights["moving_mean"][...] = m * self.weights["moving_mean"] + (1 - m) * mean
-        self.weights["moving_variance"][...] = m * self.weights["moving_variance"] + (1 - m) * var
+        self._update_moving(mean, var)
 
         def backprop(dy):
             dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, mean, inv_std, gamma)
             self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
             return dx
+
+        return y, backprop
+
+    def _update_moving(self, mean, var):
+        m = np.float32(self.momentum)
+        self.weights["moving_mean"][...] = m * self.weights["moving_mean"] + (1 - m) * mean
+        self.weights["moving_variance"][...] = m * self.weights["moving_variance"] + (1 - m) * var
+
+    def _forward_synced(self, comm, x, gamma, beta, eps):
+        """Training forward with the batch statistics summed over ``comm``'s ranks (float64, two passes: the mean,
+        then the squared deviations from it); its backward sums the two per-channel reductions it needs over the
+        ranks too. ``gamma``'s and ``beta``'s gradients stay this rank's share: the training step sums them."""
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c)
+        s = np.empty(c + 1)
+        np.sum(x2, axis=0, dtype=np.float64, out=s[:c])
+        s[c] = len(x2)
+        comm.allreduce_sum(s)
+        rows = s[c]
+        mean64 = s[:c] / rows
+        d = x2 - mean64.astype(np.float32)
+        q = np.einsum("ij,ij->j", d, d, dtype=np.float64)
+        comm.allreduce_sum(q)
+        var64 = q / rows
+        mean, var = mean64.astype(np.float32), var64.astype(np.float32)
+        inv_std = (1.0 / np.sqrt(var64 + float(eps))).astype(np.float32)
+        y = (d * (gamma * inv_std) + beta).reshape(x.shape)
+        self._update_moving(mean, var)
+
+        def backprop(dy):
+            dy2 = dy.reshape(-1, c)
+            t = np.empty(2 * c)
+            np.sum(dy2, axis=0, dtype=np.float64, out=t[:c])
+            t[c:] = np.einsum("ij,ij->j", dy2, d, dtype=np.float64)
+            local = t.copy()
+            comm.allreduce_sum(t)
+            istd = inv_std.astype(np.float64)
+            k0 = gamma.astype(np.float64) * istd
+            self.grads["beta"] = local[:c].astype(np.float32)
+            self.grads["gamma"] = (local[c:] * istd).astype(np.float32)
+            # dx = gamma*istd/M * (M*dy - dbeta - xhat*dgamma), with dbeta and dgamma the global batch's sums
+            a = k0.astype(np.float32)
+            b = (-k0 * istd * (t[c:] * istd) / rows).astype(np.float32)
+            cst = (-k0 * t[:c] / rows).astype(np.float32)
+            return (dy2 * a + d * b + cst).reshape(dy.shape)
 
         return y, backprop
 

@@ -1,0 +1,69 @@
+"""Experiment sweeps on a local Dask cluster of two worker processes give the serial run's results."""
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="sweeps on Dask need dask.distributed: pip install 'dropcore[dask]'")
+
+from dropcore import cli, experiments  # noqa: E402
+from dropcore.distributed.sweep import dask_runner  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3
+    x = rng.random((150, 8, 8, 1), dtype=np.float32) * 0.3
+    for i, c in enumerate(y):
+        x[i, :, c * 2:c * 2 + 3, 0] += 0.7
+    return x, y
+
+
+def test_kinds_and_kfold_sweeps_equal_the_serial_runs(client, images):
+    x, y = images
+    kw = dict(kinds="none,dropout,spatial,dropblock", epochs=2, batch_size=16, seed=5)
+    assert experiments.dropout_kinds_experiment(x, y, runner=dask_runner(client, progress=False), **kw) == \
+        experiments.dropout_kinds_experiment(x, y, **kw)
+    table = x.reshape(150, -1)[:, ::4]
+    assert experiments.kfold_experiment(table, y, k=4, epochs=3, runner=dask_runner(client, progress=False)) == \
+        experiments.kfold_experiment(table, y, k=4, epochs=3)
+
+
+def test_a_worker_killed_mid_sweep_changes_nothing(client, images):
+    x, y = images
+    kw = dict(variants=["none", "conv", "dense", "conv+dense"], epochs=4, batch_size=8, seed=1)
+    expected = experiments.dropout_experiment(x, y, **kw)
+    address, pid = next(iter(client.run(os.getpid).items()))
+    killed = []
+
+    def kill_it_while_it_trains():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any("train_run" in key for key in client.processing().get(address, ())):
+                time.sleep(0.3)  # into the training
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_it_while_it_trains)
+    killer.start()
+    got = experiments.dropout_experiment(x, y, runner=dask_runner(client, progress=False), **kw)
+    killer.join()
+    assert killed, "the worker never got a training to run"
+    assert got == expected
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_the_cli_sweeps_on_a_local_cluster(tmp_path, capsys):
+    args = ["experiment", "dropout", "--variants", "none,dense", "--epochs", "1", "--limit", "200", "--quiet"]
+    assert cli.main(args + ["--out", str(tmp_path / "serial")]) == 0
+    assert cli.main(args + ["--workers", "2", "--out", str(tmp_path / "dask")]) == 0
+    assert "Each training is a task on a local cluster of 2 workers" in capsys.readouterr().out
+    serial, dask = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "dask"))
+    assert serial == dask
