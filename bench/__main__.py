@@ -74,9 +74,14 @@ def parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # python -m bench serve: the serving benchmark (bench/serve.py)
+        from . import serve
+
+        return serve.main(argv[1:])
     args = parser().parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
-    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m bench " + shlex.join(argv)
     t0 = time.perf_counter()
     counts = args.threads or _default_threads()
     report = runner.run(args.models, counts[0], repeats, quick=args.quick, profile=args.profile,

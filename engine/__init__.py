@@ -21,11 +21,13 @@ from .kernels.threads import get_num_threads  # noqa: E402
 from .kernels.threads import set_process_threads as set_num_threads  # noqa: E402
 from .model import Model, Sequential  # noqa: E402
 from .predictor import Predictor  # noqa: E402
+from .batching import BatchingPredictor  # noqa: E402
 from .workspace import set_workspace_limit  # noqa: E402
 
 __all__ = [
-    "Model", "ModelFileError", "NotCompiledError", "NumericalError", "Predictor", "Sequential",
+    "BatchingPredictor", "Model", "ModelFileError", "NotCompiledError", "NumericalError", "Predictor", "Sequential",
     "WorkspaceLimitError",
-    "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "model_to_bytes",
-    "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit", "utils",
+    "callbacks", "constraints", "get_num_threads", "info", "initializers", "layers", "load_model", "losses",
+    "model_to_bytes", "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit",
+    "utils",
 ]

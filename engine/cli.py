@@ -1,5 +1,5 @@
-"""The ``dropcore`` command: train, evaluate, predict, bench, experiment {dropout,kfold,uncertainty}, export,
-import, info.
+"""The ``dropcore`` command: train, evaluate, predict, serve, bench, experiment {dropout,kfold,uncertainty},
+export, import, info.
 
 Usage errors exit with status 2 (argparse's message); a failure to run — a missing or malformed file, data that
 does not fit the model, a missing optional extra — prints ``dropcore <command>: error: <message>`` and exits 1.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import float_in, int_at_least, positive_float, positive_int, rate
 from .callbacks import Callback
 
 FORMATS = ("mnist", "fashion-mnist", "mnist-npz", "cifar10", "csv", "digits")
@@ -24,42 +25,6 @@ LOSS = "sparse_categorical_crossentropy"
 
 class CommandError(Exception):
     """A failure to report as ``dropcore <command>: error: ...`` with exit status 1."""
-
-
-# --- argument types -----------------------------------------------------------------------------------------
-def _int_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {text!r}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _float_in(low, high, low_open=False, high_open=True):
-    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, received {text!r}") from None
-        below = value < low or (low_open and value == low)
-        above = high is not None and (value > high or (high_open and value == high))
-        if not np.isfinite(value) or below or above:
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, received {text!r}")
-        return value
-    parse.__name__ = f"number in {interval}"
-    return parse
-
-
-positive_int = _int_at_least(1)
-rate = _float_in(0.0, 1.0)
-positive_float = _float_in(0.0, None, low_open=True, high_open=False)
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -729,7 +694,7 @@ def _add_training_args(p, epochs, batch_size, quiet=True):
     g.add_argument("--lr", type=positive_float, metavar="RATE", help="learning rate (default: the optimizer's)")
     g.add_argument("--dropout", type=rate, metavar="RATE",
                    help="replace every dropout rate (0 removes the dropout layers)")
-    g.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
+    g.add_argument("--seed", type=int_at_least(0), default=0, metavar="S",
                    help="seeds the weights, the shuffling and the dropout masks (default 0)")
     if quiet:
         g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
@@ -757,9 +722,9 @@ def build_parser():
     _add_data_args(p, "which files of MNIST/CIFAR-10 to read (default train)")
     g = _add_training_args(p, epochs=5, batch_size=32)
     g.add_argument("--momentum", type=rate, metavar="M", help="SGD momentum (only with the SGD optimizer)")
-    g.add_argument("--validation-split", type=_float_in(0.0, 1.0), default=0.2, metavar="FRACTION",
+    g.add_argument("--validation-split", type=float_in(0.0, 1.0), default=0.2, metavar="FRACTION",
                    help="fraction held out for validation, taken from the end (default 0.2; 0: none)")
-    g.add_argument("--patience", type=_int_at_least(0), metavar="N",
+    g.add_argument("--patience", type=int_at_least(0), metavar="N",
                    help="early stopping: stop after N epochs without improvement, keep the best weights")
     g.add_argument("--lr-schedule", choices=("constant", "step", "cosine"), default="constant",
                    help="step: halve the rate every quarter of the epochs; cosine: anneal towards 0 "
@@ -785,7 +750,7 @@ def build_parser():
     p.add_argument("--output", metavar="FILE", help="write the predictions as .csv or .json")
     p.add_argument("--mc-samples", type=positive_int, metavar="N",
                    help="Monte-Carlo dropout: average N stochastic passes, report the standard deviation too")
-    p.add_argument("--seed", type=_int_at_least(0), help="seed of the Monte-Carlo dropout masks (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), help="seed of the Monte-Carlo dropout masks (default 0)")
     p.add_argument("--invert", action="store_true", help="invert images (dark digits on a light background)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     add_predict_args(p)  # --scheduler ADDRESS | --workers N, --chunk-size ROWS
@@ -809,7 +774,7 @@ def build_parser():
                         "every run (default conv)")
     _add_data_args(e, "which files of MNIST/CIFAR-10 to read (default train)")
     g = _add_training_args(e, epochs=10, batch_size=32)
-    g.add_argument("--validation-split", type=_float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
+    g.add_argument("--validation-split", type=float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
                    help="fraction held out (stratified, seeded; default 0.2)")
     add_cluster_args(e, "run each training")
     e.add_argument("--out", metavar="DIR", default="dropout-experiment",
@@ -822,14 +787,14 @@ def build_parser():
                    help="(default mnist_cnn)")
     _add_data_args(u, "which files of MNIST/CIFAR-10 to read (default train)")
     g = _add_training_args(u, epochs=3, batch_size=64)
-    g.add_argument("--test-size", type=_float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
+    g.add_argument("--test-size", type=float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
                    help="fraction held out for scoring (stratified, seeded; default 0.2)")
     sc = u.add_argument_group("scoring")
     sc.add_argument("--mc-samples", type=_int_list, default=[1, 10, 50], metavar="T1,T2",
                    help="numbers of Monte-Carlo passes to compare (default 1,10,50)")
-    sc.add_argument("--rotation", type=_float_in(-360.0, 360.0, high_open=False), default=45.0, metavar="DEGREES",
+    sc.add_argument("--rotation", type=float_in(-360.0, 360.0, high_open=False), default=45.0, metavar="DEGREES",
                    help="also score the held-out images rotated by this much (default 45; 0: not)")
-    sc.add_argument("--noise", type=_float_in(0.0, None, high_open=False), default=0.5, metavar="STDDEV",
+    sc.add_argument("--noise", type=float_in(0.0, None, high_open=False), default=0.5, metavar="STDDEV",
                    help="also score them with Gaussian noise of this standard deviation (default 0.5; 0: not)")
     sc.add_argument("--bins", type=positive_int, default=15, metavar="B", help="calibration bins (default 15)")
     u.add_argument("--out", metavar="DIR", default="uncertainty-experiment",
@@ -843,7 +808,7 @@ def build_parser():
     k.add_argument("--dataset", choices=("breast-cancer", "iris"), help="a table bundled with scikit-learn")
     k.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N rows")
     g = _add_training_args(k, epochs=50, batch_size=16, quiet=False)  # one line per fold, never per epoch
-    g.add_argument("--folds", type=_int_at_least(2), default=10, metavar="K", help="(default 10)")
+    g.add_argument("--folds", type=int_at_least(2), default=10, metavar="K", help="(default 10)")
     add_cluster_args(k, "run each fold")
     k.add_argument("--out", metavar="DIR", help="also write DIR/kfold.json")
     k.set_defaults(handler=cmd_experiment_kfold)
@@ -851,6 +816,9 @@ def build_parser():
     from .onnx.commands import add_commands as add_onnx_commands  # imports no onnx until a command runs
 
     add_onnx_commands(sub)
+    from .serving.commands import add_commands as add_serve_commands  # imports no Flask until it runs
+
+    add_serve_commands(sub)
 
     p = sub.add_parser("info", help="versions, threads and the kernels in use")
     p.add_argument("--json", action="store_true", help="print JSON")

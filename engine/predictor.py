@@ -8,8 +8,13 @@ Predictor warns once and runs the executor on the Numba kernels; ``Predictor.eng
 """
 import copy
 import os
+import time
+from dataclasses import replace
+
+import numpy as np
 
 from . import workspace
+from .errors import DeadlineExceeded
 from .info import warn_if_no_cython
 from .kernels import threads as thread_pools
 from .model import Model, monte_carlo, predict_outputs
@@ -90,24 +95,48 @@ class Predictor:
     def output_shape(self):
         return self._model.output_shape
 
-    def predict(self, x, batch_size=None, mc_samples=None, seed=None):
+    def predict(self, x, batch_size=None, mc_samples=None, seed=None, deadline=None):
         """Outputs for ``x`` in batches of ``batch_size`` (default 256), as ``Model.predict``.
 
         With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization on its moving
         statistics) and ``(mean, std)`` over the N passes is returned; the same ``seed`` gives the same result, equal
         to ``Model.predict(x, mc_samples=N, seed=seed)`` within float tolerance.
+        ``deadline``: a ``time.monotonic()`` value; once it has passed the prediction stops before its next pass or
+        batch and raises :class:`dropcore.errors.DeadlineExceeded` (a kernel call under way is not interrupted, so
+        the overrun is at most one batch of one pass).
         """
         model = self._model
         x = model._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
+        if deadline is not None:
+            deadline = float(deadline)
+            _check_deadline(deadline, "before it started")
         workspace.check(model, min(batch_size, len(x)), False)
         if self._program is not None:
             def run():
-                return monte_carlo(lambda ctx: (self._program if not ctx.dropout else self._mc_program).predict(
-                    x, batch_size, ctx), mc_samples, seed)
+                return monte_carlo(lambda ctx: _batches(self._program if not ctx.dropout else self._mc_program, x,
+                                                        batch_size, ctx, deadline), mc_samples, seed, deadline)
             if self.threads is None:
                 return run()
             with thread_pools.threads(self.threads, "openmp"):  # this calling thread's regions; the cap still holds
                 return run()
         with thread_pools.engine_call("numba", self.threads):
-            return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed)
+            return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed, deadline)
+
+
+def _check_deadline(deadline, when):
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded(f"predict: the deadline passed {when}")
+
+
+def _batches(program, x, batch_size, ctx, deadline):
+    """``program.predict(x, batch_size, ctx)``, checking ``deadline`` between batches when there are several."""
+    if deadline is None or len(x) <= batch_size:
+        return program.predict(x, batch_size, ctx)
+    parts = []
+    for start in range(0, len(x), batch_size):
+        _check_deadline(deadline, f"after {start} of {len(x)} samples")
+        # the same row offsets Program.predict gives its batches: the same masks, the same answer
+        at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx
+        parts.append(program.predict(x[start:start + batch_size], batch_size, at))
+    return np.concatenate(parts)

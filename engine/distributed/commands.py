@@ -7,6 +7,8 @@
 """
 import os
 
+from ..argtypes import positive_int
+
 #: Environment variables MPI launchers set to the number of ranks: MPICH/Hydra and Intel MPI (``PMI_SIZE``),
 #: Open MPI (``OMPI_COMM_WORLD_SIZE``), Slurm's PMI2/PMIx (``PMIX_SIZE`` is not universal, ``SLURM_NTASKS`` is not a
 #: launch by itself: neither counts), MVAPICH2 (``MV2_COMM_WORLD_SIZE``).
@@ -49,27 +51,15 @@ def add_cluster_args(parser, what):
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help=f"{what} on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); needs "
                             f"pip install 'dropcore[dask]'")
-    group.add_argument("--workers", type=_positive_int, metavar="N",
+    group.add_argument("--workers", type=positive_int, metavar="N",
                        help=f"{what} on a local Dask cluster of N worker processes, one thread each")
 
 
 def add_predict_args(parser):
     """Add ``--scheduler ADDRESS`` / ``--workers N`` (one of the two) and ``--chunk-size`` to ``dropcore predict``."""
     add_cluster_args(parser, "score")
-    parser.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
+    parser.add_argument("--chunk-size", type=positive_int, metavar="ROWS",
                         help="samples per Dask task (default: 4 batches); cut at multiples of --batch-size")
-
-
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, received {value}")
-    return value
 
 
 def uses_cluster(args):

@@ -1,4 +1,5 @@
-"""The Flask example as a real service: a trained, saved model served over HTTP to concurrent clients."""
+"""``dropcore serve`` as a real service: a trained, saved model served over HTTP to concurrent clients (gunicorn
+workers), and the Flask example (a thin use of ``dropcore.serving.create_app``) still serving the same app."""
 import json
 import socket
 import subprocess
@@ -16,7 +17,8 @@ import dropcore
 from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
 
 pytest.importorskip("flask", reason="Flask is not installed (optional extra: pip install 'dropcore[serve]')")
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "serve_flask.py"
+pytest.importorskip("gunicorn", reason="gunicorn is not installed (optional extra: pip install 'dropcore[serve]')")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "serve_flask.py"
 
 
 def _free_port():
@@ -35,8 +37,8 @@ def _call(url, payload=None, timeout=30):
         return err.code, json.loads(err.read())
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["dropcore serve", "example"])
+def served(request, tmp_path_factory):
     dropcore.set_random_seed(3)
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 10, 10, 1), dtype=np.float32), rng.integers(0, 3, 64)
@@ -47,7 +49,9 @@ def served(tmp_path_factory):
     path = tmp_path_factory.mktemp("serve") / "model.dropcore"
     dropcore.save_model(model, path)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(path), "--port", str(port)],
+    command = ([sys.executable, "-m", "dropcore", "serve", "--workers", "2", "--log-level", "warning"]
+               if request.param == "dropcore serve" else [sys.executable, str(EXAMPLE)])
+    proc = subprocess.Popen(command + [str(path), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -111,6 +115,6 @@ def test_bad_requests_get_400_with_the_reason(served):
     status, body = _call(base + "/predict", {"inputs": []})
     assert status == 400 and "instances" in body["error"]
     status, body = _call(base + "/predict", {"instances": np.zeros((2, 4, 4, 1)).tolist()})
-    assert status == 400 and "has shape (2, 4, 4, 1)" in body["error"]
+    assert status == 400 and "have shape (2, 4, 4, 1); expected (n, 10, 10, 1)" in body["error"]
     status, body = _call(base + "/predict", {"instances": np.zeros((1, 10, 10, 1)).tolist(), "mc_samples": 0})
-    assert status == 400 and "Invalid value for `mc_samples`" in body["error"]
+    assert status == 400 and "`mc_samples` must be between 1 and 100, received mc_samples=0" in body["error"]

@@ -1,0 +1,60 @@
+"""The ``dropcore serve`` subcommand: :func:`add_commands` adds it to the CLI's subparsers."""
+from ..argtypes import positive_float, positive_int
+from .limits import Limits
+
+_DEFAULTS = Limits()
+
+
+def add_commands(sub):
+    """Add ``serve`` to argparse's subparsers object ``sub``."""
+    p = sub.add_parser("serve", help="serve a saved model over HTTP (gunicorn + Flask; needs dropcore[serve])",
+                       description="Serve a model file over HTTP: POST /predict (JSON or .npy), GET /health, "
+                                   "/metadata, /metrics. SIGTERM drains requests under way, then exits.")
+    p.add_argument("model", help="a model file written by dropcore.save_model")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the CPUs "
+                   "this process may use)")
+    p.add_argument("--threads", type=positive_int, default=4, help="request threads per worker (default 4)")
+    p.add_argument("--predict-threads", type=positive_int, default=None, help="kernel threads of one prediction "
+                   "(default: the CPUs shared out so that workers x threads do not oversubscribe them)")
+    p.add_argument("--batching", action="store_true", help="coalesce concurrent requests into shared batches "
+                   "(answers identical to unbatched ones)")
+    p.add_argument("--inexact-batching", action="store_true", help="with --batching, batch even where the kernels "
+                   "give a sample other bits in other batches (BLAS builds without AVX-512; answers then differ "
+                   "from unbatched ones in the last bits)")
+    p.add_argument("--max-batch", type=positive_int, default=64, help="rows per coalesced batch (default 64)")
+    p.add_argument("--max-delay-ms", type=float, default=2.0, help="how long a request waits for others to batch "
+                   "with (default 2)")
+    p.add_argument("--max-body-bytes", type=positive_int, default=_DEFAULTS.max_body_bytes,
+                   help=f"larger bodies get 413 (default {_DEFAULTS.max_body_bytes})")
+    p.add_argument("--max-instances", type=positive_int, default=_DEFAULTS.max_instances,
+                   help=f"more samples per request get 400 (default {_DEFAULTS.max_instances})")
+    p.add_argument("--max-mc-samples", type=positive_int, default=_DEFAULTS.max_mc_samples,
+                   help=f"a larger mc_samples gets 400 (default {_DEFAULTS.max_mc_samples})")
+    p.add_argument("--timeout-ms", type=positive_float, default=_DEFAULTS.timeout_ms,
+                   help=f"compute deadline per request; past it the answer is 503 (default {_DEFAULTS.timeout_ms:g})")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds requests under way get to finish after "
+                   "SIGTERM (default 30)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args):
+    """The ``serve`` handler: runs until SIGTERM/SIGINT; returns the exit status."""
+    try:
+        import flask  # noqa: F401
+        import gunicorn  # noqa: F401
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"dropcore serve needs the serve extra: pip install 'dropcore[serve]' ({exc})") from None
+    from .server import serve
+
+    return serve(args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                 batching=args.batching, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                 grace_s=args.grace, predict_threads=args.predict_threads, log_level=args.log_level,
+                 exact=not args.inexact_batching,
+                 max_body_bytes=args.max_body_bytes, max_instances=args.max_instances,
+                 max_mc_samples=args.max_mc_samples, timeout_ms=args.timeout_ms)
+
