@@ -212,7 +212,8 @@ def http_bench(model_path, shape, workdir, workers, threads, clients, seconds, r
 # --- in process: dynamic batching ------------------------------------------------------------------------------
 def build_model(name):
     """``(model, sample shape)``: "small" is the serving tests' model (a 10x10x1 conv net with dropout: the
-    prediction is a small part of a request, so the numbers are the server's own cost), "cifar_cnn" the zoo's."""
+    prediction is a small part of a request, so the numbers are the server's own cost); "mnist_cnn" (the issue's
+    0.1 ms model) and "cifar_cnn" are the zoo's."""
     import dropcore
     from dropcore import zoo
     from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
@@ -220,6 +221,10 @@ def build_model(name):
     dropcore.set_random_seed(0)
     if name == "cifar_cnn":
         return zoo.build("cifar_cnn", SHAPE, 10), SHAPE
+    if name == "mnist_cnn":
+        return zoo.build("mnist_cnn", (28, 28, 1), 10), (28, 28, 1)
+    if name != "small":
+        raise ValueError(f"--http-models: expected small, mnist_cnn or cifar_cnn, received {name!r}")
     return dropcore.Sequential([Input((10, 10, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Dropout(0.3),
                                 Flatten(), Dense(3, activation="softmax")], name="small"), (10, 10, 1)
 
@@ -283,9 +288,9 @@ def _median(reports, key):
 def markdown(http, batch, meta):
     lines = [f"## Serving (`python -m bench serve`, issue #17)", "",
              f"Measured {meta['date']} on {meta['cpus']} CPUs (`{meta['command']}`), {meta['repeats']} repeats of "
-             f"{meta['seconds']:g} s after a warm-up, median shown. **Other agents were using the same 2 cores "
-             f"during this run (load average {meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end): "
-             f"absolute numbers are noisy; the ratios compare runs made back to back within each repeat.**", ""]
+             f"{meta['seconds']:g} s after a warm-up, median shown; load average {meta['load'][0]:.1f} before the "
+             f"run (the servers and the clients share these CPUs: ratios compare runs made back to back within each "
+             f"repeat).", ""]
     for model, by_server in (http or {}).items():
         lines += [f"### HTTP: {model}, single-image requests, {meta['clients']} keep-alive clients, gunicorn "
                   f"{meta['workers']} workers x {meta['threads']} threads, loopback", "",
@@ -334,8 +339,8 @@ def parser():
     p.add_argument("--max-batch", type=int, default=16, help="BatchingPredictor max_batch in process (default 16)")
     p.add_argument("--max-delay-ms", type=float, default=2.0, help="BatchingPredictor max_delay_ms (default 2)")
     p.add_argument("--only", choices=["http", "batching"], help="run one half only")
-    p.add_argument("--http-models", type=lambda t: t.split(","), default=["small", "cifar_cnn"],
-                   help="comma-separated models served over HTTP: small, cifar_cnn (default both)")
+    p.add_argument("--http-models", type=lambda t: t.split(","), default=["small", "mnist_cnn", "cifar_cnn"],
+                   help="comma-separated models served over HTTP: small, mnist_cnn, cifar_cnn (default all)")
     p.add_argument("--markdown", metavar="PATH", help="write the section as Markdown")
     return p
 
