@@ -13,7 +13,7 @@ and with ``--batch`` samples per rank (weak scaling: the global batch grows with
    step's Allreduce (copying into the buffer and waiting for the slower rank included);
 3. at R = 1 also times one step's compute alone (``train_on_batch``) at the per-rank batch and at batches 64, 16
    and 2 (what 2, 8 and 64 ranks train on a global batch of 128), for the cost model in
-   ``bench/DISTRIBUTED_RESULTS.md``.
+   ``bench/RESULTS.md`` ("Data-parallel training").
 
 Needs the ``mpi`` extra. The numbers are noisy on a shared machine: run it on an idle one.
 """
