@@ -8,7 +8,7 @@ again by Dask's scheduler from the same inputs, with the same result.
 """
 import uuid
 
-from .workers import register_threads_plugin
+from .workers import one_worker_per_host, register_threads_plugin, warm_training_kernels
 
 
 def dask_runner(client, progress=True):
@@ -17,9 +17,11 @@ def dask_runner(client, progress=True):
         with Client(...) as client:
             result = dropout_experiment(x, y, ..., runner=dask_runner(client))
 
-    Each worker's kernels run on the cores it was given (:func:`register_threads_plugin`); ``progress`` shows a
+    Each worker's kernels run on the cores it was given (:func:`register_threads_plugin`), and one worker per node
+    compiles the training kernels before the others start (:func:`warm_training_kernels`); ``progress`` shows a
     bar counting finished tasks (tqdm)."""
     register_threads_plugin(client)
+    client.run(warm_training_kernels, workers=one_worker_per_host(client))
 
     def run(task, items, data, settings):
         from distributed import as_completed

@@ -47,3 +47,34 @@ def __getattr__(name):
 
         return ThreadsPlugin
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def warm_training_kernels():
+    """Compile (or load from Numba's cache) the kernels a training runs: one step of a small network with every
+    common kind of layer, on two samples. Run on one worker per node before a sweep's tasks start, so that the
+    node's other workers load the cache it wrote instead of all compiling the same kernels at once and racing on
+    its files. Leaves the global weight initializer's random state as it was."""
+    import numpy as np
+
+    from .. import initializers
+    from ..layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+    from ..model import Sequential
+
+    state = initializers._default_rng.bit_generator.state
+    try:
+        model = Sequential([Input((8, 8, 1)), Conv2D(4, 3, activation="relu"), BatchNormalization(),
+                            MaxPooling2D(2), Dropout(0.25), Flatten(), Dense(8, activation="relu"), Dropout(0.5),
+                            Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.train_on_batch(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]))
+        model.evaluate(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]))
+    finally:
+        initializers._default_rng.bit_generator.state = state
+
+
+def one_worker_per_host(client):
+    """The address of one worker on each host of ``client``'s cluster."""
+    first = {}
+    for address, info in sorted(client.scheduler_info()["workers"].items()):
+        first.setdefault(info.get("host", address), address)
+    return list(first.values())

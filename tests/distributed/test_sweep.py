@@ -67,3 +67,17 @@ def test_the_cli_sweeps_on_a_local_cluster(tmp_path, capsys):
     assert "Each training is a task on a local cluster of 2 workers" in capsys.readouterr().out
     serial, dask = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "dask"))
     assert serial == dask
+
+
+def test_the_kernels_are_warmed_on_one_worker_per_host(client):
+    from dropcore.distributed.workers import one_worker_per_host, warm_training_kernels
+
+    workers = one_worker_per_host(client)
+    assert len(workers) == 1 and workers[0] in client.scheduler_info()["workers"]  # one host here
+    import dropcore
+
+    dropcore.set_random_seed(4)
+    expected = dropcore.initializers.GlorotUniform()((3, 3))
+    dropcore.set_random_seed(4)
+    warm_training_kernels()  # trains a small network, and leaves the initializers' random state as it was
+    np.testing.assert_array_equal(dropcore.initializers.GlorotUniform()((3, 3)), expected)
