@@ -8,9 +8,9 @@ runs them as one batch and hands each caller its own rows.
 Answers are identical (bit for bit) to :meth:`dropcore.Predictor.predict` on the caller's samples alone:
 construction checks that the model's kernels give a row the same bits whatever batch it is in, and refuses
 (``exact=True``, the default) when they do not (the BLAS GEMMs of builds without the AVX-512 kernels do not:
-sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests are not coalesced: a sample's dropout
-mask is keyed by its row in the whole input (``Context.row``, one offset per kernel call), so a request placed at
-row ``k`` of a shared batch would draw other masks than alone; they run on the caller's thread instead.
+sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests share batches with requests asking for
+the same passes and seed: a sample's mask is keyed by its row in its own input, so the program draws each
+request's masks apart (``Context.segments``), as they would be drawn alone.
 """
 import threading
 import time
@@ -19,15 +19,16 @@ from collections import deque
 import numpy as np
 
 from .errors import DeadlineExceeded
+from .model import _random_seed
 from .predictor import Predictor
 from .validation import check_float, check_int
 
 
 class _Request:
-    __slots__ = ("x", "deadline", "done", "result", "error", "abandoned")
+    __slots__ = ("x", "mc", "deadline", "done", "result", "error", "abandoned")
 
-    def __init__(self, x, deadline):
-        self.x, self.deadline = x, deadline
+    def __init__(self, x, mc, deadline):
+        self.x, self.mc, self.deadline = x, mc, deadline  # mc: (mc_samples, seed), or None
         # held until the answer is in: a bare lock is a C-level handoff (an Event's wait is Python code, which
         # with 16 callers waking per batch cost a visible share of the runner's time)
         self.done = threading.Lock()
@@ -66,6 +67,8 @@ class BatchingPredictor:
         else:
             self.predictor = Predictor(model_or_path, threads=threads)
         self.batch_invariant = self._batch_invariant()
+        # Monte-Carlo requests share batches on the compiled program, whose mask steps run per request
+        self._mc_batching = self.predictor.engine == "cython-program"
         if exact and not self.batch_invariant:
             raise ValueError(
                 f"{where}: model '{self.predictor.name}' on the {self.predictor.kernels} kernels "
@@ -110,14 +113,21 @@ class BatchingPredictor:
 
     # --- callers --------------------------------------------------------------------------------------------
     def predict(self, x, batch_size=None, mc_samples=None, seed=None, deadline=None):
-        """As :meth:`dropcore.Predictor.predict` (same arguments, identical answers). Plain predictions of at most
-        ``max_batch`` rows wait for a shared batch; Monte-Carlo dropout and larger inputs run on this thread."""
+        """As :meth:`dropcore.Predictor.predict` (same arguments, identical answers). Inputs of at most
+        ``max_batch`` rows wait for a shared batch: plain ones with plain ones, Monte-Carlo ones with those asking
+        for the same passes and seed (each input's rows draw the masks they would alone). Larger inputs run on
+        this thread."""
         x = self.predictor._model._check_x(x)  # bad input fails here, in its caller, never inside a shared batch
-        if mc_samples is not None or len(x) > self.max_batch or self.max_batch == 1:
+        mc = None
+        if mc_samples is not None:
+            # checked here, and the seed drawn here when not given: a shared batch's requests share (passes, seed)
+            mc = (check_int(mc_samples, "mc_samples", 1, "predict"),
+                  _random_seed() if seed is None else check_int(seed, "seed", 0, "predict"))
+        if len(x) > self.max_batch or self.max_batch == 1 or (mc is not None and not self._mc_batching):
             return self.predictor.predict(x, batch_size, mc_samples, seed, deadline)
         if batch_size is not None:
             check_int(batch_size, "batch_size", 1, "predict")  # any batch size gives the same answer
-        request = _Request(x, None if deadline is None else float(deadline))
+        request = _Request(x, mc, None if deadline is None else float(deadline))
         with self._cond:
             if self._closed:
                 raise RuntimeError("BatchingPredictor.predict: the predictor is closed")
@@ -166,8 +176,8 @@ class BatchingPredictor:
                         break
                     self._cond.wait(left)
                     continue
-                if rows + len(self._queue[0].x) > self.max_batch:
-                    break  # the first request of the next batch
+                if rows + len(self._queue[0].x) > self.max_batch or self._queue[0].mc != first.mc:
+                    break  # the first request of the next batch (first come, first served)
                 request = self._queue.popleft()
                 taken.append(request)
                 rows += len(request.x)
@@ -192,9 +202,17 @@ class BatchingPredictor:
                 self._predict(live)
 
     def _predict(self, requests):
+        mc = requests[0].mc
+        deadlines = [r.deadline for r in requests if r.deadline is not None]
+        deadline = min(deadlines) if deadlines else None  # past it, each request is run again alone, with its own
         try:
             x = requests[0].x if len(requests) == 1 else np.concatenate([r.x for r in requests])
-            y = self.predictor.predict(x, batch_size=len(x))
+            if mc is None:
+                y = self.predictor.predict(x, batch_size=len(x), deadline=deadline)
+            else:
+                ends = np.cumsum([len(r.x) for r in requests]).tolist()
+                segments = [(stop - len(r.x), stop, 0) for r, stop in zip(requests, ends)]
+                mean, std = self.predictor._predict_segments(x, segments, *mc, deadline=deadline)
         except BaseException as exc:  # noqa: BLE001 - reported to the callers, never kills the runner
             if len(requests) == 1:
                 self._finish(requests[0], error=exc)
@@ -207,7 +225,8 @@ class BatchingPredictor:
             self.batched_rows += len(x)
         start = 0
         for request in requests:
-            self._finish(request, result=y[start:start + len(request.x)])
+            rows = slice(start, start + len(request.x))
+            self._finish(request, result=y[rows] if mc is None else (mean[rows], std[rows]))
             start += len(request.x)
 
     @staticmethod

@@ -124,6 +124,25 @@ class Predictor:
             return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed, deadline)
 
 
+    def _predict_segments(self, x, segments, mc_samples, seed, deadline=None):
+        """Monte-Carlo ``(mean, std)`` for ``x``, checked and joined from several inputs: rows ``start:stop`` of each
+        ``(start, stop, 0)`` in ``segments`` draw the masks they would draw alone, so each input's rows of the
+        answer equal ``predict(that input, mc_samples=..., seed=...)`` (what :class:`BatchingPredictor` coalesces
+        with). On the compiled program only (``engine == "cython-program"``), in one kernel call per pass."""
+        program = self._mc_program
+        segments = tuple(segments)
+
+        def forward(ctx):
+            out = np.empty((len(x),) + program._output_shape, dtype=np.float32)
+            program.run(x, out, replace(ctx, segments=segments))
+            return out
+
+        if self.threads is None:
+            return monte_carlo(forward, mc_samples, seed, deadline)
+        with thread_pools.threads(self.threads, "openmp"):
+            return monte_carlo(forward, mc_samples, seed, deadline)
+
+
 def _check_deadline(deadline, when):
     if time.monotonic() > deadline:
         raise DeadlineExceeded(f"predict: the deadline passed {when}")

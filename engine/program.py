@@ -156,7 +156,9 @@ class Program:
                 values[slot] = values[ins[0]].reshape(shape)
                 continue
             y = out.reshape(shape) if i == last else buffers[i]  # the last kernel writes the caller's array
-            if several:
+            if uses_ctx and ctx.segments is not None:
+                self._run_segments(i, [values[j] for j in ins], y, ctx)
+            elif several:
                 run(*[values[j] for j in ins], y, *((ctx,) if uses_ctx else ()))
             elif uses_ctx:
                 run(values[ins[0]], y, ctx)
@@ -165,6 +167,20 @@ class Program:
             values[slot] = y
         if last < 0:  # nothing but reshapes
             out[...] = values[self._out_slot].reshape(out.shape)
+
+
+    def _run_segments(self, i, inputs, y, ctx):
+        """Step ``i`` (one that draws masks) on each of ``ctx.segments`` apart: rows ``start:stop`` as an input of
+        their own starting at ``row``, with the step bound for that many rows (its masks' shapes are)."""
+        several = self._ops[i][3]
+        for start, stop, row in ctx.segments:
+            run = self._bind(stop - start)[i][0]
+            at = replace(ctx, row=row, segments=None)
+            parts = [a[start:stop] for a in inputs]
+            if several:
+                run(*parts, y[start:stop], at)
+            else:
+                run(parts[0], y[start:stop], at)
 
 
 def compile_program(graph, sample_shape, mc=False, logits=False):

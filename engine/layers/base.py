@@ -46,6 +46,8 @@ class Context:
     ``seed``, ``step``: select the counter-based dropout masks (same seed and step -> same masks).
     ``row``: the row, in the whole input, of this batch's first sample: a sample's dropout mask depends on its row,
     not on how the input was cut into batches (Monte-Carlo dropout gives the same answer at any batch size).
+    ``segments``: for a batch made of several inputs (dynamic batching), ``((start, stop, row), ...)``: rows
+    ``start:stop`` of the batch draw their masks as rows ``row...`` of an input of their own (inference programs).
     """
 
     training: bool = False
@@ -53,6 +55,7 @@ class Context:
     seed: int = 0
     step: int = 0
     row: int = 0
+    segments: tuple = None
 
 
 INFERENCE = Context()

@@ -40,18 +40,52 @@ def test_concurrent_answers_identical_to_unbatched(which, runners, cifar):
         assert np.array_equal(y, plain.predict(x))  # bit for bit
 
 
-def test_mc_dropout_identical_and_large_inputs_bypass():
+def _every_kind_of_noise():
+    """Masks of every shape: per element, per channel (a noise shape), Gaussian, blocks, inside the pooling."""
+    from dropcore.layers import (Conv2D, Dense, DropBlock2D, Dropout, Flatten, GaussianDropout, GaussianNoise,
+                                 Input, MaxPoolingDropout2D, SpatialDropout2D)
+
+    dropcore.set_random_seed(2)
+    return dropcore.Sequential([Input((12, 12, 2)), GaussianNoise(0.1), Conv2D(6, 3, activation="relu"),
+                                SpatialDropout2D(0.3), DropBlock2D(0.2, 3), MaxPoolingDropout2D(0.2, 2), Flatten(),
+                                GaussianDropout(0.2), Dense(16, activation="relu"), Dropout(0.5),
+                                Dense(4, activation="softmax")])
+
+
+@pytest.mark.parametrize("which", ["small", "cifar", "every kind"])
+def test_mc_dropout_coalesced_by_passes_and_seed_identical_to_alone(which, cifar):
+    """Requests asking for the same passes and seed share batches, each drawing the masks it draws alone; other
+    seeds and pass counts never mix with them."""
+    model = {"cifar": cifar, "small": small_model(), "every kind": _every_kind_of_noise()}[which]
+    plain = dropcore.Predictor(model)
+    rng = np.random.default_rng(8)
+    asks = [(rng.random((int(n),) + model.input_shape[1:], dtype=np.float32), int(t), int(s))
+            for n, t, s in zip(rng.integers(1, 5, 96), rng.choice([3, 4], 96), rng.choice([9, 10], 96))]
+    with BatchingPredictor(model, max_batch=16, max_delay_ms=5) as batching:
+        answers = _concurrent(lambda a: batching.predict(a[0], mc_samples=a[1], seed=a[2],
+                                                         deadline=time.monotonic() + 60), asks)
+        assert batching.batches < len(asks) and batching.batched_rows == sum(len(a[0]) for a in asks)
+    for (x, t, seed), (mean, std) in zip(asks, answers):
+        want = plain.predict(x, mc_samples=t, seed=seed)
+        assert np.array_equal(mean, want[0]) and np.array_equal(std, want[1])  # bit for bit
+
+
+def test_segments_draw_each_inputs_masks_and_large_inputs_bypass():
     model = small_model()
     plain = dropcore.Predictor(model)
     rng = np.random.default_rng(8)
-    xs = [rng.random((3,) + SHAPE, dtype=np.float32) for _ in range(16)]
+    a, b = rng.random((3,) + SHAPE, dtype=np.float32), rng.random((2,) + SHAPE, dtype=np.float32)
+    mean, std = plain._predict_segments(np.concatenate([a, b]), [(0, 3, 0), (3, 5, 0)], 6, 2)
+    for part, rows in ((a, slice(0, 3)), (b, slice(3, 5))):
+        want = plain.predict(part, mc_samples=6, seed=2)
+        assert np.array_equal(mean[rows], want[0]) and np.array_equal(std[rows], want[1])
+    joined = plain.predict(np.concatenate([a, b]), mc_samples=6, seed=2)  # one input: b's rows draw rows 3, 4
+    assert not np.array_equal(joined[0][3:], mean[3:])
     with BatchingPredictor(model, max_batch=4) as batching:
-        answers = _concurrent(lambda x: batching.predict(x, mc_samples=4, seed=9), xs)
-        for x, (mean, std) in zip(xs, answers):
-            want = plain.predict(x, mc_samples=4, seed=9)
-            assert np.array_equal(mean, want[0]) and np.array_equal(std, want[1])
         big = rng.random((9,) + SHAPE, dtype=np.float32)  # more than max_batch: runs alone, same answer
         assert np.array_equal(batching.predict(big), plain.predict(big))
+        assert np.array_equal(batching.predict(big, mc_samples=3, seed=1)[1], plain.predict(big, mc_samples=3,
+                                                                                               seed=1)[1])
 
 
 def test_bad_requests_fail_alone(monkeypatch):
