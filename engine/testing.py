@@ -116,3 +116,16 @@ def assert_mc_runs_its_forward(model, x, kind, count, batch_sizes=(1, 3, 7, 256)
     reference = predict_outputs(model._plan, get_ops("numba"), x, 256, mc_samples=mc_samples, seed=seed)
     assert reference[1].max() > 1e-4, "the Monte-Carlo predictions do not vary"
     assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_samples, seed)
+
+
+def striped_images(n, side, background, stripe, seed=0):
+    """``(x, y)``: ``n`` single-channel ``side x side`` images of three classes (``y = i % 3``) told apart by which
+    third of the columns is brighter: uniform noise up to ``background`` plus ``stripe`` on the class's columns.
+    Small data the experiments' tests train on."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.random((n, side, side, 1), dtype=np.float32) * np.float32(background)
+    width = side // 3
+    for i, c in enumerate(y):
+        x[i, :, c * width:c * width + 3, 0] += np.float32(stripe)
+    return x, y

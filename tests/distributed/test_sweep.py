@@ -12,16 +12,12 @@ pytest.importorskip("distributed", reason="sweeps on Dask need dask.distributed:
 
 from dropcore import cli, experiments  # noqa: E402
 from dropcore.distributed.sweep import dask_runner  # noqa: E402
+from dropcore.testing import striped_images  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def images():
-    rng = np.random.default_rng(0)
-    y = np.arange(150) % 3
-    x = rng.random((150, 8, 8, 1), dtype=np.float32) * 0.3
-    for i, c in enumerate(y):
-        x[i, :, c * 2:c * 2 + 3, 0] += 0.7
-    return x, y
+    return striped_images(150, 8, background=0.3, stripe=0.7)
 
 
 def test_kinds_and_kfold_sweeps_equal_the_serial_runs(client, images):

@@ -5,17 +5,13 @@ import numpy as np
 import pytest
 
 from dropcore import experiments
+from dropcore.testing import striped_images
 
 
 @pytest.fixture(scope="module")
 def images():
     """Three classes of 8x8 images told apart by which third of the picture is bright."""
-    rng = np.random.default_rng(0)
-    y = np.arange(150) % 3
-    x = rng.random((150, 8, 8, 1), dtype=np.float32) * 0.3
-    for i, c in enumerate(y):
-        x[i, :, c * 2:c * 2 + 3, 0] += 0.7
-    return x, y
+    return striped_images(150, 8, background=0.3, stripe=0.7)
 
 
 @pytest.fixture(scope="module")

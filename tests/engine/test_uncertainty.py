@@ -4,17 +4,13 @@ import pytest
 
 import dropcore
 from dropcore import calibration, uncertainty
+from dropcore.testing import striped_images
 
 
 @pytest.fixture(scope="module")
 def images():
     """Three classes of 10x10 images told apart by which third is bright, with enough noise for some errors."""
-    rng = np.random.default_rng(0)
-    y = np.arange(240) % 3
-    x = rng.random((240, 10, 10, 1), dtype=np.float32) * 0.8
-    for i, c in enumerate(y):
-        x[i, :, c * 3:c * 3 + 3, 0] += 0.4
-    return x, y
+    return striped_images(240, 10, background=0.8, stripe=0.4)
 
 
 @pytest.fixture(scope="module")
