@@ -603,7 +603,7 @@ def cmd_experiment_uncertainty(args):
         x, y, model=args.model, epochs=args.epochs, batch_size=args.batch_size, mc_samples=args.mc_samples,
         rotation=args.rotation, noise=args.noise, test_size=args.test_size, bins=args.bins, optimizer=args.optimizer,
         learning_rate=args.lr, seed=args.seed, verbose=_verbose(args), on_score=on_score,
-        save_model=out / MODEL_FILE)
+        save_model=out / MODEL_FILE, rate=args.dropout)
     result["data"] = meta
     print(uncertainty.format_table(result))
     _write_json(out / "results.json", result)

@@ -51,12 +51,13 @@ def score(probs, labels, bins=15):
 
 def uncertainty_experiment(x, y, model="mnist_cnn", epochs=3, batch_size=64, mc_samples=DEFAULT_MC_SAMPLES,
                            rotation=45.0, noise=0.5, test_size=0.2, bins=15, optimizer=None, learning_rate=None,
-                           seed=0, verbose=0, on_score=None, save_model=None):
+                           seed=0, verbose=0, on_score=None, save_model=None, rate=None):
     """Train zoo network ``model`` once, then compare deterministic and Monte-Carlo-dropout predictions.
 
     Args:
         x, y: channels-last images and int labels; a stratified, seeded ``test_size`` fraction is held out.
         model: a zoo CNN with dropout (its reference rates, e.g. ``mnist_cnn``'s 0.25 and 0.5).
+        rate: one dropout rate for every place the network has dropout (``None``: its reference rates).
         mc_samples: the numbers of Monte-Carlo passes T to compare (each at least 1).
         rotation: the held-out images turned by this many degrees form the "rotated" set (0: no such set).
         noise: the held-out images plus Gaussian noise of this standard deviation form the "noisy" set (0: none).
@@ -67,7 +68,7 @@ def uncertainty_experiment(x, y, model="mnist_cnn", epochs=3, batch_size=64, mc_
         save_model: optionally, a path where the trained network is saved (to score more data the same way).
 
     Returns:
-        A dict: ``model``, ``seed``, ``epochs``, ``n_train``, ``n_test``, ``mc_samples``, ``bins``,
+        A dict: ``model``, ``seed``, ``epochs``, ``rate``, ``n_train``, ``n_test``, ``mc_samples``, ``bins``,
         ``nll_floor``, ``train_accuracy`` and ``datasets``: ``{name: {"shift": ..., "methods": {method: row}}}``
         with methods ``deterministic`` and ``mc-T`` and rows as :func:`score` returns.
     """
@@ -81,6 +82,8 @@ def uncertainty_experiment(x, y, model="mnist_cnn", epochs=3, batch_size=64, mc_
     if isinstance(mc_samples, int) or not mc_samples:
         raise invalid("mc_samples", "a non-empty list of pass counts, e.g. (1, 10, 50)", mc_samples, where)
     mc_samples = [check_int(t, "mc_samples", 1, where) for t in mc_samples]
+    if rate is not None:  # 0 would leave Monte-Carlo dropout nothing to draw
+        rate = check_float(rate, "rate", 0.0, 1.0, low_open=True, high_open=True, where=where)
     rotation = check_float(rotation, "rotation", -360.0, 360.0, high_open=False, where=where)
     noise = check_float(noise, "noise", 0.0, None, where=where)
     x, y = np.asarray(x, np.float32), np.asarray(y)
@@ -91,7 +94,7 @@ def uncertainty_experiment(x, y, model="mnist_cnn", epochs=3, batch_size=64, mc_
     classes = max(2, int(max(y_tr.max(), y_te.max())) + 1)
 
     set_random_seed(seed)
-    net = zoo.build(model, x.shape[1:], classes)
+    net = zoo.build(model, x.shape[1:], classes, dropout=rate)
     net.compile(optimizer=zoo.make_optimizer(optimizer, learning_rate, model), loss=LOSS, metrics=["accuracy"])
     net.fit(x_tr, y_tr, batch_size=batch_size, epochs=epochs, seed=seed, verbose=verbose)
     if save_model is not None:
@@ -114,8 +117,8 @@ def uncertainty_experiment(x, y, model="mnist_cnn", epochs=3, batch_size=64, mc_
                 on_score(name, method, methods[method])
         datasets[name] = {"shift": shift, "methods": methods}
     _, train_acc = net.evaluate(x_tr, y_tr, batch_size=256)
-    return {"model": model, "seed": seed, "epochs": epochs, "n_train": int(len(x_tr)), "n_test": int(len(x_te)),
-            "mc_samples": mc_samples, "bins": bins, "nll_floor": calibration.NLL_FLOOR,
+    return {"model": model, "seed": seed, "epochs": epochs, "rate": rate, "n_train": int(len(x_tr)),
+            "n_test": int(len(x_te)), "mc_samples": mc_samples, "bins": bins, "nll_floor": calibration.NLL_FLOOR,
             "train_accuracy": float(train_acc), "datasets": datasets}
 
 

@@ -72,9 +72,17 @@ def test_a_perfect_model_has_no_error_auroc():
     ({"mc_samples": 10}, r"Invalid value for `mc_samples`: expected a non-empty list"),
     ({"mc_samples": (1, 0)}, r"Invalid value for `mc_samples`: expected an integer >= 1"),
     ({"noise": -1}, r"Invalid value for `noise`"),
+    ({"rate": 0.0}, r"Invalid value for `rate`: expected a float in \(0.0, 1.0\)"),
 ])
 def test_bad_arguments(images, kwargs, match):
     with pytest.raises(ValueError, match=match):
         uncertainty.uncertainty_experiment(*images, **kwargs)
     with pytest.raises(ValueError, match=r"`x`: expected images of shape \(N, H, W, C\)"):
         uncertainty.uncertainty_experiment(images[0].reshape(240, -1), images[1])
+
+
+def test_one_rate_for_every_dropout(images, tmp_path):
+    result = uncertainty.uncertainty_experiment(*images, epochs=1, batch_size=32, mc_samples=(2,), rotation=0,
+                                                noise=0, rate=0.3, save_model=tmp_path / "m.dropcore")
+    rates = [la.rate for la in dropcore.load_model(tmp_path / "m.dropcore").layers if hasattr(la, "rate")]
+    assert rates == [0.3, 0.3] and result["rate"] == 0.3 and list(result["datasets"]) == ["held-out"]
