@@ -548,9 +548,11 @@ def cmd_experiment_dropout(args):
         names = experiments.parse_kinds(args.kinds)  # refuse a bad name before loading data and training
         if args.model == "mlp":
             raise CommandError("--kinds compares dropout at the convolution place: pass a CNN --model")
-        placement = experiments.parse_variant(args.placement)
+        placement = experiments.parse_variant(args.placement or "conv")
         if "conv" not in placement:
             raise CommandError(f"--placement {args.placement}: with --kinds it must include conv")
+    elif args.placement is not None:
+        raise CommandError("--placement goes with --kinds; without it, --variants chooses the places")
     else:
         variants = args.variants.split(",") if args.variants else None
         for v in variants or []:
@@ -769,7 +771,7 @@ def build_parser():
     e.add_argument("--kinds", metavar="K1,K2", help="compare kinds of dropout at the convolution place instead, "
                                                     f"comma-separated from none,{','.join(zoo.KINDS)} (maxpool: "
                                                     "dropout inside the max pooling)")
-    e.add_argument("--placement", default="conv", metavar="P1+P2",
+    e.add_argument("--placement", metavar="P1+P2",
                    help="with --kinds: the places with dropout, including conv; the others take plain Dropout in "
                         "every run (default conv)")
     _add_data_args(e, "which files of MNIST/CIFAR-10 to read (default train)")

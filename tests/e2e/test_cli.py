@@ -280,6 +280,7 @@ def test_bad_arguments_subprocess(args, code, message):
     (["experiment", "dropout", "--kinds", "dropout,dropconnect"], "(not 'dropconnect'). Received: kinds='dropout,dropconnect'"),
     (["experiment", "dropout", "--kinds", "spatial", "--placement", "dense"], "with --kinds it must include conv"),
     (["experiment", "dropout", "--kinds", "spatial", "--model", "mlp"], "pass a CNN --model"),
+    (["experiment", "dropout", "--placement", "conv+dense"], "--placement goes with --kinds"),
     (["experiment", "uncertainty", "--format", "csv", "--data", "t.csv"], "needs images; t.csv holds feature rows"),
     (["predict", "MISSING.dropcore", "x.npy"], "MISSING.dropcore: no such model file"),
     (["evaluate", "NOTAMODEL"], "cannot load model file"),
