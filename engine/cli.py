@@ -426,6 +426,8 @@ def cmd_predict(args):
 
     from .distributed.commands import predict_array, uses_cluster
 
+    if args.chunk_size is not None and not uses_cluster(args):
+        raise CommandError("--chunk-size cuts the input into Dask tasks: it goes with --workers or --scheduler")
     model = _load_model(args.model)
     x, names = _read_inputs(args.inputs, model.input_shape[1:], args.invert)
     if uses_cluster(args):  # --scheduler / --workers: scored on Dask, the same numbers
