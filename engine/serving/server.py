@@ -93,6 +93,8 @@ def serve(model_path, host="127.0.0.1", port=8000, workers=None, threads=4, batc
                 # gunicorn 27's control socket sits at one path per user: two servers on a host would contend
                 "control_socket_disable": True,
             }
+            if "control_socket_disable" not in self.cfg.settings:  # gunicorn before 27 has no control socket
+                del options["control_socket_disable"]
             for key, value in options.items():
                 self.cfg.set(key, value)
 
