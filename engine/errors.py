@@ -1,4 +1,5 @@
 """Exceptions raised by dropcore, so callers can catch them precisely."""
+import time
 
 
 class NumericalError(FloatingPointError):
@@ -21,3 +22,9 @@ class NotCompiledError(ValueError, RuntimeError):
 class DeadlineExceeded(TimeoutError):
     """A prediction passed its ``deadline`` (a ``time.monotonic()`` value) and stopped between passes or batches:
     a server answers 503 instead of holding a worker. Nothing is left half-written; the call just has no result."""
+
+
+def check_deadline(deadline, when):
+    """Raise :class:`DeadlineExceeded` (saying ``when``) if ``deadline`` (``time.monotonic()``; None: none) passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded(f"predict: the deadline passed {when}")

@@ -3,9 +3,7 @@
 Modes are explicit: ``model(x)`` and ``predict``/``evaluate`` run in inference (dropout is the identity, batch
 normalization uses its moving statistics); ``fit`` and ``train_on_batch`` run in training mode.
 """
-import time
 from contextlib import nullcontext
-from dataclasses import replace
 
 import numpy as np
 
@@ -15,7 +13,7 @@ from . import optimizers as optimizers_mod
 from . import workspace
 from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
 from .callbacks import Callback, History
-from .errors import DeadlineExceeded, NotCompiledError, NumericalError
+from .errors import NotCompiledError, NumericalError, check_deadline
 from .graph import _toposort, describe, lower_training, plan_graph
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
@@ -625,24 +623,26 @@ class Sequential(Model):
         self._set_graph(inputs, t)
 
 
-def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None, deadline=None):
+def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None, deadline=None, row=0):
     """Run the executor's ``plan`` on checked ``x`` in batches: the outputs, or ``(mean, std)`` over
-    ``mc_samples`` dropout passes. Holds no state, so concurrent calls never interact."""
-    return monte_carlo(lambda ctx: _forward_batches(plan, ops, x, batch_size, ctx), mc_samples, seed, deadline)
+    ``mc_samples`` dropout passes (``x``'s first sample at ``row`` of the whole input). Holds no state, so
+    concurrent calls never interact."""
+    return monte_carlo(lambda ctx: _forward_batches(plan, ops, x, batch_size, ctx.at_row(row), deadline=deadline),
+                       mc_samples, seed, deadline)
 
 
 def monte_carlo(forward, mc_samples=None, seed=None, deadline=None):
     """``forward(ctx)`` in inference mode, or ``(mean, std)`` over ``mc_samples`` passes with dropout active:
     pass ``i`` draws the masks of ``(seed, step=i)``. Shared by ``Model.predict`` and ``Predictor.predict``.
-    ``deadline``: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised before the next pass."""
+    ``deadline``: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised before the next pass (and
+    before the next batch, by the forwards given it)."""
     if mc_samples is None:
         return forward(INFERENCE)
     n = check_int(mc_samples, "mc_samples", 1, "predict")
     seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
     mean = m2 = None
     for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded(f"predict: the deadline passed after {i} of mc_samples={n} passes")
+        check_deadline(deadline, f"after {i} of mc_samples={n} passes")
         y = forward(Context(training=False, dropout=True, seed=seed, step=i)).astype(np.float64)
         if mean is None:
             mean, m2 = y, np.zeros_like(y)
@@ -653,11 +653,13 @@ def monte_carlo(forward, mc_samples=None, seed=None, deadline=None):
     return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
 
 
-def _forward_batches(plan, ops, x, batch_size, ctx, logits=False):
+def _forward_batches(plan, ops, x, batch_size, ctx, logits=False, deadline=None):
     out = None
     for start in range(0, len(x), batch_size):
-        at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx  # masks keyed by row in the whole input
-        y, _ = plan.forward(ops, x[start:start + batch_size], at, logits=logits)
+        if start:
+            check_deadline(deadline, f"after {start} of {len(x)} samples")
+        # masks keyed by row in the whole input
+        y, _ = plan.forward(ops, x[start:start + batch_size], ctx.at_row(start), logits=logits)
         if out is None:
             out = np.empty((len(x),) + y.shape[1:], np.float32)
         out[start:start + len(y)] = y

@@ -8,13 +8,12 @@ Predictor warns once and runs the executor on the Numba kernels; ``Predictor.eng
 """
 import copy
 import os
-import time
 from dataclasses import replace
 
 import numpy as np
 
 from . import workspace
-from .errors import DeadlineExceeded
+from .errors import check_deadline
 from .info import warn_if_no_cython
 from .kernels import threads as thread_pools
 from .model import Model, monte_carlo, predict_outputs
@@ -95,7 +94,7 @@ class Predictor:
     def output_shape(self):
         return self._model.output_shape
 
-    def predict(self, x, batch_size=None, mc_samples=None, seed=None, deadline=None):
+    def predict(self, x, batch_size=None, mc_samples=None, seed=None, deadline=None, row=0):
         """Outputs for ``x`` in batches of ``batch_size`` (default 256), as ``Model.predict``.
 
         With ``mc_samples=N``, Monte-Carlo dropout: dropout stays active (batch normalization on its moving
@@ -104,25 +103,26 @@ class Predictor:
         ``deadline``: a ``time.monotonic()`` value; once it has passed the prediction stops before its next pass or
         batch and raises :class:`dropcore.errors.DeadlineExceeded` (a kernel call under way is not interrupted, so
         the overrun is at most one batch of one pass).
+        ``row``: where ``x`` starts in a larger input scored in pieces (Monte-Carlo masks follow a sample's row in
+        the whole input), so that the pieces' answers are the rows of the whole one's.
         """
         model = self._model
         x = model._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
+        row = check_int(row, "row", 0, "predict")
         if deadline is not None:
             deadline = float(deadline)
-            _check_deadline(deadline, "before it started")
+            check_deadline(deadline, "before it started")
         workspace.check(model, min(batch_size, len(x)), False)
-        if self._program is not None:
-            def run():
-                return monte_carlo(lambda ctx: _batches(self._program if not ctx.dropout else self._mc_program, x,
-                                                        batch_size, ctx, deadline), mc_samples, seed, deadline)
-            if self.threads is None:
-                return run()
-            with thread_pools.threads(self.threads, "openmp"):  # this calling thread's regions; the cap still holds
-                return run()
-        with thread_pools.engine_call("numba", self.threads):
-            return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed, deadline)
+        if self._program is None:
+            with thread_pools.engine_call("numba", self.threads):
+                return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed, deadline, row)
 
+        def forward(ctx):
+            program = self._mc_program if ctx.dropout else self._program
+            return program.predict(x, batch_size, ctx.at_row(row), deadline)
+
+        return self._in_threads(lambda: monte_carlo(forward, mc_samples, seed, deadline))
 
     def _predict_segments(self, x, segments, mc_samples, seed, deadline=None):
         """Monte-Carlo ``(mean, std)`` for ``x``, checked and joined from several inputs: rows ``start:stop`` of each
@@ -137,25 +137,11 @@ class Predictor:
             program.run(x, out, replace(ctx, segments=segments))
             return out
 
+        return self._in_threads(lambda: monte_carlo(forward, mc_samples, seed, deadline))
+
+    def _in_threads(self, run):
+        """``run()`` with this calling thread's OpenMP regions held to ``threads`` (the process cap still holds)."""
         if self.threads is None:
-            return monte_carlo(forward, mc_samples, seed, deadline)
+            return run()
         with thread_pools.threads(self.threads, "openmp"):
-            return monte_carlo(forward, mc_samples, seed, deadline)
-
-
-def _check_deadline(deadline, when):
-    if time.monotonic() > deadline:
-        raise DeadlineExceeded(f"predict: the deadline passed {when}")
-
-
-def _batches(program, x, batch_size, ctx, deadline):
-    """``program.predict(x, batch_size, ctx)``, checking ``deadline`` between batches when there are several."""
-    if deadline is None or len(x) <= batch_size:
-        return program.predict(x, batch_size, ctx)
-    parts = []
-    for start in range(0, len(x), batch_size):
-        _check_deadline(deadline, f"after {start} of {len(x)} samples")
-        # the same row offsets Program.predict gives its batches: the same masks, the same answer
-        at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx
-        parts.append(program.predict(x[start:start + batch_size], batch_size, at))
-    return np.concatenate(parts)
+            return run()

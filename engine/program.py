@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import fusion
+from .errors import check_deadline
 from .layers.base import INFERENCE
 from .lowering import Lowering
 
@@ -133,14 +134,16 @@ class Program:
                 del kept[next(iter(kept))]
         return buffers
 
-    def predict(self, x, batch_size, ctx=INFERENCE):
+    def predict(self, x, batch_size, ctx=INFERENCE, deadline=None):
         """The outputs for the checked float32 batch ``x``, in batches of ``batch_size``; ``ctx`` selects the
-        Monte-Carlo dropout masks of a program compiled with ``mc=True``."""
+        Monte-Carlo dropout masks of a program compiled with ``mc=True``. Past ``deadline`` (``time.monotonic()``)
+        it stops before the next batch (:class:`~dropcore.errors.DeadlineExceeded`)."""
         out = np.empty((len(x),) + self._output_shape, dtype=np.float32)
         for start in range(0, len(x), batch_size):
+            if start:
+                check_deadline(deadline, f"after {start} of {len(x)} samples")
             # masks keyed by each sample's row in the whole input: the same answer at any batch size
-            at = replace(ctx, row=ctx.row + start) if ctx.dropout else ctx
-            self.run(x[start:start + batch_size], out[start:start + batch_size], at)
+            self.run(x[start:start + batch_size], out[start:start + batch_size], ctx.at_row(start))
         return out
 
     def run(self, x, out, ctx=INFERENCE):

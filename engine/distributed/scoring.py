@@ -17,11 +17,11 @@ Why the answers are exact:
 """
 import hashlib
 import threading
-from dataclasses import replace
 
 import numpy as np
 
 from ..validation import check_int
+
 
 #: Predictors kept per worker process (most recently used last): one per model being scored, a few at most.
 KEEP_PREDICTORS = 4
@@ -50,39 +50,11 @@ def cached_predictor(data, key=None, threads=None):
     return predictor
 
 
-def predict_rows(predictor, x, row, batch_size=None, mc_samples=None, seed=None):
-    """``predictor.predict`` for rows ``[row, row + len(x))`` of a larger input: Monte-Carlo dropout draws the
-    masks of those global rows, so the result equals those rows of a prediction on the whole input."""
-    from ..kernels import threads as thread_pools
-    from ..model import _forward_batches, monte_carlo
-
-    model = predictor._model
-    x = model._check_x(x)
-    batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
-    row = check_int(row, "row", 0, "predict")
-
-    def at(ctx):  # the masks of the rows in the whole input
-        return replace(ctx, row=ctx.row + row) if ctx.dropout else ctx
-
-    if predictor._program is not None:
-        def forward(ctx):
-            program = predictor._mc_program if ctx.dropout else predictor._program
-            return program.predict(x, batch_size, at(ctx))
-
-        if predictor.threads is None:
-            return monte_carlo(forward, mc_samples, seed)
-        with thread_pools.threads(predictor.threads, "openmp"):
-            return monte_carlo(forward, mc_samples, seed)
-    with thread_pools.engine_call("numba", predictor.threads):  # no Cython kernels: the executor, as Predictor
-        return monte_carlo(lambda ctx: _forward_batches(model._plan, predictor._ops, x, batch_size, at(ctx)),
-                           mc_samples, seed)
-
-
 def score_chunk(x, data, key, row, batch_size=None, mc_samples=None, seed=None, threads=None):
     """The scoring task: the outputs for chunk ``x`` starting at global row ``row``, with the model whose file's
     bytes are ``data`` (``key``: their :func:`model_key`). With ``mc_samples``, ``(mean, std)`` stacked on a new
     first axis (one array per task)."""
-    out = predict_rows(cached_predictor(data, key, threads), x, row, batch_size, mc_samples, seed)
+    out = cached_predictor(data, key, threads).predict(x, batch_size, mc_samples, seed, row=row)
     return np.stack(out) if mc_samples is not None else out
 
 

@@ -13,7 +13,7 @@ A layer owns its behaviour; the executor and the inference program ask it, never
 import itertools
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class Context:
     step: int = 0
     row: int = 0
     segments: tuple = None
+
+    def at_row(self, offset):
+        """This context for samples ``offset`` rows further into the input: only dropout's masks depend on it."""
+        return replace(self, row=self.row + offset) if self.dropout else self
 
 
 INFERENCE = Context()

@@ -68,6 +68,21 @@ def test_mc_dropout_equals_model_predict(trained):
                                trained.predict(x, mc_samples=3, seed=1, batch_size=4)[0], rtol=1e-4, atol=1e-5)
 
 
+def test_pieces_scored_from_their_row_are_the_rows_of_the_whole(trained, monkeypatch):
+    x, _ = _data(13, seed=4)
+    for engine in ("cython-program", "executor"):
+        p = dropcore.Predictor(trained)
+        if engine == "executor":
+            monkeypatch.setattr(p, "_program", None)  # as without the Cython kernels: the plan on Numba
+        assert p.engine == engine
+        mean, std = p.predict(x, mc_samples=4, seed=5, batch_size=4)
+        for start, stop in ((0, 4), (4, 8), (8, 13)):  # cut at batches: BLAS builds give rows by batch
+            piece = p.predict(x[start:stop], mc_samples=4, seed=5, batch_size=4, row=start)
+            np.testing.assert_array_equal(piece[0], mean[start:stop])
+            np.testing.assert_array_equal(piece[1], std[start:stop])
+        assert not np.array_equal(p.predict(x[4:8], mc_samples=4, seed=5)[0], mean[4:8])  # row 0: other masks
+
+
 def test_predictor_is_isolated_from_later_training():
     model = _model(5)
     x, y = _data()
