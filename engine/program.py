@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import fusion
+from .kernels.alignment import aligned_empty
 from .errors import check_deadline
 from .layers.base import INFERENCE
 from .lowering import Lowering
@@ -127,7 +128,7 @@ class Program:
             kept = self._local.buffers = {}
         buffers = kept.pop(n, None)
         if buffers is None:
-            buffers = [None if run is None else np.empty(shape, dtype=np.float32) for run, shape in bound]
+            buffers = [None if run is None else aligned_empty(shape) for run, shape in bound]
         if sum(b.nbytes for b in buffers if b is not None) <= KEEP_BYTES:
             kept[n] = buffers  # most recently used last
             while len(kept) > KEEP_SIZES:

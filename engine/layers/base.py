@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..kernels.alignment import aligned
 from ..kernels.geometry import window_2d
 from ..validation import check_int, invalid
 
@@ -131,6 +132,12 @@ class Layer:
         #: architecture draw the same masks for the same seed, and a saved model keeps them.
         self.stream = 0
 
+    def __setstate__(self, state):
+        # A copied or unpickled layer's weights land wherever NumPy puts them: aligned again for the kernels'
+        # vector loads (kernels/alignment.py).
+        self.__dict__.update(state)
+        self.weights = {name: aligned(w) for name, w in self.weights.items()}
+
     # --- identity -------------------------------------------------------------------------------------------
     @property
     def label(self):
@@ -207,7 +214,7 @@ class Layer:
         return int(sum(w.size for w in self.weights.values()))
 
     def add_weight(self, name, shape, initializer, trainable=True, constraint=None):
-        self.weights[name] = np.ascontiguousarray(initializer(tuple(shape)), dtype=np.float32)
+        self.weights[name] = aligned(initializer(tuple(shape)), np.float32)
         if trainable:
             self.trainable_names = tuple(self.trainable_names) + (name,)
         if constraint is not None:
