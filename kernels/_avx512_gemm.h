@@ -14,12 +14,14 @@
 #ifndef DROPCORE_AVX512_GEMM_H
 #define DROPCORE_AVX512_GEMM_H
 
+/* Rows of C per register tile, and the K block: each element of C sums DC_KC products in one FMA chain, then adds
+ * the block to C (the order every caller's result depends on). */
+#define DC_MR 6
+#define DC_KC 128
+
 #if defined(__AVX512F__)
 #define DC_HAVE_AVX512 1
 #include <immintrin.h>
-
-#define DC_MR 6
-#define DC_KC 128
 
 /* Unrolled completely (MR and NV are constants in each kernel), so that GCC keeps the accumulators in registers:
  * left to itself it kept them on the stack. */

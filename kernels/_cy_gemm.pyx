@@ -10,6 +10,7 @@ count), and each OpenMP thread fills its own im2col buffer for the panel it runs
 whatever the number of threads.
 """
 from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
@@ -20,6 +21,9 @@ import numpy as np
 
 cdef extern from "_avx512_gemm.h" nogil:
     int DC_HAVE_AVX512
+    enum:
+        DC_MR
+        DC_KC
     void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc)
     void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C, int ldc,
                  int accumulate)
@@ -39,6 +43,9 @@ cdef extern from "_avx512_direct_conv.h" nogil:
 
 #: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (the isa_avx512 variant) or on BLAS.
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
+#: Batches of at most this many rows (one register tile) run ``dense_forward`` split over the rows of ``w``
+#: (``_dense_split_k``) on the AVX-512 kernels.
+SPLIT_K_ROWS = DC_MR
 
 # Floats per im2col panel (256 KiB): small enough to stay in L2 next to the weights, large enough for sgemm to be
 # efficient. A constant, so panel boundaries never depend on the thread count.
@@ -92,6 +99,9 @@ cdef enum:
     # 512K flops take a core 3-5 us on these kernels, a few region costs, so a thread never works for less than it
     # costs. mnist_cnn at batch 1: its first layer (0.4 MFLOP) runs on one thread, the others on all.
     GRAIN_FLOPS = 524288
+    # The bytes of weights a thread must get for waking it to pay in a product that streams them (a small batch
+    # through a large dense layer: memory-bound, so its flops undercount it): 256 KiB take a core ~2-3 us from L3.
+    GRAIN_BYTES = 262144
 
 
 cdef int _threads(Py_ssize_t tasks, bint blas, double flops) noexcept:
@@ -330,10 +340,15 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
 
     Tasks are (row block, column block) pairs: large batches split over rows only (each task streams all of
     ``w`` once per ``DENSE_ROWS`` rows); small batches also split over the output columns, so both cores share
-    the read of ``w`` (which dominates at batch 1) instead of one core reading it all.
+    the read of ``w`` (which dominates at batch 1) instead of one core reading it all. On the AVX-512 kernels, a
+    batch of at most ``SPLIT_K_ROWS`` rows splits ``w``'s rows instead (``_dense_split_k``).
     """
     cdef Py_ssize_t n = x.shape[0]
     cdef int k = x.shape[1], cout = w.shape[1]
+    if DC_HAVE_AVX512 and n <= DC_MR:  # SPLIT_K_ROWS
+        _dense_split_k(&x[0, 0], <int>n, k, &w[0, 0], cout, &b[0] if has_bias else NULL, relu, &y[0, 0],
+                       split_k_threads(k, cout, <int>n))
+        return
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
     cdef int ccols = (cout + cblocks - 1) // cblocks
@@ -363,6 +378,48 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
                 sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
                       yp + r0 * cout + c0, &cout)
             _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu)
+
+
+def split_k_threads(int k, int cout, int n):
+    """Threads ``dense_forward`` gives a batch of ``n <= SPLIT_K_ROWS`` rows on the AVX-512 kernels: as many as
+    the weights' bytes (``GRAIN_BYTES`` each) or the flops pay for, at most one per block of ``DC_KC`` rows of
+    ``w``."""
+    cdef Py_ssize_t blocks = (k + DC_KC - 1) // DC_KC
+    cdef Py_ssize_t paid = max(<Py_ssize_t>k * cout * 4 // GRAIN_BYTES, <Py_ssize_t>(2.0 * n * k * cout / GRAIN_FLOPS))
+    return <int>max(1, min(<Py_ssize_t>max_threads(), min(blocks, paid)))
+
+
+cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cout, const float* bp, bint relu,
+                         float* yp, int nthreads) except *:
+    """``y = x @ w + b`` (then ReLU) for a batch of at most ``DC_MR`` rows, split over the rows of ``w``.
+
+    Why: at batch 1 the product is the read of ``w`` (mnist_cnn's 9216 x 128: 4.7 MB for 2.4 MFLOP). Split over
+    its columns it ran on at most ``cout / 64`` threads (2 there, on any machine), each reading a strided part of
+    every row; here each thread reads one contiguous range of whole rows, and the bytes decide how many threads
+    share the read (``split_k_threads``). Each block of ``DC_KC`` rows gives its own partial product, and the
+    partials are added in block order afterwards: exactly the sums ``dc_gemm`` forms over the whole ``K`` (one FMA
+    chain a block, each block added to the running total), so the result has the same bits as the other paths'
+    whatever the batch or the thread count.
+    """
+    cdef int blocks = (k + DC_KC - 1) // DC_KC
+    cdef Py_ssize_t size = <Py_ssize_t>n * cout
+    cdef float* parts = <float*>malloc(blocks * size * sizeof(float))
+    cdef int t, kb, k0
+    cdef Py_ssize_t i
+    if parts == NULL:
+        raise MemoryError()
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(nthreads, schedule="static"):
+            for kb in range(blocks * t // nthreads, blocks * (t + 1) // nthreads):
+                k0 = kb * DC_KC
+                dc_sgemm_rm(n, cout, min(DC_KC, k - k0), xp + k0, k, wp + <Py_ssize_t>k0 * cout, cout,
+                            parts + kb * size, cout)
+    memcpy(yp, parts, size * sizeof(float))
+    for kb in range(1, blocks):
+        for i in range(size):
+            yp[i] = parts[kb * size + i] + yp[i]
+    free(parts)
+    _epilogue(yp, n, cout, cout, bp, bp != NULL, relu)
 
 
 def matmul(const float[:, ::1] a, const float[:, ::1] b):

@@ -222,8 +222,10 @@ def test_relu_softmax_sigmoid():
     np.testing.assert_allclose(cy.softmax(x).sum(-1), 1, rtol=1e-5)
 
 
-# Small batches split the columns into blocks of about 64 ((1, 300, 129): 65 + 64; (5, 700, 256): four; on BLAS
-# they run one matrix-vector product per row up to GEMV_ROWS = 8 rows); 130 and 300 rows split the rows.
+# Small batches split the columns into blocks of about 64 ((7, 33, 10), (8, 50, 200); on BLAS they run one
+# matrix-vector product per row up to GEMV_ROWS = 8 rows, and so do (1, 300, 129) and (5, 700, 256)); on the
+# AVX-512 kernels batches up to SPLIT_K_ROWS split the rows of w (see test_dense_split_k_*); 130 and 300 rows split
+# the rows of x.
 @pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70),
                                    (5, 700, 256), (8, 50, 200)])
 @pytest.mark.parametrize("relu", [False, True])
@@ -232,6 +234,38 @@ def test_dense_matches_reference_and_numba(n, k, m, relu):
     _close_to_both(cy.dense(x, w, b, relu=relu), ref_dense.dense(x, w, b, relu=relu),
                    nb_dense.dense(x, w, b, relu=relu))
     _close_to_both(cy.dense(x, w, None), ref_dense.dense(x, w, None), nb_dense.dense(x, w, None))
+
+
+@pytest.mark.skipif(not cy.HAVE_AVX512, reason="the split over w's rows is on the AVX-512 kernels only")
+@pytest.mark.parametrize("k,m", [(5, 3), (128, 64), (129, 17), (300, 129), (9216, 128), (1000, 10)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_dense_split_k_has_the_bits_of_the_whole_product(k, m, relu):
+    """Small batches sum a partial product per block of w's rows and add them in order: the same bits as the GEMM
+    over the whole K (then bias and ReLU), as each row of a large batch, on any number of threads."""
+    from dropcore.kernels.isa import gemm
+
+    big, w, b = _rand(40, k), _rand(k, m), _rand(m)
+    whole = gemm.matmul(big, w) + b
+    whole = np.maximum(whole, 0) if relu else whole
+    np.testing.assert_array_equal(cy.dense(big, w, b, relu=relu), whole)  # 40 rows: split over the columns
+    for n in range(1, gemm.SPLIT_K_ROWS + 1):
+        for t in (1, 2, 3):
+            with threads(t, "openmp", exact=True):
+                np.testing.assert_array_equal(cy.dense(big[:n], w, b, relu=relu), whole[:n])
+
+
+def test_dense_split_k_threads_follow_the_bytes_of_w():
+    """A memory-bound product gets a thread per GRAIN_BYTES of weights (capped by its blocks of rows and the
+    threads there are), not per its few flops."""
+    from dropcore.kernels.isa import gemm
+
+    if not cy.HAVE_AVX512:
+        pytest.skip("the split over w's rows is on the AVX-512 kernels only")
+    most = gemm.split_k_threads(10**6, 256, 1)  # every thread this process may use
+    assert most >= 1
+    assert gemm.split_k_threads(9216, 128, 1) == min(most, 18)  # 4.7 MB / 256 KiB
+    assert gemm.split_k_threads(5, 3, 1) == 1  # one block
+    assert gemm.split_k_threads(128 * 3, 10, 1) == 1  # 15 KB: not worth a second thread
 
 
 @pytest.mark.parametrize("shape", [(1, 3), (4, 5, 5, 6)])
