@@ -15,6 +15,8 @@ def invalid(arg, expected, value, where=None):
 
 def check_int(value, arg, minimum=1, where=None):
     """An integer >= ``minimum`` (booleans refused)."""
+    if type(value) is int and value >= minimum:  # the common case, without the ABC check (request path)
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise invalid(arg, f"an integer >= {minimum}", value, where)
     return int(value)
@@ -61,7 +63,8 @@ def as_float32_batch(x, arg="x", where=None):
     """Convert user data to a C-contiguous float32 array, refusing non-numeric, empty or non-finite data."""
     prefix = f"{where}: " if where else ""
     arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    if arr.dtype != np.float32 and (arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                                                  or arr.dtype == np.bool_)):
         raise TypeError(f"{prefix}`{arg}` must be numeric; received an array of dtype {arr.dtype}")
     if arr.size == 0 or arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"{prefix}`{arg}` is empty (shape {arr.shape}); expected at least one sample")
