@@ -57,9 +57,18 @@ def _layer_cases(step, in_shape, n, rng, ref):
         w, b = la.weights["kernel"], la.weights["bias"]
         relu = step.activation == "relu"
         need_dx = step.opts.get("need_dx", True)
+        tag = f"{_shape(x.shape)} k{_shape(w.shape)} s{la.strides[0]} {la.padding}{' relu' if relu else ''}"
+        pool = step.opts.get("pool")
+        if pool is not None:  # the max pooling after it, fused (training's conv2d_max_pool)
+            y, arg = ref.conv2d_max_pool(x, w, b, la.strides, la.padding, pool, relu=relu)
+            dy = rng.standard_normal(y.shape).astype(f32)
+            tag += f" p{_shape(pool)}"
+            return [Case(f"conv2d_max_pool[{tag}]", "conv2d_max_pool", (x, w, b, la.strides, la.padding, pool),
+                         {"relu": relu}, "forward"),
+                    Case(f"conv2d_max_pool_backward[{tag}{'' if need_dx else ' no-dx'}]", "conv2d_max_pool_backward",
+                         (dy, arg, y, x, w, la.strides, la.padding, pool, True, need_dx, relu), {}, "backward")]
         z = ref.conv2d(x, w, b, la.strides, la.padding, relu=relu)
         dy = rng.standard_normal(z.shape).astype(f32)
-        tag = f"{_shape(x.shape)} k{_shape(w.shape)} s{la.strides[0]} {la.padding}{' relu' if relu else ''}"
         return [Case(f"conv2d[{tag}]", "conv2d", (x, w, b, la.strides, la.padding), {"relu": relu}, "forward"),
                 Case(f"conv2d_backward[{tag}{'' if need_dx else ' no-dx'}]", "conv2d_backward",
                      (dy, x, w, la.strides, la.padding, True, need_dx, z if relu else None), {}, "backward")]
@@ -100,6 +109,9 @@ def model_cases(name, n=32, seed=0):
     for step in model._plan.steps:  # a Sequential plan: one step per layer, in order
         cases += _layer_cases(step, shape, n, rng, ref)
         shape = step.layer.output_shape_for(shape)
+        if step.opts.get("pool") is not None:  # a fused max pooling: the step's output is the pooled one
+            (ph, pw), (oh, ow, c) = step.opts["pool"], shape
+            shape = (oh // ph, ow // pw, c)
     logits = rng.standard_normal((n,) + tuple(shape)).astype(np.float32)
     labels = rng.integers(0, shape[-1], n).astype(np.int64)
     cases.append(Case(f"sparse_softmax_cross_entropy[{_shape(logits.shape)}]", "sparse_softmax_cross_entropy",

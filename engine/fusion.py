@@ -7,6 +7,8 @@ and the inference lowering each apply their own list, in order.
 """
 from collections import namedtuple
 
+from .kernels.reference.conv import MAX_TAPS
+
 Rule = namedtuple("Rule", "name producer consumer apply")
 
 
@@ -35,7 +37,8 @@ def _move_relu_to_consumer(steps, producer, consumer):
 
 
 def _pool_into_producer(steps, producer, consumer):
-    """A max pooling runs inside the convolution's kernel (inference: the convolution's output stays in cache)."""
+    """A max pooling runs inside the convolution's kernel: the convolution's output stays in cache (in training,
+    its gradient too)."""
     producer.set_option("pool", consumer.layer.fusable_pool)
     producer.output = consumer.output
     steps.remove(consumer)
@@ -50,8 +53,14 @@ KERNEL_RELU_INTO_DROPOUT = Rule(
 POOL_INTO_CONV = Rule("conv->max_pool", lambda s: "pool" in s.layer.OPTIONS and s.activation in ("linear", "relu"),
                       lambda s: s.layer.fusable_pool is not None, _pool_into_producer)
 
-#: Training: the ReLU ends up in the dropout's fused kernel wherever one follows.
-TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT)
+# In training the convolution records each window's tap in a uint8 (``kernels.reference.conv.MAX_TAPS``).
+POOL_INTO_CONV_TRAINING = POOL_INTO_CONV._replace(
+    consumer=lambda s: s.layer.fusable_pool is not None and s.layer.fusable_pool[0] * s.layer.fusable_pool[1]
+    <= MAX_TAPS)
+
+#: Training: the ReLU ends up in the dropout's fused kernel wherever one follows; max poolings go into the
+#: convolution before them.
+TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT, POOL_INTO_CONV_TRAINING)
 #: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): ReLUs into the kernel before them,
 #: max poolings into the convolution before them.
 INFERENCE = (RELU_INTO_KERNEL, POOL_INTO_CONV)

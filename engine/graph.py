@@ -163,5 +163,7 @@ def describe(plan):
             extra.append("fused relu->dropout")
         if "activation" in s.opts:
             extra.append(f"activation={s.opts['activation']}")
+        if s.opts.get("pool") is not None:
+            extra.append("fused max pool {}x{}".format(*s.opts["pool"]))
         lines.append(f"{s.layer.name} ({type(s.layer).__name__}){': ' + ', '.join(extra) if extra else ''}")
     return lines

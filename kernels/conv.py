@@ -13,6 +13,7 @@ import numpy as np
 from .blas import HAVE_DIRECT_CONV, HAVE_FAST_GEMM, conv_direct_rows, fast_gemm, matmul, matmul_tn_add
 from .config import njit, pjit
 from .geometry import conv_path, direct_scratch, window_2d, windows_inside
+from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
 #: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
@@ -174,13 +175,126 @@ def _conv2d_fwd_direct(x, w, b, has_bias, relu, sh, sw, pt, pl, padded, oh, ow, 
     return y
 
 
+_PATHS = ("im2col", "implicit", "direct")
+
+
+@njit
+def _pool_rows(conv, ow, cout, ph, pw, y, arg):
+    """Max-pool the ``(rows * ow, Cout)`` convolution rows ``conv`` into the pooled rows ``y`` and ``arg`` (each
+    ``(rows // ph, OW // pw, Cout)``): the first maximum of each window and its tap, NaN and ``NO_TAP`` where a
+    NaN is in it (``max_pool2d`` propagates NaN)."""
+    for py in range(y.shape[0]):
+        for px in range(y.shape[1]):
+            yv = y[py, px]
+            av = arg[py, px]
+            first = conv[py * ph * ow + px * pw]
+            for co in range(cout):
+                yv[co] = first[co]
+                av[co] = 0 if first[co] == first[co] else NO_TAP
+            for i in range(ph):
+                for j in range(pw):
+                    if i == 0 and j == 0:
+                        continue
+                    tap = conv[(py * ph + i) * ow + px * pw + j]
+                    for co in range(cout):
+                        v = tap[co]
+                        if v != v:
+                            yv[co] = v
+                            av[co] = NO_TAP
+                        elif v > yv[co] and av[co] != NO_TAP:
+                            yv[co] = v
+                            av[co] = i * pw + j
+
+
+@pjit
+def _conv2d_max_pool_fwd(x, w, b, has_bias, relu, sh, sw, pt, pl, oh, ow, ph, pw, band, rows_blk, path, padded,
+                         scratch, fast):
+    """Forward of ``conv2d_max_pool``: one task per band of ``band`` pooled rows of a sample; its convolution rows
+    go to a scratch of its own (on the direct kernel, the implicit GEMM or im2col panels, as ``conv2d`` would run
+    the layer), then are pooled into ``y`` and ``arg``."""
+    n, h, wd, c = x.shape
+    kh, kw, _, cout = w.shape
+    poh, pow_ = oh // ph, ow // pw
+    k = kh * kw * c
+    span = kw * c
+    y = np.empty((n, poh, pow_, cout), dtype=np.float32)
+    arg = np.empty((n, poh, pow_, cout), dtype=np.uint8)
+    x2 = x.reshape(n, h * wd * c)
+    w2d = w.reshape(k, cout)
+    wf = w.reshape(-1)
+    bands = (poh + band - 1) // band
+    for t in numba.prange(n * bands):
+        s = t // bands
+        p0 = (t % bands) * band
+        p1 = min(p0 + band, poh)
+        oy0, oy1 = p0 * ph, p1 * ph
+        conv = np.empty(((oy1 - oy0) * ow, cout), dtype=np.float32)
+        if path == 2:  # direct
+            pad = np.empty(scratch, dtype=np.float32)
+            conv_direct_rows(x.ctypes, np.int32(h), np.int32(wd), np.int32(c), w.ctypes, np.int32(kh), np.int32(kw),
+                             np.int32(cout), b.ctypes, np.int32(sh), np.int32(sw), np.int32(pt), np.int32(pl),
+                             np.int32(ow), np.int64(s), np.int32(oy0), np.int32(oy1), conv.ctypes, pad.ctypes,
+                             np.int32(relu), np.int32(has_bias), np.int32(padded))
+        elif path == 1:  # implicit GEMM: each kernel row's windows read in place (see _conv2d_fwd_implicit)
+            xs = x2[s]
+            for oy in range(oy0, oy1):
+                cf = conv[(oy - oy0) * ow:(oy - oy0 + 1) * ow].reshape(-1)
+                for i in range(kh):
+                    fast_gemm(xs[(oy * sh + i) * wd * c:], sw * c, 1, wf[i * span * cout:], cout, cf, cout, ow, cout,
+                              span, i > 0)
+            if has_bias or relu:
+                _bias_relu(conv, b, has_bias, relu)
+        else:  # im2col panels
+            panel = np.empty((rows_blk * ow, k), dtype=np.float32)
+            pf = panel.reshape(-1)
+            for r0 in range(oy0, oy1, rows_blk):
+                r1 = min(oy1, r0 + rows_blk)
+                m = (r1 - r0) * ow
+                _im2col_rows(x2[s], pf, r0, r1, h, wd, c, kh, kw, sh, sw, pt, pl, ow)
+                rows = conv[(r0 - oy0) * ow:(r0 - oy0) * ow + m]
+                matmul(panel[:m], w2d, rows, fast)
+                if has_bias or relu:
+                    _bias_relu(rows, b, has_bias, relu)
+        _pool_rows(conv, ow, cout, ph, pw, y[s, p0:p1], arg[s, p0:p1])
+    return y, arg
+
+
+@njit
+def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
+    """Rows ``oy0..oy1`` of one sample's convolution gradient, from its pooled gradient ``dyp`` and the forward's
+    ``arg`` and ``yp`` (see ``conv2d_max_pool``), into ``out`` (``(rows * ow, Cout)``): each window's gradient at
+    its tap ``arg`` (with ``relu``, where the window's maximum is positive), zero elsewhere. Written ``0 + dy``,
+    the value ``max_pool2d_backward`` gives (a -0.0 becomes +0.0), so the products after it have the same bits."""
+    zero = np.float32(0.0)
+    poh, pow_, cout = dyp.shape
+    for r in range(out.shape[0]):
+        for co in range(cout):
+            out[r, co] = zero
+    for oy in range(oy0, oy1):
+        py = oy // ph
+        if py >= poh:  # rows past the last whole window: no window reads them
+            continue
+        i = oy - py * ph
+        row = (oy - oy0) * ow
+        for px in range(pow_):
+            av, dv, yv = arg[py, px], dyp[py, px], yp[py, px]
+            for j in range(pw):
+                tap = np.uint8(i * pw + j)
+                o = out[row + px * pw + j]
+                for co in range(cout):  # a select, no division or branch: vectorized over the channels
+                    hit = (av[co] == tap) & ((not relu) | (yv[co] > zero))
+                    o[co] = (zero + dv[co]) if hit else o[co]
+
+
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast):
+                fast, pool_dy, pool_arg, pool_y, ph, pw):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
-    positive while it is in cache, instead of a separate pass over the whole gradient."""
+    positive while it is in cache, instead of a separate pass over the whole gradient. With ``ph > 0`` (a
+    ``conv2d_max_pool``) the tiles of ``dy`` come from the pooled gradient instead (``_unpool_rows``): the
+    convolution's full-size gradient and output are never read."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
@@ -193,7 +307,7 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
         dwt = np.empty((k, cout), dtype=np.float32)
-        dmask = np.empty((rows_blk * ow if relu else 0, cout), dtype=np.float32)
+        dmask = np.empty((rows_blk * ow if relu or ph > 0 else 0, cout), dtype=np.float32)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
@@ -202,8 +316,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
             for oy0 in range(0, oh, rows_blk):
                 oy1 = min(oh, oy0 + rows_blk)
                 m = (oy1 - oy0) * ow
-                dys = dy3[s, oy0 * ow:oy0 * ow + m]
-                if relu:
+                dys = dy3[s, oy0 * ow:oy0 * ow + m] if ph == 0 else dmask[:m]
+                if ph > 0:
+                    _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, dmask[:m])
+                elif relu:
                     _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], dmask[:m])
                     dys = dmask[:m]
                 _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
@@ -276,17 +392,70 @@ def conv2d(x, w, b, strides, padding, relu=False):
 def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_output=None):
     """Gradients of :func:`conv2d` w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
     ``need_dx=False`` skips the input gradient (returned as ``None``). ``relu_output``: the forward's output when
-    it fused ReLU; the ReLU backward is then fused in (``dy`` passes only where the output is positive)."""
+    it fused ReLU; the ReLU backward is fused in (``dy`` passes only where the output is positive)."""
+    n = x.shape[0]
+    oh, ow = _plan(x.shape, w.shape, strides, padding)[:2]
+    cout = w.shape[3]
+    relu = relu_output is not None
+    y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
+    return _backward(dy.reshape(n, oh * ow, cout), y3, relu, x, w, strides, padding, has_bias, need_dx, _NO_POOL)
+
+
+def _backward(dy3, y3, relu, x, w, strides, padding, has_bias, need_dx, pooled):
+    """The backward driver on the layer's geometry; ``pooled``: ``(dy, arg, y, (ph, pw))`` of a
+    ``conv2d_max_pool``, or ``_NO_POOL``."""
     n, h, wdim, cin = x.shape
     kh, kw, _, cout = w.shape
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
     # The panel gradient dy @ w2d^T is written straight into a C-contiguous buffer; a C-contiguous (Cout, K)
     # copy of w2d^T is tiny next to the products.
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
+    pool_dy, pool_arg, pool_y, (ph, pw) = pooled
     with blas_single_thread():
-        relu = relu_output is not None
-        y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
-        dx, dw, db = _conv2d_bwd(dy.reshape(n, oh * ow, cout), y3, relu, x.reshape(n, h * wdim * cin), w2dt,
-                                 has_bias, need_dx, h, wdim, cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow,
-                                 rows_blk, nchunks, HAVE_FAST_GEMM)
+        dx, dw, db = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim, cin,
+                                 kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM,
+                                 pool_dy, pool_arg, pool_y, ph, pw)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)
+
+
+_NO_POOL = (np.empty((0, 0, 0, 0), np.float32), np.empty((0, 0, 0, 0), np.uint8), np.empty((0, 0, 0, 0), np.float32),
+            (0, 0))
+
+
+def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
+    """``max_pool2d(conv2d(x, w, b, strides, padding, relu), pool, pool, "valid")`` and each window's first
+    maximum ``arg`` (see ``reference.conv.conv2d_max_pool``): ``(y, arg)``, with the bits of the two kernels.
+
+    Why: the convolution's output is the largest tensor of a block (mnist_cnn's second layer: 19 MB at batch
+    128); written, read back by the pooling and by the backward's ReLU mask, and its gradient written by the
+    pooling's backward and read back, it cost more than the pooling's work. Here each task computes the
+    convolution rows of a band of pooled rows into a scratch that stays in cache and pools them; the backward
+    (:func:`conv2d_max_pool_backward`) rebuilds each tile of the convolution's gradient from ``arg``.
+    """
+    check_pool_taps(pool)
+    n, h, wdim, cin = x.shape
+    kh, kw, _, cout = w.shape
+    oh, ow, pt, pl, rows_blk, _ = _plan(x.shape, w.shape, strides, padding)
+    ph, pw = pool
+    has_bias = b is not None
+    bias = np.ascontiguousarray(b if has_bias else np.zeros(cout, dtype=np.float32))
+    path = conv_path((h, wdim), w.shape, strides, padding, HAVE_DIRECT_CONV and HAVE_FAST_GEMM)
+    poh = oh // ph
+    band = poh if n >= 8 else max(1, -(-poh // 8))  # pooled rows per task: a sample, or an eighth at small batches
+    inside = windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
+    scratch = direct_scratch(band * ph, w.shape, strides, wdim, pl, ow) if path == "direct" and not inside else 1
+    x4, w4 = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    with blas_single_thread():
+        return _conv2d_max_pool_fwd(x4, w4, bias, has_bias, relu, strides[0], strides[1], pt, pl, oh, ow, ph, pw,
+                                    band, rows_blk, _PATHS.index(path), not inside, scratch, HAVE_FAST_GEMM)
+
+
+def conv2d_max_pool_backward(dy, arg, y, x, w, strides, padding, pool, has_bias, need_dx=True, relu=False):
+    """Gradients of :func:`conv2d_max_pool` w.r.t. ``x``, ``w`` and the bias, from the pooled gradient ``dy`` and
+    the forward's ``(y, arg)``: the bits of ``max_pool2d_backward`` then ``conv2d_backward``, without either
+    full-size tensor."""
+    n = x.shape[0]
+    cout = w.shape[3]
+    none = np.empty((n, 0, cout), dtype=np.float32)  # the full-size gradient and output the driver never reads
+    return _backward(none, none, relu, x, w, strides, padding, has_bias, need_dx,
+                     (np.ascontiguousarray(dy), np.ascontiguousarray(arg), np.ascontiguousarray(y), tuple(pool)))

@@ -110,7 +110,7 @@ class Layer:
     absorbs_relu = False
     #: the layer is nothing but its activation: a fused softmax/sigmoid loss skips it when it comes last
     pure_activation = False
-    #: a pool size when a convolution right before it can run this (max) pooling in its own kernel (inference)
+    #: a pool size when a convolution right before it can run this (max) pooling in its own kernel
     fusable_pool = None
     #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
     identity_in_inference = False

@@ -46,8 +46,8 @@ class Conv2D(Layer):
     ordinary convolution kernels on the effective kernel (:func:`dilated`), "same" padding on its size.
     """
 
-    #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: inference
-    #: only, the pool size of the max pooling fused after it (``dropcore.fusion``)
+    #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: the pool size
+    #: of the max pooling fused after it (``dropcore.fusion``)
     OPTIONS = ("activation", "need_dx", "pool")
     fuses_relu = True
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
@@ -93,7 +93,7 @@ class Conv2D(Layer):
         return opts.get("activation", self.activation)
 
     def workspace_bytes(self, output_shape):
-        oh, ow, _ = output_shape
+        oh, ow, _ = self.output_shape_for(self.input_shape)  # its own output, also when a pooling is fused in
         kh, kw = self.effective_size
         return oh * ow * kh * kw * self.input_shape[-1] * 4  # the largest im2col panel
 
@@ -133,11 +133,13 @@ class Conv2D(Layer):
             kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
         return kernels
 
-    def forward(self, ops, x, ctx, activation=None, need_dx=True):
+    def forward(self, ops, x, ctx, activation=None, need_dx=True, pool=None):
         act = self.activation if activation is None else activation
         rate, b = self.dilation_rate, self.weights.get("bias")
         w = dilated(self.weights["kernel"], rate)
         relu = act == "relu"
+        if pool is not None:  # the max pooling after it, in the same pass (fusion: activation linear or relu)
+            return self._forward_pooled(ops, x, w, b, relu, need_dx, pool)
         z = ops.conv2d(x, w, b, self.strides, self.padding, relu=relu)
         y, act_backprop = apply_activation(ops, act, z, relu)
 
@@ -147,12 +149,29 @@ class Conv2D(Layer):
             else:
                 dx, dw, db = ops.conv2d_backward(act_backprop(dy), x, w, self.strides, self.padding, self.use_bias,
                                                  need_dx)
-            self.grads["kernel"] = dw if rate == (1, 1) else np.ascontiguousarray(dw[::rate[0], ::rate[1]])
-            if self.use_bias:
-                self.grads["bias"] = db
+            self._store_grads(dw, db)
             return dx
 
         return y, backprop
+
+    def _forward_pooled(self, ops, x, w, b, relu, need_dx, pool):
+        """``max_pool2d(relu?(conv2d(x)), pool)`` on ``ops.conv2d_max_pool``: the convolution's output is never
+        materialized, and the backward rebuilds its gradient from where each window's maximum was."""
+        y, arg = ops.conv2d_max_pool(x, w, b, self.strides, self.padding, pool, relu=relu)
+
+        def backprop(dy):
+            dx, dw, db = ops.conv2d_max_pool_backward(dy, arg, y, x, w, self.strides, self.padding, pool,
+                                                      self.use_bias, need_dx, relu)
+            self._store_grads(dw, db)
+            return dx
+
+        return y, backprop
+
+    def _store_grads(self, dw, db):
+        rate = self.dilation_rate
+        self.grads["kernel"] = dw if rate == (1, 1) else np.ascontiguousarray(dw[::rate[0], ::rate[1]])
+        if self.use_bias:
+            self.grads["bias"] = db
 
     def get_config(self):
         return {

@@ -72,3 +72,55 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_out
     db = dy2d.sum(axis=0) if has_bias else None
     dx = col2im(dy2d @ w2d.T, x.shape, (kh, kw), strides, padding) if need_dx else None
     return dx, dw, db
+
+
+#: ``arg`` of a window whose maximum no tap equals (a NaN): it gives no gradient, as in ``max_pool2d_backward``.
+NO_TAP = 255
+#: The most taps a window of ``conv2d_max_pool`` may have (``arg`` is a uint8 and ``NO_TAP`` is taken).
+MAX_TAPS = NO_TAP
+
+
+def check_pool_taps(pool):
+    """Raise a ValueError for a pooling window of more than ``MAX_TAPS`` taps (``conv2d_max_pool`` cannot say
+    which of them holds the maximum)."""
+    if pool[0] * pool[1] > MAX_TAPS:
+        raise ValueError(f"conv2d_max_pool: a {pool[0]}x{pool[1]} window has {pool[0] * pool[1]} taps; expected at "
+                         f"most {MAX_TAPS} (run the convolution and max_pool2d apart)")
+
+
+def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
+    """``max_pool2d(conv2d(x, w, b, strides, padding, relu), pool, pool, "valid")`` (windows of ``pool`` at strides
+    of ``pool``: the poolings a convolution can run in its own pass) and where each window's maximum is: ``(y,
+    arg)``, ``arg`` (uint8, shaped like ``y``) the row-major index in its window of the first tap equal to the
+    maximum, ``NO_TAP`` where none is (a NaN)."""
+    from .pool import max_pool2d
+
+    check_pool_taps(pool)
+    z = conv2d(x, w, b, strides, padding, relu)
+    y = max_pool2d(z, pool, pool, "valid")
+    ph, pw = pool
+    poh, pow_ = y.shape[1:3]
+    # The first tap equal to the maximum has the largest NO_TAP - tap among those equal (0: none is): uint8
+    # products and maxima over contiguous arrays (a masked copy per tap was 8x slower).
+    best, hit = np.zeros(y.shape, dtype=np.uint8), np.empty(y.shape, dtype=bool)
+    for tap in range(ph * pw):
+        i, j = divmod(tap, pw)
+        np.equal(z[:, i:poh * ph:ph, j:pow_ * pw:pw, :], y, out=hit)
+        np.maximum(best, hit.view(np.uint8) * np.uint8(NO_TAP - tap), out=best)
+    return y, np.uint8(NO_TAP) - best
+
+
+def conv2d_max_pool_backward(dy, arg, y, x, w, strides, padding, pool, has_bias, need_dx=True, relu=False):
+    """Gradients of :func:`conv2d_max_pool` w.r.t. ``x``, ``w`` and the bias, from the pooled gradient ``dy`` and
+    the forward's ``(y, arg)``: each window's gradient goes to its tap ``arg`` (with ``relu``, only where the
+    window's maximum ``y`` is positive: the ReLU passed it), as ``max_pool2d_backward`` then ``conv2d_backward``."""
+    kh, kw, _, cout = w.shape
+    oh, ow, _, _ = _window(x.shape, w.shape, strides, padding)
+    ph, pw = pool
+    poh, pow_ = y.shape[1:3]
+    dz = np.zeros((x.shape[0], oh, ow, cout), dtype=dy.dtype)
+    passed = y > 0 if relu else np.ones(y.shape, dtype=bool)
+    for i in range(ph):
+        for j in range(pw):
+            dz[:, i:poh * ph:ph, j:pow_ * pw:pw, :] = np.where((arg == i * pw + j) & passed, dy, 0)
+    return conv2d_backward(dz, x, w, strides, padding, has_bias, need_dx)

@@ -245,3 +245,36 @@ def test_reference_and_numba_models_agree(data):
     np.testing.assert_allclose(a.predict(x), b.predict(x), rtol=1e-4, atol=1e-5)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+
+
+def _pooled_cnn(seed):
+    x = Input((12, 12, 3))
+    h = Conv2D(8, 3, activation="relu", name="conv_a")(x)
+    h = MaxPooling2D(2, name="pool_a")(h)
+    h = Conv2D(16, 3, name="conv_b")(h)  # linear, then a pooling that does not divide its 3x3 output
+    h = MaxPooling2D(2, name="pool_b")(h)
+    out = Dense(4, activation="softmax")(Dropout(0.3)(Flatten()(h)))
+    model = dropcore.Model(x, out)
+    model.compile(optimizer=dropcore.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in model.get_weights()])
+    return model
+
+
+def test_training_fuses_each_pooling_into_its_convolution_with_the_same_bits(monkeypatch):
+    """A convolution and the max pooling after it train as one step (its output never materialized) and give the
+    weights training them apart gives, bit for bit."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((24, 12, 12, 3)).astype(np.float32), rng.integers(0, 4, 24)
+    fused = _pooled_cnn(1)
+    names = [s.layer.name for s in fused._plan.steps]
+    assert "pool_a" not in names and "pool_b" not in names
+    assert any("conv_b" in line and "fused max pool 2x2" in line for line in graph.describe(fused._plan))
+    fused.fit(x, y, batch_size=8, epochs=2, seed=3, verbose=0)
+    monkeypatch.setattr(dropcore.fusion, "TRAINING", tuple(
+        r for r in dropcore.fusion.TRAINING if r is not dropcore.fusion.POOL_INTO_CONV_TRAINING))
+    apart = _pooled_cnn(1)
+    assert "pool_a" in [s.layer.name for s in apart._plan.steps]
+    apart.fit(x, y, batch_size=8, epochs=2, seed=3, verbose=0)
+    for a, b in zip(fused.get_weights(), apart.get_weights()):
+        np.testing.assert_array_equal(a, b)
