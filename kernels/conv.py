@@ -208,10 +208,11 @@ def _pool_rows(conv, ow, cout, ph, pw, y, arg):
 
 @pjit
 def _conv2d_max_pool_fwd(x, w, b, has_bias, relu, sh, sw, pt, pl, oh, ow, ph, pw, band, rows_blk, path, padded,
-                         scratch, fast):
-    """Forward of ``conv2d_max_pool``: one task per band of ``band`` pooled rows of a sample; its convolution rows
-    go to a scratch of its own (on the direct kernel, the implicit GEMM or im2col panels, as ``conv2d`` would run
-    the layer), then are pooled into ``y`` and ``arg``."""
+                         scratch, fast, nchunks):
+    """Forward of ``conv2d_max_pool``: tasks of ``band`` pooled rows of a sample, in ``nchunks`` chunks each with
+    its own scratch (allocated once: a scratch per task was an mmap and its page faults each); a task's
+    convolution rows go to the scratch (on the direct kernel, the implicit GEMM or im2col panels, as ``conv2d``
+    would run the layer), then are pooled into ``y`` and ``arg``."""
     n, h, wd, c = x.shape
     kh, kw, _, cout = w.shape
     poh, pow_ = oh // ph, ow // pw
@@ -223,72 +224,74 @@ def _conv2d_max_pool_fwd(x, w, b, has_bias, relu, sh, sw, pt, pl, oh, ow, ph, pw
     w2d = w.reshape(k, cout)
     wf = w.reshape(-1)
     bands = (poh + band - 1) // band
-    for t in numba.prange(n * bands):
-        s = t // bands
-        p0 = (t % bands) * band
-        p1 = min(p0 + band, poh)
-        oy0, oy1 = p0 * ph, p1 * ph
-        conv = np.empty(((oy1 - oy0) * ow, cout), dtype=np.float32)
-        if path == 2:  # direct
-            pad = np.empty(scratch, dtype=np.float32)
-            conv_direct_rows(x.ctypes, np.int32(h), np.int32(wd), np.int32(c), w.ctypes, np.int32(kh), np.int32(kw),
-                             np.int32(cout), b.ctypes, np.int32(sh), np.int32(sw), np.int32(pt), np.int32(pl),
-                             np.int32(ow), np.int64(s), np.int32(oy0), np.int32(oy1), conv.ctypes, pad.ctypes,
-                             np.int32(relu), np.int32(has_bias), np.int32(padded))
-        elif path == 1:  # implicit GEMM: each kernel row's windows read in place (see _conv2d_fwd_implicit)
-            xs = x2[s]
-            for oy in range(oy0, oy1):
-                cf = conv[(oy - oy0) * ow:(oy - oy0 + 1) * ow].reshape(-1)
-                for i in range(kh):
-                    fast_gemm(xs[(oy * sh + i) * wd * c:], sw * c, 1, wf[i * span * cout:], cout, cf, cout, ow, cout,
-                              span, i > 0)
-            if has_bias or relu:
-                _bias_relu(conv, b, has_bias, relu)
-        else:  # im2col panels
-            panel = np.empty((rows_blk * ow, k), dtype=np.float32)
-            pf = panel.reshape(-1)
-            for r0 in range(oy0, oy1, rows_blk):
-                r1 = min(oy1, r0 + rows_blk)
-                m = (r1 - r0) * ow
-                _im2col_rows(x2[s], pf, r0, r1, h, wd, c, kh, kw, sh, sw, pt, pl, ow)
-                rows = conv[(r0 - oy0) * ow:(r0 - oy0) * ow + m]
-                matmul(panel[:m], w2d, rows, fast)
+    tasks = n * bands
+    for ch in numba.prange(nchunks):
+        conv_all = np.empty((band * ph * ow, cout), dtype=np.float32)
+        pad = np.empty(scratch, dtype=np.float32)
+        panel = np.empty((rows_blk * ow if path == 0 else 0, k), dtype=np.float32)
+        pf = panel.reshape(-1)
+        for t in range(ch * tasks // nchunks, (ch + 1) * tasks // nchunks):
+            s = t // bands
+            p0 = (t % bands) * band
+            p1 = min(p0 + band, poh)
+            oy0, oy1 = p0 * ph, p1 * ph
+            conv = conv_all[:(oy1 - oy0) * ow]
+            if path == 2:  # direct
+                conv_direct_rows(x.ctypes, np.int32(h), np.int32(wd), np.int32(c), w.ctypes, np.int32(kh),
+                                 np.int32(kw), np.int32(cout), b.ctypes, np.int32(sh), np.int32(sw), np.int32(pt),
+                                 np.int32(pl), np.int32(ow), np.int64(s), np.int32(oy0), np.int32(oy1), conv.ctypes,
+                                 pad.ctypes, np.int32(relu), np.int32(has_bias), np.int32(padded))
+            elif path == 1:  # implicit GEMM: each kernel row's windows read in place (see _conv2d_fwd_implicit)
+                xs = x2[s]
+                for oy in range(oy0, oy1):
+                    cf = conv[(oy - oy0) * ow:(oy - oy0 + 1) * ow].reshape(-1)
+                    for i in range(kh):
+                        fast_gemm(xs[(oy * sh + i) * wd * c:], sw * c, 1, wf[i * span * cout:], cout, cf, cout, ow,
+                                  cout, span, i > 0)
                 if has_bias or relu:
-                    _bias_relu(rows, b, has_bias, relu)
-        _pool_rows(conv, ow, cout, ph, pw, y[s, p0:p1], arg[s, p0:p1])
+                    _bias_relu(conv, b, has_bias, relu)
+            else:  # im2col panels
+                for r0 in range(oy0, oy1, rows_blk):
+                    r1 = min(oy1, r0 + rows_blk)
+                    m = (r1 - r0) * ow
+                    _im2col_rows(x2[s], pf, r0, r1, h, wd, c, kh, kw, sh, sw, pt, pl, ow)
+                    rows = conv[(r0 - oy0) * ow:(r0 - oy0) * ow + m]
+                    matmul(panel[:m], w2d, rows, fast)
+                    if has_bias or relu:
+                        _bias_relu(rows, b, has_bias, relu)
+            _pool_rows(conv, ow, cout, ph, pw, y[s, p0:p1], arg[s, p0:p1])
     return y, arg
 
 
 @njit
-def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
+def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, taps, out):
     """Rows ``oy0..oy1`` of one sample's convolution gradient, from its pooled gradient ``dyp`` and the forward's
     ``arg`` and ``yp`` (see ``conv2d_max_pool``), into ``out`` (``(rows * ow, Cout)``): each window's gradient at
     its tap ``arg`` (with ``relu``, where the window's maximum is positive), zero elsewhere. Written ``0 + dy``,
-    the value ``max_pool2d_backward`` gives (a -0.0 becomes +0.0), so the products after it have the same bits."""
+    the value ``max_pool2d_backward`` gives (a -0.0 becomes +0.0), so the products after it have the same bits.
+    ``taps[0, a]``, ``taps[1, a]``: tap ``a``'s row and column in its window (two divisions per element were most
+    of this function's time)."""
     zero = np.float32(0.0)
     poh, pow_, cout = dyp.shape
     for r in range(out.shape[0]):
         for co in range(cout):
             out[r, co] = zero
-    for oy in range(oy0, oy1):
-        py = oy // ph
-        if py >= poh:  # rows past the last whole window: no window reads them
-            continue
-        i = oy - py * ph
-        row = (oy - oy0) * ow
+    # Rows past the last whole window stay zero: no window reads them.
+    for py in range(oy0 // ph, min(poh, (oy1 + ph - 1) // ph)):
         for px in range(pow_):
             av, dv, yv = arg[py, px], dyp[py, px], yp[py, px]
-            for j in range(pw):
-                tap = np.uint8(i * pw + j)
-                o = out[row + px * pw + j]
-                for co in range(cout):  # a select, no division or branch: vectorized over the channels
-                    hit = (av[co] == tap) & ((not relu) | (yv[co] > zero))
-                    o[co] = (zero + dv[co]) if hit else o[co]
+            for co in range(cout):
+                a = np.int64(av[co])
+                if a == NO_TAP or (relu and not yv[co] > zero):
+                    continue
+                oy = py * ph + taps[0, a]
+                if oy0 <= oy < oy1:  # the window's tap is in this block of rows
+                    out[(oy - oy0) * ow + px * pw + taps[1, a], co] = zero + dv[co]
 
 
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast, pool_dy, pool_arg, pool_y, ph, pw):
+                fast, pool_dy, pool_arg, pool_y, ph, pw, taps):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
@@ -318,7 +321,7 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                 m = (oy1 - oy0) * ow
                 dys = dy3[s, oy0 * ow:oy0 * ow + m] if ph == 0 else dmask[:m]
                 if ph > 0:
-                    _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, dmask[:m])
+                    _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, taps, dmask[:m])
                 elif relu:
                     _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], dmask[:m])
                     dys = dmask[:m]
@@ -411,10 +414,11 @@ def _backward(dy3, y3, relu, x, w, strides, padding, has_bias, need_dx, pooled):
     # copy of w2d^T is tiny next to the products.
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
     pool_dy, pool_arg, pool_y, (ph, pw) = pooled
+    taps = np.stack(np.divmod(np.arange(NO_TAP + 1), max(pw, 1)))  # each tap's (row, column) in its window
     with blas_single_thread():
         dx, dw, db = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim, cin,
                                  kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM,
-                                 pool_dy, pool_arg, pool_y, ph, pw)
+                                 pool_dy, pool_arg, pool_y, ph, pw, taps)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)
 
 
@@ -445,9 +449,11 @@ def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
     inside = windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
     scratch = direct_scratch(band * ph, w.shape, strides, wdim, pl, ow) if path == "direct" and not inside else 1
     x4, w4 = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    tasks = n * -(-poh // band)
     with blas_single_thread():
         return _conv2d_max_pool_fwd(x4, w4, bias, has_bias, relu, strides[0], strides[1], pt, pl, oh, ow, ph, pw,
-                                    band, rows_blk, _PATHS.index(path), not inside, scratch, HAVE_FAST_GEMM)
+                                    band, rows_blk, _PATHS.index(path), not inside, scratch, HAVE_FAST_GEMM,
+                                    max(1, min(tasks, numba.get_num_threads())))
 
 
 def conv2d_max_pool_backward(dy, arg, y, x, w, strides, padding, pool, has_bias, need_dx=True, relu=False):
