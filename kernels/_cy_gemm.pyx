@@ -32,6 +32,11 @@ cdef extern from "_avx512_pool.h" nogil:
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
 
+cdef extern from "_avx512_winograd.h" nogil:
+    void dc_wino_weights(const float* w, int cin, int cout, float* u)
+    void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
+                      int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool, int relu, float* scratch)
+
 cdef extern from "_avx512_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
     void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
@@ -332,6 +337,44 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
             for py in range(p0, p1):
                 dc_max_pool_row(c, yp + (ni * poh + py) * pow_ * cout, (p1 - p0) * ph, ow, cout, pow_, (py - p0) * ph,
                                 ph, pw, pw, 0)
+
+
+def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
+    """Fill ``u`` (16, cin, cout) with the Winograd F(2x2, 3x3) transform of the 3x3 kernel ``w`` (3, 3, cin, cout)
+    (``_avx512_winograd.h``). Only with the AVX-512 kernels (callers check ``HAVE_AVX512``)."""
+    with nogil:
+        dc_wino_weights(&w[0, 0, 0, 0], <int>w.shape[2], <int>w.shape[3], &u[0, 0, 0])
+
+
+def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias, int pt,
+                    int pl, int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool):
+    """``y = conv(x, w) + b`` (then ReLU) for a 3x3 kernel at stride 1 on Winograd F(2x2, 3x3), from ``u`` =
+    ``winograd_weights(w)``; with ``pool``, ``y`` is the 2x2 max pooling (strides 2) of that instead. ``oh``,
+    ``ow``: the convolution's output size; ``pt``, ``pl``: its padding.
+
+    Each task is a band of tile rows (2 output rows each) of one sample: a few rows at small batches, so that a
+    batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
+    Only with the AVX-512 kernels (callers check ``HAVE_AVX512`` and ``geometry.winograd_pays``).
+    """
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
+    cdef int tw = (ow + 1) // 2
+    cdef int th = oh // 2 if pool else (oh + 1) // 2
+    cdef int band = min(4, th if n >= MIN_PANELS else max(1, (th + MIN_PANELS - 1) // MIN_PANELS))
+    cdef int bands = (th + band - 1) // band
+    cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
+    cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * cin * cout * 4)  # 16 products per 4 outputs
+    cdef float[:, ::1] scratch = np.empty((nthreads, 16 * band * tw * (cin + cout)), dtype=np.float32)
+    cdef Py_ssize_t sample = <Py_ssize_t>y.shape[1] * y.shape[2] * cout
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* up = &u[0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef int ty0
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(tasks, schedule="static"):
+            ty0 = <int>(t % bands) * band
+            dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
+                         yp + (t // bands) * sample, pool, relu, &scratch[threadid(), 0])
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,

@@ -15,7 +15,7 @@ import numpy as np
 from .isa import elementwise as _ew
 from .isa import gemm as _gemm
 from .isa import pool as _pool
-from .geometry import conv_path, window_2d, windows_inside
+from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
 from .threads import cap_openmp, hold_cython_blas
@@ -61,17 +61,39 @@ def _check_conv(x_shape, w, b):
     return w
 
 
+def _winograd(w):
+    """A function giving the Winograd transform of the 3x3 kernel ``w`` (``_gemm.winograd_weights``) for one
+    call: worked out once when ``w`` is read-only (a Predictor's frozen weights), on every call otherwise (a
+    program bound to a model that trains reads its weights by reference: they change in place; 5 us for 32 x 64
+    channels)."""
+    cin, cout = w.shape[2:]
+
+    def transform():
+        u = np.empty((16, cin, cout), dtype=np.float32)
+        _gemm.winograd_weights(w, u)
+        return u
+
+    if w.flags.writeable:
+        return transform
+    u = transform()
+    return lambda: u
+
+
 # --- bound kernels: the call a layer makes, with its geometry worked out once, filling preallocated outputs -------
 # ``conv2d`` and the other forwards below use them per call; ``dropcore.program`` binds them once per batch size.
 
 def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
     """``(run, y_shape)``: ``run(x, y)`` fills the preallocated ``y`` with ``conv2d(x, w, b, ...)`` for inputs of
-    ``x_shape``, on the kernel that suits the layer (direct, implicit GEMM or im2col panels)."""
+    ``x_shape``, on the kernel that suits the layer (direct, Winograd's tiles, implicit GEMM or im2col panels)."""
     n, h, wd, _ = x_shape
     w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
+    if winograd_pays(w.shape, strides, _gemm.HAVE_AVX512):
+        u = _winograd(w)
+        return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False)), \
+            (n, oh, ow, cout)
     path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
     if path == "direct":
         padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
@@ -85,13 +107,20 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
 def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     """``(run, y_shape)`` for ``max_pool2d(conv2d(x, ...), pool, pool, "valid")`` in one pass (the convolution's
     output stays in cache), or ``None`` where only the two separate kernels apply (no AVX-512 kernels, or a layer
-    that runs on im2col panels)."""
+    that runs on im2col panels and not on Winograd's tiles, see ``geometry.winograd_pays``)."""
     n, h, wd, _ = x_shape
     w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
+    if oh < pool[0] or ow < pool[1]:
+        return None
+    if tuple(pool) == (2, 2) and winograd_pays(w.shape, strides, _gemm.HAVE_AVX512):
+        # each 2x2 tile of Winograd's outputs is one window of the pooling: one pooled pixel a tile
+        u, bias, has_bias, relu = _winograd(w), _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
+        return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, True)), \
+            (n, oh // 2, ow // 2, cout)
     path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
-    if path == "im2col" or oh < pool[0] or ow < pool[1]:
+    if path == "im2col":
         return None
     direct = path == "direct"
     padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))

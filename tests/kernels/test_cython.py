@@ -9,7 +9,7 @@ from dropcore.kernels import conv as nb_conv  # noqa: E402
 from dropcore.kernels import dense as nb_dense  # noqa: E402
 from dropcore.kernels import norm as nb_norm  # noqa: E402
 from dropcore.kernels import pool as nb_pool  # noqa: E402
-from dropcore.kernels.geometry import conv_path  # noqa: E402
+from dropcore.kernels.geometry import conv_path, winograd_pays  # noqa: E402
 from dropcore.kernels.threads import threads  # noqa: E402
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
 from dropcore.kernels.reference import conv as ref_conv  # noqa: E402
@@ -45,10 +45,15 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
     ((9, 30, 30, 1), (5, 5, 1, 6), (1, 1), "same", "direct"),  # LeNet's first layer, whole samples per task
     ((8, 9, 40, 2), (3, 3, 2, 70), (1, 1), "same", "direct"),  # 2 column blocks (64 + 6), rows of 40 pixels
     ((2, 9, 11, 3), (3, 3, 3, 40), (1, 2), "valid", "direct"),  # 3 vectors of channels, the last masked
-    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "implicit"),  # several rows; no padding: implicit GEMM
+    ((4, 13, 13, 32), (3, 2, 32, 64), (1, 1), "valid", "implicit"),  # several rows; no padding: implicit GEMM
     ((2, 10, 9, 32), (2, 3, 32, 70), (2, 1), "valid", "implicit"),  # strides, a masked column tail
-    ((2, 9, 9, 32), (3, 3, 32, 64), (1, 1), "same", "im2col"),  # padding and large weights: im2col panels
+    ((2, 9, 9, 32), (3, 2, 32, 64), (1, 1), "same", "im2col"),  # padding and large weights: im2col panels
     ((3, 8, 7, 48), (3, 2, 48, 50), (2, 2), "same", "im2col"),
+    # 3x3 at stride 1 beyond the direct kernel: Winograd F(2x2, 3x3) tiles
+    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd"),  # mnist_cnn's second layer at batch 1
+    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd"),  # odd output: the last tiles half outside
+    ((3, 7, 9, 17), (3, 3, 17, 70), (1, 1), "same", "winograd"),  # padded; masked channel vectors in and out
+    ((9, 16, 16, 32), (3, 3, 32, 64), (1, 1), "same", "winograd"),  # whole samples' bands of tile rows
     ((2, 6, 6, 160), (1, 1, 160, 96), (1, 1), "valid", "implicit"),  # 1x1 beyond the direct kernel's weight bound
 ]
 
@@ -57,7 +62,8 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu):
     if cy.HAVE_AVX512:  # each case covers the path it names
-        assert conv_path(xs[1:3], ws, strides, padding, True) == path
+        assert ("winograd" if winograd_pays(ws, strides, True) else conv_path(xs[1:3], ws, strides, padding, True)) \
+            == path
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
     y = cy.conv2d(x, w, b, strides, padding, relu=relu)
     _close_to_both(y, ref_conv.conv2d(x, w, b, strides, padding, relu=relu),
@@ -86,7 +92,9 @@ def test_conv2d_without_bias():
 CONV_POOL_CASES = [  # (x shape, kernel shape, strides, padding, pool): the convolution and the pool in one pass
     ((9, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", (2, 2)),  # LeNet: direct, padded, whole samples per task
     ((1, 32, 32, 3), (3, 3, 3, 64), (1, 1), "valid", (2, 2)),  # cifar at batch 1: bands of rows, odd 15x15 out
-    ((2, 15, 15, 64), (3, 3, 64, 64), (1, 1), "valid", (2, 2)),  # implicit GEMM, the 13th row and column dropped
+    ((2, 15, 15, 64), (3, 3, 64, 64), (1, 1), "valid", (2, 2)),  # Winograd, the 13th row and column dropped
+    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", (2, 2)),  # mnist_cnn at batch 1: Winograd, a tile a window
+    ((2, 15, 15, 40), (3, 2, 40, 64), (1, 1), "valid", (2, 2)),  # implicit GEMM, the 13th row dropped
     ((3, 11, 13, 2), (3, 3, 2, 70), (2, 1), "same", (2, 3)),  # strided, two column blocks, a 2x3 pool
 ]
 
@@ -111,7 +119,34 @@ def test_conv2d_max_pool_matches_the_two_kernels(xs, ws, strides, padding, pool,
 
 def test_conv2d_max_pool_declines_im2col_layers():
     """A padded layer with large weights runs on im2col panels, which the fused kernel does not cover."""
-    assert cy.conv2d_max_pool_kernel((2, 9, 9, 32), _rand(3, 3, 32, 64), None, (1, 1), "same", True, (2, 2)) is None
+    assert cy.conv2d_max_pool_kernel((2, 9, 9, 32), _rand(3, 2, 32, 64), None, (1, 1), "same", True, (2, 2)) is None
+
+
+@pytest.mark.skipif(not cy.HAVE_AVX512, reason="Winograd's tiles are on the AVX-512 kernels only")
+@pytest.mark.parametrize("pool", [None, (2, 2)])
+def test_winograd_rows_do_not_depend_on_the_batch_or_the_threads(pool):
+    """Each tile is computed alone: a sample's output is the same in any batch, on any number of threads (what
+    dynamic batching and a sweep's workers rely on), and closer to float64 sums than the direct float32 ones."""
+    x, w, b = _rand(9, 16, 15, 32), _rand(3, 3, 32, 64) / 17, _rand(64)
+
+    def run(xs, t):
+        with threads(t, "openmp", exact=True):
+            if pool is None:
+                return cy.conv2d(xs, w, b, (1, 1), "same", relu=True)
+            run_, shape = cy.conv2d_max_pool_kernel(xs.shape, w, b, (1, 1), "same", True, pool)
+            y = np.empty(shape, dtype=np.float32)
+            run_(xs, y)
+            return y
+
+    whole = run(x, 2)
+    np.testing.assert_array_equal(whole, run(x, 1))
+    for i in (0, 4, 8):
+        np.testing.assert_array_equal(run(x[i:i + 1], 2), whole[i:i + 1])
+    exact = ref_conv.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), (1, 1), "same", True)
+    if pool is not None:
+        exact = ref_pool.max_pool2d(exact, pool, pool, "valid")
+    scale = np.abs(exact).max()
+    assert np.abs(whole - exact).max() / scale < 1e-6
 
 
 POOL_CASES = [((1, 5, 5, 2), (2, 2), (2, 2), "valid"), ((2, 7, 9, 3), (3, 3), (2, 2), "same"),
