@@ -112,10 +112,12 @@ static inline void dc_wino_tile_out(const float* mm, long mplane, long t, int co
 
 /* Output tile rows ty0 .. ty1 of sample ni of a 3x3, stride-1 convolution: into y (the sample's oh x ow x cout
  * output) or, with `pool`, the 2x2 max pooling of it (y: the sample's (oh / 2) x (ow / 2) x cout output; a NaN in
- * a window reaches it). `u`: dc_wino_weights; `scratch`: 16 * tiles * (cin + cout) floats for the band's tiles. */
+ * a window reaches it) and, when `arg` is not NULL (shaped like y), each window's first maximum: its tap 0..3
+ * (row-major), 255 where a NaN is in it (training's conv2d_max_pool). `u`: dc_wino_weights; `scratch`:
+ * 16 * tiles * (cin + cout) floats for the band's tiles. */
 static inline void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias,
                                 int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool,
-                                int relu, float* scratch) {
+                                int relu, float* scratch, unsigned char* arg) {
     const int tw = (ow + 1) / 2;
     const long tiles = (long)(ty1 - ty0) * tw;
     float* v = scratch;
@@ -134,14 +136,26 @@ static inline void dc_wino_rows(const float* x, int h, int wd, int cin, const fl
                 __m512 q[2][2];
                 dc_wino_tile_out(mm, tiles * cout, t, cout, co, m, bias, relu, q);
                 if (pool) {
+                    /* the first maximum, row-major (a later tap wins only when greater), as max_pool2d */
                     __mmask16 nan = 0;
                     __m512 best = q[0][0];
+                    __m512i tap = _mm512_setzero_si512();
                     for (int k = 0; k < 4; ++k) {
-                        nan |= _mm512_cmp_ps_mask(q[k / 2][k % 2], q[k / 2][k % 2], _CMP_UNORD_Q);
-                        if (k) best = _mm512_max_ps(best, q[k / 2][k % 2]);
+                        const __m512 v = q[k / 2][k % 2];
+                        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                        if (k) {
+                            const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                            best = _mm512_mask_blend_ps(gt, best, v);
+                            tap = _mm512_mask_blend_epi32(gt, tap, _mm512_set1_epi32(k));
+                        }
                     }
                     best = _mm512_mask_blend_ps(nan, best, _mm512_set1_ps(__builtin_nanf("")));
-                    _mm512_mask_storeu_ps(y + ((long)ty * pw_ + tx) * cout + co, m, best);
+                    const long at = ((long)ty * pw_ + tx) * cout + co;
+                    _mm512_mask_storeu_ps(y + at, m, best);
+                    if (arg) {
+                        tap = _mm512_mask_blend_epi32(nan, tap, _mm512_set1_epi32(255));
+                        _mm_mask_storeu_epi8(arg + at, m, _mm512_cvtepi32_epi8(tap));
+                    }
                 } else {
                     for (int i = 0; i < 2; ++i)
                         for (int j = 0; j < 2; ++j) {
@@ -160,10 +174,20 @@ static inline void dc_wino_weights(const float* w, int cin, int cout, float* u) 
 }
 static inline void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias,
                                 int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool,
-                                int relu, float* scratch) {
+                                int relu, float* scratch, unsigned char* arg) {
+    (void)arg;
     (void)x; (void)h; (void)wd; (void)cin; (void)u; (void)cout; (void)bias; (void)pt; (void)pl; (void)oh; (void)ow;
     (void)ni; (void)ty0; (void)ty1; (void)y; (void)pool; (void)relu; (void)scratch;
 }
 #endif
+
+/* dc_wino_rows with flags for the optional bias and arg (the Numba kernels pass arrays, never NULL). */
+static inline void dc_wino_rows_flagged(const float* x, int h, int wd, int cin, const float* u, int cout,
+                                        const float* bias, int has_bias, int pt, int pl, int oh, int ow, long ni,
+                                        int ty0, int ty1, float* y, int pool, int relu, float* scratch,
+                                        unsigned char* arg, int has_arg) {
+    dc_wino_rows(x, h, wd, cin, u, cout, has_bias ? bias : 0, pt, pl, oh, ow, ni, ty0, ty1, y, pool, relu, scratch,
+                 has_arg ? arg : 0);
+}
 
 #endif

@@ -35,7 +35,11 @@ cdef extern from "_avx512_pool.h" nogil:
 cdef extern from "_avx512_winograd.h" nogil:
     void dc_wino_weights(const float* w, int cin, int cout, float* u)
     void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
-                      int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool, int relu, float* scratch)
+                      int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool, int relu, float* scratch,
+                      unsigned char* arg)
+    void dc_wino_rows_flagged(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias,
+                              int has_bias, int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y,
+                              int pool, int relu, float* scratch, unsigned char* arg, int has_arg)
 
 cdef extern from "_avx512_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
@@ -374,7 +378,7 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
         for t in prange(tasks, schedule="static"):
             ty0 = <int>(t % bands) * band
             dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
-                         yp + (t // bands) * sample, pool, relu, &scratch[threadid(), 0])
+                         yp + (t // bands) * sample, pool, relu, &scratch[threadid(), 0], NULL)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
@@ -478,6 +482,12 @@ def matmul(const float[:, ::1] a, const float[:, ::1] b):
     else:
         sgemm("N", "N", &n, &m, &k, &one, <float*>&b[0, 0], &n, <float*>&a[0, 0], &k, &zero, &c[0, 0], &n)
     return out
+
+
+def winograd_rows_address():
+    """The address of the C function ``dc_wino_rows_flagged`` (see ``_avx512_winograd.h``) for the Numba kernels,
+    or 0 when the extension was built without AVX-512."""
+    return <size_t>&dc_wino_rows_flagged if DC_HAVE_AVX512 else 0
 
 
 def gemm_address():

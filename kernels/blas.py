@@ -152,6 +152,80 @@ def _bind_direct_conv():
 HAVE_DIRECT_CONV, conv_direct_rows = _bind_direct_conv()
 
 
+def _winograd_address():
+    try:
+        from .isa import gemm
+    except ImportError:
+        return 0
+    return gemm.winograd_rows_address()
+
+
+def _numpy_wino_rows(x, h, wd, cin, u, cout, bias, has_bias, pt, pl, oh, ow, ni, ty0, ty1, y, pool, relu, scratch,
+                     arg, has_arg):
+    """The contract of ``dc_wino_rows_flagged`` in NumPy (the same transforms, in float32), behind the symbol when the
+    extension has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
+    cached where they were loaded still links, and stays correct."""
+    f32, u8 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
+
+    def view(ptr, shape, kind=f32):
+        return np.ctypeslib.as_array(ctypes.cast(ptr, kind), shape=shape)
+
+    tw = (ow + 1) // 2
+    sample = np.zeros((2 * (ty1 - ty0) + 2, 2 * tw + 2, cin), dtype=np.float32)  # the band's input, zero-padded
+    xs = view(x, ((ni + 1) * h, wd, cin))[ni * h:]
+    for r in range(sample.shape[0]):
+        iy = 2 * ty0 - pt + r
+        if 0 <= iy < h:
+            lo, hi = max(0, pl), min(sample.shape[1], wd + pl)
+            sample[r, lo:hi] = xs[iy, lo - pl:hi - pl]
+    d = np.stack([np.stack([sample[r:r + 2 * (ty1 - ty0) - 1:2, c:c + 2 * tw - 1:2] for c in range(4)], 2)
+                  for r in range(4)], 2)  # (tile rows, tiles, 4, 4, cin)
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float32)
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float32)
+    v = np.einsum("ar,tsrcz,bc->tsabz", bt, d, bt)
+    m = np.einsum("tsabz,abzo->tsabo", v, view(u, (4, 4, cin, cout)))
+    out = np.einsum("ia,tsabo,jb->tsijo", at, m, at)  # (tile rows, tiles, 2, 2, cout)
+    if has_bias:
+        out = out + view(bias, (cout,))
+    if relu:
+        out = np.where(out < 0, np.float32(0), out)
+    if pool:
+        ph, pw = oh // 2, ow // 2
+        win = out[:max(0, min(ty1, ph) - ty0), :pw].reshape(-1, pw, 4, cout)
+        yv = view(y, (ph, pw, cout))[ty0:ty0 + len(win)]
+        nan = np.isnan(win).any(axis=2)
+        yv[...] = np.where(nan, np.float32(np.nan), win.max(axis=2))
+        if has_arg:
+            view(arg, (ph, pw, cout), u8)[ty0:ty0 + len(win)] = np.where(nan, 255, np.argmax(win, axis=2))
+    else:
+        full = out.transpose(0, 2, 1, 3, 4).reshape(2 * (ty1 - ty0), 2 * tw, cout)
+        rows = min(oh, 2 * ty1) - 2 * ty0
+        view(y, (oh, ow, cout))[2 * ty0:2 * ty0 + rows] = full[:rows, :ow]
+
+
+_WINO_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p, ctypes.c_int,
+                                                                              ctypes.c_void_p] + [ctypes.c_int] * 5
+                                       + [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                                          ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]))
+_wino_fallback = _WINO_PROTO(_numpy_wino_rows)
+
+
+def _bind_winograd():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _winograd_address()
+    llvm.add_symbol("dropcore_wino_rows", address or ctypes.cast(_wino_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    sig = types.void(p, i32, i32, i32, p, i32, p, i32, i32, i32, i32, i32, types.int64, i32, i32, p, i32, i32, p, p,
+                     i32)
+    return bool(address), types.ExternalFunction("dropcore_wino_rows", sig)
+
+
+#: Whether Winograd F(2x2, 3x3) of the Cython extension (``_avx512_winograd.h``) is there for the Numba kernels.
+HAVE_WINOGRAD, wino_rows = _bind_winograd()
+
+
 @njit
 def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
     """``C (+)= op(A) @ B`` on the AVX-512 kernels (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first

@@ -10,9 +10,10 @@ weight/bias gradients, which are summed into per-chunk partials and reduced seri
 import numba
 import numpy as np
 
-from .blas import HAVE_DIRECT_CONV, HAVE_FAST_GEMM, conv_direct_rows, fast_gemm, matmul, matmul_tn_add
+from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
+                   wino_rows)
 from .config import njit, pjit
-from .geometry import conv_path, direct_scratch, window_2d, windows_inside
+from .geometry import conv_path, direct_scratch, window_2d, windows_inside, winograd_pays
 from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
@@ -291,16 +292,21 @@ def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, taps, out):
 
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast, pool_dy, pool_arg, pool_y, ph, pw, taps):
+                fast, pool_dy, pool_arg, pool_y, ph, pw, taps, flipped, band):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
     positive while it is in cache, instead of a separate pass over the whole gradient. With ``ph > 0`` (a
     ``conv2d_max_pool``) the tiles of ``dy`` come from the pooled gradient instead (``_unpool_rows``): the
-    convolution's full-size gradient and output are never read."""
+    convolution's full-size gradient and output are never read. With a non-empty ``flipped`` (the Winograd
+    transform of the kernel turned 180 degrees, channels swapped) the input gradient is a Winograd convolution of
+    the sample's whole ``dy``, kept for it, instead of panel products and col2im."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
+    wino = need_dx and flipped.shape[0] > 0
+    tw = (w + 1) // 2
+    th = (h + 1) // 2
     dx = np.empty((n if need_dx else 0, h * w * c), dtype=np.float32)
     dwp = np.zeros((nchunks, k, cout), dtype=np.float32)
     dbp = np.zeros((nchunks, cout), dtype=np.float32)
@@ -310,30 +316,40 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
         dwt = np.empty((k, cout), dtype=np.float32)
-        dmask = np.empty((rows_blk * ow if relu or ph > 0 else 0, cout), dtype=np.float32)
+        # the sample's whole dy with Winograd (its input gradient reads rows across blocks), else a block's
+        dmask = np.empty((oh * ow if wino else (rows_blk * ow if relu or ph > 0 else 0), cout), dtype=np.float32)
+        scratch = np.empty(16 * band * tw * (c + cout) if wino else 0, dtype=np.float32)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
-            if need_dx:
+            if need_dx and not wino:
                 dx[s, :] = np.float32(0.0)  # each sample belongs to exactly one thread: zero it here, in parallel
             for oy0 in range(0, oh, rows_blk):
                 oy1 = min(oh, oy0 + rows_blk)
                 m = (oy1 - oy0) * ow
-                dys = dy3[s, oy0 * ow:oy0 * ow + m] if ph == 0 else dmask[:m]
+                tile = dmask[oy0 * ow:oy0 * ow + m] if wino else dmask[:m]
+                dys = dy3[s, oy0 * ow:oy0 * ow + m] if ph == 0 else tile
                 if ph > 0:
-                    _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, taps, dmask[:m])
+                    _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, taps, tile)
                 elif relu:
-                    _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], dmask[:m])
-                    dys = dmask[:m]
+                    _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], tile)
+                    dys = tile
                 _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
-                if need_dx:
+                if need_dx and not wino:
                     matmul(dys, w2dt, dpanel[:m], fast)
                     _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 if has_bias:
                     for r in range(m):
                         for co in range(cout):
                             dbsum[co] += dys[r, co]
+            if wino:  # dx[s]: every pixel written, tile row band by band
+                src = dmask if relu or ph > 0 else dy3[s]
+                for ty0 in range(0, th, band):
+                    wino_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped.ctypes, np.int32(c),
+                              src.ctypes, np.int32(0), np.int32(2 - pt), np.int32(2 - pl), np.int32(h), np.int32(w),
+                              np.int64(0), np.int32(ty0), np.int32(min(ty0 + band, th)), dx[s].ctypes, np.int32(0),
+                              np.int32(0), scratch.ctypes, src.ctypes, np.int32(0))
     dw = dwp[0].copy()
     db = dbp[0].copy()
     for t in range(1, nchunks):
@@ -363,6 +379,66 @@ def _plan(x_shape, w_shape, strides, padding, split_rows=False):
     return oh, ow, pt, pl, rows_blk, max(1, min(items, threads))
 
 
+def _winograd(w, strides):
+    """Whether the layer runs on Winograd F(2x2, 3x3) here (``geometry.winograd_pays``, with the Cython
+    extension's AVX-512 kernels, as the inference programs do): forward, and the input gradient's full
+    convolution (3x3 at stride 1 too)."""
+    return winograd_pays(w.shape, strides, HAVE_WINOGRAD and HAVE_FAST_GEMM)
+
+
+def _winograd_weights(w):
+    """The Winograd transform of the 3x3 kernel ``w`` (``(3, 3, cin, cout)``): ``(16, cin, cout)``."""
+    from .isa import gemm  # the Cython extension is there: HAVE_WINOGRAD said so
+
+    u = np.empty((16,) + w.shape[2:], dtype=np.float32)
+    gemm.winograd_weights(np.ascontiguousarray(w, dtype=np.float32), u)
+    return u
+
+
+#: Tile rows (2 output rows each) per Winograd call: 16 x tiles x (cin + cout) floats of transforms stay in L2
+#: (4 rows of 13 tiles, 32 + 64 channels: 320 KB).
+WINOGRAD_BAND = 4
+
+
+@pjit
+def _conv2d_fwd_winograd(x, u, b, has_bias, relu, pt, pl, oh, ow, pool, band, nchunks):
+    """Forward on Winograd F(2x2, 3x3) (``_avx512_winograd.h``): tasks of ``band`` tile rows of a sample, each
+    chunk with its own scratch. With ``pool``, the 2x2 max pooling of the output and each window's tap (``arg``)
+    instead (``conv2d_max_pool``)."""
+    n, h, wd, cin = x.shape
+    cout = u.shape[2]
+    tw = (ow + 1) // 2
+    th = oh // 2 if pool else (oh + 1) // 2
+    if pool:
+        y = np.empty((n, oh // 2, ow // 2, cout), dtype=np.float32)
+        arg = np.empty((n, oh // 2, ow // 2, cout), dtype=np.uint8)
+    else:
+        y = np.empty((n, oh, ow, cout), dtype=np.float32)
+        arg = np.empty((n, 0, 0, cout), dtype=np.uint8)
+    bands = (th + band - 1) // band
+    tasks = n * bands
+    for ch in numba.prange(nchunks):
+        scratch = np.empty(16 * band * tw * (cin + cout), dtype=np.float32)
+        for t in range(ch * tasks // nchunks, (ch + 1) * tasks // nchunks):
+            s = t // bands
+            ty0 = (t % bands) * band
+            wino_rows(x.ctypes, np.int32(h), np.int32(wd), np.int32(cin), u.ctypes, np.int32(cout), b.ctypes,
+                      np.int32(has_bias), np.int32(pt), np.int32(pl), np.int32(oh), np.int32(ow), np.int64(s),
+                      np.int32(ty0), np.int32(min(ty0 + band, th)), y[s].ctypes, np.int32(pool), np.int32(relu),
+                      scratch.ctypes, arg[s].ctypes, np.int32(pool))
+    return y, arg
+
+
+def _winograd_forward(x, w, bias, has_bias, relu, pt, pl, oh, ow, pool):
+    n = x.shape[0]
+    th = oh // 2 if pool else (oh + 1) // 2
+    band = min(WINOGRAD_BAND, th if n >= 8 else max(1, -(-th // 8)))
+    tasks = n * -(-th // band)
+    b = np.ascontiguousarray(bias) if has_bias else np.zeros(w.shape[3], dtype=np.float32)
+    return _conv2d_fwd_winograd(np.ascontiguousarray(x), _winograd_weights(w), b, has_bias, relu, pt, pl, oh, ow,
+                                pool, band, max(1, min(tasks, numba.get_num_threads())))
+
+
 def conv2d(x, w, b, strides, padding, relu=False):
     """Convolve channels-last float32 ``x`` with ``w`` (``(kh, kw, Cin, Cout)``), add ``b`` (``None``: no bias),
     optionally fuse ReLU. Returns ``(N, OH, OW, Cout)`` float32."""
@@ -371,6 +447,8 @@ def conv2d(x, w, b, strides, padding, relu=False):
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding, split_rows=True)
     has_bias = b is not None
     bias = b if has_bias else np.zeros(cout, dtype=np.float32)
+    if _winograd(w, strides):
+        return _winograd_forward(x, w, bias, has_bias, relu, pt, pl, oh, ow, False)[0]
     x2, w2d = x.reshape(n, h * wdim * cin), w.reshape(kh * kw * cin, cout)
     path = conv_path((h, wdim), w.shape, strides, padding, HAVE_DIRECT_CONV and HAVE_FAST_GEMM)
     if path == "direct":
@@ -415,10 +493,14 @@ def _backward(dy3, y3, relu, x, w, strides, padding, has_bias, need_dx, pooled):
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
     pool_dy, pool_arg, pool_y, (ph, pw) = pooled
     taps = np.stack(np.divmod(np.arange(NO_TAP + 1), max(pw, 1)))  # each tap's (row, column) in its window
+    # The input gradient of a 3x3 stride-1 convolution is the 3x3 stride-1 convolution of dy with the kernel
+    # turned 180 degrees and its channels swapped, padded by 2 - pad: Winograd's tiles, per sample.
+    flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and _winograd(w, strides) else \
+        np.empty((0, 0, 0), dtype=np.float32)
     with blas_single_thread():
         dx, dw, db = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim, cin,
                                  kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM,
-                                 pool_dy, pool_arg, pool_y, ph, pw, taps)
+                                 pool_dy, pool_arg, pool_y, ph, pw, taps, flipped, WINOGRAD_BAND)
     return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)
 
 
@@ -443,6 +525,8 @@ def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
     ph, pw = pool
     has_bias = b is not None
     bias = np.ascontiguousarray(b if has_bias else np.zeros(cout, dtype=np.float32))
+    if tuple(pool) == (2, 2) and _winograd(w, strides):  # a 2x2 tile of outputs is a window
+        return _winograd_forward(x, w, bias, has_bias, relu, pt, pl, oh, ow, True)
     path = conv_path((h, wdim), w.shape, strides, padding, HAVE_DIRECT_CONV and HAVE_FAST_GEMM)
     poh = oh // ph
     band = poh if n >= 8 else max(1, -(-poh // 8))  # pooled rows per task: a sample, or an eighth at small batches

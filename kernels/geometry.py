@@ -41,9 +41,11 @@ def conv_path(in_hw, kernel_shape, strides, padding, avx512):
 
 
 def winograd_pays(kernel_shape, strides, avx512):
-    """Whether an inference convolution runs on Winograd F(2x2, 3x3) (``_avx512_winograd.h``; the Cython kernels
-    only, training keeps the direct products): 3x3 kernels at stride 1 (any padding) that do not run on the
-    direct kernel, with dropcore's AVX-512 kernels built. ``kernel_shape`` is ``(kh, kw, cin, cout)``.
+    """Whether a convolution runs on Winograd F(2x2, 3x3) (``_avx512_winograd.h``): 3x3 kernels at stride 1 (any
+    padding) that do not run on the direct kernel, with dropcore's AVX-512 kernels built. The inference programs'
+    forward; in training (the Numba kernels, through the extension's symbol) the forward and the input gradient
+    (itself a 3x3 stride-1 convolution of ``dy``), the weight gradient staying on panel products.
+    ``kernel_shape`` is ``(kh, kw, cin, cout)``.
 
     Measured on mnist_cnn's second layer with its 2x2 max pooling (32 -> 64 channels, 26x26, 2 threads): 25.5
     against 45.2 us at batch 1, 7.2 against 11.2 ms at batch 256 (2.25x fewer multiply-adds, plus transforms).

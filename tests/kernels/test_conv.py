@@ -235,3 +235,38 @@ def test_direct_conv_fallback_matches_reference(padding, rows):
     blas._direct_fallback(x.ctypes.data, 9, 8, 2, w.ctypes.data, 3, 3, 5, b.ctypes.data, 1, 1, pad, pad, ow, 1, oy0,
                           oy1, y.ctypes.data, 0, 1, 1, int(padding == "same"))
     np.testing.assert_allclose(y, expected[1, oy0:oy1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not blas.HAVE_WINOGRAD, reason="the Cython extension has no AVX-512 kernels here")
+@pytest.mark.parametrize("pool", [False, True])
+def test_winograd_numpy_stand_in_matches_the_c_kernel(pool):
+    """Code Numba cached where the Winograd kernel was loaded links to a NumPy stand-in elsewhere: it keeps the
+    contract (outputs, pooled maxima, taps)."""
+    import ctypes
+
+    from dropcore.kernels.isa import gemm
+
+    rng = np.random.default_rng(3)
+    (n, h, w, cin, cout), (pt, pl) = (2, 9, 11, 5, 7), ((0, 0) if pool else (1, 1))
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    u = np.empty((16, cin, cout), np.float32)
+    gemm.winograd_weights(rng.standard_normal((3, 3, cin, cout)).astype(np.float32), u)
+    b = rng.standard_normal(cout).astype(np.float32)
+    oh, ow = (h - 2, w - 2) if pool else (h, w)
+    shape = (oh // 2, ow // 2, cout) if pool else (oh, ow, cout)
+    th = oh // 2 if pool else (oh + 1) // 2
+    c_rows = blas._WINO_PROTO(gemm.winograd_rows_address())
+    for ni in range(n):
+        outs = []
+        for fn in (c_rows, blas._numpy_wino_rows):
+            y, arg = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+            for ty0, ty1 in ((0, 2), (2, th)):  # two bands of tile rows
+                scratch = np.empty(16 * (ty1 - ty0) * ((ow + 1) // 2) * (cin + cout), np.float32)
+                fn(x.ctypes.data, h, w, cin, u.ctypes.data, cout, b.ctypes.data, 1, pt, pl, oh, ow, ni, ty0, ty1,
+                   y.ctypes.data, int(pool), 1, scratch.ctypes.data, arg.ctypes.data, int(pool))
+            outs.append((y, arg))
+        (y_c, arg_c), (y_np, arg_np) = outs
+        np.testing.assert_allclose(y_c, y_np, rtol=1e-5, atol=1e-5)
+        assert (y_c != 0).any()
+        if pool:
+            np.testing.assert_array_equal(arg_c, arg_np)
