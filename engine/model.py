@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from .allocator import tune_for_training
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -281,6 +282,7 @@ class Model:
         """One optimizer step; ``w``: per-sample loss weights (Keras's ``sum_over_batch_size``: the weighted losses
         summed and divided by the batch size). ``dp``: data-parallel hooks (``dropcore.distributed.training``): this
         rank trains on its part of the global batch ``x`` and the gradients are summed over the ranks."""
+        tune_for_training()  # once per process: large arrays from the heap (dropcore.allocator)
         ops, plan = self._ops, self._plan
         fused = self._fused()
         logits = fused or self.loss.from_logits
