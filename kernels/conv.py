@@ -10,6 +10,7 @@ weight/bias gradients, which are summed into per-chunk partials and reduced seri
 import numba
 import numpy as np
 
+from .alignment import aligned_empty
 from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
                    wino_rows)
 from .config import njit, pjit
@@ -180,6 +181,15 @@ _PATHS = ("im2col", "implicit", "direct")
 
 
 @njit
+def _aligned_floats(n):
+    """``n`` float32 starting on a 64-byte boundary (Numba's arrays start on 32): what the AVX-512 kernels read as
+    whole vectors."""
+    raw = np.empty(n + 16, dtype=np.float32)
+    first = (-raw.ctypes.data) % 64 // 4
+    return raw[first:first + n]
+
+
+@njit
 def _pool_rows(conv, ow, cout, ph, pw, y, arg):
     """Max-pool the ``(rows * ow, Cout)`` convolution rows ``conv`` into the pooled rows ``y`` and ``arg`` (each
     ``(rows // ph, OW // pw, Cout)``): the first maximum of each window and its tap, NaN and ``NO_TAP`` where a
@@ -317,8 +327,9 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         dpf = dpanel.reshape(-1)
         dwt = np.empty((k, cout), dtype=np.float32)
         # the sample's whole dy with Winograd (its input gradient reads rows across blocks), else a block's
-        dmask = np.empty((oh * ow if wino else (rows_blk * ow if relu or ph > 0 else 0), cout), dtype=np.float32)
-        scratch = np.empty(16 * band * tw * (c + cout) if wino else 0, dtype=np.float32)
+        rows = oh * ow if wino else (rows_blk * ow if relu or ph > 0 else 0)
+        dmask = _aligned_floats(rows * cout).reshape(rows, cout)
+        scratch = _aligned_floats(16 * band * tw * (c + cout) if wino else 0)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
@@ -390,7 +401,7 @@ def _winograd_weights(w):
     """The Winograd transform of the 3x3 kernel ``w`` (``(3, 3, cin, cout)``): ``(16, cin, cout)``."""
     from .isa import gemm  # the Cython extension is there: HAVE_WINOGRAD said so
 
-    u = np.empty((16,) + w.shape[2:], dtype=np.float32)
+    u = aligned_empty((16,) + w.shape[2:])  # the GEMMs read it as vectors
     gemm.winograd_weights(np.ascontiguousarray(w, dtype=np.float32), u)
     return u
 
@@ -418,7 +429,7 @@ def _conv2d_fwd_winograd(x, u, b, has_bias, relu, pt, pl, oh, ow, pool, band, nc
     bands = (th + band - 1) // band
     tasks = n * bands
     for ch in numba.prange(nchunks):
-        scratch = np.empty(16 * band * tw * (cin + cout), dtype=np.float32)
+        scratch = _aligned_floats(16 * band * tw * (cin + cout))
         for t in range(ch * tasks // nchunks, (ch + 1) * tasks // nchunks):
             s = t // bands
             ty0 = (t % bands) * band
