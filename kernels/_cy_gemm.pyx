@@ -32,7 +32,8 @@ cdef extern from "_avx512_pool.h" nogil:
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
 
-cdef extern from "_avx512_winograd.h" nogil:
+cdef extern from "_winograd.h" nogil:
+    int DC_HAVE_WINOGRAD
     void dc_wino_weights(const float* w, int cin, int cout, float* u)
     void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
                       int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool, int relu, float* scratch,
@@ -52,6 +53,8 @@ cdef extern from "_avx512_direct_conv.h" nogil:
 
 #: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (the isa_avx512 variant) or on BLAS.
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
+#: Whether 3x3 stride-1 convolutions can run on Winograd's tiles (``_winograd.h``: the avx512 and avx2 variants).
+HAVE_WINOGRAD = bool(DC_HAVE_WINOGRAD)
 #: Batches of at most this many rows (one register tile) run ``dense_forward`` split over the rows of ``w``
 #: (``_dense_split_k``) on the AVX-512 kernels.
 SPLIT_K_ROWS = DC_MR
@@ -345,7 +348,7 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
 
 def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
     """Fill ``u`` (16, cin, cout) with the Winograd F(2x2, 3x3) transform of the 3x3 kernel ``w`` (3, 3, cin, cout)
-    (``_avx512_winograd.h``). Only with the AVX-512 kernels (callers check ``HAVE_AVX512``)."""
+    (``_winograd.h``). Only where the variant has them (callers check ``HAVE_WINOGRAD``)."""
     with nogil:
         dc_wino_weights(&w[0, 0, 0, 0], <int>w.shape[2], <int>w.shape[3], &u[0, 0, 0])
 
@@ -358,7 +361,7 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
 
     Each task is a band of tile rows (2 output rows each) of one sample: a few rows at small batches, so that a
     batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
-    Only with the AVX-512 kernels (callers check ``HAVE_AVX512`` and ``geometry.winograd_pays``).
+    Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``).
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
     cdef int tw = (ow + 1) // 2
@@ -489,9 +492,9 @@ def matmul(const float[:, ::1] a, const float[:, ::1] b):
 
 
 def winograd_rows_address():
-    """The address of the C function ``dc_wino_rows_flagged`` (see ``_avx512_winograd.h``) for the Numba kernels,
-    or 0 when the extension was built without AVX-512."""
-    return <size_t>&dc_wino_rows_flagged if DC_HAVE_AVX512 else 0
+    """The address of the C function ``dc_wino_rows_flagged`` (see ``_winograd.h``) for the Numba kernels, or 0
+    when the variant has no Winograd kernels (the generic one)."""
+    return <size_t>&dc_wino_rows_flagged if DC_HAVE_WINOGRAD else 0
 
 
 def gemm_address():

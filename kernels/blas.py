@@ -163,7 +163,7 @@ def _winograd_address():
 def _numpy_wino_rows(x, h, wd, cin, u, cout, bias, has_bias, pt, pl, oh, ow, ni, ty0, ty1, y, pool, relu, scratch,
                      arg, has_arg):
     """The contract of ``dc_wino_rows_flagged`` in NumPy (the same transforms, in float32), behind the symbol when the
-    extension has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
+    extension has no Winograd kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
     cached where they were loaded still links, and stays correct."""
     f32, u8 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
 
@@ -222,7 +222,8 @@ def _bind_winograd():
     return bool(address), types.ExternalFunction("dropcore_wino_rows", sig)
 
 
-#: Whether Winograd F(2x2, 3x3) of the Cython extension (``_avx512_winograd.h``) is there for the Numba kernels.
+#: Whether Winograd F(2x2, 3x3) of the Cython extension (``_winograd.h``: its avx512 and avx2 variants) is there for
+#: the Numba kernels.
 HAVE_WINOGRAD, wino_rows = _bind_winograd()
 
 

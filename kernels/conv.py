@@ -392,14 +392,14 @@ def _plan(x_shape, w_shape, strides, padding, split_rows=False):
 
 def _winograd(w, strides):
     """Whether the layer runs on Winograd F(2x2, 3x3) here (``geometry.winograd_pays``, with the Cython
-    extension's AVX-512 kernels, as the inference programs do): forward, and the input gradient's full
+    extension's Winograd kernels, as the inference programs do): forward, and the input gradient's full
     convolution (3x3 at stride 1 too)."""
-    return winograd_pays(w.shape, strides, HAVE_WINOGRAD and HAVE_FAST_GEMM)
+    return winograd_pays(w.shape, strides, HAVE_WINOGRAD)
 
 
 def _winograd_weights(w):
     """The Winograd transform of the 3x3 kernel ``w`` (``(3, 3, cin, cout)``): ``(16, cin, cout)``."""
-    from .isa import gemm  # the Cython extension is there: HAVE_WINOGRAD said so
+    from .isa import gemm  # the Cython extension has them: HAVE_WINOGRAD said so
 
     u = aligned_empty((16,) + w.shape[2:])  # the GEMMs read it as vectors
     gemm.winograd_weights(np.ascontiguousarray(w, dtype=np.float32), u)
@@ -413,7 +413,7 @@ WINOGRAD_BAND = 4
 
 @pjit
 def _conv2d_fwd_winograd(x, u, b, has_bias, relu, pt, pl, oh, ow, pool, band, nchunks):
-    """Forward on Winograd F(2x2, 3x3) (``_avx512_winograd.h``): tasks of ``band`` tile rows of a sample, each
+    """Forward on Winograd F(2x2, 3x3) (``_winograd.h``): tasks of ``band`` tile rows of a sample, each
     chunk with its own scratch. With ``pool``, the 2x2 max pooling of the output and each window's tap (``arg``)
     instead (``conv2d_max_pool``)."""
     n, h, wd, cin = x.shape

@@ -96,7 +96,7 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
-    if winograd_pays(w.shape, strides, _gemm.HAVE_AVX512):
+    if winograd_pays(w.shape, strides, _gemm.HAVE_WINOGRAD):
         u = _winograd(w)
         return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False)), \
             (n, oh, ow, cout)
@@ -120,7 +120,7 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     if oh < pool[0] or ow < pool[1]:
         return None
-    if tuple(pool) == (2, 2) and winograd_pays(w.shape, strides, _gemm.HAVE_AVX512):
+    if tuple(pool) == (2, 2) and winograd_pays(w.shape, strides, _gemm.HAVE_WINOGRAD):
         # each 2x2 tile of Winograd's outputs is one window of the pooling: one pooled pixel a tile
         u, bias, has_bias, relu = _winograd(w), _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
         return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, True)), \

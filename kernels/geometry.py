@@ -40,9 +40,10 @@ def conv_path(in_hw, kernel_shape, strides, padding, avx512):
     return "implicit" if implicit_gemm_pays(in_hw, kernel_shape, strides, (pt, pl), (oh, ow)) else "im2col"
 
 
-def winograd_pays(kernel_shape, strides, avx512):
-    """Whether a convolution runs on Winograd F(2x2, 3x3) (``_avx512_winograd.h``): 3x3 kernels at stride 1 (any
-    padding) that do not run on the direct kernel, with dropcore's AVX-512 kernels built. The inference programs'
+def winograd_pays(kernel_shape, strides, available):
+    """Whether a convolution runs on Winograd F(2x2, 3x3) (``_winograd.h``): 3x3 kernels at stride 1 (any padding)
+    that do not run on the direct kernel, where the loaded variant has the Winograd kernels (``available``: the
+    avx512 and avx2 ones). The inference programs'
     forward; in training (the Numba kernels, through the extension's symbol) the forward and the input gradient
     (itself a 3x3 stride-1 convolution of ``dy``), the weight gradient staying on panel products.
     ``kernel_shape`` is ``(kh, kw, cin, cout)``.
@@ -52,7 +53,7 @@ def winograd_pays(kernel_shape, strides, avx512):
     Its results differ from the direct sums by rounding: 1-3e-7 relative to float64 sums on the layers tried,
     against 2-5e-7 for the direct float32 products.
     """
-    return avx512 and tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1) and \
+    return available and tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1) and \
         not direct_conv_pays(kernel_shape)
 
 

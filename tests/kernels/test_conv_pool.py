@@ -33,6 +33,9 @@ def gemm(request, monkeypatch):
     """On both kernel sets the Numba convolutions can use (see tests/kernels/test_conv.py)."""
     monkeypatch.setattr(nb, "HAVE_FAST_GEMM", request.param == "fast-gemm")
     monkeypatch.setattr(nb, "HAVE_DIRECT_CONV", request.param == "fast-gemm" and blas.HAVE_DIRECT_CONV)
+    # Winograd's tiles with dropcore's GEMM, and on targets where BLAS is the only GEMM (avx2) as they run there
+    monkeypatch.setattr(nb, "HAVE_WINOGRAD", blas.HAVE_WINOGRAD and (request.param == "fast-gemm" or
+                                                                    not blas.HAVE_FAST_GEMM))
     return request.param
 
 
