@@ -445,9 +445,8 @@ def _winograd_forward(x, w, bias, has_bias, relu, pt, pl, oh, ow, pool):
     th = oh // 2 if pool else (oh + 1) // 2
     band = min(WINOGRAD_BAND, th if n >= 8 else max(1, -(-th // 8)))
     tasks = n * -(-th // band)
-    b = np.ascontiguousarray(bias) if has_bias else np.zeros(w.shape[3], dtype=np.float32)
-    return _conv2d_fwd_winograd(np.ascontiguousarray(x), _winograd_weights(w), b, has_bias, relu, pt, pl, oh, ow,
-                                pool, band, max(1, min(tasks, numba.get_num_threads())))
+    return _conv2d_fwd_winograd(np.ascontiguousarray(x), _winograd_weights(w), np.ascontiguousarray(bias), has_bias,
+                                relu, pt, pl, oh, ow, pool, band, max(1, min(tasks, numba.get_num_threads())))
 
 
 def conv2d(x, w, b, strides, padding, relu=False):
@@ -485,24 +484,23 @@ def conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True, relu_out
     """Gradients of :func:`conv2d` w.r.t. ``x``, ``w`` and the bias (``None`` if no bias).
     ``need_dx=False`` skips the input gradient (returned as ``None``). ``relu_output``: the forward's output when
     it fused ReLU; the ReLU backward is fused in (``dy`` passes only where the output is positive)."""
-    n = x.shape[0]
-    oh, ow = _plan(x.shape, w.shape, strides, padding)[:2]
-    cout = w.shape[3]
-    relu = relu_output is not None
-    y3 = relu_output.reshape(n, oh * ow, cout) if relu else dy.reshape(n, oh * ow, cout)
-    return _backward(dy.reshape(n, oh * ow, cout), y3, relu, x, w, strides, padding, has_bias, need_dx, _NO_POOL)
+    return _backward(x, w, strides, padding, has_bias, need_dx, relu_output is not None, dy, relu_output)
 
 
-def _backward(dy3, y3, relu, x, w, strides, padding, has_bias, need_dx, pooled):
-    """The backward driver on the layer's geometry; ``pooled``: ``(dy, arg, y, (ph, pw))`` of a
-    ``conv2d_max_pool``, or ``_NO_POOL``."""
+def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_output=None, pooled=None):
+    """The backward driver on the layer's geometry, from the convolution's gradient ``dy`` (and, with ``relu``,
+    its output ``relu_output``) or from ``pooled`` = ``(dy, arg, y, (ph, pw))`` of a ``conv2d_max_pool``, when the
+    driver reads no full-size tensor."""
     n, h, wdim, cin = x.shape
     kh, kw, _, cout = w.shape
     oh, ow, pt, pl, rows_blk, nchunks = _plan(x.shape, w.shape, strides, padding)
+    full = (n, oh * ow, cout) if dy is not None else (n, 0, cout)
+    dy3 = np.empty(full, dtype=np.float32) if dy is None else dy.reshape(full)
+    y3 = relu_output.reshape(full) if relu_output is not None else dy3
     # The panel gradient dy @ w2d^T is written straight into a C-contiguous buffer; a C-contiguous (Cout, K)
     # copy of w2d^T is tiny next to the products.
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
-    pool_dy, pool_arg, pool_y, (ph, pw) = pooled
+    pool_dy, pool_arg, pool_y, (ph, pw) = _NO_POOL if pooled is None else pooled
     taps = np.stack(np.divmod(np.arange(NO_TAP + 1), max(pw, 1)))  # each tap's (row, column) in its window
     # The input gradient of a 3x3 stride-1 convolution is the 3x3 stride-1 convolution of dy with the kernel
     # turned 180 degrees and its channels swapped, padded by 2 - pad: Winograd's tiles, per sample.
@@ -555,8 +553,5 @@ def conv2d_max_pool_backward(dy, arg, y, x, w, strides, padding, pool, has_bias,
     """Gradients of :func:`conv2d_max_pool` w.r.t. ``x``, ``w`` and the bias, from the pooled gradient ``dy`` and
     the forward's ``(y, arg)``: the bits of ``max_pool2d_backward`` then ``conv2d_backward``, without either
     full-size tensor."""
-    n = x.shape[0]
-    cout = w.shape[3]
-    none = np.empty((n, 0, cout), dtype=np.float32)  # the full-size gradient and output the driver never reads
-    return _backward(none, none, relu, x, w, strides, padding, has_bias, need_dx,
-                     (np.ascontiguousarray(dy), np.ascontiguousarray(arg), np.ascontiguousarray(y), tuple(pool)))
+    return _backward(x, w, strides, padding, has_bias, need_dx, relu,
+                     pooled=(np.ascontiguousarray(dy), np.ascontiguousarray(arg), np.ascontiguousarray(y), tuple(pool)))

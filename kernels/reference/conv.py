@@ -7,6 +7,7 @@ Padding follows TensorFlow's rule (:func:`dropcore.kernels.geometry.window_2d`).
 import numpy as np
 
 from ..geometry import window_2d
+from .pool import max_pool2d
 
 
 def _window(x_shape, w_shape, strides, padding):
@@ -93,8 +94,6 @@ def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
     of ``pool``: the poolings a convolution can run in its own pass) and where each window's maximum is: ``(y,
     arg)``, ``arg`` (uint8, shaped like ``y``) the row-major index in its window of the first tap equal to the
     maximum, ``NO_TAP`` where none is (a NaN)."""
-    from .pool import max_pool2d
-
     check_pool_taps(pool)
     z = conv2d(x, w, b, strides, padding, relu)
     y = max_pool2d(z, pool, pool, "valid")
