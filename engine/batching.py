@@ -7,8 +7,8 @@ runs them as one batch and hands each caller its own rows.
 
 Answers are identical (bit for bit) to :meth:`dropcore.Predictor.predict` on the caller's samples alone:
 construction checks that the model's kernels give a row the same bits whatever batch it is in, and refuses
-(``exact=True``, the default) when they do not (the BLAS GEMMs of builds without the AVX-512 kernels do not:
-sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests share batches with requests asking for
+(``exact=True``, the default) when they do not. dropcore's own kernels (the avx512 and avx2 targets) always do; the
+generic target's BLAS GEMMs do not (sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests share batches with requests asking for
 the same passes and seed: a sample's mask is keyed by its row in its own input, so the program draws each
 request's masks apart (``Context.segments``), as they would be drawn alone.
 """

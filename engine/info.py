@@ -53,7 +53,7 @@ def info():
         "inference_kernels": "cython" if built else "numba",
         "openmp_threads": None,
         "blas_single_thread": None,
-        "avx512_gemm": False,
+        "own_gemm": False,
         "isa": None,  # the compiled target the Cython kernels run (dropcore.kernels.isa; DROPCORE_ISA forces one)
         "cpu_isas": isa.cpu_isas(),  # the targets this CPU runs, best first
         "built_isas": isa.built_isas(),
@@ -64,8 +64,9 @@ def info():
         out["isa"] = isa.ISA
         out["openmp_threads"] = threads.num_threads("openmp")
         out["blas_single_thread"] = cython_ops.BLAS_SINGLE_THREAD
-        # dropcore's own AVX-512 matrix kernels (both kernel sets use them when the build has them)
-        out["avx512_gemm"] = bool(cython_ops.HAVE_AVX512)
+        # dropcore's own matrix, direct-convolution and pooling kernels (the avx512 and avx2 targets; both kernel
+        # sets use them): a sample's outputs then do not depend on its batch or the thread count
+        out["own_gemm"] = bool(cython_ops.HAVE_FAST_GEMM)
     return out
 
 

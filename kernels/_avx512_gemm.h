@@ -6,29 +6,17 @@
  * 10..256), so a register tile of 6 rows x 64 columns (24 zmm accumulators) streams B straight from cache without
  * packing; K is cut into blocks of KC so a block of B (KC x 64) stays in L1 across the rows of A.
  *
- * Built only when the compiler targets AVX-512 (the isa_avx512 variant, -march=x86-64-v4): DC_HAVE_AVX512 says
- * whether it was; otherwise the caller uses BLAS sgemm. Each element of C is the same sum in the same order (k
- * ascending, one FMA chain per block of DC_KC, the blocks added in order) whatever M, the row block or the thread
- * count: results never depend on how the rows are split.
+ * Included by _gemm.h (the contract, DC_MR and DC_KC) when the compiler targets AVX-512 (the isa_avx512 variant,
+ * -march=x86-64-v4); _avx2_gemm.h is the same contract on AVX2. Each element of C is the same sum in the same order
+ * (k ascending, one FMA chain per block of DC_KC, the blocks added in order) whatever M, the row block or the
+ * thread count: results never depend on how the rows are split.
  */
 #ifndef DROPCORE_AVX512_GEMM_H
 #define DROPCORE_AVX512_GEMM_H
 
-/* Rows of C per register tile, and the K block: each element of C sums DC_KC products in one FMA chain, then adds
- * the block to C (the order every caller's result depends on). */
-#define DC_MR 6
-#define DC_KC 128
+#include "_simd.h" /* dc_mask, DC_UNROLL */
 
 #if defined(__AVX512F__)
-#define DC_HAVE_AVX512 1
-#include <immintrin.h>
-
-/* Unrolled completely (MR and NV are constants in each kernel), so that GCC keeps the accumulators in registers:
- * left to itself it kept them on the stack. */
-#define DC_UNROLL _Pragma("GCC unroll 32")
-
-/* Mask of the first n (0..16) lanes. */
-static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF : ((1u << n) - 1u)); }
 
 /* C[MR x 16*NV] (+)= A[MR x kc] * B[kc x 16*NV]; the last 16-lane vector masked by `tail` (for N % 16).
  * `first`: overwrite C (the first K block) instead of adding to it. MR and NV are constants in each instance, so
@@ -110,24 +98,6 @@ static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long a
     }
 }
 
-/* C = A * B for row-major A (M x K, rows lda apart). */
-static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-                               int ldc) {
-    dc_gemm(M, N, K, A, lda, 1, B, ldb, C, ldc, 0);
-}
-
-#else
-#define DC_HAVE_AVX512 0
-/* Never called without AVX-512 (callers check DC_HAVE_AVX512); defined so that the extension still links. */
-static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb,
-                           float* C, int ldc, int accumulate) {
-    (void)M; (void)N; (void)K; (void)A; (void)ars; (void)acs; (void)B; (void)ldb; (void)C; (void)ldc;
-    (void)accumulate;
-}
-static inline void dc_sgemm_rm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-                               int ldc) {
-    (void)M; (void)N; (void)K; (void)A; (void)lda; (void)B; (void)ldb; (void)C; (void)ldc;
-}
 #endif
 
 #endif

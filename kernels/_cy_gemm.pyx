@@ -1,9 +1,12 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
-"""Ahead-of-time inference kernels built on BLAS sgemm: conv2d (im2col panels) and dense, with fused bias + ReLU.
+"""Ahead-of-time inference kernels: conv2d (direct, Winograd, implicit GEMM or im2col panels) and dense, with fused
+bias + ReLU.
 
-Row-major matrices are column-major transposes, so ``Y = A @ W`` (row-major, ``A`` is ``(rows, K)``, ``W`` is
-``(K, cout)``) is computed as the column-major ``Y^T = W^T A^T``: ``sgemm("N", "N", cout, rows, K, W, A, Y)`` with
-the leading dimensions ``cout``, ``K``, ``cout``.
+On the avx512 and avx2 variants every product runs on dropcore's own GEMM (``_gemm.h``), whose sums do not depend on
+the batch, the row split or the thread count. The generic variant calls BLAS sgemm instead: row-major matrices are
+column-major transposes, so ``Y = A @ W`` (row-major, ``A`` is ``(rows, K)``, ``W`` is ``(K, cout)``) is computed as
+the column-major ``Y^T = W^T A^T``: ``sgemm("N", "N", cout, rows, K, W, A, Y)`` with the leading dimensions
+``cout``, ``K``, ``cout``.
 
 The output rows are cut into panels of a fixed height that depends only on the layer's shapes (never on the thread
 count), and each OpenMP thread fills its own im2col buffer for the panel it runs: so the result is the same
@@ -19,8 +22,9 @@ cimport openmp
 include "_cy_threads.pxi"
 import numpy as np
 
-cdef extern from "_avx512_gemm.h" nogil:
+cdef extern from "_gemm.h" nogil:
     int DC_HAVE_AVX512
+    int DC_HAVE_FAST_GEMM
     enum:
         DC_MR
         DC_KC
@@ -28,7 +32,7 @@ cdef extern from "_avx512_gemm.h" nogil:
     void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb, float* C, int ldc,
                  int accumulate)
 
-cdef extern from "_avx512_pool.h" nogil:
+cdef extern from "_pool.h" nogil:
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
 
@@ -42,7 +46,7 @@ cdef extern from "_winograd.h" nogil:
                               int has_bias, int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y,
                               int pool, int relu, float* scratch, unsigned char* arg, int has_arg)
 
-cdef extern from "_avx512_direct_conv.h" nogil:
+cdef extern from "_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
     void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
                              const float* bias, int sh, int sw, int pt, int pl, int ow, long ni, int oy0, int oy1,
@@ -51,12 +55,15 @@ cdef extern from "_avx512_direct_conv.h" nogil:
                                      int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
                                      int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded)
 
-#: Whether the GEMMs run on dropcore's own AVX-512 micro-kernels (the isa_avx512 variant) or on BLAS.
+#: Whether this variant is the AVX-512 one (isa_avx512).
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
+#: Whether the GEMMs, the direct convolution and the vector pooling run on dropcore's own kernels (``_gemm.h``: the
+#: avx512 and avx2 variants) or, on the generic variant, on BLAS and portable loops.
+HAVE_FAST_GEMM = bool(DC_HAVE_FAST_GEMM)
 #: Whether 3x3 stride-1 convolutions can run on Winograd's tiles (``_winograd.h``: the avx512 and avx2 variants).
 HAVE_WINOGRAD = bool(DC_HAVE_WINOGRAD)
 #: Batches of at most this many rows (one register tile) run ``dense_forward`` split over the rows of ``w``
-#: (``_dense_split_k``) on the AVX-512 kernels.
+#: (``_dense_split_k``) on dropcore's own GEMM.
 SPLIT_K_ROWS = DC_MR
 
 # Floats per im2col panel (256 KiB): small enough to stay in L2 next to the weights, large enough for sgemm to be
@@ -67,7 +74,7 @@ cdef enum:
     DENSE_ROWS = 64
     DENSE_COLS = 64  # columns per block when a small batch is split over the output columns (a full GEMM tile)
     GEMV_ROWS = 8  # on BLAS, up to this many rows, one matrix-vector product per row (sgemm would pack all of w
-                   # first); the AVX-512 GEMM packs nothing and reads w once for all rows (batch 1: 40 -> 34 us on
+                   # first); dropcore's own GEMM packs nothing and reads w once for all rows (batch 1: 40 -> 34 us on
                    # mnist's 9216 x 128 layer; 4 rows: 160 -> 58 us)
 
 # Whether the panels may run on several OpenMP threads: only while BLAS itself runs on one thread (see
@@ -198,7 +205,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef int rows_per = panel_rows(k, m)
     cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
     cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
-    cdef int nthreads = _threads(npanels, not DC_HAVE_AVX512, 2.0 * m * k * cout)
+    cdef int nthreads = _threads(npanels, not DC_HAVE_FAST_GEMM, 2.0 * m * k * cout)
     cdef float[:, ::1] bufs = np.empty((1 if direct else nthreads, rows_per * k), dtype=np.float32)
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
@@ -217,7 +224,7 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
             else:
                 a = &bufs[threadid(), 0]
                 _im2col(xp, a, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
-            if DC_HAVE_AVX512:
+            if DC_HAVE_FAST_GEMM:
                 dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
             else:
                 sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
@@ -241,9 +248,9 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
 
     In NHWC, the ``kw * cin`` inputs one kernel row sees are contiguous, and the windows of neighbouring output
     pixels start ``sw * cin`` floats apart: for each output row and each kernel row ``i``, the patches form a
-    matrix whose rows overlap in memory (row stride ``sw * cin``), which the AVX-512 GEMM reads in place. Each
+    matrix whose rows overlap in memory (row stride ``sw * cin``), which dropcore's GEMM reads in place. Each
     output row is then ``kh`` products accumulated into it, and the bias and ReLU follow while it is in cache.
-    Only with the AVX-512 GEMM (callers check ``HAVE_AVX512``).
+    Only with dropcore's own GEMM (callers check ``HAVE_FAST_GEMM``).
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
@@ -272,8 +279,8 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
 
     Each task is a block of output rows of one sample (a whole sample when the batch has enough of them, else
     about 1/8 of one); each keeps its tiles of outputs in registers over the whole window (see
-    ``_avx512_direct_conv.h``). ``padded``: some window leaves the input, so each task first copies the input rows
-    it reads into zero-padded scratch rows. Only with the AVX-512 kernels (callers check ``HAVE_AVX512``).
+    ``_direct_conv.h``). ``padded``: some window leaves the input, so each task first copies the input rows
+    it reads into zero-padded scratch rows. Only with dropcore's own kernels (callers check ``HAVE_FAST_GEMM``).
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
@@ -309,7 +316,7 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     batch has 8 or more, about an eighth of one otherwise) into its own scratch, on the direct kernel (``direct``)
     or the implicit GEMM, then pools them into ``y``: the full-size convolution output (cifar's first layer: 59 MB
     at batch 256) is never written to memory and read back. ``oh``, ``ow``: the convolution's output size.
-    Only with the AVX-512 kernels (callers check ``HAVE_AVX512``); results equal the two separate kernels'.
+    Only with dropcore's own kernels (callers check ``HAVE_FAST_GEMM``); results equal the two separate kernels'.
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
@@ -394,19 +401,19 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
 
     Tasks are (row block, column block) pairs: large batches split over rows only (each task streams all of
     ``w`` once per ``DENSE_ROWS`` rows); small batches also split over the output columns, so both cores share
-    the read of ``w`` (which dominates at batch 1) instead of one core reading it all. On the AVX-512 kernels, a
+    the read of ``w`` (which dominates at batch 1) instead of one core reading it all. On dropcore's own GEMM, a
     batch of at most ``SPLIT_K_ROWS`` rows splits ``w``'s rows instead (``_dense_split_k``).
     """
     cdef Py_ssize_t n = x.shape[0]
     cdef int k = x.shape[1], cout = w.shape[1]
-    if DC_HAVE_AVX512 and n <= DC_MR:  # SPLIT_K_ROWS
+    if DC_HAVE_FAST_GEMM and n <= DC_MR:  # SPLIT_K_ROWS
         _dense_split_k(&x[0, 0], <int>n, k, &w[0, 0], cout, &b[0] if has_bias else NULL, relu, &y[0, 0],
                        split_k_threads(k, cout, <int>n))
         return
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
     cdef int ccols = (cout + cblocks - 1) // cblocks
-    cdef int nthreads = _threads(rblocks * cblocks, not DC_HAVE_AVX512, 2.0 * n * k * cout)
+    cdef int nthreads = _threads(rblocks * cblocks, not DC_HAVE_FAST_GEMM, 2.0 * n * k * cout)
     cdef const float* xp = &x[0, 0]
     cdef const float* wp = &w[0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
@@ -422,11 +429,11 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
             cols = min(ccols, cout - c0)
             if cols <= 0:
                 continue
-            if rows <= GEMV_ROWS and not DC_HAVE_AVX512:
+            if rows <= GEMV_ROWS and not DC_HAVE_FAST_GEMM:
                 for r in range(rows):
                     sgemv("N", &cols, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + (r0 + r) * k), &inc, &zero,
                           yp + (r0 + r) * cout + c0, &inc)
-            elif DC_HAVE_AVX512:
+            elif DC_HAVE_FAST_GEMM:
                 dc_sgemm_rm(rows, cols, k, xp + r0 * k, k, wp + c0, cout, yp + r0 * cout + c0, cout)
             else:
                 sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
@@ -435,7 +442,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
 
 
 def split_k_threads(int k, int cout, int n):
-    """Threads ``dense_forward`` gives a batch of ``n <= SPLIT_K_ROWS`` rows on the AVX-512 kernels: as many as
+    """Threads ``dense_forward`` gives a batch of ``n <= SPLIT_K_ROWS`` rows on dropcore's own GEMM: as many as
     the weights' bytes (``GRAIN_BYTES`` each) or the flops pay for, at most one per block of ``DC_KC`` rows of
     ``w``."""
     cdef Py_ssize_t blocks = (k + DC_KC - 1) // DC_KC
@@ -477,14 +484,14 @@ cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cou
 
 
 def matmul(const float[:, ::1] a, const float[:, ::1] b):
-    """``a @ b`` through the GEMM the kernels use (the AVX-512 micro-kernels when built): for tests."""
+    """``a @ b`` through the GEMM the kernels use (dropcore's own micro-kernels where the variant has them): for tests."""
     cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
     out = np.zeros((m, n), dtype=np.float32)
     cdef float[:, ::1] c = out
     cdef float one = 1.0, zero = 0.0
     if m == 0 or n == 0 or k == 0:
         return out
-    if DC_HAVE_AVX512:
+    if DC_HAVE_FAST_GEMM:
         dc_sgemm_rm(m, n, k, &a[0, 0], k, &b[0, 0], n, &c[0, 0], n)
     else:
         sgemm("N", "N", &n, &m, &k, &one, <float*>&b[0, 0], &n, <float*>&a[0, 0], &k, &zero, &c[0, 0], &n)
@@ -498,12 +505,12 @@ def winograd_rows_address():
 
 
 def gemm_address():
-    """The address of the C function ``dc_gemm`` (see ``_avx512_gemm.h``) for the Numba kernels, or 0 when the
-    extension was built without AVX-512."""
-    return <size_t>&dc_gemm if DC_HAVE_AVX512 else 0
+    """The address of the C function ``dc_gemm`` (see ``_gemm.h``) for the Numba kernels, or 0 on the generic
+    variant (no vector kernels)."""
+    return <size_t>&dc_gemm if DC_HAVE_FAST_GEMM else 0
 
 
 def direct_conv_address():
-    """The address of the C function ``dc_conv_direct_rows_flagged`` (see ``_avx512_direct_conv.h``) for the Numba
-    kernels, or 0 when the extension was built without AVX-512."""
-    return <size_t>&dc_conv_direct_rows_flagged if DC_HAVE_AVX512 else 0
+    """The address of the C function ``dc_conv_direct_rows_flagged`` (see ``_direct_conv.h``) for the Numba kernels,
+    or 0 on the generic variant (no vector kernels)."""
+    return <size_t>&dc_conv_direct_rows_flagged if DC_HAVE_FAST_GEMM else 0

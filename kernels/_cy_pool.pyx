@@ -12,8 +12,8 @@ cimport openmp
 
 include "_cy_threads.pxi"
 
-cdef extern from "_avx512_pool.h" nogil:
-    int DC_HAVE_AVX512
+cdef extern from "_pool.h" nogil:
+    int DC_HAVE_SIMD
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
 
@@ -78,7 +78,7 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
         oy = <int>(t % oh)
         if average:
             _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
-        elif DC_HAVE_AVX512:  # masked vectors: fast for any channel count (see _avx512_pool.h)
+        elif DC_HAVE_SIMD:  # masked vectors: fast for any channel count (see _pool.h)
             dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw,
                             sw, pl)
         else:

@@ -18,69 +18,11 @@
 #ifndef DROPCORE_WINOGRAD_H
 #define DROPCORE_WINOGRAD_H
 
-#include "_avx2_gemm.h"
-#include "_avx512_gemm.h"
+#include "_gemm.h"
+#include "_simd.h"
 
-/* The vectors the transforms run on: 16 lanes and mask registers on AVX-512, 8 lanes and vector masks on AVX2 (its
- * 16 products on dc2_gemm). The code below is written once over these. */
-#if DC_HAVE_AVX512
-#define DC_HAVE_WINOGRAD 1
-typedef __m512 wvf_t;
-typedef __mmask16 wmask_t;
-typedef __m512i wvi_t;
-#define W_LANES 16
-#define W_MASK(n) dc_mask(n)
-#define W_LOAD(m, p) _mm512_maskz_loadu_ps(m, p)
-#define W_STORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
-#define W_ADD _mm512_add_ps
-#define W_SUB _mm512_sub_ps
-#define W_MUL _mm512_mul_ps
-#define W_SET1 _mm512_set1_ps
-#define W_ZERO _mm512_setzero_ps()
-#define W_LT0(v) _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ)
-#define W_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
-#define W_NAN(v) _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)
-#define W_NONE ((__mmask16)0)
-#define W_OR(a, b) ((__mmask16)((a) | (b)))
-#define W_SELECT(m, a, b) _mm512_mask_blend_ps(m, a, b) /* b where m */
-#define W_INT(k) _mm512_set1_epi32(k)
-#define W_SELECT_INT(m, a, b) _mm512_mask_blend_epi32(m, a, b)
-#define W_STORE_BYTES(p, m, v) _mm_mask_storeu_epi8(p, m, _mm512_cvtepi32_epi8(v))
-#define W_GEMM dc_gemm
-#elif DC_HAVE_AVX2_GEMM
-#define DC_HAVE_WINOGRAD 1
-typedef __m256 wvf_t;
-typedef __m256i wmask_t;
-typedef __m256i wvi_t;
-#define W_LANES 8
-#define W_MASK(n) dc2_mask(n)
-#define W_LOAD(m, p) _mm256_maskload_ps(p, m)
-#define W_STORE(p, m, v) _mm256_maskstore_ps(p, m, v)
-#define W_ADD _mm256_add_ps
-#define W_SUB _mm256_sub_ps
-#define W_MUL _mm256_mul_ps
-#define W_SET1 _mm256_set1_ps
-#define W_ZERO _mm256_setzero_ps()
-#define W_LT0(v) _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ))
-#define W_GT(a, b) _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ))
-#define W_NAN(v) _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
-#define W_NONE _mm256_setzero_si256()
-#define W_OR(a, b) _mm256_or_si256(a, b)
-#define W_SELECT(m, a, b) _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m))
-#define W_INT(k) _mm256_set1_epi32(k)
-#define W_SELECT_INT(m, a, b) _mm256_blendv_epi8(a, b, m)
-static inline void dc2_store_bytes(unsigned char* p, __m256i m, __m256i v) {
-    int mask[8], val[8];
-    _mm256_storeu_si256((__m256i*)mask, m);
-    _mm256_storeu_si256((__m256i*)val, v);
-    for (int l = 0; l < 8; ++l)
-        if (mask[l]) p[l] = (unsigned char)val[l];
-}
-#define W_STORE_BYTES(p, m, v) dc2_store_bytes(p, m, v)
-#define W_GEMM dc2_gemm
-#else
-#define DC_HAVE_WINOGRAD 0
-#endif
+/* Written once over the vectors of _simd.h (16 lanes on AVX-512, 8 on AVX2), its 16 products on dc_gemm. */
+#define DC_HAVE_WINOGRAD DC_HAVE_FAST_GEMM
 
 #if DC_HAVE_WINOGRAD
 
@@ -88,25 +30,25 @@ static inline void dc2_store_bytes(unsigned char* p, __m256i m, __m256i v) {
  * of w (3 x 3 x cin x cout); G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]. */
 static inline void dc_wino_weights(const float* w, int cin, int cout, float* u) {
     const long plane = (long)cin * cout;
-    const wvf_t half = W_SET1(0.5f);
+    const vf_t half = V_SET1(0.5f);
     for (int ci = 0; ci < cin; ++ci)
-        for (int co = 0; co < cout; co += W_LANES) {
-            const wmask_t m = W_MASK(cout - co);
-            wvf_t g[3][3], t[4][3];
+        for (int co = 0; co < cout; co += V_LANES) {
+            const vmask_t m = V_MASK(cout - co);
+            vf_t g[3][3], t[4][3];
             for (int i = 0; i < 3; ++i)
-                for (int j = 0; j < 3; ++j) g[i][j] = W_LOAD(m, w + ((long)(i * 3 + j) * cin + ci) * cout + co);
+                for (int j = 0; j < 3; ++j) g[i][j] = V_LOAD(m, w + ((long)(i * 3 + j) * cin + ci) * cout + co);
             for (int j = 0; j < 3; ++j) { /* t = G g */
                 t[0][j] = g[0][j];
-                t[1][j] = W_MUL(half, W_ADD(W_ADD(g[0][j], g[1][j]), g[2][j]));
-                t[2][j] = W_MUL(half, W_ADD(W_SUB(g[0][j], g[1][j]), g[2][j]));
+                t[1][j] = V_MUL(half, V_ADD(V_ADD(g[0][j], g[1][j]), g[2][j]));
+                t[2][j] = V_MUL(half, V_ADD(V_SUB(g[0][j], g[1][j]), g[2][j]));
                 t[3][j] = g[2][j];
             }
             for (int i = 0; i < 4; ++i) { /* U = t G^T */
                 float* ui = u + (long)(4 * i) * plane + (long)ci * cout + co;
-                W_STORE(ui, m, t[i][0]);
-                W_STORE(ui + plane, m, W_MUL(half, W_ADD(W_ADD(t[i][0], t[i][1]), t[i][2])));
-                W_STORE(ui + 2 * plane, m, W_MUL(half, W_ADD(W_SUB(t[i][0], t[i][1]), t[i][2])));
-                W_STORE(ui + 3 * plane, m, t[i][2]);
+                V_STORE(ui, m, t[i][0]);
+                V_STORE(ui + plane, m, V_MUL(half, V_ADD(V_ADD(t[i][0], t[i][1]), t[i][2])));
+                V_STORE(ui + 2 * plane, m, V_MUL(half, V_ADD(V_SUB(t[i][0], t[i][1]), t[i][2])));
+                V_STORE(ui + 3 * plane, m, t[i][2]);
             }
         }
 }
@@ -120,50 +62,50 @@ static inline void dc_wino_input(const float* x, int h, int wd, int cin, int pt,
     for (int ty = ty0; ty < ty1; ++ty)
         for (int tx = 0; tx < tw; ++tx, ++t) {
             const int iy0 = 2 * ty - pt, ix0 = 2 * tx - pl;
-            for (int ci = 0; ci < cin; ci += W_LANES) {
-                const wmask_t m = W_MASK(cin - ci);
-                wvf_t d[4][4], s[4][4];
+            for (int ci = 0; ci < cin; ci += V_LANES) {
+                const vmask_t m = V_MASK(cin - ci);
+                vf_t d[4][4], s[4][4];
                 for (int r = 0; r < 4; ++r)
                     for (int c = 0; c < 4; ++c) {
                         const int iy = iy0 + r, ix = ix0 + c;
                         d[r][c] = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
-                                      ? W_LOAD(m, x + (((ni * h + iy) * wd) + ix) * cin + ci)
-                                      : W_ZERO;
+                                      ? V_LOAD(m, x + (((ni * h + iy) * wd) + ix) * cin + ci)
+                                      : V_ZERO;
                     }
                 for (int c = 0; c < 4; ++c) { /* s = B^T d */
-                    s[0][c] = W_SUB(d[0][c], d[2][c]);
-                    s[1][c] = W_ADD(d[1][c], d[2][c]);
-                    s[2][c] = W_SUB(d[2][c], d[1][c]);
-                    s[3][c] = W_SUB(d[1][c], d[3][c]);
+                    s[0][c] = V_SUB(d[0][c], d[2][c]);
+                    s[1][c] = V_ADD(d[1][c], d[2][c]);
+                    s[2][c] = V_SUB(d[2][c], d[1][c]);
+                    s[3][c] = V_SUB(d[1][c], d[3][c]);
                 }
                 for (int r = 0; r < 4; ++r) { /* V = s B */
                     float* vr = v + (long)(4 * r) * vplane + t * cin + ci;
-                    W_STORE(vr, m, W_SUB(s[r][0], s[r][2]));
-                    W_STORE(vr + vplane, m, W_ADD(s[r][1], s[r][2]));
-                    W_STORE(vr + 2 * vplane, m, W_SUB(s[r][2], s[r][1]));
-                    W_STORE(vr + 3 * vplane, m, W_SUB(s[r][1], s[r][3]));
+                    V_STORE(vr, m, V_SUB(s[r][0], s[r][2]));
+                    V_STORE(vr + vplane, m, V_ADD(s[r][1], s[r][2]));
+                    V_STORE(vr + 2 * vplane, m, V_SUB(s[r][2], s[r][1]));
+                    V_STORE(vr + 3 * vplane, m, V_SUB(s[r][1], s[r][3]));
                 }
             }
         }
 }
 
 /* The 2x2 outputs of tile t from M (A^T M A, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]), bias and ReLU applied, for
- * channels co .. co + 16 (mask m). */
-static inline void dc_wino_tile_out(const float* mm, long mplane, long t, int cout, int co, wmask_t m,
-                                    const float* bias, int relu, wvf_t y[2][2]) {
-    wvf_t q[4][4], r[2][4];
-    for (int e = 0; e < 16; ++e) q[e / 4][e % 4] = W_LOAD(m, mm + e * mplane + t * cout + co);
+ * channels co .. co + V_LANES (mask m). */
+static inline void dc_wino_tile_out(const float* mm, long mplane, long t, int cout, int co, vmask_t m,
+                                    const float* bias, int relu, vf_t y[2][2]) {
+    vf_t q[4][4], r[2][4];
+    for (int e = 0; e < 16; ++e) q[e / 4][e % 4] = V_LOAD(m, mm + e * mplane + t * cout + co);
     for (int c = 0; c < 4; ++c) {
-        r[0][c] = W_ADD(W_ADD(q[0][c], q[1][c]), q[2][c]);
-        r[1][c] = W_SUB(W_SUB(q[1][c], q[2][c]), q[3][c]);
+        r[0][c] = V_ADD(V_ADD(q[0][c], q[1][c]), q[2][c]);
+        r[1][c] = V_SUB(V_SUB(q[1][c], q[2][c]), q[3][c]);
     }
-    const wvf_t b = bias ? W_LOAD(m, bias + co) : W_ZERO;
+    const vf_t b = bias ? V_LOAD(m, bias + co) : V_ZERO;
     for (int i = 0; i < 2; ++i) {
-        y[i][0] = W_ADD(W_ADD(r[i][0], r[i][1]), r[i][2]);
-        y[i][1] = W_SUB(W_SUB(r[i][1], r[i][2]), r[i][3]);
+        y[i][0] = V_ADD(V_ADD(r[i][0], r[i][1]), r[i][2]);
+        y[i][1] = V_SUB(V_SUB(r[i][1], r[i][2]), r[i][3]);
         for (int j = 0; j < 2; ++j) {
-            if (bias) y[i][j] = W_ADD(y[i][j], b);
-            if (relu) y[i][j] = W_SELECT(W_LT0(y[i][j]), y[i][j], W_ZERO); /* x < 0 -> 0; a NaN passes */
+            if (bias) y[i][j] = V_ADD(y[i][j], b);
+            if (relu) y[i][j] = V_SELECT(V_LT0(y[i][j]), y[i][j], V_ZERO); /* x < 0 -> 0; a NaN passes */
         }
     }
 }
@@ -182,40 +124,40 @@ static inline void dc_wino_rows(const float* x, int h, int wd, int cin, const fl
     float* mm = scratch + 16 * tiles * cin;
     dc_wino_input(x, h, wd, cin, pt, pl, ni, ty0, ty1, tw, v, tiles * cin);
     for (int e = 0; e < 16; ++e)
-        W_GEMM((int)tiles, cout, cin, v + e * tiles * cin, cin, 1, u + (long)e * cin * cout, cout,
+        dc_gemm((int)tiles, cout, cin, v + e * tiles * cin, cin, 1, u + (long)e * cin * cout, cout,
                mm + e * tiles * cout, cout, 0);
     const int pw_ = ow / 2, ph_ = oh / 2;
     for (int ty = ty0; ty < ty1; ++ty)
         for (int tx = 0; tx < tw; ++tx) {
             const long t = (long)(ty - ty0) * tw + tx;
             if (pool && (ty >= ph_ || tx >= pw_)) continue; /* a last odd row or column: no window of the pooling */
-            for (int co = 0; co < cout; co += W_LANES) {
-                const wmask_t m = W_MASK(cout - co);
-                wvf_t q[2][2];
+            for (int co = 0; co < cout; co += V_LANES) {
+                const vmask_t m = V_MASK(cout - co);
+                vf_t q[2][2];
                 dc_wino_tile_out(mm, tiles * cout, t, cout, co, m, bias, relu, q);
                 if (pool) {
                     /* the first maximum, row-major (a later tap wins only when greater), as max_pool2d */
-                    wmask_t nan = W_NONE;
-                    wvf_t best = q[0][0];
-                    wvi_t tap = W_INT(0);
+                    vmask_t nan = V_NONE;
+                    vf_t best = q[0][0];
+                    vi_t tap = V_INT(0);
                     for (int k = 0; k < 4; ++k) {
-                        const wvf_t v = q[k / 2][k % 2];
-                        nan = W_OR(nan, W_NAN(v));
+                        const vf_t v = q[k / 2][k % 2];
+                        nan = V_OR(nan, V_NAN(v));
                         if (k) {
-                            const wmask_t gt = W_GT(v, best);
-                            best = W_SELECT(gt, best, v);
-                            tap = W_SELECT_INT(gt, tap, W_INT(k));
+                            const vmask_t gt = V_GT(v, best);
+                            best = V_SELECT(gt, best, v);
+                            tap = V_SELECT_INT(gt, tap, V_INT(k));
                         }
                     }
-                    best = W_SELECT(nan, best, W_SET1(__builtin_nanf("")));
+                    best = V_SELECT(nan, best, V_SET1(__builtin_nanf("")));
                     const long at = ((long)ty * pw_ + tx) * cout + co;
-                    W_STORE(y + at, m, best);
-                    if (arg) W_STORE_BYTES(arg + at, m, W_SELECT_INT(nan, tap, W_INT(255)));
+                    V_STORE(y + at, m, best);
+                    if (arg) V_STORE_BYTES(arg + at, m, V_SELECT_INT(nan, tap, V_INT(255)));
                 } else {
                     for (int i = 0; i < 2; ++i)
                         for (int j = 0; j < 2; ++j) {
                             const int oy = 2 * ty + i, ox = 2 * tx + j;
-                            if (oy < oh && ox < ow) W_STORE(y + ((long)oy * ow + ox) * cout + co, m, q[i][j]);
+                            if (oy < oh && ox < ow) V_STORE(y + ((long)oy * ow + ox) * cout + co, m, q[i][j]);
                         }
                 }
             }

@@ -55,7 +55,7 @@ def gemm(a, b, c, m, n, k, lda, ldb, ldc, trans_a=False, trans_b=False):
            ints[5:].ctypes)
 
 
-# --- dropcore's own AVX-512 GEMM (the Cython extension's dc_gemm), for the convolutions ---------------------------
+# --- dropcore's own GEMM (the Cython extension's dc_gemm: AVX-512 or AVX2), for the convolutions -------------------
 def _fast_gemm_address():
     try:
         from .isa import gemm  # the variant the Cython kernels load: both follow one choice of target
@@ -65,7 +65,7 @@ def _fast_gemm_address():
 
 
 def _numpy_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, accumulate):
-    """The same contract as ``dc_gemm`` in NumPy, behind the symbol when the extension has no AVX-512 kernels: the
+    """The same contract as ``dc_gemm`` in NumPy, behind the symbol when the extension has no vector kernels: the
     kernels never call it then (they check :data:`HAVE_FAST_GEMM`), but code Numba cached where they were loaded
     (another machine, or another ``DROPCORE_ISA``) still links, and stays correct."""
     f32 = ctypes.POINTER(ctypes.c_float)
@@ -96,7 +96,7 @@ def _bind_fast_gemm():
     return bool(address), types.ExternalFunction("dropcore_fast_gemm", sig)
 
 
-#: Whether :func:`matmul` and :func:`matmul_tn_add` run on the AVX-512 micro-kernels of the Cython extension
+#: Whether :func:`matmul` and :func:`matmul_tn_add` run on dropcore's own micro-kernels (``_gemm.h``, AVX-512 or AVX2)
 #: (about twice OpenBLAS's speed where OpenBLAS runs its AVX2 kernels); otherwise they use Numba's ``np.dot``.
 HAVE_FAST_GEMM, _fast_gemm = _bind_fast_gemm()
 
@@ -112,7 +112,7 @@ def _direct_conv_address():
 def _numpy_direct_rows(x, h, wd, cin, w, kh, kw, cout, bias, sh, sw, pt, pl, ow, ni, oy0, oy1, y, pad, relu,
                        has_bias, padded):
     """The contract of ``dc_conv_direct_rows_flagged`` on the NumPy reference, behind the symbol when the extension
-    has no AVX-512 kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached
+    has no vector kernels: never called then (the kernels check :data:`HAVE_DIRECT_CONV`), but code Numba cached
     where they were loaded (another machine, or another ``DROPCORE_ISA``) still links, and stays correct."""
     from .reference.conv import conv2d
 
@@ -148,7 +148,7 @@ def _bind_direct_conv():
     return bool(address), types.ExternalFunction("dropcore_conv_direct_rows", sig)
 
 
-#: Whether the direct convolution of the Cython extension (``_avx512_direct_conv.h``) is there for the Numba kernels.
+#: Whether the direct convolution of the Cython extension (``_direct_conv.h``) is there for the Numba kernels.
 HAVE_DIRECT_CONV, conv_direct_rows = _bind_direct_conv()
 
 
@@ -229,7 +229,7 @@ HAVE_WINOGRAD, wino_rows = _bind_winograd()
 
 @njit
 def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
-    """``C (+)= op(A) @ B`` on the AVX-512 kernels (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first
+    """``C (+)= op(A) @ B`` on dropcore's own GEMM (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first
     element is the block's first: element (i, j) of op(A) is ``a[i * ars + j * acs]``; B and C are row-major with
     leading dimensions ``ldb`` and ``ldc``."""
     _fast_gemm(np.int32(m), np.int32(n), np.int32(k), a.ctypes, np.int64(ars), np.int64(acs), b.ctypes,

@@ -1,6 +1,6 @@
 """2-D convolution (Numba): per-sample im2col panels fed to a float32 GEMM, bias and ReLU fused while the tile is hot.
 
-The GEMM is dropcore's AVX-512 micro-kernel when the Cython extension has it (:mod:`dropcore.kernels.blas`), else
+The GEMM is dropcore's own micro-kernel (AVX-512 or AVX2) when the Cython extension has it (:mod:`dropcore.kernels.blas`), else
 BLAS through ``np.dot``.
 
 Same contract as :mod:`dropcore.kernels.reference.conv`. Work is split into one chunk of samples per thread; each
@@ -135,7 +135,7 @@ def _conv2d_fwd(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, pt, pl, oh,
 
 @pjit
 def _conv2d_fwd_implicit(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, oh, ow):
-    """Forward without padding and without im2col, on the AVX-512 GEMM: in NHWC the ``kw * c`` inputs a kernel
+    """Forward without padding and without im2col, on dropcore's GEMM: in NHWC the ``kw * c`` inputs a kernel
     row sees are contiguous and neighbouring windows start ``sw * c`` floats apart, so for each output row the
     patches of kernel row ``i`` are a matrix with overlapping rows that the GEMM reads in place; the ``kh``
     products accumulate into the output row, then bias and ReLU while it is in cache."""
@@ -160,7 +160,7 @@ def _conv2d_fwd_implicit(x2, w2d, b, has_bias, relu, h, w, c, kh, kw, sh, sw, oh
 
 @pjit
 def _conv2d_fwd_direct(x, w, b, has_bias, relu, sh, sw, pt, pl, padded, oh, ow, block, scratch):
-    """Forward on the direct convolution (``_avx512_direct_conv.h``) for layers whose weights fit in L1: one task
+    """Forward on the direct convolution (``_direct_conv.h``) for layers whose weights fit in L1: one task
     per block of ``block`` output rows of a sample, each with its own scratch for zero-padded input rows."""
     n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape

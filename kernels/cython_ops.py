@@ -22,8 +22,11 @@ from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
 from .threads import cap_openmp, hold_cython_blas
 
-#: Whether the GEMMs run on dropcore's AVX-512 micro-kernels (the isa_avx512 variant is loaded).
+#: Whether the loaded variant is the AVX-512 one.
 HAVE_AVX512 = _gemm.HAVE_AVX512
+#: Whether the products, the direct convolution and the max pooling run on dropcore's own vector kernels (the avx512
+#: and avx2 variants): their results do not depend on the batch or the thread count. The generic variant uses BLAS.
+HAVE_FAST_GEMM = _gemm.HAVE_FAST_GEMM
 _NO_BIAS = np.empty(0, dtype=np.float32)
 
 
@@ -100,7 +103,7 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
         u = _winograd(w)
         return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False)), \
             (n, oh, ow, cout)
-    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
+    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_FAST_GEMM)
     if path == "direct":
         padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
         return (lambda x, y: _gemm.conv2d_direct(x, w, bias, has_bias, sh, sw, pt, pl, padded, y, relu)), \
@@ -112,7 +115,7 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
 
 def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     """``(run, y_shape)`` for ``max_pool2d(conv2d(x, ...), pool, pool, "valid")`` in one pass (the convolution's
-    output stays in cache), or ``None`` where only the two separate kernels apply (no AVX-512 kernels, or a layer
+    output stays in cache), or ``None`` where only the two separate kernels apply (the generic variant, or a layer
     that runs on im2col panels and not on Winograd's tiles, see ``geometry.winograd_pays``)."""
     n, h, wd, _ = x_shape
     w = _check_conv(x_shape, _c32(w), b)
@@ -125,7 +128,7 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
         u, bias, has_bias, relu = _winograd(w), _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
         return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, True)), \
             (n, oh // 2, ow // 2, cout)
-    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_AVX512)
+    path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_FAST_GEMM)
     if path == "im2col":
         return None
     direct = path == "direct"

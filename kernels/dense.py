@@ -1,13 +1,14 @@
 """Dense layer kernels (Numba): ``y = x @ w + b`` (optional fused ReLU) and its backward pass.
 
-Each product is split across the threads over the axis that lets every thread read only its share of the larger
-operand, each share one single-threaded BLAS call (:func:`dropcore.kernels.blas.gemm`, which takes leading
-dimensions, so a block of columns needs no copy):
+Where the Cython extension has dropcore's own GEMM (AVX-512 or AVX2: :data:`dropcore.kernels.blas.HAVE_FAST_GEMM`),
+every product runs on it, BLAS never: its sums do not depend on the split, and on AVX-512 it runs at twice the speed
+of OpenBLAS's AVX2 kernels. ``dx`` needs ``w`` transposed, which the GEMM reads through a transposed copy of ``w``.
+Mid-sized backward passes run ``dx`` and ``dw`` side by side, one thread each. Without it (the generic target), each
+share is a single-threaded BLAS call (:func:`dropcore.kernels.blas.gemm`, which takes leading dimensions, so a block
+of columns needs no copy).
 
-Where the Cython extension has AVX-512 GEMM kernels (:data:`dropcore.kernels.blas.HAVE_FAST_GEMM`), the forward
-and ``dw`` products run on them (twice OpenBLAS's speed when OpenBLAS runs its AVX2 kernels); ``dx`` needs ``w``
-transposed: on small layers it runs on them through a transposed copy of ``w``, on large ones it stays on BLAS.
-Mid-sized backward passes run ``dx`` and ``dw`` side by side, one thread each.
+Each product is split across the threads over the axis that lets every thread read only its share of the larger
+operand:
 
 - forward: over output columns when ``w`` is the larger operand (a thread reads only its columns of ``w``; with
   row blocks every thread would pack all of ``w``: measured 0.69 ms against 2-thread BLAS's 0.45 ms on
@@ -15,10 +16,10 @@ Mid-sized backward passes run ``dx`` and ``dw`` side by side, one thread each.
 - ``dx = dy @ w.T``: over columns of ``dx`` (rows of ``w``) when ``w`` is the larger operand, else over rows;
 - ``dw = x.T @ dy``: over rows of ``dw``, reading the matching columns of ``x`` in place.
 
-Small batches (``N <= SMALL_BATCH``) run the forward as one-row products: OpenBLAS runs those as matrix-vector
+On BLAS, small batches (``N <= SMALL_BATCH``) run the forward as one-row products: OpenBLAS runs those as matrix-vector
 products straight from ``w``, while a product of a few rows packs all of ``w`` first (measured on (N, 9216) x
 (9216, 128): 0.12 ms for N = 4 as four one-row calls, 0.50 ms as two two-row calls). Products of fewer than
-``SMALL_WORK`` multiply-adds (``SMALL_WORK_FAST`` on the AVX-512 GEMM) run serially: waking the thread pool costs
+``SMALL_WORK`` multiply-adds (``SMALL_WORK_FAST`` on dropcore's GEMM) run serially: waking the thread pool costs
 more than they do.
 
 The public wrappers hold BLAS to one thread while the ``prange`` regions call it from every thread.
@@ -34,7 +35,7 @@ from .threads import blas_single_thread
 F32 = np.float32
 #: Batches up to this size use one-row blocks in the forward.
 SMALL_BATCH = 8
-#: Products of at most this many multiply-adds run on one thread (with the AVX-512 GEMM, which is faster on one
+#: Products of at most this many multiply-adds run on one thread (with dropcore's GEMM, which is faster on one
 #: core than OpenBLAS on two up to about this size: ``SMALL_WORK_FAST``).
 SMALL_WORK = 1 << 19
 SMALL_WORK_FAST = 1 << 22
@@ -116,16 +117,20 @@ def dense(x, w, b, relu=False):
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     n, k_in = x.shape
     m = w.shape[1]
-    if HAVE_FAST_GEMM and n > SMALL_BATCH and n * k_in * m <= SMALL_WORK_FAST:
-        return _dense_serial(x, w, b, relu, True)
+    if HAVE_FAST_GEMM:
+        if n * k_in * m <= SMALL_WORK_FAST:
+            return _dense_serial(x, w, b, relu, True)
+        if n < k_in and _blocks(m) > 1:  # w is the larger operand: each thread reads only its columns of it
+            return _dense_cols(x, w, b, relu, _blocks(m), True)
+        return _dense_rows(x, w, b, relu, _blocks(n), True)
     if n * k_in * m <= SMALL_WORK:  # OpenBLAS runs products this small on one thread by itself
         return _dense_serial(x, w, b, relu, False)
     with blas_single_thread():
         if n <= SMALL_BATCH:  # one-row products: matrix-vector products straight from w (BLAS)
             return _dense_rows(x, w, b, relu, n, False)
-        if n < k_in and _blocks(m) > 1:  # w is the larger operand: each thread reads only its columns of it
-            return _dense_cols(x, w, b, relu, _blocks(m), HAVE_FAST_GEMM)
-        return _dense_rows(x, w, b, relu, _blocks(n), HAVE_FAST_GEMM)
+        if n < k_in and _blocks(m) > 1:
+            return _dense_cols(x, w, b, relu, _blocks(m), False)
+        return _dense_rows(x, w, b, relu, _blocks(n), False)
 
 
 @pjit
@@ -181,15 +186,29 @@ def _db(dy):
 
 @njit
 def _dx_fast(dy, w, dx):
-    """``dx = dy @ w.T`` on the AVX-512 GEMM, which reads B row-major: through a transposed copy of ``w``."""
+    """``dx = dy @ w.T`` on dropcore's GEMM, which reads B row-major: through a transposed copy of ``w``."""
     n, m, k_in = dy.shape[0], dy.shape[1], w.shape[0]
     wt = np.ascontiguousarray(w.T)
     fast_gemm(dy.reshape(-1), m, 1, wt.reshape(-1), k_in, dx.reshape(-1), k_in, n, k_in, m)
 
 
+@pjit
+def _dx_fast_cols(dy, wt, nblk):
+    """``dx[:, i0:i1] = dy @ wt[:, i0:i1]`` on dropcore's GEMM (``wt``: ``w`` transposed, contiguous): each thread
+    reads only its columns of ``wt``."""
+    n, m, k_in = dy.shape[0], dy.shape[1], wt.shape[1]
+    dx = np.empty((n, k_in), dtype=F32)
+    dyf, wtf, dxf = dy.reshape(-1), wt.reshape(-1), dx.reshape(-1)
+    for k in prange(nblk):
+        i0 = k_in * k // nblk
+        i1 = k_in * (k + 1) // nblk
+        fast_gemm(dyf, m, 1, wtf[i0:], k_in, dxf[i0:], k_in, n, i1 - i0, m)
+    return dx
+
+
 @njit
 def _dw_fast(x, dy, dw):
-    """``dw = x.T @ dy`` on the AVX-512 GEMM, ``x.T`` read in place (the GEMM takes A's element strides)."""
+    """``dw = x.T @ dy`` on dropcore's GEMM, ``x.T`` read in place (the GEMM takes A's element strides)."""
     n, k_in, m = x.shape[0], x.shape[1], dy.shape[1]
     fast_gemm(x.reshape(-1), 1, k_in, dy.reshape(-1), m, dw.reshape(-1), m, k_in, m, n)
 
@@ -207,7 +226,7 @@ def _backward_serial(dy, x, w, fast):
 
 @pjit
 def _backward_two_tasks(dy, x, w):
-    """``dx`` and ``dw`` side by side, one thread each, on the AVX-512 GEMM: for mid-sized layers (LeNet's 400 x
+    """``dx`` and ``dw`` side by side, one thread each, on dropcore's GEMM: for mid-sized layers (LeNet's 400 x
     120) the two products are of a size, and each is too small to split well on its own."""
     dx = np.empty((x.shape[0], x.shape[1]), dtype=F32)
     dw = np.empty((x.shape[1], w.shape[1]), dtype=F32)
@@ -231,8 +250,11 @@ def dense_backward(dy, x, w, has_bias):
         dx, dw = _backward_serial(dy, x, w, HAVE_FAST_GEMM)
     elif HAVE_FAST_GEMM and n * k_in * m <= SMALL_WORK_FAST:
         dx, dw = _backward_two_tasks(dy, x, w)
+    elif HAVE_FAST_GEMM:
+        dx = _dx_fast_cols(dy, np.ascontiguousarray(w.T), _blocks(k_in))
+        dw = _dw(x, dy, _blocks(k_in), True)
     else:
         with blas_single_thread():
             dx = _dx_cols(dy, w, _blocks(k_in)) if n < k_in else _dx_rows(dy, w, _blocks(n))
-            dw = _dw(x, dy, _blocks(k_in), HAVE_FAST_GEMM)
+            dw = _dw(x, dy, _blocks(k_in), False)
     return dx, dw, (_db(dy) if has_bias else None)

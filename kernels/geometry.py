@@ -25,14 +25,15 @@ def window_2d(h, w, kernel, strides, padding):
     return oh, ow, (pt, pb), (pl, pr)
 
 
-def conv_path(in_hw, kernel_shape, strides, padding, avx512):
+def conv_path(in_hw, kernel_shape, strides, padding, fast):
     """How a convolution's forward runs: "direct", "implicit" (GEMM on the windows in place) or "im2col" (panels).
 
-    The one rule the Numba kernels, the Cython kernels and the tests follow. ``avx512``: whether dropcore's
-    AVX-512 kernels are built (without them every convolution runs on im2col panels and BLAS). ``in_hw`` is
+    The one rule the Numba kernels, the Cython kernels and the tests follow. ``fast``: whether dropcore's
+    own vector kernels are loaded (the avx512 and avx2 variants; without them every convolution runs on im2col
+    panels and BLAS). ``in_hw`` is
     ``(h, w)``, ``kernel_shape`` ``(kh, kw, cin, cout)``.
     """
-    if not avx512:
+    if not fast:
         return "im2col"
     if direct_conv_pays(kernel_shape):
         return "direct"
@@ -81,7 +82,7 @@ DIRECT_MAX_WEIGHTS = 8192
 
 
 def direct_conv_pays(kernel_shape):
-    """Whether a convolution runs as a direct convolution (``_avx512_direct_conv.h``): its output tile stays in
+    """Whether a convolution runs as a direct convolution (``_direct_conv.h``): its output tile stays in
     registers over the whole window, which needs a block of 64 output channels of the weights in L1 (32 KiB).
 
     These are the layers with few input channels, which as GEMMs are too shallow to run fast (mnist's and

@@ -1,9 +1,9 @@
 """Which compiled variant of the Cython kernels this process runs: the best one the CPU supports, or ``DROPCORE_ISA``.
 
 setup.py compiles the kernels once per target, each copy in its own subpackage under the same module names:
-``isa_avx512`` (x86-64-v4: dropcore's AVX-512 GEMM and direct convolution), ``isa_avx2`` (x86-64-v3: AVX2 and FMA
-loops, BLAS for the products) and ``isa_generic`` (the compiler's default target: any x86-64 CPU, and Arm). A
-variant is imported only after the CPU check passed: its code, even its module initialization, may use
+``isa_avx512`` (x86-64-v4: dropcore's GEMM, direct convolution and pooling on AVX-512), ``isa_avx2`` (x86-64-v3: the
+same kernels on AVX2 and FMA) and ``isa_generic`` (portable loops and BLAS, for the compiler's default target: any
+x86-64 CPU, and Arm). A variant is imported only after the CPU check passed: its code, even its module initialization, may use
 instructions an older CPU lacks, which would kill the process (SIGILL) instead of raising.
 
 The CPU check is a tiny extension built for the generic target (``_cpu_features``) that calls the compiler's
@@ -92,3 +92,29 @@ def __getattr__(name):
     if name in _MODULES:
         return getattr(variant(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: What each target's kernels are, for :func:`coverage`.
+KERNELS = {
+    "avx512": "dropcore's AVX-512 kernels (GEMM tiles of 6 x 64, direct convolution, Winograd and pooling on 16 "
+              "lanes)",
+    "avx2": "dropcore's AVX2 + FMA kernels (GEMM tiles of 6 x 16, direct convolution, Winograd and pooling on 8 "
+            "lanes)",
+    "generic": "the portable loops and BLAS (no batch invariance: BatchingPredictor needs exact=False there)",
+}
+
+
+def coverage(offered=None, built=None):
+    """Lines saying which compiled targets this machine can test and which claims go untested here: a test run on
+    an AVX2 CPU says nothing about the AVX-512 kernels. ``offered`` and ``built`` default to :func:`cpu_isas` and
+    :func:`built_isas`."""
+    offered = cpu_isas() if offered is None else offered
+    built = built_isas() if built is None else built
+    tested = [t for t in LEVELS if t in offered and t in built]
+    lines = [f"dropcore targets: this CPU runs {', '.join(offered)}; built {', '.join(built) or 'none'}; "
+             f"tested here: {', '.join(tested) or 'none (the Numba kernels only)'}"]
+    for target in LEVELS:
+        if target not in tested:
+            why = "this CPU lacks it" if target not in offered else "it is not built"
+            lines.append(f"untested here ({why}): {target}: {KERNELS[target]}")
+    return lines

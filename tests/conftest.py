@@ -16,3 +16,10 @@ def mnist_dir():
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST files not found in {MNIST_DIR} (the project's ../shared/data/mnist)")
     return MNIST_DIR
+
+
+def pytest_report_header(config):
+    """Which compiled targets this run can test, and which claims it leaves untested (another CPU's)."""
+    from dropcore.kernels import isa
+
+    return isa.coverage()

@@ -9,11 +9,11 @@ Why the answers are exact:
 - **Monte-Carlo dropout**: a sample's masks are keyed by its row in the whole input (``Context.row``), so a chunk
   scored from global row ``row`` draws the masks it would draw in the one-process run; the mean and standard
   deviation are taken per element, so chunking changes nothing there.
-- **Plain predictions**: on the BLAS kernels (no AVX-512), a row's outputs may depend on the batch it was computed
+- **Plain predictions**: on the BLAS kernels (the generic target), a row's outputs may depend on the batch it was computed
   in (OpenBLAS picks its kernels and blocking by the batch's size: differences of ~3e-8 were measured), so
   :func:`predict` cuts the array at multiples of ``batch_size`` (rechunking if needed): every batch a worker runs
-  is then exactly a batch of the one-process run. dropcore's own AVX-512 GEMMs give the same rows at any batch size
-  anyway. The thread count of a worker must not change a row either: true of the AVX-512 kernels, not of BLAS's.
+  is then exactly a batch of the one-process run. dropcore's own GEMMs (avx512, avx2) give the same rows at any batch
+  size anyway. The thread count of a worker must not change a row either: true of dropcore's kernels, not of BLAS's.
 """
 import hashlib
 import threading

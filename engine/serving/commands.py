@@ -23,7 +23,7 @@ def add_commands(sub):
     p.add_argument("--batching", action="store_true", help="coalesce concurrent requests into shared batches "
                    "(answers identical to unbatched ones)")
     p.add_argument("--inexact-batching", action="store_true", help="with --batching, batch even where the kernels "
-                   "give a sample other bits in other batches (BLAS builds without AVX-512; answers then differ "
+                   "give a sample other bits in other batches (the generic target's BLAS; answers then differ "
                    "from unbatched ones in the last bits)")
     p.add_argument("--max-batch", type=positive_int, help="with --batching: rows per coalesced batch (default 64)")
     p.add_argument("--max-delay-ms", type=float_in(0.0, 60_000.0, high_open=False),

@@ -165,7 +165,7 @@ def test_info_reports_the_active_kernels():
     assert got["dropcore"] == dropcore.__version__ and got["openmp_threads"] >= 1
     from dropcore.kernels import blas
 
-    assert got["avx512_gemm"] is blas.HAVE_FAST_GEMM  # the Numba kernels use the same GEMM
+    assert got["own_gemm"] is blas.HAVE_FAST_GEMM  # the Numba kernels use the same GEMM
 
 
 def test_missing_cython_kernels_warn_once(monkeypatch):

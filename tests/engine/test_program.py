@@ -16,7 +16,7 @@ pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels ar
 from dropcore.kernels import cython_ops  # noqa: E402
 
 # A convolution and the max pooling after it: one fused kernel with the AVX-512 kernels, else the two.
-FUSED = ["conv2d+max_pool2d"] if cython_ops.HAVE_AVX512 else ["conv2d", "max_pool2d"]
+FUSED = ["conv2d+max_pool2d"] if cython_ops.HAVE_FAST_GEMM else ["conv2d", "max_pool2d"]
 
 
 def _build(layers, seed=0):

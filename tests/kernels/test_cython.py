@@ -61,7 +61,7 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
 @pytest.mark.parametrize("xs,ws,strides,padding,path", CONV_CASES)
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu):
-    if cy.HAVE_AVX512:  # each case covers the path it names
+    if cy.HAVE_FAST_GEMM:  # each case covers the path it names
         assert ("winograd" if winograd_pays(ws, strides, True) else conv_path(xs[1:3], ws, strides, padding, True)) \
             == path
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
@@ -104,8 +104,8 @@ CONV_POOL_CASES = [  # (x shape, kernel shape, strides, padding, pool): the conv
 def test_conv2d_max_pool_matches_the_two_kernels(xs, ws, strides, padding, pool, relu):
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
     kernel = cy.conv2d_max_pool_kernel(x.shape, w, b, strides, padding, relu, pool)
-    # one pass on the AVX-512 kernels, and on Winograd's tiles (avx2 too) for 3x3 stride-1 layers and 2x2 pools
-    if not (cy.HAVE_AVX512 or (tuple(pool) == (2, 2) and winograd_pays(ws, strides, cy._gemm.HAVE_WINOGRAD))):
+    # one pass on dropcore's own kernels (avx512, avx2), and on Winograd's tiles for 3x3 stride-1 layers and 2x2 pools
+    if not (cy.HAVE_FAST_GEMM or (tuple(pool) == (2, 2) and winograd_pays(ws, strides, cy._gemm.HAVE_WINOGRAD))):
         assert kernel is None
         return
     run, shape = kernel
@@ -259,8 +259,8 @@ def test_relu_softmax_sigmoid():
 
 
 # Small batches split the columns into blocks of about 64 ((7, 33, 10), (8, 50, 200); on BLAS they run one
-# matrix-vector product per row up to GEMV_ROWS = 8 rows, and so do (1, 300, 129) and (5, 700, 256)); on the
-# AVX-512 kernels batches up to SPLIT_K_ROWS split the rows of w (see test_dense_split_k_*); 130 and 300 rows split
+# matrix-vector product per row up to GEMV_ROWS = 8 rows, and so do (1, 300, 129) and (5, 700, 256)); on
+# dropcore's own GEMM (avx512, avx2) batches up to SPLIT_K_ROWS split the rows of w (see test_dense_split_k_*); 130 and 300 rows split
 # the rows of x.
 @pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70),
                                    (5, 700, 256), (8, 50, 200)])
@@ -272,7 +272,8 @@ def test_dense_matches_reference_and_numba(n, k, m, relu):
     _close_to_both(cy.dense(x, w, None), ref_dense.dense(x, w, None), nb_dense.dense(x, w, None))
 
 
-@pytest.mark.skipif(not cy.HAVE_AVX512, reason="the split over w's rows is on the AVX-512 kernels only")
+@pytest.mark.skipif(not cy.HAVE_FAST_GEMM, reason="the split over w's rows is on dropcore's own GEMM (avx512, avx2); "
+                    "this variant is generic")
 @pytest.mark.parametrize("k,m", [(5, 3), (128, 64), (129, 17), (300, 129), (9216, 128), (1000, 10)])
 @pytest.mark.parametrize("relu", [False, True])
 def test_dense_split_k_has_the_bits_of_the_whole_product(k, m, relu):
@@ -295,8 +296,8 @@ def test_dense_split_k_threads_follow_the_bytes_of_w():
     threads there are), not per its few flops."""
     from dropcore.kernels.isa import gemm
 
-    if not cy.HAVE_AVX512:
-        pytest.skip("the split over w's rows is on the AVX-512 kernels only")
+    if not cy.HAVE_FAST_GEMM:
+        pytest.skip("the split over w's rows is on dropcore's own GEMM (avx512, avx2); this variant is generic")
     most = gemm.split_k_threads(10**6, 256, 1)  # every thread this process may use
     assert most >= 1
     assert gemm.split_k_threads(9216, 128, 1) == min(most, 18)  # 4.7 MB / 256 KiB

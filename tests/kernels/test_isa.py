@@ -89,7 +89,7 @@ CHECK_VARIANT = """
     ref = ref_dense.dense(x, w, b, relu=True)
     errors["cython dense"] = float(np.abs(cython_ops.dense(x, w, b, True) - ref).max())
     errors["numba dense"] = float(np.abs(dense.dense(x, w, b, True) - ref).max())
-    # Through the Numba kernels' fast-GEMM symbol even where it is not the AVX-512 GEMM (then its NumPy stand-in):
+    # Through the Numba kernels' fast-GEMM symbol even where the variant has no GEMM of its own (its NumPy stand-in):
     # code Numba cached under another DROPCORE_ISA must call this process's function, never a stale address.
     out = np.empty((64, 70), np.float32)
     blas.matmul(x, w, out, True)
@@ -109,8 +109,10 @@ def test_forced_target_loads_that_variant_and_matches_the_reference(target):
     assert out.returncode == 0, out.stderr  # a negative code would be a signal (SIGILL)
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["isa"] == target
-    # only the AVX-512 variant has dropcore's own GEMM, and the Numba kernels link to the same one
-    assert got["avx512"] is got["fast_gemm"] is got["direct_conv"] is (target == "avx512")
+    # the avx512 and avx2 variants have dropcore's own GEMM and direct convolution, the generic one neither; the
+    # Numba kernels link to the same ones
+    assert got["avx512"] is (target == "avx512")
+    assert got["fast_gemm"] is got["direct_conv"] is (target != "generic")
     for case, err in got["errors"].items():
         assert err < 1e-3, (case, err)
 
@@ -130,6 +132,6 @@ def test_info_reports_the_target_in_use():
         assert got["isa"] is None
         return
     assert got["isa"] == isa.ISA and got["isa"] in got["cpu_isas"]
-    assert got["avx512_gemm"] is (got["isa"] == "avx512")
+    assert got["own_gemm"] is (got["isa"] != "generic")
     if not os.environ.get(isa.ENV):  # the best target the CPU runs and the build has
         assert got["isa"] == next(t for t in got["cpu_isas"] if t in got["built_isas"])

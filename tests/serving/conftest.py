@@ -24,6 +24,21 @@ NPY = "application/x-npy"
 SHAPE = (10, 10, 1)
 
 
+def _batch_invariant_kernels():
+    try:
+        from dropcore.kernels import cython_ops
+    except ImportError:  # no Cython kernels: the Numba ones, whose dense runs on BLAS off the fast GEMM
+        return False
+    return cython_ops.HAVE_FAST_GEMM
+
+
+#: For tests of exact batching: it needs kernels whose sums do not depend on the batch (dropcore's own, on the
+#: avx512 and avx2 targets). The generic target's BLAS is refused by design (``exact=False`` batches it anyway).
+needs_exact_batching = pytest.mark.skipif(
+    not _batch_invariant_kernels(), reason="exact batching needs the avx512 or avx2 kernels; this process runs the "
+    "generic target, whose BLAS sums depend on the batch (BatchingPredictor refuses it unless exact=False)")
+
+
 def small_model():
     """A conv net with dropout (so Monte-Carlo dropout means something), trained for one epoch."""
     dropcore.set_random_seed(3)

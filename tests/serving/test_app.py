@@ -8,7 +8,7 @@ import pytest
 import dropcore
 from dropcore.serving import create_app
 
-from .conftest import NPY, SHAPE, npy
+from .conftest import NPY, SHAPE, needs_exact_batching, npy
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,7 @@ def test_health_metadata_metrics_and_404(app_model):
     assert 'dropcore_http_errors_total{kind="http",route="unmatched",status="404"}' in text
 
 
+@needs_exact_batching
 def test_batching_app_gives_identical_answers(saved_model):
     predictor = dropcore.Predictor(saved_model[0])
     client = create_app(saved_model[0], batching=True, max_batch=8).test_client()

@@ -11,7 +11,7 @@ from dropcore import zoo
 from dropcore.batching import BatchingPredictor
 from dropcore.errors import DeadlineExceeded
 
-from .conftest import SHAPE, small_model
+from .conftest import SHAPE, needs_exact_batching, small_model
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def _concurrent(fn, items, workers=16):
         return list(pool.map(fn, items, timeout=120))
 
 
+@needs_exact_batching
 @pytest.mark.parametrize("which, runners", [("small", 1), ("cifar", 1), ("cifar", 2)])
 def test_concurrent_answers_identical_to_unbatched(which, runners, cifar):
     model = cifar if which == "cifar" else small_model()
@@ -52,6 +53,7 @@ def _every_kind_of_noise():
                                 Dense(4, activation="softmax")])
 
 
+@needs_exact_batching
 @pytest.mark.parametrize("which", ["small", "cifar", "every kind"])
 def test_mc_dropout_coalesced_by_passes_and_seed_identical_to_alone(which, cifar):
     """Requests asking for the same passes and seed share batches, each drawing the masks it draws alone; other
@@ -70,6 +72,7 @@ def test_mc_dropout_coalesced_by_passes_and_seed_identical_to_alone(which, cifar
         assert np.array_equal(mean, want[0]) and np.array_equal(std, want[1])  # bit for bit
 
 
+@needs_exact_batching
 def test_segments_draw_each_inputs_masks_and_large_inputs_bypass():
     model = small_model()
     plain = dropcore.Predictor(model)
@@ -88,6 +91,7 @@ def test_segments_draw_each_inputs_masks_and_large_inputs_bypass():
                                                                                                seed=1)[1])
 
 
+@needs_exact_batching
 def test_bad_requests_fail_alone(monkeypatch):
     model = small_model()
     batching = BatchingPredictor(model, max_batch=32, max_delay_ms=20)
@@ -123,6 +127,7 @@ def test_bad_requests_fail_alone(monkeypatch):
         batching.predict(good)
 
 
+@needs_exact_batching
 def test_deadline_while_queued_and_close_drains():
     model = small_model()
     batching = BatchingPredictor(model, max_batch=64, max_delay_ms=500)  # the first request waits up to 0.5 s

@@ -16,7 +16,7 @@ import dropcore
 from dropcore import zoo
 from dropcore.serving import commands
 
-from .conftest import NPY, SHAPE, Client, npy, server, tree_rss
+from .conftest import NPY, SHAPE, Client, needs_exact_batching, npy, server, tree_rss
 
 CLIENTS = 16
 ROUNDS = 12  # requests per client per kind cycle below: 16 x 12 x 12 = 2,304 requests, a few seconds
@@ -197,6 +197,7 @@ def test_missing_model_file_fails_in_the_master(tmp_path):
         serve(bad)
 
 
+@needs_exact_batching
 def test_batching_server_under_load(saved_model):
     global _predictor
     path, _ = saved_model
