@@ -8,7 +8,7 @@
  * alone or in any batch, at any thread count, and equal the avx512 target's.
  *
  * Register tile: 6 rows x 16 columns, 12 ymm accumulators beside the 2 vectors of B and a broadcast of A (15 of the
- * 16 registers). B streams from cache without packing (the weights are narrow: K x cout), a block of DC_KC rows of
+ * 16 registers); fewer rows take wider tiles (dc2_width). B streams from cache without packing (the weights are narrow: K x cout), a block of DC_KC rows of
  * it (8 KiB) staying in L1 across the rows of A.
  */
 #ifndef DROPCORE_AVX2_GEMM_H
@@ -48,57 +48,76 @@ static inline void dc2_kernel_##MR##_##NV(int kc, const float* a, long ars, long
             }                                                                                                     \
         }                                                                                                         \
     }                                                                                                             \
-    const __m256i full = _mm256_set1_epi32(-1);                                                                   \
     DC_UNROLL for (int i = 0; i < MR; ++i) {                                                                      \
         float* ci = c + (long)i * ldc;                                                                            \
         DC_UNROLL for (int j = 0; j < NV; ++j) {                                                                  \
-            const __m256i m = (j == NV - 1) ? tail : full;                                                        \
             __m256 v = acc[i][j];                                                                                 \
-            if (!first) v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, m));                                  \
-            _mm256_maskstore_ps(ci + 8 * j, m, v);                                                                \
+            if (j == NV - 1 && partial) {                                                                         \
+                if (!first) v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, tail));                           \
+                _mm256_maskstore_ps(ci + 8 * j, tail, v);                                                         \
+            } else {                                                                                              \
+                if (!first) v = _mm256_add_ps(v, _mm256_loadu_ps(ci + 8 * j));                                    \
+                _mm256_storeu_ps(ci + 8 * j, v);                                                                  \
+            }                                                                                                     \
         }                                                                                                         \
     }                                                                                                             \
 }
 
-#define DC2_KERNELS(MR) DC2_KERNEL(MR, 1) DC2_KERNEL(MR, 2)
-DC2_KERNELS(1)
-DC2_KERNELS(2)
-DC2_KERNELS(3)
-DC2_KERNELS(4)
-DC2_KERNELS(5)
-DC2_KERNELS(6)
+/* Each MR with every width up to its widest: 16 columns for 5-6 rows; 24 for 4, 32 for 2-3 and 64 for a single row,
+ * so that a few rows (a small batch through a dense layer) still have 8-12 independent FMA chains in flight: a 1 x 16
+ * tile has 2, each waiting on the FMA latency (4 cycles), and ran a batch-1 dense layer at a quarter of the rate. */
+#define DC2_KERNELS_2(MR) DC2_KERNEL(MR, 1) DC2_KERNEL(MR, 2)
+#define DC2_KERNELS_3(MR) DC2_KERNELS_2(MR) DC2_KERNEL(MR, 3)
+#define DC2_KERNELS_4(MR) DC2_KERNELS_3(MR) DC2_KERNEL(MR, 4)
+#define DC2_KERNELS_8(MR) DC2_KERNELS_4(MR) DC2_KERNEL(MR, 5) DC2_KERNEL(MR, 6) DC2_KERNEL(MR, 7) DC2_KERNEL(MR, 8)
+DC2_KERNELS_8(1)
+DC2_KERNELS_4(2)
+DC2_KERNELS_4(3)
+DC2_KERNELS_3(4)
+DC2_KERNELS_2(5)
+DC2_KERNELS_2(6)
 
-#define DC2_CASE(MR)                                                                                               \
-    case MR:                                                                                                      \
-        if (nv == 2) dc2_kernel_##MR##_2(kc, a, ars, acs, b, ldb, c, ldc, tail, partial, first);                  \
-        else dc2_kernel_##MR##_1(kc, a, ars, acs, b, ldb, c, ldc, tail, partial, first);                          \
-        break;
+/* Vectors (of 8 columns) in the widest tile of mr rows. */
+static inline int dc2_width(int mr) { return mr == 1 ? 8 : mr <= 3 ? 4 : mr == 4 ? 3 : 2; }
 
-/* C (+)= op(A) * B (see _gemm.h): 16-column blocks, K blocks of DC_KC, row tiles of DC_MR. */
+#define DC2_ARGS kc, a, ars, acs, b, ldb, c, ldc, tail, partial, first
+#define DC2_NV(MR, NV) case NV: dc2_kernel_##MR##_##NV(DC2_ARGS); return;
+
+static inline void dc2_tile(int mr, int nv, int kc, const float* a, long ars, long acs, const float* b, int ldb,
+                            float* c, int ldc, __m256i tail, int partial, int first) {
+    switch (mr) {
+        case 1: switch (nv) { DC2_NV(1, 1) DC2_NV(1, 2) DC2_NV(1, 3) DC2_NV(1, 4) DC2_NV(1, 5) DC2_NV(1, 6)
+                              DC2_NV(1, 7) DC2_NV(1, 8) } return;
+        case 2: switch (nv) { DC2_NV(2, 1) DC2_NV(2, 2) DC2_NV(2, 3) DC2_NV(2, 4) } return;
+        case 3: switch (nv) { DC2_NV(3, 1) DC2_NV(3, 2) DC2_NV(3, 3) DC2_NV(3, 4) } return;
+        case 4: switch (nv) { DC2_NV(4, 1) DC2_NV(4, 2) DC2_NV(4, 3) } return;
+        case 5: switch (nv) { DC2_NV(5, 1) DC2_NV(5, 2) } return;
+        default: switch (nv) { DC2_NV(6, 1) DC2_NV(6, 2) } return;
+    }
+}
+
+/* C (+)= op(A) * B (see _gemm.h): K blocks of DC_KC outermost, then row tiles of DC_MR, then 16-column blocks, so
+ * that a tile of A (6 x DC_KC, 3 KiB) stays in L1 across the whole width of B and A is read from memory once (with
+ * the columns outermost, as on AVX-512, a wide B re-read all of A once per 16 columns: 50 GFLOP/s on one core for
+ * (600 x 9216) x (9216 x 128)). The order of each element's sum is that of the contract whatever the loop order. */
 static inline void dc_gemm(int M, int N, int K, const float* A, long ars, long acs, const float* B, int ldb,
                            float* C, int ldc, int accumulate) {
-    for (int j0 = 0; j0 < N; j0 += 16) {
-        const int nb = (N - j0 < 16) ? N - j0 : 16;
-        const int nv = (nb + 7) / 8;
-        const int last = nb - 8 * (nv - 1);
-        const __m256i tail = dc2_mask(last);
-        const int partial = last < 8;
-        for (int k0 = 0; k0 < K; k0 += DC_KC) {
-            const int kc = (K - k0 < DC_KC) ? K - k0 : DC_KC;
-            for (int i0 = 0; i0 < M; i0 += DC_MR) {
-                const int mr = (M - i0 < DC_MR) ? M - i0 : DC_MR;
-                const float* a = A + i0 * ars + k0 * acs;
+    for (int k0 = 0; k0 < K; k0 += DC_KC) {
+        const int kc = (K - k0 < DC_KC) ? K - k0 : DC_KC;
+        const int first = k0 == 0 && !accumulate;
+        for (int i0 = 0; i0 < M; i0 += DC_MR) {
+            const int mr = (M - i0 < DC_MR) ? M - i0 : DC_MR;
+            const int width = 8 * dc2_width(mr);
+            const float* a = A + i0 * ars + k0 * acs;
+            for (int j0 = 0; j0 < N; j0 += width) {
+                const int nb = (N - j0 < width) ? N - j0 : width;
+                const int nv = (nb + 7) / 8;
+                const int rest = nb - 8 * (nv - 1);
+                const __m256i tail = dc2_mask(rest);
+                const int partial = rest < 8;
                 const float* b = B + (long)k0 * ldb + j0;
                 float* c = C + (long)i0 * ldc + j0;
-                const int first = k0 == 0 && !accumulate;
-                switch (mr) {
-                    DC2_CASE(6)
-                    DC2_CASE(5)
-                    DC2_CASE(4)
-                    DC2_CASE(3)
-                    DC2_CASE(2)
-                    DC2_CASE(1)
-                }
+                dc2_tile(mr, nv, kc, a, ars, acs, b, ldb, c, ldc, tail, partial, first);
             }
         }
     }

@@ -351,12 +351,13 @@ def test_cython_kernel_set_uses_the_cython_forward_kernels():
         assert getattr(ops, name) is getattr(cy, name)
 
 
-@pytest.mark.parametrize("m", [1, 5, 6, 7, 13, 100])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 13, 100])
 @pytest.mark.parametrize("n", [1, 10, 16, 17, 33, 64, 65, 130])
 @pytest.mark.parametrize("k", [1, 5, 127, 128, 129, 300])
 def test_gemm_matches_numpy(m, n, k):
-    """The GEMM of the conv and dense kernels (AVX-512 micro-kernels when built): every tail of its 6x64 tiles and
-    128-deep K blocks, against float64 NumPy; also as the Numba kernels call it (transposed, accumulating)."""
+    """The GEMM of the conv and dense kernels (dropcore's own on avx512 and avx2): every tail of its tiles (6 x 64 on
+    AVX-512; 6 x 16 up to 1 x 64 on AVX2) and 128-deep K blocks, against float64 NumPy; also as the Numba kernels call
+    it (transposed, accumulating)."""
     from dropcore.kernels import blas
     from dropcore.kernels.isa import gemm as _cy_gemm  # the compiled variant in use
 
@@ -376,3 +377,20 @@ def test_gemm_matches_numpy(m, n, k):
     exact = c0 + a2.T.astype(np.float64) @ b2
     scale = np.abs(c0) + np.abs(a2.T).astype(np.float64) @ np.abs(b2)
     np.testing.assert_array_less(np.abs(acc - exact), 1e-6 * m * scale + 1e-30)
+
+
+@pytest.mark.skipif(not cy.HAVE_FAST_GEMM, reason="the generic variant multiplies on BLAS, whose sums depend on the "
+                    "rows it is given; dropcore's own GEMM is on avx512 and avx2")
+@pytest.mark.parametrize("n, k", [(10, 300), (130, 9216 // 8), (64, 129)])
+def test_gemm_rows_do_not_depend_on_the_rows_beside_them(n, k):
+    """A row of the product has the same bits whatever rows are multiplied with it: every row count takes another
+    register tile (on AVX2 also another width), and each must form the contract's sums (k ascending in blocks)."""
+    from dropcore.kernels.isa import gemm as _cy_gemm
+
+    a, b = _rand(20, k), _rand(k, n)
+    whole = _cy_gemm.matmul(a, b)
+    for start in range(0, 20, 3):
+        for rows in range(1, 8):
+            part = a[start:start + rows]
+            np.testing.assert_array_equal(_cy_gemm.matmul(np.ascontiguousarray(part), b),
+                                          whole[start:start + len(part)])

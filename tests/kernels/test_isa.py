@@ -135,3 +135,34 @@ def test_info_reports_the_target_in_use():
     assert got["own_gemm"] is (got["isa"] != "generic")
     if not os.environ.get(isa.ENV):  # the best target the CPU runs and the build has
         assert got["isa"] == next(t for t in got["cpu_isas"] if t in got["built_isas"])
+
+
+SAME_BITS = """
+    import hashlib
+    import numpy as np
+    from dropcore.kernels import cython_ops as cy
+
+    rng = np.random.default_rng(1)
+    r = lambda *s: rng.standard_normal(s).astype(np.float32)
+    outs = [cy.conv2d(r(2, 9, 9, 3), r(3, 3, 3, 20), r(20), (1, 1), "same", True),  # direct
+            cy.conv2d(r(2, 10, 10, 32), r(3, 3, 32, 40), r(40), (2, 2), "valid", True),  # implicit GEMM
+            cy.conv2d(r(2, 9, 9, 32), r(3, 3, 32, 70), r(70), (1, 1), "same", True),  # Winograd
+            cy.conv2d(r(2, 9, 9, 32), r(5, 5, 32, 24), r(24), (2, 2), "same", False),  # im2col panels
+            cy.dense(r(3, 700), r(700, 129), r(129), True), cy.dense(r(70, 300), r(300, 10), r(10)),
+            cy.max_pool2d(r(2, 9, 9, 37), (3, 3), (2, 2), "same")]
+    print(hashlib.sha256(b"".join(o.tobytes() for o in outs)).hexdigest())
+"""
+
+
+def test_avx512_and_avx2_give_the_same_bits():
+    """dropcore's own kernels form every sum in the same order on both vector targets (``_gemm.h``), so the
+    convolutions (each path), dense layers and max pooling give the same bits under either."""
+    targets = [t for t in ("avx512", "avx2") if t in isa.cpu_isas() and t in isa.built_isas()]
+    if len(targets) < 2:
+        pytest.skip(f"needs a CPU with avx512 and avx2 and both built; this one tests {', '.join(targets) or 'none'}")
+    digests = {}
+    for target in targets:
+        out = _run(target, SAME_BITS)
+        assert out.returncode == 0, out.stderr
+        digests[target] = out.stdout.split()[-1]
+    assert digests["avx512"] == digests["avx2"], digests
