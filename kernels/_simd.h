@@ -22,6 +22,7 @@ static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF :
 #define V_FULL ((__mmask16)0xFFFF)
 #define V_LOAD(m, p) _mm512_maskz_loadu_ps(m, p)
 #define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_STOREU(p, v) _mm512_storeu_ps(p, v)
 #define V_STORE(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 #define V_BCAST(p) _mm512_set1_ps(*(p))
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
@@ -66,6 +67,7 @@ static inline void dc2_store(float* p, __m256i m, __m256 v) {
 }
 #define V_LOAD(m, p) dc2_load(m, p)
 #define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps(p, v)
 #define V_STORE(p, m, v) dc2_store(p, m, v)
 #define V_BCAST(p) _mm256_broadcast_ss(p)
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)

@@ -53,38 +53,61 @@ static inline void dc_wino_weights(const float* w, int cin, int cout, float* u) 
         }
 }
 
+/* Tap (r, c) of the 4x4 block whose first tap is (iy0, ix0) of sample ni, channels ci ..: zero outside the input
+ * (`checked`: the block may leave it), masked by `m` unless `full`. */
+static inline vf_t dc_wino_tap(const float* x, int h, int wd, int cin, long ni, int iy0, int ix0, int ci, int r, int c,
+                               int checked, vmask_t m, int full) {
+    const int iy = iy0 + r, ix = ix0 + c;
+    if (checked && (iy < 0 || iy >= h || ix < 0 || ix >= wd)) return V_ZERO;
+    const float* p = x + (((ni * h + iy) * wd) + ix) * cin + ci;
+    return full ? V_LOADU(p) : V_LOAD(m, p);
+}
+
+/* V = B^T d B of the 4x4 block d at (iy0, ix0), channels ci .., into vr (plane e at vr + e * vplane); B^T = [[1, 0,
+ * -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]. Row r of s = B^T d, then row r of V = s B: two taps of each
+ * column per row, so that a handful of vectors are live (the whole 4x4 block at once spilled AVX2's 16 registers
+ * and cost a third of the layer). The additions are those of B^T d then s B, in that order. */
+static inline void dc_wino_input_block(const float* x, int h, int wd, int cin, long ni, int iy0, int ix0, int ci,
+                                       int checked, vmask_t m, int full, float* vr, long vplane) {
+    for (int r = 0; r < 4; ++r) {
+        vf_t s[4];
+        for (int c = 0; c < 4; ++c) {
+#define DC_TAP(row) dc_wino_tap(x, h, wd, cin, ni, iy0, ix0, ci, row, c, checked, m, full)
+            switch (r) {
+                case 0: s[c] = V_SUB(DC_TAP(0), DC_TAP(2)); break;
+                case 1: s[c] = V_ADD(DC_TAP(1), DC_TAP(2)); break;
+                case 2: s[c] = V_SUB(DC_TAP(2), DC_TAP(1)); break;
+                default: s[c] = V_SUB(DC_TAP(1), DC_TAP(3)); break;
+            }
+#undef DC_TAP
+        }
+        float* p = vr + (long)(4 * r) * vplane;
+        const vf_t v0 = V_SUB(s[0], s[2]), v1 = V_ADD(s[1], s[2]), v2 = V_SUB(s[2], s[1]), v3 = V_SUB(s[1], s[3]);
+        if (full) {
+            V_STOREU(p, v0); V_STOREU(p + vplane, v1); V_STOREU(p + 2 * vplane, v2); V_STOREU(p + 3 * vplane, v3);
+        } else {
+            V_STORE(p, m, v0); V_STORE(p + vplane, m, v1); V_STORE(p + 2 * vplane, m, v2); V_STORE(p + 3 * vplane, m, v3);
+        }
+    }
+}
+
 /* V[e][t][ci] = (B^T d B)[e] for the tiles t of tile rows ty0 .. ty1 (tw tiles a row) of sample ni, d the 4x4 input
- * block at (2 ty - pt, 2 tx - pl), zero outside the input; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0],
- * [0, 1, 0, -1]]. `vplane`: floats between two e planes of V. */
+ * block at (2 ty - pt, 2 tx - pl), zero outside the input. `vplane`: floats between two e planes of V. Blocks inside
+ * the input and whole vectors of channels (nearly all of them) take plain loads and stores without bounds checks. */
 static inline void dc_wino_input(const float* x, int h, int wd, int cin, int pt, int pl, long ni, int ty0, int ty1,
                                  int tw, float* v, long vplane) {
     long t = 0;
     for (int ty = ty0; ty < ty1; ++ty)
         for (int tx = 0; tx < tw; ++tx, ++t) {
             const int iy0 = 2 * ty - pt, ix0 = 2 * tx - pl;
+            const int inside = iy0 >= 0 && iy0 + 4 <= h && ix0 >= 0 && ix0 + 4 <= wd;
             for (int ci = 0; ci < cin; ci += V_LANES) {
+                const int full = cin - ci >= V_LANES;
                 const vmask_t m = V_MASK(cin - ci);
-                vf_t d[4][4], s[4][4];
-                for (int r = 0; r < 4; ++r)
-                    for (int c = 0; c < 4; ++c) {
-                        const int iy = iy0 + r, ix = ix0 + c;
-                        d[r][c] = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
-                                      ? V_LOAD(m, x + (((ni * h + iy) * wd) + ix) * cin + ci)
-                                      : V_ZERO;
-                    }
-                for (int c = 0; c < 4; ++c) { /* s = B^T d */
-                    s[0][c] = V_SUB(d[0][c], d[2][c]);
-                    s[1][c] = V_ADD(d[1][c], d[2][c]);
-                    s[2][c] = V_SUB(d[2][c], d[1][c]);
-                    s[3][c] = V_SUB(d[1][c], d[3][c]);
-                }
-                for (int r = 0; r < 4; ++r) { /* V = s B */
-                    float* vr = v + (long)(4 * r) * vplane + t * cin + ci;
-                    V_STORE(vr, m, V_SUB(s[r][0], s[r][2]));
-                    V_STORE(vr + vplane, m, V_ADD(s[r][1], s[r][2]));
-                    V_STORE(vr + 2 * vplane, m, V_SUB(s[r][2], s[r][1]));
-                    V_STORE(vr + 3 * vplane, m, V_SUB(s[r][1], s[r][3]));
-                }
+                if (inside && full) /* the common case, its checks folded away */
+                    dc_wino_input_block(x, h, wd, cin, ni, iy0, ix0, ci, 0, m, 1, v + t * cin + ci, vplane);
+                else
+                    dc_wino_input_block(x, h, wd, cin, ni, iy0, ix0, ci, 1, m, full, v + t * cin + ci, vplane);
             }
         }
 }
@@ -93,11 +116,15 @@ static inline void dc_wino_input(const float* x, int h, int wd, int cin, int pt,
  * channels co .. co + V_LANES (mask m). */
 static inline void dc_wino_tile_out(const float* mm, long mplane, long t, int cout, int co, vmask_t m,
                                     const float* bias, int relu, vf_t y[2][2]) {
-    vf_t q[4][4], r[2][4];
-    for (int e = 0; e < 16; ++e) q[e / 4][e % 4] = V_LOAD(m, mm + e * mplane + t * cout + co);
+    /* column by column, so that 12 vectors are live rather than 24 (AVX2 has 16 registers) */
+    vf_t r[2][4];
+    const int full = cout - co >= V_LANES;
+    const float* base = mm + t * cout + co;
     for (int c = 0; c < 4; ++c) {
-        r[0][c] = V_ADD(V_ADD(q[0][c], q[1][c]), q[2][c]);
-        r[1][c] = V_SUB(V_SUB(q[1][c], q[2][c]), q[3][c]);
+        vf_t q[4];
+        for (int k = 0; k < 4; ++k) q[k] = full ? V_LOADU(base + (4 * k + c) * mplane) : V_LOAD(m, base + (4 * k + c) * mplane);
+        r[0][c] = V_ADD(V_ADD(q[0], q[1]), q[2]);
+        r[1][c] = V_SUB(V_SUB(q[1], q[2]), q[3]);
     }
     const vf_t b = bias ? V_LOAD(m, bias + co) : V_ZERO;
     for (int i = 0; i < 2; ++i) {
