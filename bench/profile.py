@@ -9,7 +9,11 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
+import numpy as np
+
 from dropcore.graph import describe
+
+from .ceilings import layer_work, timed_rate
 
 
 @contextmanager
@@ -30,13 +34,15 @@ def _timed(obj, attr, times, key):
 
 
 @contextmanager
-def _timed_layer(layer, fwd, bwd):
+def _timed_layer(layer, fwd, bwd, shapes):
     original = layer.forward
 
-    def forward(*args, **kwargs):
+    def forward(ops, x, *args, **kwargs):
         t = time.perf_counter()
-        y, backprop = original(*args, **kwargs)
+        y, backprop = original(ops, x, *args, **kwargs)
         fwd[layer.name].append(time.perf_counter() - t)
+        # what the layer's FLOPs and bytes are worked out from; a view of its input (Flatten) moves no bytes
+        shapes[layer.name] = (x.shape, y.shape, np.shares_memory(x, y))
 
         def timed_backprop(dy):
             t0 = time.perf_counter()
@@ -54,12 +60,13 @@ def _timed_layer(layer, fwd, bwd):
 
 
 def profile_training(model, x, y, repeats, warmup=2):
-    """Median per-step times (seconds) of ``model.train_on_batch(x, y)``: a list of row dicts and the total."""
-    fwd, bwd, other = defaultdict(list), defaultdict(list), defaultdict(list)
+    """Median per-step times (seconds) of ``model.train_on_batch(x, y)``: a list of row dicts and the total. A
+    layer's row also has its FLOPs and bytes (``ceilings.layer_work``), forward and backward."""
+    fwd, bwd, other, shapes = defaultdict(list), defaultdict(list), defaultdict(list), {}
     for _ in range(warmup):
         model.train_on_batch(x, y)
     totals = []
-    wrappers = [_timed_layer(la, fwd, bwd) for la in model.layers]
+    wrappers = [_timed_layer(la, fwd, bwd, shapes) for la in model.layers]
     wrappers += [_timed(model.loss, "per_sample", other, "loss"), _timed(model.optimizer, "apply", other, "optimizer")]
     for w in wrappers:
         w.__enter__()
@@ -74,11 +81,16 @@ def profile_training(model, x, y, repeats, warmup=2):
     med = statistics.median
     total = med(totals)
     rows = []
-    for step, label in zip(model._plan.steps, describe(model._plan)):
+    for i, (step, label) in enumerate(zip(model._plan.steps, describe(model._plan))):
         name = step.layer.name
         f = med(fwd[name]) if fwd[name] else 0.0
         b = med(bwd[name]) if bwd[name] else 0.0
-        rows.append({"step": label, "forward_s": f, "backward_s": b})
+        row = {"step": label, "forward_s": f, "backward_s": b}
+        if name in shapes:
+            x_shape, y_shape, view = shapes[name]
+            work = layer_work(step.layer, x_shape, y_shape, first=i == 0, view=view)
+            row.update(zip(("forward_flops", "backward_flops", "forward_bytes", "backward_bytes"), work))
+        rows.append(row)
     rows.append({"step": "loss (fused softmax cross-entropy)", "forward_s": med(other["loss"]), "backward_s": 0.0})
     rows.append({"step": "optimizer (SGD momentum update)", "forward_s": med(other["optimizer"]), "backward_s": 0.0})
     rest = total - sum(r["forward_s"] + r["backward_s"] for r in rows)
@@ -100,12 +112,24 @@ def torch_top_ops(peer, x, y, repeats, top=12):
             for e in rows]
 
 
-def format_rows(rows, total):
-    """A Markdown table of a profile."""
-    out = ["| step | forward ms | backward ms | share of step |", "| --- | ---: | ---: | ---: |"]
+def format_rows(rows, total, ceilings=None):
+    """A Markdown table of a profile; with ``ceilings`` (``ceilings.measure()``), each layer's rate over forward
+    and backward against the GEMM's FLOP/s and the copy's bytes/s."""
+    gemm, copy = (ceilings or {}).get("gemm_flops"), (ceilings or {}).get("copy_bytes")
+    head = "| step | forward ms | backward ms | share of step |"
+    rule = "| --- | ---: | ---: | ---: |"
+    if ceilings:
+        head += " GFLOP/s | of GEMM | GB/s | of copy |"
+        rule += " ---: | ---: | ---: | ---: |"
+    out = [head, rule]
     for r in rows:
         t = r["forward_s"] + r["backward_s"]
-        out.append(f"| {r['step']} | {r['forward_s'] * 1e3:.2f} | {r['backward_s'] * 1e3:.2f} | "
-                   f"{100 * t / total:.0f}% |")
-    out.append(f"| **total step** | | | {total * 1e3:.1f} ms |")
+        line = f"| {r['step']} | {r['forward_s'] * 1e3:.2f} | {r['backward_s'] * 1e3:.2f} | {100 * t / total:.0f}% |"
+        if ceilings:
+            flops = timed_rate(r.get("forward_flops", 0) + r.get("backward_flops", 0), t)
+            nbytes = timed_rate(r.get("forward_bytes", 0) + r.get("backward_bytes", 0), t)
+            line += (f" {flops / 1e9:.0f} | {flops / gemm:.0%} |" if flops and gemm else " | |")
+            line += (f" {nbytes / 1e9:.1f} | {nbytes / copy:.0%} |" if nbytes and copy else " | |")
+        out.append(line)
+    out.append(f"| **total step** | | | {total * 1e3:.1f} ms |" + (" | | | |" if ceilings else ""))
     return "\n".join(out)

@@ -10,6 +10,7 @@ processes per engine; never two engines in one process (see :func:`measure_model
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -242,9 +243,11 @@ def _cold_start(runs, log):
 
 
 def _profiles(names, repeats, with_torch, log):
+    from . import ceilings
     from . import profile as prof
 
-    out = {}
+    log("measuring the ceilings the profile is read against (GEMM FLOP/s, copy bytes/s) ...")
+    out = {"ceilings": ceilings.measure()}
     for name in names:
         for ops in ("numba", "reference"):
             log(f"profiling a training step of {name} @128 ({ops}) ...")
@@ -310,10 +313,19 @@ def profile_text(report):
     from .profile import format_rows
 
     parts = []
-    for name, p in report.get("profile", {}).items():
+    profiles = dict(report.get("profile", {}))
+    ceil = profiles.pop("ceilings", None)
+    if ceil and ceil.get("gemm_flops"):
+        parts.append(f"Each layer's rate over its forward and backward, against this machine's ceilings measured in "
+                     f"the same process: dropcore's GEMM on operands in cache, {ceil['gemm_flops'] / 1e9:.0f} GFLOP/s "
+                     f"on the threads used, and a 64 MiB copy on one thread, {ceil['copy_bytes'] / 1e9:.1f} GB/s "
+                     f"(read + written). FLOPs are the direct products' (a layer on Winograd's tiles does fewer, "
+                     f"so its share can pass 100%); bytes count each array once (`bench/ceilings.py`).\n")
+    for name, p in profiles.items():
         for ops in ("numba", "reference"):
+            c = ceil if ops == "numba" else None
             parts.append(f"#### {name}, training step @128, {'dropcore' if ops == 'numba' else 'NumPy reference'}"
-                         f"\n\n{format_rows(p[ops]['rows'], p[ops]['total_s'])}\n")
+                         f"\n\n{format_rows(p[ops]['rows'], p[ops]['total_s'], c)}\n")
         if "torch_top_ops" in p:
             rows = ["| aten op | self ms / step | calls / step |", "| --- | ---: | ---: |"]
             rows += [f"| {r['op']} | {r['self_ms_per_step']:.2f} | {r['calls']} |" for r in p["torch_top_ops"]]
@@ -340,7 +352,8 @@ def markdown(report, command):
     st = report["settings"]
     method = (f"Each number: the median of {st['repeats']} timed calls (latency: {max(10, 10 * st['repeats'])}) after "
               f"warm-up, in a process running that engine alone; the best of {st.get('rounds', 1)} such processes.")
-    parts = [f"Command: `{command}`", "", f"Machine: {machine.line(report['machine'])}", "", method, "",
+    parts = [f"## {machine.section(report['machine'])}", "", f"Command: `{command}`", "",
+             f"Machine: {machine.line(report['machine'])}", "", method, "",
              results_table(report), "", "Ratios are dropcore ÷ peer: above 1 means dropcore is faster for "
              "images/s; for latency, below 1 means dropcore is faster.", "", cold_start_text(report), "",
              "### Targets", "", targets_table(report), ""]
@@ -360,19 +373,28 @@ def markdown(report, command):
 
 #: In a Markdown report, what follows this line is written by hand (the analysis of the gaps) and kept on rewrite.
 KEEP_MARKER = "<!-- Everything below this line is written by hand and kept when the runner rewrites the file. -->"
+#: Around each CPU's report: a rewrite replaces the section of the CPU (and target) it measured and keeps the others.
+SECTION_START = "<!-- results for: {} -->"
+SECTION_END = "<!-- end of results -->"
+_SECTION = re.compile(r"<!-- results for: (.*?) -->\n.*?<!-- end of results -->\n", re.S)
 
 
 def write_markdown(report, command, path):
-    """Write the report to ``path``, keeping any hand-written part after :data:`KEEP_MARKER` of the old file."""
-    kept = ""
+    """Write the report to ``path`` as the section of its CPU and target (``machine.section``): that CPU's earlier
+    section is replaced, other CPUs' sections are kept (the newest first), and so is any hand-written part after
+    :data:`KEEP_MARKER` of the old file."""
+    key = machine.section(report["machine"])
+    sections, kept = [], ""
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             old = f.read()
         if KEEP_MARKER in old:
-            kept = "\n" + old[old.index(KEEP_MARKER):]
+            old, kept = old[:old.index(KEEP_MARKER)], "\n" + old[old.index(KEEP_MARKER):]
+        sections = [m.group(0) for m in _SECTION.finditer(old) if m.group(1) != key]
+    new = f"{SECTION_START.format(key)}\n{markdown(report, command)}\n{SECTION_END}\n"
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(markdown(report, command) + "\n" + kept)
+        f.write("\n".join([new] + sections) + kept)
     os.replace(tmp, path)
 
 

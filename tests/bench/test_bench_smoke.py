@@ -84,6 +84,20 @@ def test_profile_accounts_for_every_step():
     assert sum(r["forward_s"] + r["backward_s"] for r in rows) == pytest.approx(total, rel=1e-6)
     assert "forward" not in vars(model.layers[0]) and "apply" not in vars(model.optimizer)  # wrappers removed
     assert "| **total step** |" in profile.format_rows(rows, total)
+    # lenet5's first layer: Conv2D(6, 5, padding="same") on 28x28x1, batch 4; its backward skips dx
+    conv_flops = 2.0 * 4 * 28 * 28 * 5 * 5 * 1 * 6
+    assert rows[0]["forward_flops"] == conv_flops and rows[0]["backward_flops"] == conv_flops
+    flatten = next(r for r in rows if "Flatten" in r["step"])
+    assert flatten["forward_bytes"] == flatten["backward_bytes"] == 0  # a view moves nothing
+    table = profile.format_rows(rows, total, {"gemm_flops": 1e11, "copy_bytes": 1e10})
+    assert "| GFLOP/s | of GEMM | GB/s | of copy |" in table.splitlines()[0]
+
+
+def test_ceilings_are_measured():
+    from bench import ceilings
+
+    got = ceilings.measure()
+    assert got["gemm_flops"] > 1e8 and got["copy_bytes"] > 1e8
 
 
 def test_runner_end_to_end_with_tiny_repeats(tmp_path, capsys):
@@ -135,6 +149,29 @@ def test_markdown_rewrite_keeps_the_hand_written_analysis(tmp_path):
     text = path.read_text()
     assert "old table" not in text and "Command: `python -m bench`" in text
     assert text.endswith(runner.KEEP_MARKER + "\n## Gaps\nwhy\n")
+
+
+def test_markdown_keeps_one_table_per_cpu(tmp_path):
+    """A rewrite replaces the table of the CPU (and dropcore target) it measured and keeps other CPUs' tables."""
+    path = tmp_path / "RESULTS.md"
+    other = runner.SECTION_START.format("Some CPU (Zen 5), avx512 kernels") + "\nZen 5 table\n" + runner.SECTION_END
+    path.write_text(other + "\n" + runner.KEEP_MARKER + "\nkept\n")
+    info = machine.info(1)
+    assert info["cpu"] in machine.section(info) and info["cpu_isas"][-1] == "generic"
+    report = {"machine": info, "settings": {"repeats": 1}, "results": {}, "ratios": {}, "targets": [],
+              "cold_start": {"predictor": None, "load_model": None}}
+    for command in ("python -m bench --first", "python -m bench --second"):
+        runner.write_markdown(report, command, str(path))
+    text = path.read_text()
+    assert "--first" not in text and text.count("--second") == 1  # this CPU's table replaced
+    assert text.index("--second") < text.index("Zen 5 table") < text.index(runner.KEEP_MARKER)  # the other kept
+    assert f"## {machine.section(info)}" in text and text.endswith(runner.KEEP_MARKER + "\nkept\n")
+
+
+@pytest.mark.parametrize("family, model, core", [(25, 1, "Zen 3"), (25, 0x11, "Zen 4"), (26, 2, "Zen 5"),
+                                                 (23, 0x31, "Zen 2"), (6, 85, None)])
+def test_amd_cores_are_named_from_family_and_model(family, model, core):
+    assert machine.amd_core(family, model) == core
 
 
 def test_targets_compare_in_the_right_direction():
