@@ -54,7 +54,7 @@ static inline void dc2_kernel_##MR##_##NV(int kc, const float* a, long ars, long
             __m256 v = acc[i][j];                                                                                 \
             if (j == NV - 1 && partial) {                                                                         \
                 if (!first) v = _mm256_add_ps(v, _mm256_maskload_ps(ci + 8 * j, tail));                           \
-                _mm256_maskstore_ps(ci + 8 * j, tail, v);                                                         \
+                dc2_store(ci + 8 * j, tail, v);                                                                   \
             } else {                                                                                              \
                 if (!first) v = _mm256_add_ps(v, _mm256_loadu_ps(ci + 8 * j));                                    \
                 _mm256_storeu_ps(ci + 8 * j, v);                                                                  \

@@ -352,7 +352,7 @@ def test_cython_kernel_set_uses_the_cython_forward_kernels():
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 13, 100])
-@pytest.mark.parametrize("n", [1, 10, 16, 17, 33, 64, 65, 130])
+@pytest.mark.parametrize("n", [1, 3, 5, 6, 7, 10, 12, 16, 17, 23, 33, 64, 65, 130])  # every tail of 8 and 16 lanes
 @pytest.mark.parametrize("k", [1, 5, 127, 128, 129, 300])
 def test_gemm_matches_numpy(m, n, k):
     """The GEMM of the conv and dense kernels (dropcore's own on avx512 and avx2): every tail of its tiles (6 x 64 on
