@@ -9,6 +9,7 @@ Every element's result depends on its own index only, so the output never depend
 from cython.parallel cimport prange
 from libc.math cimport expf, fabsf
 from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
 
 cimport openmp
 
@@ -40,9 +41,20 @@ cdef inline uint32_t _mix32(uint32_t x) noexcept nogil:
     return x
 
 
-cdef inline bint _keep(Py_ssize_t index, uint32_t k0, uint32_t k1, uint32_t thr) noexcept nogil:
-    # Only the low 32 bits of the index enter the hash, as in the reference (which masks after the xor).
-    return _mix32(_mix32((<uint32_t>index) ^ k0) + k1) >= thr
+cdef inline uint32_t _keep(uint32_t index, uint32_t k0, uint32_t k1, uint32_t thr) noexcept nogil:
+    # Only the low 32 bits of the index enter the hash, as in the reference (which masks after the xor): callers
+    # pass them, and count in 32 bits, since AVX2 cannot narrow 64-bit lanes (a loop that did stayed scalar).
+    return _mix32(_mix32(index ^ k0) + k1) >= thr
+
+
+cdef inline float _kept(float v, uint32_t keep) noexcept nogil:
+    """``v`` where ``keep`` (0 or 1), else +0.0: a select on the bits, which GCC vectorizes on AVX2 (a conditional
+    was control flow it did not: the AVX2 dropout ran 5x slower than Numba's)."""
+    cdef uint32_t bits
+    memcpy(&bits, &v, 4)
+    bits = bits & (<uint32_t>0 - keep)
+    memcpy(&v, &bits, 4)
+    return v
 
 
 def random_bits(Py_ssize_t n, uint32_t k0, uint32_t k1):
@@ -71,14 +83,15 @@ def relu_forward(const float[::1] x, float[::1] y):
 
 cdef inline void _dropout_run(const float* x, float* y, Py_ssize_t index0, Py_ssize_t count, uint32_t k0,
                               uint32_t k1, uint32_t thr, float scale, int relu) noexcept nogil:
-    """``count`` contiguous elements whose noise indices start at ``index0``; branch-free so it vectorizes."""
-    cdef Py_ssize_t i
+    """``count`` contiguous elements whose noise indices start at ``index0``; branch-free so it vectorizes (on the
+    Zen 3's AVX2, a 32 x 12 x 12 x 64 dropout: 1.2 ms scalar, 0.13 ms vectorized; Numba's: 0.25 ms)."""
+    cdef uint32_t i, n = <uint32_t>count, base = <uint32_t>index0
     cdef float v
-    cdef int keep
-    for i in range(count):
+    cdef uint32_t keep
+    for i in range(n):
         v = x[i]
-        keep = _keep(index0 + i, k0, k1, thr) & (1 - (relu & (v <= 0)))  # NaN is kept (v <= 0 is false)
-        y[i] = v * scale if keep else 0
+        keep = _keep(base + i, k0, k1, thr) & <uint32_t>(1 - (relu & (v <= 0)))  # NaN is kept (v <= 0 is false)
+        y[i] = _kept(v * scale, keep)
 
 
 def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, uint32_t thr, float scale,
@@ -96,26 +109,28 @@ def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, 
 def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
                              uint32_t thr, float scale, bint relu, Py_ssize_t offset=0):
     """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``offset + n * C + c``."""
-    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si, k
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si
+    cdef uint32_t k, base
     cdef float v
     for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * c, n)):
+        base = <uint32_t>(offset + t * c)
         for si in range(s):
-            for k in range(c):
+            for k in range(<uint32_t>c):
                 v = x[t, si, k]
-                if _keep(offset + t * c + k, k0, k1, thr) and not (relu and v <= 0):
-                    y[t, si, k] = v * scale
-                else:
-                    y[t, si, k] = 0
+                y[t, si, k] = _kept(v * scale, _keep(base + k, k0, k1, thr) & <uint32_t>(1 - (relu & (v <= 0))))
 
 
 def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float scale, Py_ssize_t offset=0):
     """A dropout mask of 0 or ``scale`` for a general noise shape (flattened), indices from ``offset``."""
-    cdef Py_ssize_t n = m.shape[0], t, i, hi
+    cdef Py_ssize_t n = m.shape[0], t, lo
+    cdef uint32_t i, base
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef float* mp = &m[0] if n else NULL
     for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
-        hi = min(n, (t + 1) * CHUNK)
-        for i in range(t * CHUNK, hi):
-            m[i] = scale if _keep(offset + i, k0, k1, thr) else 0
+        lo = t * CHUNK
+        base = <uint32_t>(offset + lo)
+        for i in range(<uint32_t>(min(n, lo + CHUNK) - lo)):
+            mp[lo + i] = _kept(scale, _keep(base + i, k0, k1, thr))
 
 
 def sigmoid_forward(const float[::1] x, float[::1] y):
