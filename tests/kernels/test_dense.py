@@ -78,3 +78,14 @@ def test_reference_backward_finite_differences(shape, relu):
     check_gradient(f, dx, x)
     check_gradient(f, dw, w)
     check_gradient(f, db, b)
+
+
+@pytest.mark.skipif(not blas.HAVE_FAST_GEMM, reason="dropcore's own GEMM is on the avx512 and avx2 targets only; "
+                    "this variant is generic")
+@pytest.mark.parametrize("shape", [(5, 2000, 500), (64, 1000, 130), (200, 1100, 20), (40, 1100, 129)])
+def test_dx_has_the_same_bits_through_either_transposed_operand(shape, gemm):
+    """dx = dy @ w.T on the GEMM, through dy.T (a batch no wider than the outputs) or through w.T (wider): the same
+    products in the same order, so the same bits whichever the batch chooses."""
+    x, w, b, dy = _data(shape, 5)
+    blocks = nb._blocks(shape[1])
+    np.testing.assert_array_equal(nb._dx_fast_t(dy, w, blocks), nb._dx_fast_cols(dy, w, blocks))
