@@ -42,6 +42,8 @@ cdef extern from "_winograd.h" nogil:
     void dc_wino_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
                       int pl, int oh, int ow, long ni, int ty0, int ty1, float* y, int pool, int relu, float* scratch,
                       unsigned char* arg)
+    void dc_wino_dw_rows(const float* x, int h, int wd, int cin, const float* dy, int cout, int pt, int pl, int oh,
+                         int ow, long ni, int ty0, int ty1, float* du, float* scratch)
     void dc_wino_rows_flagged(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias,
                               int has_bias, int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y,
                               int pool, int relu, float* scratch, unsigned char* arg, int has_arg)
@@ -502,6 +504,12 @@ def winograd_rows_address():
     """The address of the C function ``dc_wino_rows_flagged`` (see ``_winograd.h``) for the Numba kernels, or 0
     when the variant has no Winograd kernels (the generic one)."""
     return <size_t>&dc_wino_rows_flagged if DC_HAVE_WINOGRAD else 0
+
+
+def winograd_dw_address():
+    """The address of the C function ``dc_wino_dw_rows`` (see ``_winograd.h``) for the Numba kernels, or 0 when the
+    variant has no Winograd kernels (the generic one)."""
+    return <size_t>&dc_wino_dw_rows if DC_HAVE_WINOGRAD else 0
 
 
 def gemm_address():

@@ -191,8 +191,63 @@ static inline void dc_wino_rows(const float* x, int h, int wd, int cin, const fl
         }
 }
 
+/* Q[e][t][co] = (A dY A^T)[e] for the tiles t of tile rows ty0 .. ty1 (tw tiles a row) of one sample's output
+ * gradient `dy` (oh x ow x cout), dY the tile's 2x2 block at (2 ty, 2 tx), zero past the output; A = [[1, 0], [1, 1],
+ * [1, -1], [0, -1]] (the transpose of the output transform's A^T). `qplane`: floats between two e planes of Q. */
+static inline void dc_wino_dy(const float* dy, int oh, int ow, int cout, int ty0, int ty1, int tw, float* q,
+                              long qplane) {
+    long t = 0;
+    for (int ty = ty0; ty < ty1; ++ty)
+        for (int tx = 0; tx < tw; ++tx, ++t)
+            for (int co = 0; co < cout; co += V_LANES) {
+                const vmask_t m = V_MASK(cout - co);
+                vf_t g[2][2], r[4][2];
+                for (int i = 0; i < 2; ++i)
+                    for (int j = 0; j < 2; ++j) {
+                        const int oy = 2 * ty + i, ox = 2 * tx + j;
+                        g[i][j] = (oy < oh && ox < ow) ? V_LOAD(m, dy + ((long)oy * ow + ox) * cout + co) : V_ZERO;
+                    }
+                for (int j = 0; j < 2; ++j) { /* r = A dY */
+                    r[0][j] = g[0][j];
+                    r[1][j] = V_ADD(g[0][j], g[1][j]);
+                    r[2][j] = V_SUB(g[0][j], g[1][j]);
+                    r[3][j] = V_SUB(V_ZERO, g[1][j]);
+                }
+                for (int i = 0; i < 4; ++i) { /* Q = r A^T */
+                    float* p = q + (long)(4 * i) * qplane + t * cout + co;
+                    V_STORE(p, m, r[i][0]);
+                    V_STORE(p + qplane, m, V_ADD(r[i][0], r[i][1]));
+                    V_STORE(p + 2 * qplane, m, V_SUB(r[i][0], r[i][1]));
+                    V_STORE(p + 3 * qplane, m, V_SUB(V_ZERO, r[i][1]));
+                }
+            }
+}
+
+/* The weight gradient of tile rows ty0 .. ty1 of sample ni, in Winograd's domain: dU[e] (cin x cout) += V[e]^T Q[e],
+ * V the input's transform (as the forward's) and Q the output gradient's (dc_wino_dy). The kernel's gradient is
+ * G^T dU G, once dU is summed over every tile (the caller's). 16 products of (cin x tiles) by (tiles x cout): 2.25x
+ * fewer multiply-adds than the weight gradient's im2col product. `x`: the layer's input (h x wd x cin per sample),
+ * `dy`: sample ni's output gradient (oh x ow x cout); `scratch`: 16 * tiles * (cin + cout) floats. */
+static inline void dc_wino_dw_rows(const float* x, int h, int wd, int cin, const float* dy, int cout, int pt, int pl,
+                                   int oh, int ow, long ni, int ty0, int ty1, float* du, float* scratch) {
+    const int tw = (ow + 1) / 2;
+    const long tiles = (long)(ty1 - ty0) * tw;
+    float* v = scratch;
+    float* q = scratch + 16 * tiles * cin;
+    dc_wino_input(x, h, wd, cin, pt, pl, ni, ty0, ty1, tw, v, tiles * cin);
+    dc_wino_dy(dy, oh, ow, cout, ty0, ty1, tw, q, tiles * cout);
+    for (int e = 0; e < 16; ++e) /* element (ci, t) of V[e]^T at v[t * cin + ci] */
+        dc_gemm(cin, cout, (int)tiles, v + e * tiles * cin, 1, cin, q + e * tiles * cout, cout,
+                du + (long)e * cin * cout, cout, 1);
+}
+
 #else
 /* Never called without AVX-512 or AVX2 (callers check DC_HAVE_WINOGRAD); defined so that the extension links. */
+static inline void dc_wino_dw_rows(const float* x, int h, int wd, int cin, const float* dy, int cout, int pt, int pl,
+                                   int oh, int ow, long ni, int ty0, int ty1, float* du, float* scratch) {
+    (void)x; (void)h; (void)wd; (void)cin; (void)dy; (void)cout; (void)pt; (void)pl; (void)oh; (void)ow; (void)ni;
+    (void)ty0; (void)ty1; (void)du; (void)scratch;
+}
 static inline void dc_wino_weights(const float* w, int cin, int cout, float* u) {
     (void)w; (void)cin; (void)cout; (void)u;
 }

@@ -227,6 +227,66 @@ def _bind_winograd():
 HAVE_WINOGRAD, wino_rows = _bind_winograd()
 
 
+def _winograd_dw_address():
+    try:
+        from .isa import gemm
+    except ImportError:
+        return 0
+    return gemm.winograd_dw_address()
+
+
+def _numpy_wino_dw_rows(x, h, wd, cin, dy, cout, pt, pl, oh, ow, ni, ty0, ty1, du, scratch):
+    """The contract of ``dc_wino_dw_rows`` in NumPy (the same transforms, in float32), behind the symbol when the
+    extension has no Winograd kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
+    cached where they were loaded still links, and stays correct."""
+    f32 = ctypes.POINTER(ctypes.c_float)
+
+    def view(ptr, shape):
+        return np.ctypeslib.as_array(ctypes.cast(ptr, f32), shape=shape)
+
+    tw, rows = (ow + 1) // 2, ty1 - ty0
+    sample = np.zeros((2 * rows + 2, 2 * tw + 2, cin), dtype=np.float32)  # the band's input, zero-padded
+    xs = view(x, ((ni + 1) * h, wd, cin))[ni * h:]
+    for r in range(sample.shape[0]):
+        iy = 2 * ty0 - pt + r
+        if 0 <= iy < h:
+            lo, hi = max(0, pl), min(sample.shape[1], wd + pl)
+            sample[r, lo:hi] = xs[iy, lo - pl:hi - pl]
+    d = np.stack([np.stack([sample[r:r + 2 * rows - 1:2, c:c + 2 * tw - 1:2] for c in range(4)], 2)
+                  for r in range(4)], 2)  # (tile rows, tiles, 4, 4, cin)
+    g = np.zeros((2 * rows, 2 * tw, cout), dtype=np.float32)  # the band's output gradient, zero past the output
+    part = view(dy, (oh, ow, cout))[2 * ty0:2 * ty1]
+    g[:part.shape[0], :ow] = part
+    g = g.reshape(rows, 2, tw, 2, cout).transpose(0, 2, 1, 3, 4)  # (tile rows, tiles, 2, 2, cout)
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float32)
+    a = np.array([[1, 0], [1, 1], [1, -1], [0, -1]], dtype=np.float32)
+    v = np.einsum("ar,tsrcz,bc->tsabz", bt, d, bt)
+    q = np.einsum("ai,tsijo,bj->tsabo", a, g, a)
+    du_view = view(du, (4, 4, cin, cout))
+    du_view += np.einsum("tsabz,tsabo->abzo", v, q)
+
+
+_WINO_DW_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p]
+                                          + [ctypes.c_int] * 5 + [ctypes.c_long, ctypes.c_int, ctypes.c_int,
+                                                                  ctypes.c_void_p, ctypes.c_void_p]))
+_wino_dw_fallback = _WINO_DW_PROTO(_numpy_wino_dw_rows)
+
+
+def _bind_winograd_dw():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _winograd_dw_address()
+    llvm.add_symbol("dropcore_wino_dw_rows", address or ctypes.cast(_wino_dw_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    sig = types.void(p, i32, i32, i32, p, i32, i32, i32, i32, i32, types.int64, i32, i32, p, p)
+    return types.ExternalFunction("dropcore_wino_dw_rows", sig)
+
+
+#: The weight gradient of 3x3 stride-1 layers in Winograd's domain (``dc_wino_dw_rows``); with :data:`HAVE_WINOGRAD`.
+wino_dw_rows = _bind_winograd_dw()
+
+
 @njit
 def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
     """``C (+)= op(A) @ B`` on dropcore's own GEMM (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first

@@ -12,7 +12,7 @@ import numpy as np
 
 from .alignment import aligned_empty
 from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
-                   wino_rows)
+                   wino_dw_rows, wino_rows)
 from .config import njit, pjit
 from .geometry import conv_path, direct_scratch, window_2d, windows_inside, winograd_pays
 from .reference.conv import NO_TAP, check_pool_taps
@@ -310,7 +310,7 @@ def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
 
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band):
+                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band, wino_dw):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
@@ -318,7 +318,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     ``conv2d_max_pool``) the tiles of ``dy`` come from the pooled gradient instead (``_unpool_rows``): the
     convolution's full-size gradient and output are never read. With a non-empty ``flipped`` (the Winograd
     transform of the kernel turned 180 degrees, channels swapped) the input gradient is a Winograd convolution of
-    the sample's whole ``dy``, kept for it, instead of panel products and col2im."""
+    the sample's whole ``dy``, kept for it, instead of panel products and col2im. With ``wino_dw`` (a 3x3 stride-1
+    layer, Winograd kernels loaded) the weight gradient is formed in Winograd's domain from the same ``dy``
+    (``dc_wino_dw_rows``): the fourth value returned, ``dU`` (16, cin, cout), of which the caller takes
+    ``G^T dU G``; no im2col panel is built then."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
@@ -326,8 +329,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     tw = (w + 1) // 2
     th = (h + 1) // 2
     dx = np.empty((n if need_dx else 0, h * w * c), dtype=np.float32)
-    dwp = np.zeros((nchunks, k, cout), dtype=np.float32)
+    dwp = np.zeros((nchunks, 0 if wino_dw else k, cout), dtype=np.float32)
+    dup = np.zeros((nchunks, 16 * c * cout if wino_dw else 0), dtype=np.float32)
     dbp = np.zeros((nchunks, cout), dtype=np.float32)
+    whole = wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
     for t in numba.prange(nchunks):
         panel = np.empty((rows_blk * ow, k), dtype=np.float32)
         dpanel = np.empty((rows_blk * ow, k), dtype=np.float32)
@@ -335,9 +340,9 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         dpf = dpanel.reshape(-1)
         dwt = np.empty((k, cout), dtype=np.float32)
         # the sample's whole dy with Winograd (its input gradient reads rows across blocks), else a block's
-        rows = oh * ow if wino else (rows_blk * ow if relu or ph > 0 else 0)
+        rows = oh * ow if whole else (rows_blk * ow if relu or ph > 0 else 0)
         dmask = _aligned_floats(rows * cout).reshape(rows, cout)
-        scratch = _aligned_floats(16 * band * tw * (c + cout) if wino else 0)
+        scratch = _aligned_floats(16 * band * tw * (c + cout) if whole else 0)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
@@ -346,15 +351,16 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
             for oy0 in range(0, oh, rows_blk):
                 oy1 = min(oh, oy0 + rows_blk)
                 m = (oy1 - oy0) * ow
-                tile = dmask[oy0 * ow:oy0 * ow + m] if wino else dmask[:m]
+                tile = dmask[oy0 * ow:oy0 * ow + m] if whole else dmask[:m]
                 dys = dy3[s, oy0 * ow:oy0 * ow + m] if ph == 0 else tile
                 if ph > 0:
                     _unpool_rows(pool_dy[s], pool_arg[s], pool_y[s], relu, oy0, oy1, ow, ph, pw, tile)
                 elif relu:
                     _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], tile)
                     dys = tile
-                _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
-                matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
+                if not wino_dw:
+                    _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
+                    matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
                 if need_dx and not wino:
                     matmul(dys, w2dt, dpanel[:m], fast)
                     _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
@@ -362,19 +368,26 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                     for r in range(m):
                         for co in range(cout):
                             dbsum[co] += dys[r, co]
+            src = dmask if relu or ph > 0 else dy3[s]
+            if wino_dw:  # dU += this sample's tiles, band by band of the output's tile rows
+                for ty0 in range(0, (oh + 1) // 2, band):
+                    wino_dw_rows(x2.ctypes, np.int32(h), np.int32(w), np.int32(c), src.ctypes, np.int32(cout),
+                                 np.int32(pt), np.int32(pl), np.int32(oh), np.int32(ow), np.int64(s), np.int32(ty0),
+                                 np.int32(min(ty0 + band, (oh + 1) // 2)), dup[t].ctypes, scratch.ctypes)
             if wino:  # dx[s]: every pixel written, tile row band by band
-                src = dmask if relu or ph > 0 else dy3[s]
                 for ty0 in range(0, th, band):
                     wino_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped.ctypes, np.int32(c),
                               src.ctypes, np.int32(0), np.int32(2 - pt), np.int32(2 - pl), np.int32(h), np.int32(w),
                               np.int64(0), np.int32(ty0), np.int32(min(ty0 + band, th)), dx[s].ctypes, np.int32(0),
                               np.int32(0), scratch.ctypes, src.ctypes, np.int32(0))
     dw = dwp[0].copy()
+    du = dup[0].copy()
     db = dbp[0].copy()
     for t in range(1, nchunks):
         dw += dwp[t]
+        du += dup[t]
         db += dbp[t]
-    return dx, dw, db
+    return dx, dw, db, du
 
 
 def _plan(x_shape, w_shape, strides, padding, split_rows=False):
@@ -511,13 +524,27 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     pool_dy, pool_arg, pool_y, (ph, pw) = _NO_POOL if pooled is None else pooled
     # The input gradient of a 3x3 stride-1 convolution is the 3x3 stride-1 convolution of dy with the kernel
     # turned 180 degrees and its channels swapped, padded by 2 - pad: Winograd's tiles, per sample.
-    flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and _winograd(w, strides) else \
+    wino = _winograd(w, strides)
+    flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and wino else \
         np.empty((0, 0, 0), dtype=np.float32)
     with blas_single_thread():
-        dx, dw, db = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim, cin,
-                                 kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM,
-                                 pool_dy, pool_arg, pool_y, ph, pw, flipped, WINOGRAD_BAND)
-    return (dx.reshape(x.shape) if need_dx else None), dw.reshape(w.shape), (db if has_bias else None)
+        dx, dw, db, du = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim,
+                                     cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks,
+                                     HAVE_FAST_GEMM, pool_dy, pool_arg, pool_y, ph, pw, flipped, WINOGRAD_BAND, wino)
+    dw = _winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else dw.reshape(w.shape)
+    return (dx.reshape(x.shape) if need_dx else None), dw, (db if has_bias else None)
+
+
+def _winograd_weights_grad(du):
+    """The kernel's gradient ``G^T dU G`` (3, 3, cin, cout) from the gradient ``du`` (4, 4, cin, cout) of its
+    Winograd transform ``U = G g G^T`` (``dc_wino_weights``), G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
+    [0, 0, 1]]: in float32, element-wise over the channel pairs (a fixed order: no BLAS, whose blocking may follow
+    the thread count)."""
+    half = np.float32(0.5)
+    s = np.stack([du[0] + half * du[1] + half * du[2], half * du[1] - half * du[2],
+                  half * du[1] + half * du[2] + du[3]])  # G^T dU: (3, 4, cin, cout)
+    return np.ascontiguousarray(np.stack([s[:, 0] + half * s[:, 1] + half * s[:, 2], half * s[:, 1] - half * s[:, 2],
+                                          half * s[:, 1] + half * s[:, 2] + s[:, 3]], axis=1))
 
 
 _NO_POOL = (np.empty((0, 0, 0, 0), np.float32), np.empty((0, 0, 0, 0), np.uint8), np.empty((0, 0, 0, 0), np.float32),

@@ -44,9 +44,9 @@ def conv_path(in_hw, kernel_shape, strides, padding, fast):
 def winograd_pays(kernel_shape, strides, available):
     """Whether a convolution runs on Winograd F(2x2, 3x3) (``_winograd.h``): 3x3 kernels at stride 1 (any padding)
     that do not run on the direct kernel, where the loaded variant has the Winograd kernels (``available``: the
-    avx512 and avx2 ones). The inference programs'
-    forward; in training (the Numba kernels, through the extension's symbol) the forward and the input gradient
-    (itself a 3x3 stride-1 convolution of ``dy``), the weight gradient staying on panel products.
+    avx512 and avx2 ones). The inference programs' forward; in training (the Numba kernels, through the extension's
+    symbols) the forward, the input gradient (itself a 3x3 stride-1 convolution of ``dy``) and the weight gradient
+    (16 products of the transformed input and output gradient, ``dc_wino_dw_rows``, then ``G^T dU G``).
     ``kernel_shape`` is ``(kh, kw, cin, cout)``.
 
     Measured on mnist_cnn's second layer with its 2x2 max pooling (32 -> 64 channels, 26x26, 2 threads): 25.5

@@ -273,3 +273,35 @@ def test_winograd_numpy_stand_in_matches_the_c_kernel(pool):
         assert (y_c != 0).any()
         if pool:
             np.testing.assert_array_equal(arg_c, arg_np)
+
+
+@pytest.mark.skipif(not blas.HAVE_WINOGRAD, reason="the loaded Cython variant has no Winograd kernels (generic)")
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_winograd_weight_gradient_stand_in_matches_the_c_kernel_and_the_reference(padding):
+    """dU from the C kernel (two bands of tile rows, both samples) and from its NumPy stand-in agree, and G^T dU G is
+    the reference's weight gradient: odd output sizes leave a last tile half outside the output."""
+    from dropcore.kernels import conv as nb_conv
+    from dropcore.kernels.isa import gemm
+
+    rng = np.random.default_rng(4)
+    n, h, w, cin, cout = 2, 9, 11, 5, 7
+    x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+    k = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
+    pt = pl = 1 if padding == "same" else 0
+    oh, ow = (h, w) if padding == "same" else (h - 2, w - 2)
+    dy = rng.standard_normal((n, oh, ow, cout)).astype(np.float32)
+    th = (oh + 1) // 2
+    c_rows = blas._WINO_DW_PROTO(gemm.winograd_dw_address())
+    dus = []
+    for fn in (c_rows, blas._numpy_wino_dw_rows):
+        du = np.zeros((16, cin, cout), np.float32)
+        for ni in range(n):
+            for ty0, ty1 in ((0, 2), (2, th)):
+                scratch = np.empty(16 * (ty1 - ty0) * ((ow + 1) // 2) * (cin + cout), np.float32)
+                fn(x.ctypes.data, h, w, cin, dy[ni].ctypes.data, cout, pt, pl, oh, ow, ni, ty0, ty1, du.ctypes.data,
+                   scratch.ctypes.data)
+        dus.append(du)
+    np.testing.assert_allclose(dus[0], dus[1], rtol=1e-5, atol=1e-4)
+    want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), k.astype(np.float64), (1, 1), padding,
+                               False, need_dx=False)[1]
+    _close(nb_conv._winograd_weights_grad(dus[0].reshape(4, 4, cin, cout)), want)
