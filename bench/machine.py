@@ -78,7 +78,8 @@ def info(threads):
 
     used, offered = isas()
     return {
-        "cpu": cpu_model(), "cpu_id": cpu_id(), "isa": used, "cpu_isas": offered, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+        "cpu": cpu_model(), "cpu_id": cpu_id(), "isa": used, "cpu_isas": offered, "cores": os.cpu_count(),
+        "threads": threads, "python": platform.python_version(),
         "dropcore": dropcore.__version__, "numpy": _version("numpy"), "numba": _version("numba"),
         "torch": peers_torch.version(), "onnxruntime": peers_onnx.version(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"), "load_average_at_start": os.getloadavg()[0],

@@ -8,9 +8,9 @@ runs them as one batch and hands each caller its own rows.
 Answers are identical (bit for bit) to :meth:`dropcore.Predictor.predict` on the caller's samples alone:
 construction checks that the model's kernels give a row the same bits whatever batch it is in, and refuses
 (``exact=True``, the default) when they do not. dropcore's own kernels (the avx512 and avx2 targets) always do; the
-generic target's BLAS GEMMs do not (sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests share batches with requests asking for
-the same passes and seed: a sample's mask is keyed by its row in its own input, so the program draws each
-request's masks apart (``Context.segments``), as they would be drawn alone.
+generic target's BLAS GEMMs do not (sgemv for a few rows, sgemm panels for more). Monte-Carlo dropout requests share
+batches with requests asking for the same passes and seed: a sample's mask is keyed by its row in its own input, so
+the program draws each request's masks apart (``Context.segments``), as they would be drawn alone.
 """
 import threading
 import time
@@ -19,7 +19,7 @@ from collections import deque
 import numpy as np
 
 from .errors import DeadlineExceeded
-from .model import _random_seed
+from .model import _random_seed, check_stochastic
 from .predictor import Predictor
 from .validation import check_float, check_int
 
@@ -123,6 +123,7 @@ class BatchingPredictor:
             # checked here, and the seed drawn here when not given: a shared batch's requests share (passes, seed)
             mc = (check_int(mc_samples, "mc_samples", 1, "predict"),
                   _random_seed() if seed is None else check_int(seed, "seed", 0, "predict"))
+            check_stochastic(self.predictor._model.layers, mc[0])
         if len(x) > self.max_batch or self.max_batch == 1 or (mc is not None and not self._mc_batching):
             return self.predictor.predict(x, batch_size, mc_samples, seed, deadline)
         if batch_size is not None:

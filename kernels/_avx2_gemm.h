@@ -8,8 +8,8 @@
  * alone or in any batch, at any thread count, and equal the avx512 target's.
  *
  * Register tile: 6 rows x 16 columns, 12 ymm accumulators beside the 2 vectors of B and a broadcast of A (15 of the
- * 16 registers); fewer rows take wider tiles (dc2_width). B streams from cache without packing (the weights are narrow: K x cout), a block of DC_KC rows of
- * it (8 KiB) staying in L1 across the rows of A.
+ * 16 registers); fewer rows take wider tiles (dc2_width). B streams from cache without packing (the weights are
+ * narrow: K x cout).
  */
 #ifndef DROPCORE_AVX2_GEMM_H
 #define DROPCORE_AVX2_GEMM_H

@@ -486,7 +486,8 @@ cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cou
 
 
 def matmul(const float[:, ::1] a, const float[:, ::1] b):
-    """``a @ b`` through the GEMM the kernels use (dropcore's own micro-kernels where the variant has them): for tests."""
+    """``a @ b`` through the GEMM the kernels use (dropcore's own micro-kernels where the variant has them): for
+    tests."""
     cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
     out = np.zeros((m, n), dtype=np.float32)
     cdef float[:, ::1] c = out

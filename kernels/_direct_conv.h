@@ -4,8 +4,8 @@
  * Why: as a GEMM these layers are shallow (depth kw*cin = 3..30 per kernel row) and narrow (cout 6..64), so the
  * GEMM spends its time loading and storing its output tile once per kernel row and packing, not multiplying: they
  * ran at 17-80 GFLOP/s. Here a register tile of MR output pixels x NV vectors of output channels stays in registers
- * for the whole window (all kh kernel rows), each input value is broadcast from memory into its multiply-adds, and the tile
- * is written once, with the bias added and the ReLU applied.
+ * for the whole window (all kh kernel rows), each input value is broadcast from memory into its multiply-adds, and
+ * the tile is written once, with the bias added and the ReLU applied.
  *
  * Padding: the input rows a task's outputs read are copied once into zero-padded scratch rows (from the caller),
  * so the inner loops never test bounds; without padding the rows are read in place.

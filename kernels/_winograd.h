@@ -86,7 +86,8 @@ static inline void dc_wino_input_block(const float* x, int h, int wd, int cin, l
         if (full) {
             V_STOREU(p, v0); V_STOREU(p + vplane, v1); V_STOREU(p + 2 * vplane, v2); V_STOREU(p + 3 * vplane, v3);
         } else {
-            V_STORE(p, m, v0); V_STORE(p + vplane, m, v1); V_STORE(p + 2 * vplane, m, v2); V_STORE(p + 3 * vplane, m, v3);
+            V_STORE(p, m, v0); V_STORE(p + vplane, m, v1);
+            V_STORE(p + 2 * vplane, m, v2); V_STORE(p + 3 * vplane, m, v3);
         }
     }
 }
@@ -122,7 +123,10 @@ static inline void dc_wino_tile_out(const float* mm, long mplane, long t, int co
     const float* base = mm + t * cout + co;
     for (int c = 0; c < 4; ++c) {
         vf_t q[4];
-        for (int k = 0; k < 4; ++k) q[k] = full ? V_LOADU(base + (4 * k + c) * mplane) : V_LOAD(m, base + (4 * k + c) * mplane);
+        for (int k = 0; k < 4; ++k) {
+            const float* p = base + (4 * k + c) * mplane;
+            q[k] = full ? V_LOADU(p) : V_LOAD(m, p);
+        }
         r[0][c] = V_ADD(V_ADD(q[0], q[1]), q[2]);
         r[1][c] = V_SUB(V_SUB(q[1], q[2]), q[3]);
     }

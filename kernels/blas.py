@@ -160,47 +160,55 @@ def _winograd_address():
     return gemm.winograd_rows_address()
 
 
-def _numpy_wino_rows(x, h, wd, cin, u, cout, bias, has_bias, pt, pl, oh, ow, ni, ty0, ty1, y, pool, relu, scratch,
-                     arg, has_arg):
-    """The contract of ``dc_wino_rows_flagged`` in NumPy (the same transforms, in float32), behind the symbol when the
-    extension has no Winograd kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
-    cached where they were loaded still links, and stays correct."""
-    f32, u8 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
+def _c_view(ptr, shape, kind=ctypes.c_float):
+    """A NumPy view of ``shape`` on the C array at address ``ptr``."""
+    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(kind)), shape=shape)
 
-    def view(ptr, shape, kind=f32):
-        return np.ctypeslib.as_array(ctypes.cast(ptr, kind), shape=shape)
 
-    tw = (ow + 1) // 2
-    sample = np.zeros((2 * (ty1 - ty0) + 2, 2 * tw + 2, cin), dtype=np.float32)  # the band's input, zero-padded
-    xs = view(x, ((ni + 1) * h, wd, cin))[ni * h:]
+def _numpy_wino_blocks(x, h, wd, cin, pt, pl, ni, ty0, ty1, tw):
+    """The 4x4 input blocks of Winograd's tiles in tile rows ``ty0 .. ty1`` of sample ``ni`` (``dc_wino_input``'s,
+    zero outside the input): ``(tile rows, tiles, 4, 4, cin)``."""
+    rows = ty1 - ty0
+    sample = np.zeros((2 * rows + 2, 2 * tw + 2, cin), dtype=np.float32)  # the band's input, zero-padded
+    xs = _c_view(x, ((ni + 1) * h, wd, cin))[ni * h:]
     for r in range(sample.shape[0]):
         iy = 2 * ty0 - pt + r
         if 0 <= iy < h:
             lo, hi = max(0, pl), min(sample.shape[1], wd + pl)
             sample[r, lo:hi] = xs[iy, lo - pl:hi - pl]
-    d = np.stack([np.stack([sample[r:r + 2 * (ty1 - ty0) - 1:2, c:c + 2 * tw - 1:2] for c in range(4)], 2)
-                  for r in range(4)], 2)  # (tile rows, tiles, 4, 4, cin)
+    return np.stack([np.stack([sample[r:r + 2 * rows - 1:2, c:c + 2 * tw - 1:2] for c in range(4)], 2)
+                     for r in range(4)], 2)
+
+
+def _numpy_wino_rows(x, h, wd, cin, u, cout, bias, has_bias, pt, pl, oh, ow, ni, ty0, ty1, y, pool, relu, scratch,
+                     arg, has_arg):
+    """The contract of ``dc_wino_rows_flagged`` in NumPy (the same transforms, in float32), behind the symbol when the
+    extension has no Winograd kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
+    cached where they were loaded still links, and stays correct."""
+    tw = (ow + 1) // 2
+    d = _numpy_wino_blocks(x, h, wd, cin, pt, pl, ni, ty0, ty1, tw)  # (tile rows, tiles, 4, 4, cin)
     bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float32)
     at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float32)
     v = np.einsum("ar,tsrcz,bc->tsabz", bt, d, bt)
-    m = np.einsum("tsabz,abzo->tsabo", v, view(u, (4, 4, cin, cout)))
+    m = np.einsum("tsabz,abzo->tsabo", v, _c_view(u, (4, 4, cin, cout)))
     out = np.einsum("ia,tsabo,jb->tsijo", at, m, at)  # (tile rows, tiles, 2, 2, cout)
     if has_bias:
-        out = out + view(bias, (cout,))
+        out = out + _c_view(bias, (cout,))
     if relu:
         out = np.where(out < 0, np.float32(0), out)
     if pool:
         ph, pw = oh // 2, ow // 2
         win = out[:max(0, min(ty1, ph) - ty0), :pw].reshape(-1, pw, 4, cout)
-        yv = view(y, (ph, pw, cout))[ty0:ty0 + len(win)]
+        yv = _c_view(y, (ph, pw, cout))[ty0:ty0 + len(win)]
         nan = np.isnan(win).any(axis=2)
         yv[...] = np.where(nan, np.float32(np.nan), win.max(axis=2))
         if has_arg:
-            view(arg, (ph, pw, cout), u8)[ty0:ty0 + len(win)] = np.where(nan, 255, np.argmax(win, axis=2))
+            taps = np.where(nan, 255, np.argmax(win, axis=2))
+            _c_view(arg, (ph, pw, cout), ctypes.c_uint8)[ty0:ty0 + len(win)] = taps
     else:
         full = out.transpose(0, 2, 1, 3, 4).reshape(2 * (ty1 - ty0), 2 * tw, cout)
         rows = min(oh, 2 * ty1) - 2 * ty0
-        view(y, (oh, ow, cout))[2 * ty0:2 * ty0 + rows] = full[:rows, :ow]
+        _c_view(y, (oh, ow, cout))[2 * ty0:2 * ty0 + rows] = full[:rows, :ow]
 
 
 _WINO_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p, ctypes.c_int,
@@ -239,30 +247,17 @@ def _numpy_wino_dw_rows(x, h, wd, cin, dy, cout, pt, pl, oh, ow, ni, ty0, ty1, d
     """The contract of ``dc_wino_dw_rows`` in NumPy (the same transforms, in float32), behind the symbol when the
     extension has no Winograd kernels: never called then (the kernels check :data:`HAVE_WINOGRAD`), but code Numba
     cached where they were loaded still links, and stays correct."""
-    f32 = ctypes.POINTER(ctypes.c_float)
-
-    def view(ptr, shape):
-        return np.ctypeslib.as_array(ctypes.cast(ptr, f32), shape=shape)
-
     tw, rows = (ow + 1) // 2, ty1 - ty0
-    sample = np.zeros((2 * rows + 2, 2 * tw + 2, cin), dtype=np.float32)  # the band's input, zero-padded
-    xs = view(x, ((ni + 1) * h, wd, cin))[ni * h:]
-    for r in range(sample.shape[0]):
-        iy = 2 * ty0 - pt + r
-        if 0 <= iy < h:
-            lo, hi = max(0, pl), min(sample.shape[1], wd + pl)
-            sample[r, lo:hi] = xs[iy, lo - pl:hi - pl]
-    d = np.stack([np.stack([sample[r:r + 2 * rows - 1:2, c:c + 2 * tw - 1:2] for c in range(4)], 2)
-                  for r in range(4)], 2)  # (tile rows, tiles, 4, 4, cin)
+    d = _numpy_wino_blocks(x, h, wd, cin, pt, pl, ni, ty0, ty1, tw)  # (tile rows, tiles, 4, 4, cin)
     g = np.zeros((2 * rows, 2 * tw, cout), dtype=np.float32)  # the band's output gradient, zero past the output
-    part = view(dy, (oh, ow, cout))[2 * ty0:2 * ty1]
+    part = _c_view(dy, (oh, ow, cout))[2 * ty0:2 * ty1]
     g[:part.shape[0], :ow] = part
     g = g.reshape(rows, 2, tw, 2, cout).transpose(0, 2, 1, 3, 4)  # (tile rows, tiles, 2, 2, cout)
     bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float32)
     a = np.array([[1, 0], [1, 1], [1, -1], [0, -1]], dtype=np.float32)
     v = np.einsum("ar,tsrcz,bc->tsabz", bt, d, bt)
     q = np.einsum("ai,tsijo,bj->tsabo", a, g, a)
-    du_view = view(du, (4, 4, cin, cout))
+    du_view = _c_view(du, (4, 4, cin, cout))
     du_view += np.einsum("tsabz,tsabo->abzo", v, q)
 
 

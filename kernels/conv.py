@@ -1,7 +1,7 @@
 """2-D convolution (Numba): per-sample im2col panels fed to a float32 GEMM, bias and ReLU fused while the tile is hot.
 
-The GEMM is dropcore's own micro-kernel (AVX-512 or AVX2) when the Cython extension has it (:mod:`dropcore.kernels.blas`), else
-BLAS through ``np.dot``.
+The GEMM is dropcore's own micro-kernel (AVX-512 or AVX2) when the Cython extension has it
+(:mod:`dropcore.kernels.blas`), else BLAS through ``np.dot``.
 
 Same contract as :mod:`dropcore.kernels.reference.conv`. Work is split into one chunk of samples per thread; each
 thread owns its im2col panel (a block of output rows at a time, sized to stay in L2), so nothing races except the
@@ -291,7 +291,7 @@ def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
         for co in range(cout):
             out[r, co] = zero
     # Every tap of every window written with a select over the contiguous channels (LLVM vectorizes it; a scatter
-    # to each window's tap did not: cifar_cnn's first layer, backward without dx at batch 128, 15 -> 10 ms on the
+    # to each window's tap did not: cifar_cnn's first layer, backward without dx at batch 128, 15 -> 7-10 ms on the
     # Zen 3). Rows and columns past the last whole window stay zero: no window reads them.
     for py in range(oy0 // ph, min(poh, (oy1 + ph - 1) // ph)):
         for i in range(ph):
@@ -334,11 +334,12 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     dbp = np.zeros((nchunks, cout), dtype=np.float32)
     whole = wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
     for t in numba.prange(nchunks):
-        panel = np.empty((rows_blk * ow, k), dtype=np.float32)
-        dpanel = np.empty((rows_blk * ow, k), dtype=np.float32)
+        # the panels only where a product reads them: im2col for the weight gradient, col2im for the input's
+        panel = np.empty((0 if wino_dw else rows_blk * ow, k), dtype=np.float32)
+        dpanel = np.empty((rows_blk * ow if need_dx and not wino else 0, k), dtype=np.float32)
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
-        dwt = np.empty((k, cout), dtype=np.float32)
+        dwt = np.empty((0 if wino_dw else k, cout), dtype=np.float32)
         # the sample's whole dy with Winograd (its input gradient reads rows across blocks), else a block's
         rows = oh * ow if whole else (rows_blk * ow if relu or ph > 0 else 0)
         dmask = _aligned_floats(rows * cout).reshape(rows, cout)

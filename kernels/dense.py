@@ -2,7 +2,8 @@
 
 Where the Cython extension has dropcore's own GEMM (AVX-512 or AVX2: :data:`dropcore.kernels.blas.HAVE_FAST_GEMM`),
 every product runs on it, BLAS never: its sums do not depend on the split, and on AVX-512 it runs at twice the speed
-of OpenBLAS's AVX2 kernels. ``dx`` needs ``w`` transposed, which the GEMM reads through a transposed copy of ``w``.
+of OpenBLAS's AVX2 kernels. ``dx = dy @ w.T`` reads one operand transposed: through a copy of ``w.T`` block by block,
+or, for a batch no wider than the outputs, of ``dy.T`` (smaller), the product then formed transposed.
 Mid-sized backward passes run ``dx`` and ``dw`` side by side, one thread each. Without it (the generic target), each
 share is a single-threaded BLAS call (:func:`dropcore.kernels.blas.gemm`, which takes leading dimensions, so a block
 of columns needs no copy).

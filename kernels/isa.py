@@ -3,8 +3,8 @@
 setup.py compiles the kernels once per target, each copy in its own subpackage under the same module names:
 ``isa_avx512`` (x86-64-v4: dropcore's GEMM, direct convolution and pooling on AVX-512), ``isa_avx2`` (x86-64-v3: the
 same kernels on AVX2 and FMA) and ``isa_generic`` (portable loops and BLAS, for the compiler's default target: any
-x86-64 CPU, and Arm). A variant is imported only after the CPU check passed: its code, even its module initialization, may use
-instructions an older CPU lacks, which would kill the process (SIGILL) instead of raising.
+x86-64 CPU, and Arm). A variant is imported only after the CPU check passed: its code, even its module
+initialization, may use instructions an older CPU lacks, which would kill the process (SIGILL) instead of raising.
 
 The CPU check is a tiny extension built for the generic target (``_cpu_features``) that calls the compiler's
 ``__builtin_cpu_supports``: rather than /proc/cpuinfo because it works on any OS, reads XGETBV (whether the OS

@@ -260,8 +260,8 @@ def test_relu_softmax_sigmoid():
 
 # Small batches split the columns into blocks of about 64 ((7, 33, 10), (8, 50, 200); on BLAS they run one
 # matrix-vector product per row up to GEMV_ROWS = 8 rows, and so do (1, 300, 129) and (5, 700, 256)); on
-# dropcore's own GEMM (avx512, avx2) batches up to SPLIT_K_ROWS split the rows of w (see test_dense_split_k_*); 130 and 300 rows split
-# the rows of x.
+# dropcore's own GEMM (avx512, avx2) batches up to SPLIT_K_ROWS split the rows of w (see test_dense_split_k_*); 130
+# and 300 rows split the rows of x.
 @pytest.mark.parametrize("n,k,m", [(1, 5, 3), (7, 33, 10), (130, 64, 17), (1, 300, 129), (3, 40, 100), (300, 20, 70),
                                    (5, 700, 256), (8, 50, 200)])
 @pytest.mark.parametrize("relu", [False, True])
