@@ -237,7 +237,7 @@ class Model:
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
-        return monte_carlo(lambda ctx: self._infer(x, batch_size, ctx), mc_samples, seed)
+        return monte_carlo(lambda ctx: self._infer(x, batch_size, ctx), self.layers, mc_samples, seed)
 
     # --- training -------------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -630,17 +630,19 @@ def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None, deadli
     ``mc_samples`` dropout passes (``x``'s first sample at ``row`` of the whole input). Holds no state, so
     concurrent calls never interact."""
     return monte_carlo(lambda ctx: _forward_batches(plan, ops, x, batch_size, ctx.at_row(row), deadline=deadline),
-                       mc_samples, seed, deadline)
+                       [step.layer for step in plan.steps], mc_samples, seed, deadline)
 
 
-def monte_carlo(forward, mc_samples=None, seed=None, deadline=None):
+def monte_carlo(forward, layers, mc_samples=None, seed=None, deadline=None):
     """``forward(ctx)`` in inference mode, or ``(mean, std)`` over ``mc_samples`` passes with dropout active:
     pass ``i`` draws the masks of ``(seed, step=i)``. Shared by ``Model.predict`` and ``Predictor.predict``.
-    ``deadline``: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised before the next pass (and
-    before the next batch, by the forwards given it)."""
+    ``layers``: the model's, of which one must draw noise for Monte-Carlo passes to differ (else a ValueError, not a
+    silent std of 0). ``deadline``: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised before the
+    next pass (and before the next batch, by the forwards given it)."""
     if mc_samples is None:
         return forward(INFERENCE)
     n = check_int(mc_samples, "mc_samples", 1, "predict")
+    check_stochastic(layers, n)
     seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
     mean = m2 = None
     for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
@@ -653,6 +655,18 @@ def monte_carlo(forward, mc_samples=None, seed=None, deadline=None):
             mean += delta / (i + 1)
             m2 += delta * (y - mean)
     return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
+
+
+def check_stochastic(layers, mc_samples):
+    """Raise a ValueError naming the fix when none of ``layers`` draws noise in a Monte-Carlo pass: every pass would
+    be the same and the standard deviation 0 (a PyTorch model exported in eval mode has lost its Dropout nodes)."""
+    if not any(layer.stochastic for layer in layers):
+        raise ValueError(
+            f"predict: mc_samples={mc_samples} needs a layer that draws noise in Monte-Carlo passes (Dropout, "
+            f"SpatialDropout2D, AlphaDropout, GaussianDropout, GaussianNoise, DropBlock2D or MaxPoolingDropout2D, "
+            f"with a rate above 0); this model has none, so every pass would be the same and the std 0. A model "
+            f"exported from PyTorch in eval mode has lost its Dropout: put its Dropout modules in train mode and "
+            f"export with training=torch.onnx.TrainingMode.PRESERVE, or add Dropout layers and train")
 
 
 def _forward_batches(plan, ops, x, batch_size, ctx, logits=False, deadline=None):

@@ -122,14 +122,14 @@ class Predictor:
             program = self._mc_program if ctx.dropout else self._program
             return program.predict(x, batch_size, ctx.at_row(row), deadline)
 
-        return self._in_threads(lambda: monte_carlo(forward, mc_samples, seed, deadline))
+        return self._in_threads(lambda: monte_carlo(forward, model.layers, mc_samples, seed, deadline))
 
     def _predict_segments(self, x, segments, mc_samples, seed, deadline=None):
         """Monte-Carlo ``(mean, std)`` for ``x``, checked and joined from several inputs: rows ``start:stop`` of each
         ``(start, stop, 0)`` in ``segments`` draw the masks they would draw alone, so each input's rows of the
         answer equal ``predict(that input, mc_samples=..., seed=...)`` (what :class:`BatchingPredictor` coalesces
         with). On the compiled program only (``engine == "cython-program"``), in one kernel call per pass."""
-        program = self._mc_program
+        program, model = self._mc_program, self._model
         segments = tuple(segments)
 
         def forward(ctx):
@@ -137,7 +137,7 @@ class Predictor:
             program.run(x, out, replace(ctx, segments=segments))
             return out
 
-        return self._in_threads(lambda: monte_carlo(forward, mc_samples, seed, deadline))
+        return self._in_threads(lambda: monte_carlo(forward, model.layers, mc_samples, seed, deadline))
 
     def _in_threads(self, run):
         """``run()`` with this calling thread's OpenMP regions held to ``threads`` (the process cap still holds)."""

@@ -114,6 +114,9 @@ class Layer:
     fusable_pool = None
     #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
     identity_in_inference = False
+    #: it draws random numbers when ``ctx.dropout`` is on (training, Monte-Carlo predictions); the dropout family
+    #: makes it a property of its rate, so that a model whose every rate is 0 has nothing to sample
+    stochastic = False
     #: config keys (constructor arguments) added after model files were first written, with the value a file
     #: written before holds implicitly (their default): the reader fills them in (``serialization.with_added_keys``)
     ADDED_CONFIG = {}

@@ -50,6 +50,7 @@ class DropBlock2D(Layer):
     docstring), for (N, H, W, C) inputs; ``block_size`` must fit in the map. The identity in inference."""
 
     identity_in_inference = True
+    stochastic = property(lambda self: self.rate > 0.0)
 
     def __init__(self, rate, block_size, seed=None, name=None):
         super().__init__(name)
@@ -105,6 +106,8 @@ class MaxPoolingDropout2D(_Pooling2D):
     """Max pooling with its inputs dropped in training, probabilistic weighted pooling in inference (see the module
     docstring). The gradient in training goes to each window's first kept maximum (row-major, as MaxPooling2D's);
     in inference to each input with its weight ``q rate**(n - i)`` from its sorted position."""
+
+    stochastic = property(lambda self: self.rate > 0.0)
 
     def __init__(self, rate, pool_size=(2, 2), strides=None, padding="valid", seed=None, name=None):
         super().__init__(pool_size, strides, padding, name)

@@ -38,6 +38,7 @@ class Dropout(Layer):
     OPTIONS = ("relu",)
     absorbs_relu = True
     identity_in_inference = True
+    stochastic = property(lambda self: self.rate > 0.0)
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None):
         super().__init__(name)

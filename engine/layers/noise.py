@@ -34,6 +34,7 @@ class _GaussianLayer(Layer):
     normal noise ``z``."""
 
     identity_in_inference = True
+    stochastic = property(lambda self: self._active())
 
     def __init__(self, seed, name):
         super().__init__(name)

@@ -3,6 +3,8 @@
 Neither imports onnx until it runs, so the CLI starts (and ``dropcore --help`` works) without the onnx extra; run
 without it, they fail with an ImportError saying ``pip install "dropcore[onnx]"``.
 """
+import sys
+
 
 
 def _opset(text):
@@ -35,11 +37,15 @@ def cmd_import(args):
 
     model = load(args.model)
     io.save_model(model, args.output)
-    drop = sum(1 for la in model.layers if type(la).__name__ == "Dropout")
+    drop = sum(1 for la in model.layers if la.stochastic)
     print(f"Wrote {args.output}: {len(model.layers)} layers, input {_shape(model.input_shape)} (channels last), "
           f"output {_shape(model.output_shape)}"
           + (f"; {drop} Dropout layer{'s' if drop > 1 else ''} (predict --mc-samples N for Monte-Carlo dropout)"
              if drop else ""))
+    if not drop:
+        print(f"warning: {args.model} has no Dropout with a rate above 0, so Monte-Carlo dropout (--mc-samples) is "
+              f"refused on this model. A PyTorch model exported in eval mode loses its Dropout: put its Dropout "
+              f"modules in train mode and export with training=torch.onnx.TrainingMode.PRESERVE", file=sys.stderr)
     return 0
 
 

@@ -47,3 +47,22 @@ def test_every_eager_training_call_draws_new_masks():
     layer = Dropout(0.5)
     ones = np.ones((2, 64), np.float32)
     assert not np.array_equal(layer(ones, training=True), layer(ones, training=True))
+
+
+@pytest.mark.parametrize("rate", [None, 0.0])
+def test_monte_carlo_without_noise_is_refused_on_every_path(rate):
+    """A model with no layer that draws noise (none at all, or every rate 0: a PyTorch model exported in eval mode)
+    would answer std 0 for every input: Model.predict, the Predictor and the BatchingPredictor refuse, naming the
+    fix; plain predictions are unaffected."""
+    from dropcore.batching import BatchingPredictor
+
+    layers = [Input((6, 6, 2)), Conv2D(4, 3, activation="relu"), Flatten()]
+    layers += [Dropout(rate)] if rate is not None else []
+    model = dropcore.Sequential(layers + [Dense(3, activation="softmax")])
+    x = _x(6)[:4]
+    predictor = dropcore.Predictor(model)
+    with BatchingPredictor(predictor, max_batch=4) as batching:
+        for predict in (model.predict, predictor.predict, batching.predict):
+            with pytest.raises(ValueError, match=r"mc_samples=3 needs a layer that draws noise.*TrainingMode.PRESERVE"):
+                predict(x, mc_samples=3, seed=0)
+            assert predict(x).shape == (4, 3)

@@ -33,6 +33,21 @@ def test_export_then_import(tmp_path, capsys):
     assert std.max() > 0
 
 
+def test_import_warns_when_the_graph_has_no_dropout(tmp_path, capsys):
+    """An eval-mode export (as PyTorch's default) has no Dropout: the import says Monte-Carlo dropout will be
+    refused and how to export with it; the model itself converts and predicts."""
+    model = dropcore.zoo.build("mnist_cnn", (12, 12, 1), 4, dropout=0.0)
+    model.save(tmp_path / "m.dropcore")
+    assert run("export", tmp_path / "m.dropcore", tmp_path / "m.onnx") == 0
+    capsys.readouterr()
+    assert run("import", tmp_path / "m.onnx", tmp_path / "back.dropcore") == 0
+    out = capsys.readouterr()
+    assert "Dropout layer" not in out.out
+    assert out.err.startswith("warning:") and "TrainingMode.PRESERVE" in out.err and "--mc-samples" in out.err
+    x = np.random.default_rng(0).random((3, 12, 12, 1), dtype=np.float32)
+    np.testing.assert_allclose(dropcore.load_model(tmp_path / "back.dropcore").predict(x), model.predict(x), atol=1e-5)
+
+
 def test_failures_are_reported_with_status_1_and_write_nothing(tmp_path, capsys):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx at all")
     assert run("import", tmp_path / "bad.onnx", tmp_path / "out.dropcore") == 1
