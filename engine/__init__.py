@@ -31,3 +31,22 @@ __all__ = [
     "model_to_bytes", "optimizers", "save_model", "set_num_threads", "set_random_seed", "set_workspace_limit",
     "utils",
 ]
+
+#: Subpackages imported on first use, so that ``import dropcore`` stays light (the ONNX converters import nothing of
+#: onnx until they run, the distributed ones nothing of Dask or MPI) while ``dropcore.onnx.load(...)`` works without
+#: ``import dropcore.onnx`` first.
+_LAZY = ("onnx", "distributed", "serving", "data")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
