@@ -26,6 +26,30 @@ def run(*args, cwd=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_in_terminal(*args):
+    """Run the command with its stdout on a pseudo-terminal, as at a shell: (exit status, what it printed there)."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 24 rows of 120 columns
+    proc = subprocess.Popen([sys.executable, "-m", "dropcore", *map(str, args)], stdout=slave,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the command exited and closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=300), b"".join(chunks).decode(errors="replace")
+
+
 def ok(*args, cwd=None):
     code, out, err = run(*args, cwd=cwd)
     assert code == 0, f"dropcore {' '.join(map(str, args))} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
@@ -80,12 +104,23 @@ def test_train_shows_a_progress_bar_and_uses_the_options(tmp_path):
         {"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}},
         {"class_name": "Dropout", "config": {"rate": 0.5}},
         {"class_name": "Dense", "config": {"units": 10, "activation": "softmax"}}]}))
-    out = ok("train", "--model", desc, "--epochs", 3, "--limit", 200, "--optimizer", "sgd", "--lr", 0.05,
-             "--momentum", 0.9, "--dropout", 0, "--lr-schedule", "step", "--patience", 5, "--out", tmp_path / "o")
+    code, out = run_in_terminal("train", "--model", desc, "--epochs", 3, "--limit", 200, "--optimizer", "sgd",
+                                "--lr", 0.05, "--momentum", 0.9, "--dropout", 0, "--lr-schedule", "step",
+                                "--patience", 5, "--out", tmp_path / "o")
+    assert code == 0, out
     assert "Training small on 200 samples" in out and "SGD lr=0.05" in out
-    assert "Epoch 3/3" in out and "batch/s" in out  # the tqdm bar
+    assert "Epoch 3/3" in out and "batch/s" in out  # the tqdm bar, on a terminal
     assert "dropout" not in out.split("Training")[0]  # --dropout 0 removed the Dropout layer (summary)
     assert len(json.loads((tmp_path / "o" / "history.json").read_text())["loss"]) == 3
+
+
+def test_train_piped_prints_one_line_per_epoch(tmp_path):
+    """Into a pipe or a log file the bar's frames would pile up: one line per epoch instead, without --quiet."""
+    out = ok("train", "--model", "mlp", "--epochs", 3, "--limit", 200, "--out", tmp_path / "o")
+    assert "batch/s" not in out and "\r" not in out
+    epochs = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split(" - ")[0] for line in epochs] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert all("loss: " in line and "val_accuracy: " in line for line in epochs)
 
 
 def test_train_on_a_csv_table_with_mlp(tmp_path):
