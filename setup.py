@@ -110,7 +110,16 @@ def _extensions():
 
 
 class OptionalBuildExt(build_ext):
-    """Build the Cython kernels when a C compiler works; otherwise install without them and say so."""
+    """Build the Cython kernels when a C compiler works; otherwise install without them and say so.
+
+    The extensions compile in parallel, one per CPU this process may use, unless ``-j`` says otherwise: the ten of
+    them (three kernels for each target, and the CPU check) compiled one after the other otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            self.parallel = max(1, cpus or 1)
 
     def run(self):
         try:
