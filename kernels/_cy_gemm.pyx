@@ -35,6 +35,8 @@ cdef extern from "_gemm.h" nogil:
 cdef extern from "_pool.h" nogil:
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
+    void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
+                                unsigned char* arg)
 
 cdef extern from "_winograd.h" nogil:
     int DC_HAVE_WINOGRAD
@@ -511,6 +513,12 @@ def winograd_dw_address():
     """The address of the C function ``dc_wino_dw_rows`` (see ``_winograd.h``) for the Numba kernels, or 0 when the
     variant has no Winograd kernels (the generic one)."""
     return <size_t>&dc_wino_dw_rows if DC_HAVE_WINOGRAD else 0
+
+
+def max_pool_arg_address():
+    """The address of the C function ``dc_max_pool_arg_rows_c`` (see ``_pool.h``) for the Numba kernels, or 0 on the
+    generic variant (no vector kernels)."""
+    return <size_t>&dc_max_pool_arg_rows_c if DC_HAVE_FAST_GEMM else 0
 
 
 def gemm_address():

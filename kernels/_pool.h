@@ -55,7 +55,44 @@ static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int 
     }
 }
 
+/* The max pooling of a block of convolution rows with each window's tap, for training's conv2d_max_pool: `conv` holds
+ * prows * ph rows of ow pixels of c channels; y (prows x pow x c) gets each window's maximum and arg (uint8, the same
+ * shape) the row-major index in the window of its first maximum (a later tap wins only when greater), or 255 with
+ * a NaN where the window holds one (max_pool2d's bits: the same comparisons in the same order). */
+static inline void dc_max_pool_arg_rows(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_,
+                                        float* y, unsigned char* arg) {
+    for (int py = 0; py < prows; ++py)
+        for (int px = 0; px < pow_; ++px)
+            for (int co = 0; co < c; co += V_LANES) {
+                const vmask_t m = V_MASK(c - co);
+                const float* first = conv + (((long)py * ph) * ow + (long)px * pw) * c + co;
+                vf_t best = V_LOAD(m, first);
+                vmask_t nan = V_NAN(best);
+                vi_t tap = V_INT(0);
+                for (int k = 1; k < ph * pw; ++k) {
+                    const vf_t v = V_LOAD(m, first + ((long)(k / pw) * ow + k % pw) * c);
+                    const vmask_t gt = V_GT(v, best); /* false against a NaN either side */
+                    nan = V_OR(nan, V_NAN(v));
+                    best = V_SELECT(gt, best, v);
+                    tap = V_SELECT_INT(gt, tap, V_INT(k));
+                }
+                const long at = ((long)py * pow_ + px) * c + co;
+                V_STORE(y + at, m, V_SELECT(nan, best, V_SET1(__builtin_nanf(""))));
+                V_STORE_BYTES(arg + at, m, V_SELECT_INT(nan, tap, V_INT(255)));
+            }
+}
+
+/* dc_max_pool_arg_rows for the Numba kernels (through an LLVM symbol). */
+static void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
+                                   unsigned char* arg) {
+    dc_max_pool_arg_rows(conv, ow, c, ph, pw, prows, pow_, y, arg);
+}
+
 #else
+static void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
+                                   unsigned char* arg) {
+    (void)conv; (void)ow; (void)c; (void)ph; (void)pw; (void)prows; (void)pow_; (void)y; (void)arg;
+}
 /* Never called on the generic target (callers check DC_HAVE_SIMD); defined so that the extension links. */
 static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
                                    int sw, int pl) {

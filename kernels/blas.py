@@ -282,6 +282,43 @@ def _bind_winograd_dw():
 wino_dw_rows = _bind_winograd_dw()
 
 
+def _max_pool_arg_address():
+    try:
+        from .isa import gemm
+    except ImportError:
+        return 0
+    return gemm.max_pool_arg_address()
+
+
+def _numpy_max_pool_arg_rows(conv, ow, c, ph, pw, prows, pow_, y, arg):
+    """The contract of ``dc_max_pool_arg_rows_c`` in NumPy, behind the symbol when the extension has no vector
+    kernels: never called then (the kernels check :data:`HAVE_FAST_GEMM`), but code Numba cached where they were
+    loaded still links, and stays correct."""
+    rows = _c_view(conv, (prows * ph, ow, c))[:, :pow_ * pw]
+    win = rows.reshape(prows, ph, pow_, pw, c).transpose(0, 2, 1, 3, 4).reshape(prows, pow_, ph * pw, c)
+    nan = np.isnan(win).any(axis=2)
+    _c_view(y, (prows, pow_, c))[...] = np.where(nan, np.float32(np.nan), win.max(axis=2))
+    _c_view(arg, (prows, pow_, c), ctypes.c_uint8)[...] = np.where(nan, 255, np.argmax(win, axis=2))
+
+
+_POOL_ARG_PROTO = ctypes.CFUNCTYPE(None, ctypes.c_void_p, *([ctypes.c_int] * 6), ctypes.c_void_p, ctypes.c_void_p)
+_pool_arg_fallback = _POOL_ARG_PROTO(_numpy_max_pool_arg_rows)
+
+
+def _bind_max_pool_arg():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _max_pool_arg_address()
+    llvm.add_symbol("dropcore_max_pool_arg_rows", address or ctypes.cast(_pool_arg_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    return types.ExternalFunction("dropcore_max_pool_arg_rows", types.void(p, i32, i32, i32, i32, i32, i32, p, p))
+
+
+#: Training's max pooling with each window's tap (``dc_max_pool_arg_rows_c``), with :data:`HAVE_FAST_GEMM`.
+max_pool_arg_rows = _bind_max_pool_arg()
+
+
 @njit
 def fast_gemm(a, ars, acs, b, ldb, c, ldc, m, n, k, accumulate=False):
     """``C (+)= op(A) @ B`` on dropcore's own GEMM (only when :data:`HAVE_FAST_GEMM`), for 1-D views whose first

@@ -12,7 +12,7 @@ import numpy as np
 
 from .alignment import aligned_empty
 from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
-                   wino_dw_rows, wino_rows)
+                   max_pool_arg_rows, wino_dw_rows, wino_rows)
 from .config import njit, pjit
 from .geometry import conv_path, direct_scratch, window_2d, windows_inside, winograd_pays
 from .reference.conv import NO_TAP, check_pool_taps
@@ -275,7 +275,11 @@ def _conv2d_max_pool_fwd(x, w, b, has_bias, relu, sh, sw, pt, pl, oh, ow, ph, pw
                     matmul(panel[:m], w2d, rows, fast)
                     if has_bias or relu:
                         _bias_relu(rows, b, has_bias, relu)
-            _pool_rows(conv, ow, cout, ph, pw, y[s, p0:p1], arg[s, p0:p1])
+            if fast:  # the vector kernels' pooling (the same comparisons in the same order)
+                max_pool_arg_rows(conv.ctypes, np.int32(ow), np.int32(cout), np.int32(ph), np.int32(pw),
+                                  np.int32(p1 - p0), np.int32(pow_), y[s, p0:p1].ctypes, arg[s, p0:p1].ctypes)
+            else:
+                _pool_rows(conv, ow, cout, ph, pw, y[s, p0:p1], arg[s, p0:p1])
     return y, arg
 
 

@@ -147,3 +147,29 @@ def test_windows_of_more_taps_than_the_index_holds_are_refused(kernels):
     x, w, b = _data((1, 17, 17, 1, (2, 2), 1), 9)
     with pytest.raises(ValueError, match="a 16x16 window has 256 taps; expected at most 255"):
         kernels.conv2d_max_pool(x, w, b, (1, 1), "valid", (16, 16))
+
+
+@pytest.mark.skipif(not blas.HAVE_FAST_GEMM, reason="the vector pooling is on the avx512 and avx2 targets; this "
+                    "variant is generic")
+@pytest.mark.parametrize("c, pool", [(6, (2, 2)), (37, (2, 3)), (64, (3, 3))])
+def test_vector_pooling_with_taps_matches_its_numpy_stand_in(c, pool):
+    """The C pooling training's forward runs on the vector targets, and the NumPy stand-in code cached elsewhere
+    links to: the same maxima and taps, NaN windows included (255), rows and columns past the windows ignored."""
+    from dropcore.kernels.isa import gemm
+
+    ph, pw = pool
+    prows, pow_, ow = 3, 4, 4 * pw + 1
+    rng = np.random.default_rng(c)
+    conv = rng.standard_normal((prows * ph, ow, c)).astype(np.float32)
+    conv[:ph, :pw] = conv[0, 0]  # ties: the first maximum wins
+    conv[ph, pw + 1, 2] = np.nan
+    outs = []
+    for fn in (blas._POOL_ARG_PROTO(gemm.max_pool_arg_address()), blas._numpy_max_pool_arg_rows):
+        y, arg = np.full((prows, pow_, c), 7.0, np.float32), np.full((prows, pow_, c), 7, np.uint8)
+        fn(conv.ctypes.data, ow, c, ph, pw, prows, pow_, y.ctypes.data, arg.ctypes.data)
+        outs.append((y, arg))
+    (y_c, arg_c), (y_np, arg_np) = outs
+    np.testing.assert_array_equal(y_c, y_np)
+    np.testing.assert_array_equal(arg_c, arg_np)
+    assert np.isnan(y_c[1, 1, 2]) and arg_c[1, 1, 2] == 255 and (arg_c[0, 0] == 0).all()
+    np.testing.assert_array_equal(y_c, nb_pool.max_pool2d(conv[None], pool, pool, "valid")[0, :, :pow_])
