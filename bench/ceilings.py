@@ -15,7 +15,7 @@ from .timing import median_seconds
 
 
 def gemm_flops(repeats=20):
-    """FLOP/s of dropcore's dense kernel on a (384 x 256) x (256 x 256) product (1.6 MB of operands: in L2 and L3)
+    """FLOP/s of dropcore's dense kernel on a (384 x 256) x (256 x 256) product (1 MB of operands: in L2 and L3)
     on the threads the process uses, or None without the Cython kernels."""
     try:
         from dropcore.kernels import cython_ops
