@@ -83,12 +83,20 @@ class BatchingPredictor:
         self._queue = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._accepted = 0  # requests taken into the queue since the start (under _cond)
         self.runners = check_int(runners, "runners", 1, where)
         self.max_callers = None if max_callers is None else check_int(max_callers, "max_callers", 1, where)
         self._runners = [threading.Thread(target=self._run, name=f"dropcore-batching-{i}", daemon=True)
                          for i in range(self.runners)]
         for runner in self._runners:
             runner.start()
+
+    @property
+    def accepted(self):
+        """Requests taken into the queue so far (answered or not): how a caller or a test knows that a request
+        reached the queue, without timing it."""
+        with self._cond:
+            return self._accepted
 
     # --- what the wrapped Predictor says --------------------------------------------------------------------
     name = property(lambda self: self.predictor.name)
@@ -133,6 +141,7 @@ class BatchingPredictor:
             if self._closed:
                 raise RuntimeError("BatchingPredictor.predict: the predictor is closed")
             self._queue.append(request)
+            self._accepted += 1
             self._cond.notify()
         timeout = -1 if request.deadline is None else max(0.0, request.deadline - time.monotonic())
         if not request.done.acquire(timeout=timeout):

@@ -140,7 +140,10 @@ def test_deadline_while_queued_and_close_drains():
     threads = [threading.Thread(target=lambda: results.append(batching.predict(x))) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 60  # generous on a loaded machine: waits on the queue, not on a guess of time
+    while batching.accepted < 1 + len(threads):  # the expired request, then the three
+        assert time.monotonic() < deadline, "the requests never reached the queue"
+        time.sleep(0.001)
     batching.close()  # queued requests still run
     for t in threads:
         t.join(10)
