@@ -83,14 +83,14 @@ static inline void dc_max_pool_arg_rows(const float* conv, int ow, int c, int ph
 }
 
 /* dc_max_pool_arg_rows for the Numba kernels (through an LLVM symbol). */
-static void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
-                                   unsigned char* arg) {
+static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_,
+                                          float* y, unsigned char* arg) {
     dc_max_pool_arg_rows(conv, ow, c, ph, pw, prows, pow_, y, arg);
 }
 
 #else
-static void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
-                                   unsigned char* arg) {
+static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_,
+                                          float* y, unsigned char* arg) {
     (void)conv; (void)ow; (void)c; (void)ph; (void)pw; (void)prows; (void)pow_; (void)y; (void)arg;
 }
 /* Never called on the generic target (callers check DC_HAVE_SIMD); defined so that the extension links. */
