@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import optimizers
 from .argtypes import float_in, int_at_least, positive_float, positive_int, rate
 from .callbacks import Callback
 
@@ -693,7 +694,7 @@ def _add_training_args(p, epochs, batch_size, quiet=True):
     g.add_argument("--epochs", type=positive_int, default=epochs, metavar="N", help=f"(default {epochs})")
     g.add_argument("--batch-size", type=positive_int, default=batch_size, metavar="N",
                    help=f"(default {batch_size})")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"),
+    g.add_argument("--optimizer", choices=optimizers.NAMES,
                    help="(default: the model's own: Adam for the CNNs, SGD(0.1, momentum 0.9) for mlp)")
     g.add_argument("--lr", type=positive_float, metavar="RATE", help="learning rate (default: the optimizer's)")
     g.add_argument("--dropout", type=rate, metavar="RATE",

@@ -23,7 +23,8 @@ def _registry(*classes):
 
 #: The layers are the registered ones (``layers/registry.py``): each registers itself where it is defined.
 CONSTRAINTS = _registry(constraints.MaxNorm)
-OPTIMIZERS = _registry(optimizers.SGD, optimizers.Adam, optimizers.RMSprop)
+OPTIMIZERS = _registry(optimizers.SGD, optimizers.Adam, optimizers.RMSprop, optimizers.Adadelta,
+                       optimizers.Adagrad)
 LOSSES = _registry(losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy, losses.BinaryCrossentropy,
                    losses.MeanSquaredError)
 METRICS = ("accuracy",)
@@ -142,9 +143,7 @@ def convert_layer(config, where):
 
 def optimizer_slots(optimizer):
     """How many state arrays the optimizer keeps per trainable weight once it has taken a step."""
-    if isinstance(optimizer, optimizers.SGD):
-        return 1 if optimizer.momentum else 0
-    return {optimizers.Adam: 2, optimizers.RMSprop: 1}[type(optimizer)]
+    return optimizer.slots()
 
 
 def json_default(value):

@@ -312,7 +312,7 @@ def from_json(path_or_dict, input_shape=None, dropout=None):
 
 
 def make_optimizer(optimizer=None, learning_rate=None, model_name=None, momentum=None):
-    """An optimizer instance: ``optimizer`` by name ("sgd", "adam", "rmsprop") or, when ``None``, the one the zoo
+    """An optimizer instance: ``optimizer`` by name (``optimizers.NAMES``) or, when ``None``, the one the zoo
     model ``model_name`` is trained with; ``learning_rate`` and (SGD only) ``momentum`` override its defaults."""
     if optimizer is None:
         opt = default_optimizer(model_name)

@@ -334,7 +334,7 @@ BAD_EDITS = {
     "output": (set_key(["model", "output"], 7), r"model.output must be an integer in \[-1, 3\]"),
     "seed": (set_key(["model", "seed"], True), r"model.seed must be an integer"),
     "input-shape": (set_key(["model", "input", "shape"], [8, 8, 0]), r"list of integers >= 1"),
-    "optimizer": (set_key(["compile", "optimizer", "class_name"], "Adagrad"), r"unknown optimizer class"),
+    "optimizer": (set_key(["compile", "optimizer", "class_name"], "Adamax"), r"unknown optimizer class"),
     "loss": (set_key(["compile", "loss", "config"], {"from_logits": "yes"}), r"invalid "
                                                                             r"SparseCategoricalCrossentropy config"),
     "metrics": (set_key(["compile", "metrics"], ["mae"]), r"compile.metrics must be \[\] or \['accuracy'\]"),

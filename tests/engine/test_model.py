@@ -31,7 +31,7 @@ def test_public_api_names():
     for name in ["he_uniform", "he_normal", "glorot_uniform", "zeros"]:
         assert hasattr(dropcore.initializers, name)
     assert dropcore.constraints.max_norm is dropcore.constraints.MaxNorm
-    for name in ["SGD", "Adam", "RMSprop"]:
+    for name in ["SGD", "Adam", "RMSprop", "Adadelta", "Adagrad"]:
         assert hasattr(dropcore.optimizers, name)
     assert dropcore.losses.SparseCategoricalCrossentropy(from_logits=True).from_logits
 

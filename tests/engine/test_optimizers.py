@@ -51,6 +51,47 @@ def test_rmsprop():
     np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)
 
 
+def test_adadelta():
+    w, grads, p = run(optimizers.Adadelta(1.0))
+    a, b = np.zeros_like(w), np.zeros_like(w)
+    for g in grads:
+        a = 0.95 * a + 0.05 * g * g
+        d = -np.sqrt(b + 1e-7) / np.sqrt(a + 1e-7) * g
+        b = 0.95 * b + 0.05 * d * d
+        w = w + 1.0 * d
+    np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)
+
+
+def test_adagrad():
+    w, grads, p = run(optimizers.Adagrad(0.1))
+    a = np.full_like(w, 0.1)
+    for g in grads:
+        a = a + g * g
+        w = w - 0.1 * g / np.sqrt(a + 1e-7)
+    np.testing.assert_allclose(p, w, rtol=1e-5, atol=1e-6)
+
+
+KERAS_CASES = [("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)), ("Adam", dict(learning_rate=0.01)),
+               ("RMSprop", dict(learning_rate=0.01)), ("Adadelta", dict(learning_rate=1.0)),
+               ("Adagrad", dict(learning_rate=0.1))]
+
+
+@pytest.mark.parametrize("name, kwargs", KERAS_CASES, ids=[c[0] for c in KERAS_CASES])
+def test_matches_keras_3_itself(name, kwargs):
+    """Each optimizer, with the same arguments, takes Keras 3's steps (its torch backend), and the names the classic
+    Keras examples pass to ``compile`` give the same optimizer as Keras's with its defaults."""
+    keras = pytest.importorskip("keras", reason="Keras 3 is not installed (the keras extra)")
+    w, grads, ours = run(getattr(optimizers, name)(**kwargs), steps=4)
+    var = keras.Variable(w.astype(np.float32))
+    theirs = getattr(keras.optimizers, name)(**kwargs)
+    for g in grads:
+        theirs.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(var), rtol=1e-5, atol=1e-6)
+    defaults = optimizers.get(name.lower()).get_config()
+    keras_defaults = keras.optimizers.get(name.lower()).get_config()  # Keras stores the rate as a float32
+    assert defaults == pytest.approx({k: keras_defaults[k] for k in defaults}, rel=1e-7)
+
+
 def test_max_norm_constraint():
     w = np.array([[3.0, 0.1], [4.0, 0.2]], np.float32)  # column norms 5 and ~0.22
     out = dropcore.constraints.MaxNorm(2.0)(w.copy())
