@@ -87,22 +87,36 @@ def test_errors_name_the_argument(client, model_bytes, x):
         predict(client, 3, da.from_array(x, chunks=100))
 
 
-def _slow(block):
-    time.sleep(0.1)  # stretches the run so that a worker is killed while it is working
+def _gated(block, started, gate):
+    """Say (a file) that a worker is working on a block, then hold it until the test opens the gate (a file): the
+    kill below lands while work is in flight however loaded the machine is, with no timing involved."""
+    open(started, "a").close()
+    _wait_for(gate, "the test to open the gate")
     return block
 
 
-def test_a_worker_killed_mid_run_changes_nothing(client, model_bytes, x):
+def _wait_for(path, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what} ({path})")
+        time.sleep(0.01)
+
+
+def test_a_worker_killed_mid_run_changes_nothing(client, model_bytes, x, tmp_path):
     local = dropcore.Predictor.from_bytes(model_bytes)
     ref_mean, ref_std = local.predict(x, mc_samples=3, seed=4)
-    xs = da.from_array(x, chunks=25).map_blocks(_slow, dtype=np.float32)
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    # meta given: Dask would otherwise call _gated on an empty block in this process to infer it
+    xs = da.from_array(x, chunks=25).map_blocks(_gated, started, gate, meta=np.empty((0,) * x.ndim, np.float32))
     mean, std = predict(client, model_bytes, xs, batch_size=25, mc_samples=3, seed=4)
     future = client.compute(da.stack([mean, std]))
-    time.sleep(0.6)
-    assert not future.done(), "the run ended before a worker could be killed: make _slow slower"
+    _wait_for(started, "a worker to start on a block")
+    assert not future.done()  # every block waits at the gate
     pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]
     os.kill(victim, signal.SIGKILL)
+    open(gate, "a").close()
     got_mean, got_std = future.result(timeout=120)
     assert np.array_equal(got_mean, ref_mean) and np.array_equal(got_std, ref_std)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
