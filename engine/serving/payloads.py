@@ -5,9 +5,14 @@ prediction itself; a ``.npy`` body is the array's bytes behind a short header (`
 """
 import io
 import json
+import math
 import re
+import sys
+from typing import Dict, List, Union
 
+import msgspec
 import numpy as np
+from numpy.lib import format as npy_format
 
 NPY = "application/x-npy"
 
@@ -67,129 +72,222 @@ def check_batch(x, input_shape, limits, source):
     return x
 
 
-# JSON's float parsing is most of a JSON request (a 32x32x3 image: ~0.9 ms of json.loads and np.asarray on 2
-# shared cores). The fast path parses "instances" as one flat list (no nested lists to build) after checking, with
-# C-speed string operations, that its brackets and commas are exactly those of a (n, *input_shape) array; anything
-# else (other layouts, NaN, strings, malformed JSON) goes the general way below, which gives the errors.
-_NOT_STRUCTURE = str.maketrans("", "", "0123456789.eE+- \t\n\r")
-_BRACKETS = str.maketrans("[]", "  ")
-_skeletons = {}  # input shape -> one instance's brackets and commas, e.g. "[[,],[,]]" for (2, 2)
+# JSON bodies are decoded by msgspec against a typed schema (_request_type): one pass in C that refuses what is not
+# JSON, unknown fields and anything but numbers or lists inside "instances", with the nesting of "instances" bounded
+# by the model's input rank, so no body can nest deep enough to exhaust the stack, and no hand-written pre-parser.
+# A body the schema refuses is decoded again, field by field, only to word the reason (_schema_error).
+_FIELDS = ("instances", "mc_samples", "seed")
+_SCALAR = Union[None, bool, int, float, str]  # mc_samples and seed: checked by _int_param, with its messages
+_decoders = {}  # input rank -> (msgspec decoder of the request, the type of "instances")
 
 
-def _skeleton(shape):
-    text = _skeletons.get(shape)
-    if text is None:
-        text = "[" + "," * (shape[-1] - 1) + "]"
-        for d in reversed(shape[:-1]):
-            text = "[" + ",".join([text] * d) + "]"
-        _skeletons[shape] = text
-    return text
+def _request_type(rank):
+    """``(Struct type of a request, type of "instances")`` for inputs of ``rank`` axes: "instances" is a number or
+    a list nested at most ``rank + 1`` deep whose leaves are numbers (JSON integers become floats)."""
+    instances = float
+    for _ in range(rank + 1):
+        instances = Union[float, List[instances]]
+    request = msgspec.defstruct("Request", [("instances", instances), ("mc_samples", _SCALAR, None),
+                                            ("seed", _SCALAR, None)], forbid_unknown_fields=True)
+    return request, instances
 
 
-def _fast_json(text, input_shape, limits):
-    """``(x, rest of the document)``, or None when the body is not laid out as expected."""
-    key = text.find('"instances"')
-    if key < 0 or text.find('"instances"', key + 1) >= 0:
-        return None
-    start = text.find("[", key)
-    if start < 0 or text[key + 11:start].strip() != ":":
-        return None
-    stops = [p for p in (text.find('"', start), text.find("}", start)) if p >= 0]
-    end = text.rfind("]", start, min(stops) if stops else len(text)) + 1
-    if end <= start:
-        return None
-    values = text[start:end]
-    skeleton, one = values.translate(_NOT_STRUCTURE), _skeleton(input_shape)
-    n = (len(skeleton) - 1) // (len(one) + 1)
-    if n < 1 or n > limits.max_instances or skeleton != "[" + ",".join([one] * n) + "]":
-        return None
-    try:
-        flat = json.loads("[" + values.translate(_BRACKETS) + "]")  # also checks each slot holds one number
-        rest = json.loads(text[:start] + "null" + text[end:])
-    except ValueError:
-        return None
-    if not isinstance(rest, dict):
-        return None
-    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused in check_batch
-        x = np.array(flat, dtype=np.float32).reshape((n,) + tuple(input_shape))
-    return x, rest
+def _decoder(rank):
+    entry = _decoders.get(rank)
+    if entry is None:
+        request, instances = _request_type(rank)
+        entry = _decoders[rank] = (msgspec.json.Decoder(request), request, instances)
+    return entry
+
+
+# NaN, Infinity and -Infinity are not JSON, but Python's json.dumps writes them for non-finite floats: a body holding
+# them is read by the standard library instead, so its client learns which value is not finite and where. Strings
+# are matched too, so that the words inside them are skipped; an unterminated string runs to the end (\Z) so the
+# scan stays linear.
+_NON_FINITE_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)|(-?Infinity|NaN)', re.DOTALL)
+
+
+def _has_non_finite_token(body):
+    return any(match.group(1) for match in _NON_FINITE_TOKEN.finditer(body))
 
 
 def parse_json(body, input_shape, limits):
     """``(x, mc_samples, seed)`` from a JSON body ``{"instances": [...], "mc_samples"?, "seed"?}``."""
+    if isinstance(body, str):
+        body = body.encode()
+    decoder, request, instances_type = _decoder(len(input_shape))
     try:
-        text = body.decode() if isinstance(body, (bytes, bytearray)) else body
-    except UnicodeDecodeError as exc:
+        doc = decoder.decode(body)
+    except msgspec.ValidationError:  # (a DecodeError too) the schema stopped the decoding: the rest may not be JSON
+        try:
+            fields = _raw_fields(body, input_shape)
+        except msgspec.DecodeError as exc:
+            doc = _not_json(body, exc, request, instances_type, input_shape)
+        else:
+            raise _schema_error(fields, instances_type, input_shape,
+                                lambda raw, kind: msgspec.json.decode(raw, type=kind)) from None
+    except msgspec.DecodeError as exc:
+        doc = _not_json(body, exc, request, instances_type, input_shape)
+    mc_samples, seed = mc_params(doc.mc_samples, doc.seed, limits, "JSON body")
+    return check_batch(_instances(doc.instances, limits), input_shape, limits, "JSON body"), mc_samples, seed
+
+
+def _not_json(body, exc, request, instances_type, input_shape):
+    """The request in a body msgspec could not decode because of NaN or Infinity (see _NON_FINITE_TOKEN), else
+    a BadRequest."""
+    if not _has_non_finite_token(body):
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    fast = _fast_json(text, tuple(input_shape), limits)
-    if fast is not None:
-        x, doc = fast
-    else:
-        x, doc = None, _loads(text)
-    unknown = sorted(set(doc) - {"instances", "mc_samples", "seed"})
-    if unknown:
-        raise BadRequest(f"unknown fields {unknown}; expected instances, mc_samples, seed")
-    mc_samples, seed = mc_params(doc.get("mc_samples"), doc.get("seed"), limits, "JSON body")
-    if x is None:
-        x = _instances(doc["instances"], limits)
-    return check_batch(x, input_shape, limits, "JSON body"), mc_samples, seed
+    return _python_json(body, request, instances_type, input_shape)
 
 
-def _loads(text):
+def _python_json(body, request, instances_type, input_shape):
+    """The request in a body with NaN or Infinity: read by ``json.loads``, then checked against the same schema."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(body.decode())
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: it is not UTF-8 text ({exc})") from None
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or "instances" not in doc:
-        raise BadRequest('expected a JSON object with "instances": a list of inputs (or a .npy body with '
-                         f'Content-Type: {NPY}), received {type(doc).__name__}')
-    return doc
+    except RecursionError:  # json.loads's C scanner refuses nesting past the interpreter's recursion limit so
+        raise _too_deep(input_shape) from None
+    try:
+        return msgspec.convert(doc, request)
+    except msgspec.ValidationError:
+        fields = doc if isinstance(doc, dict) else _NotAnObject(_NAMES.get(type(doc).__name__, "a value"))
+        raise _schema_error(fields, instances_type, input_shape, msgspec.convert) from None
+
+
+class _NotAnObject:
+    """Stands for the fields of a JSON document that is not an object: ``kind`` names what it is."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+
+def _too_deep(input_shape):
+    return BadRequest(f"the body nests JSON arrays or objects deeper than {sys.getrecursionlimit()} levels; "
+                      f'expected at most {len(input_shape) + 2}: an object whose "instances" nest '
+                      f"{len(input_shape) + 1} deep")
+
+
+def _raw_fields(body, input_shape):
+    """The top-level fields of ``body`` undecoded, or a _NotAnObject (msgspec.DecodeError: not JSON)."""
+    try:
+        return msgspec.json.decode(body, type=Dict[str, msgspec.Raw])
+    except msgspec.ValidationError as exc:  # "Expected `object`, got `array`"
+        got = _GOT.search(str(exc))
+        return _NotAnObject(_NAMES.get(got.group(1), "a value") if got is not None else str(exc))
+    except RecursionError:  # msgspec refuses nesting past the interpreter's recursion limit so (the typed decoding
+        # of the request stopped where it went deeper than the schema, or at an unknown field's name)
+        raise _too_deep(input_shape) from None
+
+
+# What msgspec's messages ("Expected `float`, got `str`") and Python's type names call a JSON value, in words
+_KINDS = {"str": "strings", "bool": "booleans", "null": "nulls", "object": "objects", "int": "integers"}
+_NAMES = {"array": "an array", "list": "an array", "str": "a string", "int": "a number", "float": "a number",
+          "bool": "a boolean", "null": "null", "NoneType": "null", "object": "an object", "dict": "an object"}
+_GOT = re.compile(r"got `(\w+)`")
+
+
+def _schema_error(fields, instances_type, input_shape, convert):
+    """The BadRequest for a request the schema refused: which field, what it held, what was expected."""
+    expected = "(n, " + ", ".join(map(str, input_shape)) + ")"
+    if isinstance(fields, _NotAnObject):
+        return BadRequest('expected a JSON object with "instances": a list of inputs (or a .npy body with '
+                          f"Content-Type: {NPY}), received {fields.kind}")
+    if "instances" not in fields:
+        return BadRequest('expected a JSON object with "instances": a list of inputs (or a .npy body with '
+                          f"Content-Type: {NPY}), received the fields {sorted(fields)}")
+    unknown = sorted(set(fields) - set(_FIELDS))
+    if unknown:
+        return BadRequest(f"unknown fields {unknown}; expected {', '.join(_FIELDS)}")
+    for name, kind in (("instances", instances_type), ("mc_samples", _SCALAR), ("seed", _SCALAR)):
+        if name not in fields:
+            continue
+        try:
+            convert(fields[name], kind)
+        except msgspec.ValidationError as exc:
+            where = str(exc).replace("`$", f"`{name}", 1)
+            got = _GOT.search(where)
+            if name != "instances":
+                received = _NAMES.get(got.group(1), got.group(1)) if got is not None else where
+                return BadRequest(f"`{name}` must be an integer, received {received} (JSON body)")
+            if got is not None and got.group(1) == "array":
+                held = f"lists nested deeper than {expected}"
+            elif got is not None:
+                held = _KINDS.get(got.group(1), got.group(1))
+            else:  # msgspec's "Number out of range": a float literal past 1.8e308
+                held = "a number beyond float64's range" if "range" in where else "a value of another kind"
+            return BadRequest(f'"instances" must be a rectangular nested list of numbers of shape {expected}; '
+                              f"it holds {held} ({where})")
+    raise AssertionError(f"msgspec refused a request whose fields {sorted(fields)} each convert")  # a bug: 500
 
 
 def _instances(instances, limits):
+    """The float32 array of a decoded "instances": a number or nested lists of numbers, by the schema."""
     if not isinstance(instances, list):
-        raise BadRequest(f'"instances" must be a list of inputs, received {type(instances).__name__}')
+        raise BadRequest(f'"instances" must be a list of inputs, received a number ({instances!r})')
     if len(instances) > limits.max_instances:  # before converting: the limit bounds the work too
         raise BadRequest(f"{len(instances)} instances; at most {limits.max_instances} per request")
     try:
-        x = np.asarray(instances)  # no dtype yet: np.asarray(["1"], np.float32) would turn a string into 1.0
-    except (ValueError, TypeError, OverflowError) as exc:  # ragged lists
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused in check_batch
+            return np.asarray(instances, dtype=np.float32)
+    except ValueError as exc:  # ragged lists: the only thing left that numpy refuses
         raise BadRequest(f'"instances" must be a rectangular nested list of numbers: {exc}') from None
-    if x.dtype.kind not in "fiu":
-        held = {"U": "strings", "b": "booleans"}.get(x.dtype.kind, "nulls, objects or ragged lists")
-        raise BadRequest(f'"instances" must be a rectangular nested list of numbers; it holds {held}')
-    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused in check_batch
-        return x.astype(np.float32)
 
 
 # The header np.save writes for a little-endian float32/float64 C-order array (format 1.0): read without
-# ``ast.literal_eval`` (np.load's way, ~30 us of a ~100 us request). Any other header goes to np.load.
+# ``ast.literal_eval`` (np.load's way, ~30 us of a ~100 us request). Any other header goes to numpy's reader.
 _NPY_HEADER = re.compile(rb"\{'descr': '<(f4|f8)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \} *\n")
 _NPY_DTYPES = {b"f4": np.dtype("<f4"), b"f8": np.dtype("<f8")}
+_NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
 
 
-def _load_npy(body):
-    """The array in ``body``: the common header directly, anything else through ``np.load``."""
+def _npy_header(body):
+    """``(shape, fortran_order, dtype, offset of the data)`` from a ``.npy`` body's header."""
     if body[:8] == b"\x93NUMPY\x01\x00" and len(body) >= 10:
         end = 10 + int.from_bytes(body[8:10], "little")
         match = _NPY_HEADER.fullmatch(body, 10, end)
         if match is not None:
-            dtype = _NPY_DTYPES[match.group(1)]
             shape = tuple(int(d) for d in match.group(2).split(b",") if d.strip())
-            if len(body) - end == int(np.prod(shape)) * dtype.itemsize:
-                return np.frombuffer(body, dtype, offset=end).reshape(shape)
+            return shape, False, _NPY_DTYPES[match.group(1)], end
+    stream = io.BytesIO(body)
     try:
-        return np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # bad magic, truncated data, object arrays (pickles refused)
+        version = npy_format.read_magic(stream)
+        reader = _NPY_HEADER_READERS.get(version)
+        if reader is None:
+            raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+        shape, fortran_order, dtype = reader(stream)
+    except ValueError as exc:  # bad magic, a truncated or unparsable header, a descr that is no dtype
         raise BadRequest(f"the body is not a readable .npy array: {exc}") from None
+    return shape, fortran_order, dtype, stream.tell()
+
+
+def _load_npy(body):
+    """The array in ``body``, a view of its bytes. Nothing is allocated for what the header declares: its shape and
+    dtype must account for exactly the bytes that follow it (a header may claim 10^9 rows over a few bytes)."""
+    shape, fortran_order, dtype, offset = _npy_header(body)
+    if dtype.hasobject:  # np.save pickles object arrays: never unpickle a request
+        raise BadRequest(f"the body is not a readable .npy array: dtype {dtype} holds Python objects (pickled); "
+                         f"expected float32 or float64")
+    if any(d < 0 for d in shape):
+        raise BadRequest(f"the body is not a readable .npy array: its header declares shape {shape}; expected "
+                         f"dimensions >= 0")
+    count = math.prod(shape)
+    declared, held = count * dtype.itemsize, len(body) - offset
+    if declared != held:
+        raise BadRequest(f"the body is not a readable .npy array: its header declares shape {shape} of {dtype}, "
+                         f"{declared} bytes of data; {held} bytes follow the header")
+    if count == 0:
+        return np.empty(shape, dtype)
+    flat = np.frombuffer(body, dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
 
 
 def parse_npy(body, query, input_shape, limits):
     """``(x, mc_samples, seed)`` from a ``.npy`` body (float32 or float64) and the query's MC parameters."""
     x = _load_npy(body)
-    if not isinstance(x, np.ndarray):
-        raise BadRequest(f"expected one .npy array, received {type(x).__name__}")
-    if x.dtype not in (np.float32, np.float64):
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):  # either byte order: check_batch converts
         raise BadRequest(f".npy body has dtype {x.dtype}; expected float32 or float64")
     mc_samples, seed = mc_params(query.get("mc_samples"), query.get("seed"), limits, "query parameters")
     return check_batch(x, input_shape, limits, ".npy body"), mc_samples, seed
