@@ -374,6 +374,20 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
     batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
     Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``).
     """
+    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, pool, NULL)
+
+
+def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias,
+                        int pt, int pl, int oh, int ow, float[:, :, :, ::1] y, unsigned char[:, :, :, ::1] arg,
+                        bint relu):
+    """Training's ``conv2d_max_pool`` on Winograd's tiles (2x2 pooling): ``conv2d_winograd(..., pool=True)`` and
+    each window's tap into ``arg`` (shaped like ``y``; 255 where the window holds a NaN)."""
+    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0])
+
+
+cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float* bp, int pt, int pl,
+                          int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, unsigned char* argp) except *:
+    """The body of ``conv2d_winograd`` (``argp``: NULL, or where the pooled windows' taps go)."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
     cdef int tw = (ow + 1) // 2
     cdef int th = oh // 2 if pool else (oh + 1) // 2
@@ -389,14 +403,14 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
     cdef Py_ssize_t sample = <Py_ssize_t>y.shape[1] * y.shape[2] * cout
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* up = &u[0, 0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
     cdef int ty0
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
             ty0 = <int>(t % bands) * band
             dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
-                         yp + (t // bands) * sample, pool, relu, base + threadid() * per, NULL)
+                         yp + (t // bands) * sample, pool, relu, base + threadid() * per,
+                         argp + (t // bands) * sample if argp != NULL else NULL)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
@@ -501,6 +515,533 @@ def matmul(const float[:, ::1] a, const float[:, ::1] b):
     else:
         sgemm("N", "N", &n, &m, &k, &one, <float*>&b[0, 0], &n, <float*>&a[0, 0], &k, &zero, &c[0, 0], &n)
     return out
+
+
+# --- training: conv2d_max_pool with each window's tap, the convolution's and the dense layer's backward -----------
+# Ports of the Numba drivers (kernels/conv.py, kernels/dense.py) onto the same C functions, with the same blocks and
+# chunks: on the vector targets every sum is formed in the Numba kernels' order, so the results have their bits.
+# The wrappers with the kernel contract's signatures are in cython_train_gemm.py.
+
+cdef enum:
+    PATH_IM2COL = 0  # conv.py's _PATHS order
+    PATH_IMPLICIT = 1
+    PATH_DIRECT = 2
+    NO_TAP = 255  # reference.conv.NO_TAP: the tap of a window whose maximum is a NaN
+    DENSE_SERIAL = 0  # dense_backward's modes (cython_train_gemm.dense_backward picks one, as dense.py does)
+    DENSE_TWO_TASKS = 1
+    DENSE_BLOCKS = 2
+    # Tile rows (2 output rows each) per Winograd call of the backward (conv.py's WINOGRAD_BAND): 16 x tiles x (cin +
+    # cout) floats of transforms stay in L2 (4 rows of 13 tiles, 32 + 64 channels: 320 KB)
+    WINO_BAND = 4
+    INF_BITS = 0x7f800000  # the bits of float +inf
+
+
+cdef struct Geom:
+    # A convolution's shapes: input (h, wd, c) per sample, kernel (kh, kw, c, cout), strides, top/left padding and
+    # output (oh, ow).
+    int h, wd, c, kh, kw, cout, sh, sw, pt, pl, oh, ow
+
+
+cdef Geom _geom(int h, int wd, int c, int kh, int kw, int cout, int sh, int sw, int pt, int pl, int oh,
+                int ow) noexcept:
+    cdef Geom g
+    g.h, g.wd, g.c, g.kh, g.kw, g.cout, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow = h, wd, c, kh, kw, cout, sh, sw, pt, pl, \
+        oh, ow
+    return g
+
+
+cdef inline Py_ssize_t _round16(Py_ssize_t floats) noexcept nogil:
+    """``floats`` rounded up to whole 64-byte lines, so that each buffer cut from a slab starts on one."""
+    return (floats + 15) // 16 * 16
+
+
+cdef float* _aligned_base(float[::1] raw) noexcept:
+    """The first 64-byte boundary in ``raw`` (allocated 16 floats longer than needed)."""
+    return <float*>((<size_t>&raw[0] + 63) & ~(<size_t>63))
+
+
+cdef void _im2col_rows(const float* xs, float* pf, int oy0, int oy1, const Geom* g) noexcept nogil:
+    """The panel of output rows ``oy0 .. oy1`` of the sample ``xs`` (``h x wd x c``): a row of ``kh * kw * c``
+    values ``(i, j, c)`` per output pixel, zero where the window leaves the input (conv.py's ``_im2col_rows``).
+    Loops, not memcpy: a kernel row of a 1-channel layer is 3 floats, and a library call per run cost more."""
+    cdef int kwc = g.kw * g.c, oy, ox, i, iy, ix0, a, e, q
+    cdef Py_ssize_t k = <Py_ssize_t>g.kh * kwc
+    cdef float* d
+    cdef const float* src
+    for oy in range(oy0, oy1):
+        for ox in range(g.ow):
+            ix0 = ox * g.sw - g.pl
+            a = max(0, -ix0) * g.c
+            e = min(g.kw, g.wd - ix0) * g.c
+            for i in range(g.kh):
+                iy = oy * g.sh - g.pt + i
+                d = pf + ((<Py_ssize_t>(oy - oy0) * g.ow + ox) * k + i * kwc)
+                if iy < 0 or iy >= g.h or e <= a:
+                    for q in range(kwc):
+                        d[q] = 0
+                    continue
+                src = xs + (<Py_ssize_t>iy * g.wd + ix0) * g.c
+                for q in range(a):
+                    d[q] = 0
+                for q in range(a, e):
+                    d[q] = src[q]
+                for q in range(e, kwc):
+                    d[q] = 0
+
+
+cdef void _col2im_rows(const float* dpf, float* dxs, int oy0, int oy1, const Geom* g) noexcept nogil:
+    """The adjoint of ``_im2col_rows``: add the panel's gradient into the sample's input gradient ``dxs``, in
+    conv.py's ``_col2im_rows`` order (overlapping windows add up in the same sequence)."""
+    cdef int kwc = g.kw * g.c, oy, ox, i, iy, ix0, a, e, q
+    cdef Py_ssize_t k = <Py_ssize_t>g.kh * kwc
+    cdef const float* src
+    cdef float* dst
+    for oy in range(oy0, oy1):
+        for ox in range(g.ow):
+            ix0 = ox * g.sw - g.pl
+            a = max(0, -ix0) * g.c
+            e = min(g.kw, g.wd - ix0) * g.c
+            for i in range(g.kh):
+                iy = oy * g.sh - g.pt + i
+                if iy < 0 or iy >= g.h or e <= a:
+                    continue
+                src = dpf + ((<Py_ssize_t>(oy - oy0) * g.ow + ox) * k + i * kwc + a)
+                dst = dxs + ((<Py_ssize_t>iy * g.wd + ix0) * g.c + a)
+                for q in range(e - a):
+                    dst[q] += src[q]
+
+
+cdef inline void _panel_times_w(const float* a, int rows, int k, const float* w, int cout, float* y) noexcept nogil:
+    """``y = a @ w`` for the row-major panel ``a`` (rows x k) and ``w`` (k x cout): dropcore's GEMM, or BLAS."""
+    cdef float one = 1.0, zero = 0.0
+    if DC_HAVE_FAST_GEMM:
+        dc_sgemm_rm(rows, cout, k, a, k, w, cout, y, cout)
+    else:
+        sgemm("N", "N", &cout, &rows, &k, &one, <float*>w, &cout, <float*>a, &k, &zero, y, &cout)
+
+
+cdef inline void _panel_tn_add(const float* a, int rows, int k, const float* b, int cout, float* c) noexcept nogil:
+    """``c += a.T @ b`` for the panel ``a`` (rows x k) and ``b`` (rows x cout): conv.py's ``matmul_tn_add``."""
+    cdef float one = 1.0
+    if DC_HAVE_FAST_GEMM:
+        dc_gemm(k, cout, rows, a, 1, k, b, cout, c, cout, 1)
+    else:  # column-major c.T (cout x k) += b.T a
+        sgemm("N", "T", &cout, &k, &rows, &one, <float*>b, &cout, <float*>a, &k, &one, c, &cout)
+
+
+cdef void _pool_arg_rows(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
+                         unsigned char* arg) noexcept nogil:
+    """``dc_max_pool_arg_rows`` in portable loops (the generic target; conv.py's ``_pool_rows``): the first maximum
+    of each window and its tap, NaN and ``NO_TAP`` where a NaN is in it. Selects, not branches, so that the
+    channel loop vectorizes."""
+    cdef int py, px, co, i, j
+    cdef unsigned char k, a
+    cdef float v, best
+    cdef bint nan, take
+    cdef const float* first
+    cdef const float* tap
+    cdef float* yv
+    cdef unsigned char* av
+    for py in range(prows):
+        for px in range(pow_):
+            yv = y + (<Py_ssize_t>py * pow_ + px) * c
+            av = arg + (<Py_ssize_t>py * pow_ + px) * c
+            first = conv + (<Py_ssize_t>py * ph * ow + px * pw) * c
+            for co in range(c):
+                v = first[co]
+                yv[co] = v
+                av[co] = 0 if v == v else NO_TAP
+            for i in range(ph):
+                for j in range(pw):
+                    if i == 0 and j == 0:
+                        continue
+                    tap = conv + ((<Py_ssize_t>py * ph + i) * ow + px * pw + j) * c
+                    k = <unsigned char>(i * pw + j)
+                    for co in range(c):
+                        v = tap[co]
+                        best = yv[co]
+                        a = av[co]
+                        nan = v != v
+                        take = nan | ((v > best) & (a != NO_TAP))  # a NaN window keeps its NaN and NO_TAP
+                        yv[co] = v if take else best
+                        av[co] = NO_TAP if nan else (k if take else a)
+
+
+cdef void _conv_rows(const float* xp, const float* wp, const float* bp, bint relu, const Geom* g, int path,
+                     float* pad, float* panel, int rows_blk, Py_ssize_t ni, int oy0, int oy1,
+                     float* out) noexcept nogil:
+    """Convolution rows ``oy0 .. oy1`` of sample ``ni`` into ``out`` (rows x ow x cout), on the kernel ``conv2d``
+    runs the layer on (``path``); ``bp``: the bias or NULL; ``pad``: the direct kernel's padded rows or NULL."""
+    cdef int oy, r0, r1, k = g.kh * g.kw * g.c
+    cdef Py_ssize_t row = <Py_ssize_t>g.ow * g.cout
+    if path == PATH_DIRECT:
+        dc_conv_direct_rows(xp, g.h, g.wd, g.c, wp, g.kh, g.kw, g.cout, bp, g.sh, g.sw, g.pt, g.pl, g.ow, ni, oy0,
+                            oy1, out, pad, relu)
+    elif path == PATH_IMPLICIT:
+        for oy in range(oy0, oy1):
+            _implicit_row(xp, g.h, g.wd, g.c, wp, g.kh, g.kw, g.cout, bp, bp != NULL, g.sh, g.sw, g.ow, ni, oy,
+                          out + (oy - oy0) * row, relu)
+    else:
+        r0 = oy0
+        while r0 < oy1:  # (a range with a variable step would be a Python loop)
+            r1 = min(oy1, r0 + rows_blk)
+            _im2col_rows(xp + ni * g.h * g.wd * g.c, panel, r0, r1, g)
+            _panel_times_w(panel, (r1 - r0) * g.ow, k, wp, g.cout, out + (r0 - oy0) * row)
+            _epilogue(out + (r0 - oy0) * row, (r1 - r0) * g.ow, g.cout, g.cout, bp, bp != NULL, relu)
+            r0 = r1
+
+
+def conv2d_max_pool_arg(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
+                        int sh, int sw, int pt, int pl, int path, bint padded, int oh, int ow, int ph, int pw,
+                        int rows_blk, float[:, :, :, ::1] y, unsigned char[:, :, :, ::1] arg, bint relu):
+    """Training's ``conv2d_max_pool``: ``y`` = the ``ph x pw`` max pooling (strides = window) of ``relu?(conv(x,
+    w) + b)`` and ``arg`` = each window's tap (``NO_TAP`` for a NaN), for the non-Winograd layers.
+
+    Each task is a band of pooled rows of one sample (conv.py's ``_conv2d_max_pool_fwd``): its convolution rows go
+    to the thread's scratch on the layer's kernel (``path``: 0 im2col panels of ``rows_blk`` rows, 1 implicit GEMM,
+    2 direct; only im2col on the generic target), then are pooled with their taps while in cache.
+    """
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
+    cdef int poh = y.shape[1], pow_ = y.shape[2]
+    cdef Geom g = _geom(h, wd, cin, kh, kw, cout, sh, sw, pt, pl, oh, ow)
+    cdef int band = _rows_per_task(n, poh)
+    cdef int bands = (poh + band - 1) // band
+    cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
+    cdef int nthreads = _threads(tasks, not DC_HAVE_FAST_GEMM, 2.0 * n * oh * ow * kh * kw * cin * cout)
+    cdef bint direct_pad = path == PATH_DIRECT and padded
+    cdef Py_ssize_t nconv = _round16(<Py_ssize_t>band * ph * ow * cout)
+    cdef Py_ssize_t npad = _round16(dc_direct_scratch(band * ph, kh, sh, wd, kw, sw, pl, ow, cin) if direct_pad else 0)
+    cdef Py_ssize_t npanel = _round16(<Py_ssize_t>rows_blk * ow * kh * kw * cin if path == PATH_IM2COL else 0)
+    cdef Py_ssize_t per = nconv + npad + npanel
+    cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)
+    cdef float* base = _aligned_base(raw)
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef unsigned char* ap = &arg[0, 0, 0, 0]
+    cdef Py_ssize_t ni, at
+    cdef int p0, p1
+    cdef float* slab
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(tasks, schedule="static"):
+            slab = base + threadid() * per
+            ni = t // bands
+            p0 = <int>(t % bands) * band
+            p1 = min(p0 + band, poh)
+            _conv_rows(xp, wp, bp, relu, &g, path, slab + nconv if direct_pad else NULL, slab + nconv + npad,
+                       rows_blk, ni, p0 * ph, p1 * ph, slab)
+            at = (ni * poh + p0) * pow_ * cout
+            if DC_HAVE_FAST_GEMM:  # the vector pooling: the same comparisons in the same order
+                dc_max_pool_arg_rows_c(slab, ow, cout, ph, pw, p1 - p0, pow_, yp + at, ap + at)
+            else:
+                _pool_arg_rows(slab, ow, cout, ph, pw, p1 - p0, pow_, yp + at, ap + at)
+
+
+cdef struct Back:
+    # One backward's operands (see conv2d_backward): pointers are NULL where the call has none.
+    const float* x  # (n, h, wd, c)
+    const float* w2dt  # (cout, kh * kw * c): w.reshape(k, cout).T
+    const float* dy  # (n, oh * ow, cout); NULL when pooled
+    const float* yr  # the forward's output when it fused ReLU (unpooled), else NULL
+    const float* pdy  # the pooled gradient, forward output and taps (n, poh, pow, cout) of conv2d_max_pool
+    const float* py
+    const unsigned char* parg
+    const float* flipped  # Winograd transform of the kernel turned 180 degrees: dx on Winograd's tiles
+    float* dx  # (n, h, wd, c), NULL without need_dx
+    int ph, pw, poh, pow_, rows_blk
+    bint relu, has_bias, wino_dw, need_dx, wino, whole
+    Py_ssize_t panel_off, dpanel_off, dmask_off, scratch_off  # the thread's buffers in its slab
+
+
+cdef inline void _relu_mask(const float* dy, const float* y, float* out, Py_ssize_t size) noexcept nogil:
+    """``out = dy`` where ``y > 0``, else 0 (conv.py's ``_relu_mask``)."""
+    cdef Py_ssize_t i
+    cdef float d, zero = 0
+    for i in range(size):
+        d = dy[i]  # loaded whatever the condition, so that the select vectorizes
+        out[i] = d if y[i] > zero else zero
+
+
+cdef union Bits:
+    # A float and its bits (GCC's sanctioned type pun).
+    float f
+    unsigned int u
+
+
+cdef void _unpool_rows(const Back* p, const Geom* g, Py_ssize_t s, int oy0, int oy1, float* out) noexcept nogil:
+    """Rows ``oy0 .. oy1`` of sample ``s``'s convolution gradient from the pooled gradient and taps (conv.py's
+    ``_unpool_rows``): each window's gradient at its tap (with ``relu``, where the window's maximum is positive),
+    written ``0 + dy`` as ``max_pool2d_backward`` does; zero elsewhere, rows and columns past the windows too."""
+    cdef int py, i, oy, px, j
+    cdef unsigned char tap
+    cdef Py_ssize_t cell
+    cdef const unsigned char* av
+    cdef const float* dv
+    cdef const float* yv
+    memset(out, 0, <Py_ssize_t>(oy1 - oy0) * g.ow * g.cout * sizeof(float))
+    for py in range(oy0 // p.ph, min(p.poh, (oy1 + p.ph - 1) // p.ph)):
+        for i in range(p.ph):
+            oy = py * p.ph + i
+            if oy < oy0 or oy >= oy1:  # this row of the window is in another block of rows
+                continue
+            for px in range(p.pow_):
+                cell = ((s * p.poh + py) * p.pow_ + px) * g.cout
+                av, dv, yv = p.parg + cell, p.pdy + cell, p.py + cell
+                for j in range(p.pw):
+                    tap = <unsigned char>(i * p.pw + j)  # NO_TAP is never a tap
+                    _unpool_tap(av, dv, yv if p.relu else NULL, tap,
+                                out + (<Py_ssize_t>(oy - oy0) * g.ow + px * p.pw + j) * g.cout, g.cout)
+
+
+cdef inline void _unpool_tap(const unsigned char* av, const float* dv, const float* yv, unsigned char tap, float* o,
+                             int cout) noexcept nogil:
+    """``o = 0 + dv`` where ``av == tap`` (and ``yv > 0``, when not NULL), else +0, over ``cout`` channels.
+
+    Written as a mask on the bits of ``0 + dv`` (+0 is all zero bits: the same values as the select), and ``yv > 0``
+    tested on its bits (0 < bits <= those of +inf: the same answer for every float, NaN included): GCC vectorizes
+    that. As selects it kept the loop scalar (the add or the float compare, which may trap, went behind a branch):
+    cifar's first layer, backward, 2.5x slower than the Numba kernel."""
+    cdef Bits v, y
+    cdef unsigned int zero = 0, one = 1
+    cdef int co
+    if yv != NULL:
+        for co in range(cout):
+            v.f = <float>0 + dv[co]
+            y.f = yv[co]
+            v.u = v.u & (zero - <unsigned int>((av[co] == tap) & (y.u - one < INF_BITS)))
+            o[co] = v.f
+    else:
+        for co in range(cout):
+            v.f = <float>0 + dv[co]
+            v.u = v.u & (zero - <unsigned int>(av[co] == tap))
+            o[co] = v.f
+
+
+cdef inline void _add_rows(const float* rows, int m, int cout, float* acc) noexcept nogil:
+    """``acc += rows[r]`` for each of the ``m`` rows (``cout`` wide), row after row (conv.py's bias gradient)."""
+    cdef int r, co
+    cdef const float* row
+    for r in range(m):
+        row = rows + <Py_ssize_t>r * cout
+        for co in range(cout):
+            acc[co] += row[co]
+
+
+cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dwsum, float* dbsum,
+                           float* slab) noexcept nogil:
+    """Sample ``s``'s share of the gradients (conv.py's ``_conv2d_bwd``, one iteration of its sample loop): its dx
+    (owned by this thread), its terms of the chunk's weight and bias partials ``dwsum`` (dW, or dU in Winograd's
+    domain) and ``dbsum``."""
+    cdef int k = g.kh * g.kw * g.c, oy0, oy1, m, ty0
+    cdef int tiles_out = (g.oh + 1) // 2, tiles_in = (g.h + 1) // 2
+    cdef Py_ssize_t sample_in = <Py_ssize_t>g.h * g.wd * g.c, row0
+    cdef float* panel = slab + p.panel_off
+    cdef float* dpanel = slab + p.dpanel_off
+    cdef float* dmask = slab + p.dmask_off
+    cdef float* scratch = slab + p.scratch_off
+    cdef float* dxs = p.dx + s * sample_in if p.need_dx else NULL
+    cdef float* tile
+    cdef const float* dys
+    cdef const float* src
+    if p.need_dx and not p.wino:
+        memset(dxs, 0, sample_in * sizeof(float))
+    oy0 = 0
+    while oy0 < g.oh:
+        oy1 = min(g.oh, oy0 + p.rows_blk)
+        m = (oy1 - oy0) * g.ow
+        row0 = (s * g.oh * g.ow + oy0 * g.ow) * g.cout
+        tile = dmask + (<Py_ssize_t>oy0 * g.ow * g.cout if p.whole else 0)
+        if p.ph > 0:  # (if, not a conditional expression: Cython's temporary would drop the const)
+            dys = tile
+        else:
+            dys = p.dy + row0
+        if p.ph > 0:
+            _unpool_rows(p, g, s, oy0, oy1, tile)
+        elif p.relu:
+            _relu_mask(dys, p.yr + row0, tile, <Py_ssize_t>m * g.cout)
+            dys = tile
+        if not p.wino_dw:
+            _im2col_rows(p.x + s * sample_in, panel, oy0, oy1, g)
+            _panel_tn_add(panel, m, k, dys, g.cout, dwsum)
+        if p.need_dx and not p.wino:
+            _panel_times_w(dys, m, g.cout, p.w2dt, k, dpanel)
+            _col2im_rows(dpanel, dxs, oy0, oy1, g)
+        if p.has_bias:
+            _add_rows(dys, m, g.cout, dbsum)
+        oy0 = oy1
+    if p.relu or p.ph > 0:
+        src = dmask
+    else:
+        src = p.dy + s * g.oh * g.ow * g.cout
+    if p.wino_dw:  # dU += this sample's tiles, band by band of the output's tile rows
+        for ty0 in range(0, tiles_out, 4):  # WINO_BAND
+            dc_wino_dw_rows(p.x, g.h, g.wd, g.c, src, g.cout, g.pt, g.pl, g.oh, g.ow, s, ty0,
+                            min(ty0 + WINO_BAND, tiles_out), dwsum, scratch)
+    if p.wino:  # dx: the full 3x3 convolution of dy with the flipped kernel, every pixel written
+        for ty0 in range(0, tiles_in, 4):  # WINO_BAND
+            dc_wino_rows(src, g.oh, g.ow, g.cout, p.flipped, g.c, NULL, 2 - g.pt, 2 - g.pl, g.h, g.wd, 0, ty0,
+                         min(ty0 + WINO_BAND, tiles_in), dxs, 0, 0, scratch, NULL)
+
+
+cdef inline const float* _fptr(const float[::1] a) noexcept:
+    """The first element of a flat float operand, NULL for None (an operand the call does not have)."""
+    if a is None:
+        return NULL
+    return &a[0]
+
+
+def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int kh, int kw, int sh, int sw, int pt,
+                    int pl, int oh, int ow, int rows_blk, int nchunks, bint has_bias, bint relu, const float[::1] dy,
+                    const float[::1] yr, const float[::1] pdy, const float[::1] py, const unsigned char[::1] parg,
+                    int ph, int pw, int poh, int pow_, const float[::1] flipped, bint wino_dw,
+                    float[::1] dx, float[::1] dw, float[::1] db):
+    """The convolution's gradients (conv.py's ``_conv2d_bwd``): ``dx`` (None: not needed), ``dw`` (``kh * kw * c x
+    cout``, or with ``wino_dw`` the ``16 x c x cout`` gradient of the kernel's Winograd transform, of which the
+    caller takes ``G^T dU G``) and ``db`` (filled only with ``has_bias``). Operands are flat views.
+
+    The gradient of the output is ``dy`` (masked where ``yr``, the forward's fused-ReLU output, is not positive,
+    when ``relu``), or, with ``ph > 0``, rebuilt tile by tile from ``conv2d_max_pool``'s ``pdy``, ``py`` and
+    ``parg``. ``flipped`` (or None): the input gradient on Winograd's tiles instead of panel products and col2im.
+
+    The samples are split into ``nchunks`` chunks whatever the thread count; each chunk sums its samples' weight
+    and bias terms into its own partial, and the partials are added in chunk order: the result never depends on
+    the thread count (and on the vector targets it has the Numba kernel's bits).
+    """
+    cdef int n = x.shape[0], c = x.shape[3], cout = w2dt.shape[0], k = w2dt.shape[1]
+    cdef Geom g = _geom(x.shape[1], x.shape[2], c, kh, kw, cout, sh, sw, pt, pl, oh, ow)
+    cdef Back p
+    cdef Py_ssize_t dwsize = dw.shape[0], size = dwsize + cout
+    p.x, p.w2dt, p.dy, p.yr = &x[0, 0, 0, 0], &w2dt[0, 0], _fptr(dy), _fptr(yr)
+    p.pdy, p.py, p.parg = _fptr(pdy), _fptr(py), NULL
+    if parg is not None:
+        p.parg = &parg[0]
+    p.flipped, p.dx = _fptr(flipped), NULL if dx is None else &dx[0]
+    p.ph, p.pw, p.poh, p.pow_, p.rows_blk = ph, pw, poh, pow_, rows_blk
+    p.relu, p.has_bias, p.wino_dw, p.need_dx = relu, has_bias, wino_dw, dx is not None
+    p.wino = p.need_dx and flipped is not None
+    p.whole = p.wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
+    cdef Py_ssize_t rows = <Py_ssize_t>oh * ow if p.whole else (<Py_ssize_t>rows_blk * ow if relu or ph > 0 else 0)
+    p.panel_off = 0
+    p.dpanel_off = _round16(0 if wino_dw else <Py_ssize_t>rows_blk * ow * k)
+    p.dmask_off = p.dpanel_off + _round16(<Py_ssize_t>rows_blk * ow * k if p.need_dx and not p.wino else 0)
+    p.scratch_off = p.dmask_off + _round16(rows * cout)
+    cdef Py_ssize_t per = p.scratch_off + _round16(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2) * (c + cout) if p.whole else 0)
+    cdef double flops = 2.0 * n * oh * ow * k * cout * (2 if p.need_dx else 1)
+    cdef int nthreads = _threads(nchunks, not DC_HAVE_FAST_GEMM, flops)
+    cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)
+    cdef float* base = _aligned_base(raw)
+    cdef float[:, ::1] parts = np.empty((nchunks, size), dtype=np.float32)
+    cdef Py_ssize_t t, s
+    cdef float* part
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(nchunks, schedule="static"):
+            part = &parts[t, 0]
+            memset(part, 0, size * sizeof(float))
+            for s in range(t * n // nchunks, (t + 1) * n // nchunks):
+                _backward_sample(&p, &g, s, part, part + dwsize, base + threadid() * per)
+    _sum_partials(parts, &dw[0], dwsize, &db[0] if has_bias else NULL, cout, nthreads)
+
+
+cdef void _sum_partials(float[:, ::1] parts, float* dw, Py_ssize_t dwsize, float* db, int cout,
+                        int nthreads) noexcept:
+    """``dw`` (the partials' first ``dwsize`` columns), then ``db`` (the next ``cout``, when not NULL) = the chunks'
+    partials added in chunk order, as conv.py's ``dw = dwp[0].copy(); dw += dwp[t]``: each element's sum in that
+    order, the elements split between the threads in blocks."""
+    cdef Py_ssize_t nchunks = parts.shape[0], blocks = (dwsize + 4095) // 4096, blk
+    with nogil, parallel(num_threads=nthreads if blocks > 1 else 1):
+        for blk in prange(blocks, schedule="static"):
+            _sum_columns(parts, blk * 4096, min(dwsize, (blk + 1) * 4096), dw + blk * 4096)
+    if db != NULL:
+        _sum_columns(parts, dwsize, dwsize + cout, db)
+
+
+cdef inline void _sum_columns(float[:, ::1] parts, Py_ssize_t i0, Py_ssize_t i1, float* out) noexcept nogil:
+    """``out[i - i0] = parts[0, i] + parts[1, i] + ...`` (in that order) for ``i`` in ``i0 .. i1``."""
+    cdef Py_ssize_t t, i
+    cdef float* row
+    memcpy(out, &parts[0, i0], (i1 - i0) * sizeof(float))
+    for t in range(1, parts.shape[0]):
+        row = &parts[t, i0]
+        for i in range(i1 - i0):
+            out[i] = out[i] + row[i]
+
+
+# dense_backward: dx = dy @ w.T, dw = x.T @ dy, db = dy.sum(0) (dense.py's backward). On dropcore's GEMM every split
+# forms the same sums (k ascending, whatever the block), so each product may be cut where it is cheapest.
+
+cdef void _dx_block(const float* dy, const float* dyt, const float* w, float* dx, int n, int m, int k_in, int i0,
+                    int i1, float* buf) noexcept nogil:
+    """``dx[:, i0:i1] = dy @ w[i0:i1].T``. On dropcore's GEMM, which reads B row-major: through ``dyt`` (``dy.T``,
+    when not NULL: the block ``w[i0:i1] @ dy.T`` formed in ``buf`` and written transposed, dense.py's
+    ``_dx_fast_t``) or through ``w[i0:i1].T`` copied into ``buf`` (``_dx_fast_cols``): the same products in the same
+    order. On BLAS, ``w`` is read transposed in place."""
+    cdef int cols = i1 - i0, r, j, q
+    cdef float one = 1.0, zero = 0.0
+    if not DC_HAVE_FAST_GEMM:  # column-major dx.T block (cols x n) = w[i0:i1] (read transposed) @ dy.T
+        sgemm("T", "N", &cols, &n, &m, &one, <float*>(w + <Py_ssize_t>i0 * m), &m, <float*>dy, &m, &zero, dx + i0,
+              &k_in)
+    elif dyt != NULL:
+        dc_sgemm_rm(cols, n, m, w + <Py_ssize_t>i0 * m, m, dyt, n, buf, n)
+        for r in range(n):
+            for j in range(cols):
+                dx[<Py_ssize_t>r * k_in + i0 + j] = buf[<Py_ssize_t>j * n + r]
+    else:
+        for j in range(cols):
+            for q in range(m):
+                buf[<Py_ssize_t>q * cols + j] = w[(<Py_ssize_t>i0 + j) * m + q]
+        dc_gemm(n, cols, m, dy, m, 1, buf, cols, dx + i0, k_in, 0)
+
+
+cdef void _dw_block(const float* x, const float* dy, float* dw, int n, int m, int k_in, int i0,
+                    int i1) noexcept nogil:
+    """``dw[i0:i1] = x[:, i0:i1].T @ dy``, the columns of ``x`` read in place (dense.py's ``_dw``)."""
+    cdef int cols = i1 - i0
+    cdef float one = 1.0, zero = 0.0
+    if DC_HAVE_FAST_GEMM:
+        dc_gemm(cols, m, n, x + i0, 1, k_in, dy, m, dw + <Py_ssize_t>i0 * m, m, 0)
+    else:  # column-major dw.T block (m x cols) = dy.T @ x[:, i0:i1]
+        sgemm("N", "T", &m, &cols, &n, &one, <float*>dy, &m, <float*>(x + i0), &k_in, &zero,
+              dw + <Py_ssize_t>i0 * m, &m)
+
+
+def dense_backward(const float[:, ::1] dy, const float[:, ::1] x, const float[:, ::1] w, float[:, ::1] dx,
+                   float[:, ::1] dw, float[::1] db, int mode, int nblk):
+    """The dense layer's gradients into ``dx``, ``dw`` and ``db`` (None: no bias), in dense.py's ``mode``:
+    ``DENSE_SERIAL`` (small products: one thread), ``DENSE_TWO_TASKS`` (dx and dw side by side) or
+    ``DENSE_BLOCKS`` (each product in ``nblk`` blocks of ``w``'s rows, the tasks of both in one region)."""
+    cdef int n = x.shape[0], k_in = x.shape[1], m = w.shape[1], r, j
+    cdef int blocks = 1 if mode != DENSE_BLOCKS else nblk
+    cdef int width = (k_in + blocks - 1) // blocks
+    cdef bint transposed = DC_HAVE_FAST_GEMM and mode == DENSE_BLOCKS and n <= m
+    cdef int tasks = 2 * blocks
+    cdef int nthreads = 1 if mode == DENSE_SERIAL else _threads(tasks, not DC_HAVE_FAST_GEMM, 4.0 * n * k_in * m)
+    cdef Py_ssize_t per = _round16(<Py_ssize_t>width * max(n, m)) if DC_HAVE_FAST_GEMM else 0
+    cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)
+    cdef float* base = _aligned_base(raw)
+    dyt_arr = np.ascontiguousarray(np.asarray(dy).T) if transposed else None
+    cdef const float[:, ::1] dyt = dyt_arr
+    cdef const float* dytp = &dyt[0, 0] if transposed else NULL
+    cdef const float* dyp = &dy[0, 0]
+    cdef const float* xp = &x[0, 0]
+    cdef const float* wp = &w[0, 0]
+    cdef float* dxp = &dx[0, 0]
+    cdef float* dwp = &dw[0, 0]
+    cdef int t, b
+    with nogil, parallel(num_threads=nthreads):
+        for t in prange(tasks, schedule="static"):
+            b = t % blocks
+            if t < blocks:
+                _dx_block(dyp, dytp, wp, dxp, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks,
+                          base + threadid() * per)
+            else:
+                _dw_block(xp, dyp, dwp, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks)
+    if db is not None:  # dense.py's _db: row by row
+        db[:] = 0
+        for r in range(n):
+            for j in range(m):
+                db[j] += dy[r, j]
 
 
 def winograd_rows_address():
