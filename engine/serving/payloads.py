@@ -5,24 +5,17 @@ prediction itself; a ``.npy`` body is the array's bytes behind a short header (`
 """
 import io
 import json
-import math
 import re
 import sys
 from typing import Dict, List, Union
 
 import msgspec
 import numpy as np
-from numpy.lib import format as npy_format
+
+from .bad_request import BadRequest
+from .npy_reader import read_npy
 
 NPY = "application/x-npy"
-
-
-class BadRequest(ValueError):
-    """The client's request is wrong: answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
 
 
 def _int_param(value, name, low, high, source):
@@ -119,6 +112,7 @@ def parse_json(body, input_shape, limits):
     try:
         doc = decoder.decode(body)
     except msgspec.ValidationError:  # (a DecodeError too) the schema stopped the decoding: the rest may not be JSON
+        _check_utf8(body)  # msgspec checks the UTF-8 of what it decodes, and it stopped early
         try:
             fields = _raw_fields(body, input_shape)
         except msgspec.DecodeError as exc:
@@ -132,6 +126,13 @@ def parse_json(body, input_shape, limits):
     return check_batch(_instances(doc.instances, limits), input_shape, limits, "JSON body"), mc_samples, seed
 
 
+def _check_utf8(body):
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: it is not UTF-8 text ({exc})") from None
+
+
 def _not_json(body, exc, request, instances_type, input_shape):
     """The request in a body msgspec could not decode because of NaN or Infinity (see _NON_FINITE_TOKEN), else
     a BadRequest."""
@@ -142,10 +143,9 @@ def _not_json(body, exc, request, instances_type, input_shape):
 
 def _python_json(body, request, instances_type, input_shape):
     """The request in a body with NaN or Infinity: read by ``json.loads``, then checked against the same schema."""
+    _check_utf8(body)
     try:
-        doc = json.loads(body.decode())
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: it is not UTF-8 text ({exc})") from None
+        doc = json.loads(body)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     except RecursionError:  # json.loads's C scanner refuses nesting past the interpreter's recursion limit so
@@ -236,57 +236,9 @@ def _instances(instances, limits):
         raise BadRequest(f'"instances" must be a rectangular nested list of numbers: {exc}') from None
 
 
-# The header np.save writes for a little-endian float32/float64 C-order array (format 1.0): read without
-# ``ast.literal_eval`` (np.load's way, ~30 us of a ~100 us request). Any other header goes to numpy's reader.
-_NPY_HEADER = re.compile(rb"\{'descr': '<(f4|f8)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \} *\n")
-_NPY_DTYPES = {b"f4": np.dtype("<f4"), b"f8": np.dtype("<f8")}
-_NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
-
-
-def _npy_header(body):
-    """``(shape, fortran_order, dtype, offset of the data)`` from a ``.npy`` body's header."""
-    if body[:8] == b"\x93NUMPY\x01\x00" and len(body) >= 10:
-        end = 10 + int.from_bytes(body[8:10], "little")
-        match = _NPY_HEADER.fullmatch(body, 10, end)
-        if match is not None:
-            shape = tuple(int(d) for d in match.group(2).split(b",") if d.strip())
-            return shape, False, _NPY_DTYPES[match.group(1)], end
-    stream = io.BytesIO(body)
-    try:
-        version = npy_format.read_magic(stream)
-        reader = _NPY_HEADER_READERS.get(version)
-        if reader is None:
-            raise ValueError(f".npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
-        shape, fortran_order, dtype = reader(stream)
-    except ValueError as exc:  # bad magic, a truncated or unparsable header, a descr that is no dtype
-        raise BadRequest(f"the body is not a readable .npy array: {exc}") from None
-    return shape, fortran_order, dtype, stream.tell()
-
-
-def _load_npy(body):
-    """The array in ``body``, a view of its bytes. Nothing is allocated for what the header declares: its shape and
-    dtype must account for exactly the bytes that follow it (a header may claim 10^9 rows over a few bytes)."""
-    shape, fortran_order, dtype, offset = _npy_header(body)
-    if dtype.hasobject:  # np.save pickles object arrays: never unpickle a request
-        raise BadRequest(f"the body is not a readable .npy array: dtype {dtype} holds Python objects (pickled); "
-                         f"expected float32 or float64")
-    if any(d < 0 for d in shape):
-        raise BadRequest(f"the body is not a readable .npy array: its header declares shape {shape}; expected "
-                         f"dimensions >= 0")
-    count = math.prod(shape)
-    declared, held = count * dtype.itemsize, len(body) - offset
-    if declared != held:
-        raise BadRequest(f"the body is not a readable .npy array: its header declares shape {shape} of {dtype}, "
-                         f"{declared} bytes of data; {held} bytes follow the header")
-    if count == 0:
-        return np.empty(shape, dtype)
-    flat = np.frombuffer(body, dtype, count=count, offset=offset)
-    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
-
-
 def parse_npy(body, query, input_shape, limits):
     """``(x, mc_samples, seed)`` from a ``.npy`` body (float32 or float64) and the query's MC parameters."""
-    x = _load_npy(body)
+    x = read_npy(body)
     if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):  # either byte order: check_batch converts
         raise BadRequest(f".npy body has dtype {x.dtype}; expected float32 or float64")
     mc_samples, seed = mc_params(query.get("mc_samples"), query.get("seed"), limits, "query parameters")
