@@ -34,7 +34,7 @@ def create_app(model, *, batching=False, max_batch=64, max_delay_ms=2.0, threads
     runs at once; ``exact=False``: batch even where the kernels are not batch-invariant, see BatchingPredictor).
     ``threads``: kernel threads per prediction (``Predictor(threads=)``).
     ``limits``: the :class:`~dropcore.serving.limits.Limits` fields (``max_body_bytes``, ``max_instances``,
-    ``max_mc_samples``, ``timeout_ms``).
+    ``max_mc_samples``, ``timeout_ms``, ``body_timeout_s``).
 
     ``POST /predict`` takes JSON ``{"instances": [...], "mc_samples"?, "seed"?}`` or a ``.npy`` body
     (``Content-Type: application/x-npy``, MC parameters in the query string) and answers JSON, or ``.npy`` with

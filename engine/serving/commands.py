@@ -36,6 +36,9 @@ def add_commands(sub):
                    help=f"a larger mc_samples gets 400 (default {_DEFAULTS.max_mc_samples})")
     p.add_argument("--timeout-ms", type=positive_float, default=_DEFAULTS.timeout_ms,
                    help=f"compute deadline per request; past it the answer is 503 (default {_DEFAULTS.timeout_ms:g})")
+    p.add_argument("--body-timeout-s", type=positive_float, default=_DEFAULTS.body_timeout_s,
+                   help="longest wait for the next bytes of a request body; past it the answer is 408 "
+                        f"(default {_DEFAULTS.body_timeout_s:g})")
     p.add_argument("--grace", type=float_in(0.0, None), default=30.0,
                    help="seconds requests under way get to finish after SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
@@ -70,5 +73,6 @@ def run(args):
                  grace_s=args.grace, predict_threads=args.predict_threads, log_level=args.log_level,
                  exact=not args.inexact_batching,
                  max_body_bytes=args.max_body_bytes, max_instances=args.max_instances,
-                 max_mc_samples=args.max_mc_samples, timeout_ms=args.timeout_ms)
+                 max_mc_samples=args.max_mc_samples, timeout_ms=args.timeout_ms,
+                 body_timeout_s=args.body_timeout_s)
 

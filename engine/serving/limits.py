@@ -13,12 +13,15 @@ class Limits:
     ``max_mc_samples``: a larger ``mc_samples`` gets 400 (each pass is a full prediction).
     ``timeout_ms``: the compute deadline from the request's arrival; past it the prediction stops between passes
     or batches and the answer is 503.
+    ``body_timeout_s``: the longest wait for the next bytes of a request body (under gunicorn); past it the answer
+    is 408 and the connection closes (a client that declared more than it sends cannot hold a request thread).
     """
 
     max_body_bytes: int = 16 * 2**20
     max_instances: int = 1024
     max_mc_samples: int = 100
     timeout_ms: float = 5000.0
+    body_timeout_s: float = 10.0
 
     def __post_init__(self):
         check_int(self.max_body_bytes, "max_body_bytes", 1, "Limits")
@@ -26,6 +29,8 @@ class Limits:
         check_int(self.max_mc_samples, "max_mc_samples", 1, "Limits")
         object.__setattr__(self, "timeout_ms", check_float(self.timeout_ms, "timeout_ms", 0.0, None, low_open=True,
                                                            where="Limits"))
+        object.__setattr__(self, "body_timeout_s", check_float(self.body_timeout_s, "body_timeout_s", 0.0, None,
+                                                               low_open=True, where="Limits"))
 
     def as_dict(self):
         return asdict(self)

@@ -12,9 +12,11 @@ from urllib.parse import parse_qsl
 
 from ..errors import DeadlineExceeded, WorkspaceLimitError
 from . import payloads
+from .body import read_body
 
-_REASONS = {200: "200 OK", 400: "400 BAD REQUEST", 405: "405 METHOD NOT ALLOWED", 413: "413 REQUEST ENTITY TOO LARGE",
-            500: "500 INTERNAL SERVER ERROR", 503: "503 SERVICE UNAVAILABLE"}
+_REASONS = {200: "200 OK", 400: "400 BAD REQUEST", 405: "405 METHOD NOT ALLOWED", 408: "408 REQUEST TIMEOUT",
+            413: "413 REQUEST ENTITY TOO LARGE", 500: "500 INTERNAL SERVER ERROR", 503: "503 SERVICE UNAVAILABLE"}
+_KINDS = {408: "body_timeout", 413: "too_large"}  # the metrics' error kind of a BadRequest's status (else bad_request)
 _log = logging.getLogger("dropcore.serving")
 
 
@@ -46,33 +48,13 @@ class PredictRoute:
         self.metrics.observe("/predict", method, status, time.monotonic() - started, kind)
         return [body]
 
-    def _body(self, environ):
-        """The request body, or a BadRequest(413) when larger than ``max_body_bytes``."""
-        limit = self.limits.max_body_bytes
-        length = environ.get("CONTENT_LENGTH")
-        stream = environ["wsgi.input"]
-        if length:
-            try:
-                length = int(length)
-            except ValueError:
-                raise payloads.BadRequest(f"Content-Length {length!r} is not a number") from None
-            if length > limit:
-                _drain(stream, length, limit)
-                raise payloads.BadRequest(f"the request body has {length} bytes; at most {limit} "
-                                          f"(max_body_bytes)", 413)
-            return stream.read(length)
-        body = stream.read(limit + 1)  # no length (chunked): read one byte past the limit to know
-        if len(body) > limit:
-            raise payloads.BadRequest(f"the request body has more than {limit} bytes (max_body_bytes)", 413)
-        return body
-
     def predict(self, environ, started):
         """``(status, content type, body, error kind)`` for one POST /predict."""
         limits = self.limits
         deadline = started + limits.timeout_ms / 1000.0
         query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         try:
-            body = self._body(environ)
+            body = read_body(environ, limits)
             if environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() == payloads.NPY:
                 x, mc, seed = payloads.parse_npy(body, query, self.input_shape, limits)
             else:
@@ -82,8 +64,7 @@ class PredictRoute:
                 x, mc, seed = payloads.parse_json(body, self.input_shape, limits)
             result = self.predictor.predict(x, mc_samples=mc, seed=seed, deadline=deadline)
         except payloads.BadRequest as exc:
-            return exc.status, "application/json", _error(str(exc)), "too_large" if exc.status == 413 else \
-                "bad_request"
+            return exc.status, "application/json", _error(str(exc)), _KINDS.get(exc.status, "bad_request")
         except DeadlineExceeded as exc:
             return 503, "application/json", _error(f"the request's compute deadline of {limits.timeout_ms:g} ms "
                                                    f"passed: {exc}; send fewer instances or mc_samples"), "deadline"
@@ -100,15 +81,3 @@ class PredictRoute:
 def _error(message):
     return payloads.json_dumps({"error": message})
 
-
-def _drain(stream, length, limit):
-    """Read and drop the body of a refused request when it is at most twice ``limit``: the connection then stays
-    usable for the client's next request (gunicorn drains only 64 KiB itself, then closes the connection after
-    answering). A larger body is left unread, and gunicorn closes the connection."""
-    if length > 2 * limit:
-        return
-    while length > 0:
-        chunk = stream.read(min(length, 1 << 16))
-        if not chunk:
-            return
-        length -= len(chunk)

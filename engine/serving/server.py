@@ -82,7 +82,8 @@ def serve(model_path, host="127.0.0.1", port=8000, workers=None, threads=4, batc
     class Server(BaseApplication):
         def load_config(self):
             options = {
-                "bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+                "bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                "worker_class": "dropcore.serving.worker.JsonErrorThreadWorker",  # gthread, error pages as JSON
                 "graceful_timeout": math.ceil(grace_s),  # gunicorn takes whole seconds
                 # the heartbeat timeout: gthread's main loop beats while request threads compute, so this only
                 # catches a hung worker; requests themselves are bounded by the compute deadline

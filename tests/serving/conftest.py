@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -103,11 +104,15 @@ def server(model_path, *args, ready_s=90):
     proc = subprocess.Popen([sys.executable, "-m", "dropcore", "serve", str(model_path), "--port", str(port),
                              "--log-level", "warning", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = []  # the server's log, read as it comes: a full pipe would block the worker writing to it
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + ready_s
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the server exited early ({proc.returncode}): {proc.stdout.read()}")
+                reader.join(10)
+                pytest.fail(f"the server exited early ({proc.returncode}): {''.join(output)}")
             try:
                 client = Client(port, timeout=2)
                 ok = client.call("GET", "/health")[0] == 200
@@ -128,6 +133,7 @@ def server(model_path, *args, ready_s=90):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        reader.join(10)
         proc.stdout.close()
 
 
