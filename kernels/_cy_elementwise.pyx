@@ -1,14 +1,19 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
-"""Ahead-of-time element-wise inference kernels: relu, dropout / relu_dropout (counter-based masks), softmax,
-sigmoid and batch normalization with moving statistics. float32, ``nogil``, OpenMP ``prange``.
+"""Ahead-of-time element-wise kernels: relu, dropout / relu_dropout (counter-based masks), softmax, sigmoid and
+batch normalization with moving statistics for inference; their backward passes, Gaussian noise, batch
+normalization with batch statistics and the fused losses for training. float32, ``nogil``, OpenMP ``prange``.
 
 Dropout masks are bit-identical to :mod:`dropcore.kernels.reference.rng`: element ``i`` of the noise shape is kept
 when ``mix32(mix32(i ^ k0) + k1) >= threshold``, with ``mix32`` the lowbias32 hash in uint32 arithmetic.
-Every element's result depends on its own index only, so the output never depends on the thread count.
+Every element's result depends on its own index only, so the output never depends on the thread count; the
+reductions (a row's softmax and loss sums, batch normalization's per-channel sums) run in an order fixed by the
+shapes alone: a row within one task, batch statistics as float64 partials over fixed chunks of rows added in
+chunk order.
 """
 from cython.parallel cimport prange
-from libc.math cimport expf, fabsf
-from libc.stdint cimport uint32_t
+from libc.math cimport expf, fabsf, log1pf, logf, sqrt
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 cimport openmp
@@ -106,18 +111,46 @@ def dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, 
         _dropout_run(xp + lo, yp + lo, offset + lo, min(n, lo + CHUNK) - lo, k0, k1, thr, scale, relu)
 
 
+cdef enum:
+    KEEP_BLOCK = 256  # channels whose keep bits per-channel dropout hashes at a time (a buffer on the task's stack)
+
+
+cdef inline void _dropout_channels_sample(const float* x, float* y, Py_ssize_t s, Py_ssize_t c, uint32_t base,
+                                          uint32_t k0, uint32_t k1, uint32_t thr, float scale,
+                                          int relu) noexcept nogil:
+    """One sample (``s`` rows of ``c`` channels) of per-channel dropout, channel ``k``'s noise index ``base + k``.
+    Each block of channels' keep bits is hashed once and applied down the rows: hashing per element (as before)
+    cost the whole per-element dropout's work, 2x Numba's time, which hashes once per row chunk."""
+    cdef uint32_t keep[KEEP_BLOCK]
+    cdef uint32_t k, m, kb
+    cdef Py_ssize_t si
+    cdef const float* xv
+    cdef float* yv
+    cdef float v
+    for kb in range(<uint32_t>((c + KEEP_BLOCK - 1) // KEEP_BLOCK)):
+        m = <uint32_t>min(<Py_ssize_t>KEEP_BLOCK, c - kb * KEEP_BLOCK)
+        for k in range(m):
+            keep[k] = _keep(base + kb * KEEP_BLOCK + k, k0, k1, thr)
+        for si in range(s):
+            xv = x + si * c + kb * KEEP_BLOCK
+            yv = y + si * c + kb * KEEP_BLOCK
+            for k in range(m):
+                v = xv[k]
+                yv[k] = _kept(v * scale, keep[k] & <uint32_t>(1 - (relu & (v <= 0))))  # NaN is kept
+
+
 def dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
                              uint32_t thr, float scale, bint relu, Py_ssize_t offset=0):
-    """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``offset + n * C + c``."""
-    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t, si
-    cdef uint32_t k, base
-    cdef float v
+    """Per-channel dropout of ``x`` viewed as (N, S, C): noise index ``offset + n * C + c``; one task a sample.
+    (Training's dropout backward is this on ``dy``.)"""
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], c = x.shape[2], t
+    if n == 0 or s == 0 or c == 0:
+        return
+    cdef const float* xp = &x[0, 0, 0]
+    cdef float* yp = &y[0, 0, 0]
     for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * c, n)):
-        base = <uint32_t>(offset + t * c)
-        for si in range(s):
-            for k in range(<uint32_t>c):
-                v = x[t, si, k]
-                y[t, si, k] = _kept(v * scale, _keep(base + k, k0, k1, thr) & <uint32_t>(1 - (relu & (v <= 0))))
+        _dropout_channels_sample(xp + t * s * c, yp + t * s * c, s, c, <uint32_t>(offset + t * c), k0, k1, thr,
+                                 scale, relu)
 
 
 def mask_forward(float[::1] m, uint32_t k0, uint32_t k1, uint32_t thr, float scale, Py_ssize_t offset=0):
@@ -173,3 +206,517 @@ def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float
     for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(rows * c, rows)):
         for k in range(c):
             y[r, k] = (x[r, k] - mean[k]) * scale[k] + beta[k]
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+# Backward passes, Gaussian noise, batch normalization with batch statistics and the fused losses: the contract's
+# training ops (dropout's backward is dropout_forward / dropout_channels_forward on dy, the same masks).
+
+# A restrict-qualified pointer (Cython has no keyword for it): the output of a loop over a row's channels, so that
+# GCC does not test it for overlap with the inputs on every row.
+cdef extern from *:
+    ctypedef float* float_restrict "float* __restrict__"
+    ctypedef double* double_restrict "double* __restrict__"
+
+cdef enum:
+    ROWS_CHUNK = 32768  # elements per task of the batch statistics: rows per chunk = ROWS_CHUNK // C (as Numba's)
+    NOISE_WORK = 32  # Gaussian noise costs about as much per element as this many element operations (log, cos)
+
+# A bare 1 in a float expression is a double in Cython's C (1.0), which would round twice: the float32 kernels use
+# this float literal.
+cdef extern from *:
+    const float ONE "1.0f"
+cdef double INV_2_32 = 1.0 / 4294967296.0
+cdef double TWO_PI = 2.0 * 3.141592653589793  # 2 * np.pi, as the reference (doubling is exact)
+
+
+cdef inline void _pass_positive_run(const float* dy, const float* y, float_restrict dx, Py_ssize_t count,
+                                    float scale) noexcept nogil:
+    """``dx = dy * scale`` where ``y > 0``, else +0.0 (``dy * 1`` is ``dy``, bit for bit). The choice is a select on
+    the bits (``_kept``): written as a conditional, GCC kept it control flow, and the random signs of ``y`` made it
+    20x slower than Numba's."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        dx[i] = _kept(dy[i] * scale, <uint32_t>(y[i] > 0))
+
+
+def pass_positive(const float[::1] dy, const float[::1] y, float scale, float[::1] dx):
+    """ReLU's backward (``scale`` 1) and the fused ReLU-dropout's (``scale`` the dropout scale): ``dy * scale``
+    where ``y > 0``, else 0. A NaN ``y`` passes nothing (the reference's ``np.where(y > 0, ...)``)."""
+    cdef Py_ssize_t n = dy.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* dyp = &dy[0] if n else NULL
+    cdef const float* yp = &y[0] if n else NULL
+    cdef float* dxp = &dx[0] if n else NULL
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+        lo = t * CHUNK
+        _pass_positive_run(dyp + lo, yp + lo, dxp + lo, min(n, lo + CHUNK) - lo, scale)
+
+
+def sigmoid_backward(const float[::1] dy, const float[::1] y, float[::1] dx):
+    """``dy * y * (1 - y)``, the reference's float32 expression in its order (bit-identical to it)."""
+    cdef Py_ssize_t n = dy.shape[0], t, i, hi
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* dyp = &dy[0] if n else NULL
+    cdef const float* yp = &y[0] if n else NULL
+    cdef float* dxp = &dx[0] if n else NULL
+    cdef float v
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+        hi = min(n, (t + 1) * CHUNK)
+        for i in range(t * CHUNK, hi):
+            v = yp[i]
+            dxp[i] = dyp[i] * v * (ONE - v)
+
+
+def softmax_backward(const float[:, ::1] dy, const float[:, ::1] y, float[:, ::1] dx):
+    """``y * (dy - sum(dy * y))`` per row; each row's sum in float32, in order, by one task."""
+    cdef Py_ssize_t rows = dy.shape[0], k = dy.shape[1], r, j
+    cdef const float* dv
+    cdef const float* yv
+    cdef float* out
+    cdef float dot
+    if rows == 0 or k == 0:
+        return
+    for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(3 * rows * k, rows)):
+        dv = &dy[0, 0] + r * k
+        yv = &y[0, 0] + r * k
+        out = &dx[0, 0] + r * k
+        dot = 0
+        for j in range(k):
+            dot = dot + dv[j] * yv[j]
+        for j in range(k):
+            out[j] = yv[j] * (dv[j] - dot)
+
+
+# Gaussian noise: log and cos in float64 without libm, so that GCC vectorizes them (glibc's scalar log and cos took
+# 30 ns an element here, more than Numba's whole kernel). fdlibm's algorithms (e_log.c, k_cos.c, k_sin.c; errors
+# below 1 ulp of float64) on branch-free bit operations: after the rounding to float32, the result equals the
+# reference's (glibc's log and cos) but where a float64 last-bit difference crosses a float32 rounding boundary.
+cdef enum:
+    NOISE_BLOCK = 256  # elements whose -2 ln(u1) and cos(2 pi u2) are computed (vectorized) before the square roots
+
+cdef double _MAGIC_INT = 4503599627370496.0  # 2**52: its bits | a 32-bit integer are that integer + 2**52
+cdef double _MAGIC_ROUND = 6755399441055744.0  # 1.5 * 2**52: adding it rounds a small double to an integer
+cdef double _LN2_HI = 6.93147180369123816490e-01
+cdef double _LN2_LO = 1.90821492927058770002e-10
+cdef double _LG1 = 6.666666666666735130e-01
+cdef double _LG2 = 3.999999999940941908e-01
+cdef double _LG3 = 2.857142874366239149e-01
+cdef double _LG4 = 2.222219843214978396e-01
+cdef double _LG5 = 1.818357216161805012e-01
+cdef double _LG6 = 1.531383769920937332e-01
+cdef double _LG7 = 1.479819860511658591e-01
+cdef double _TWO_OVER_PI = 6.36619772367581382433e-01
+cdef double _PIO2_1 = 1.57079632673412561417e+00  # the first 33 bits of pi / 2: k * _PIO2_1 is exact for k <= 4
+cdef double _PIO2_1T = 6.07710050650619224932e-11  # pi / 2 - _PIO2_1
+cdef double _C1 = 4.16666666666666019037e-02
+cdef double _C2 = -1.38888888888741095749e-03
+cdef double _C3 = 2.48015872894767294178e-05
+cdef double _C4 = -2.75573143513906633035e-07
+cdef double _C5 = 2.08757232129817482790e-09
+cdef double _C6 = -1.13596475577881948265e-11
+cdef double _S1 = -1.66666666666666324348e-01
+cdef double _S2 = 8.33333333332248946124e-03
+cdef double _S3 = -1.98412698298579493134e-04
+cdef double _S4 = 2.75573137070700676789e-06
+cdef double _S5 = -2.50507602534068634195e-08
+cdef double _S6 = 1.58969099521155010221e-10
+
+
+# sqrt is correctly rounded, vector or scalar; but with errno (C's default) GCC calls libm's scalar sqrt, which was a
+# third of the noise's time (and its per-function no-math-errno option left the call in place): vectors, explicitly.
+cdef extern from *:
+    """
+    #include <math.h>
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    #elif defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    static inline void dc_sqrt_times(const double* t, const double* c, float* z, unsigned n) {
+        unsigned i = 0;
+    #if defined(__AVX__)
+        for (; i + 4 <= n; i += 4)
+            _mm_storeu_ps(z + i, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_sqrt_pd(_mm256_loadu_pd(t + i)),
+                                                               _mm256_loadu_pd(c + i))));
+    #elif defined(__SSE2__)
+        for (; i + 2 <= n; i += 2)
+            _mm_storel_pi((__m64*)(z + i), _mm_cvtpd_ps(_mm_mul_pd(_mm_sqrt_pd(_mm_loadu_pd(t + i)),
+                                                                   _mm_loadu_pd(c + i))));
+    #endif
+        for (; i < n; ++i) z[i] = (float)(sqrt(t[i]) * c[i]);
+    }
+    """
+    void _sqrt_times "dc_sqrt_times"(const double* t, const double* c, float* z, unsigned n) nogil
+
+
+cdef inline uint64_t _bits(double d) noexcept nogil:
+    cdef uint64_t b
+    memcpy(&b, &d, 8)
+    return b
+
+
+cdef inline double _from_bits(uint64_t b) noexcept nogil:
+    cdef double d
+    memcpy(&d, &b, 8)
+    return d
+
+
+cdef inline double _u32_double(uint64_t v) noexcept nogil:
+    """``v`` (< 2**32) as a double, exactly, by integer and float64 operations AVX2 has (it converts no unsigned or
+    64-bit integers)."""
+    return _from_bits(_bits(_MAGIC_INT) | v) - _MAGIC_INT
+
+
+cdef inline double _log_positive(double x) noexcept nogil:
+    """``ln(x)`` for a positive normal ``x`` (fdlibm's e_log.c without its special cases): ``x = 2**k (1 + f)`` with
+    ``1 + f`` in [sqrt(2)/2, sqrt(2)), ``s = f / (2 + f)``, ``ln(1 + f) = f - s (f - R(s))`` with ``R`` its
+    polynomial, written as ``f - (f**2 / 2 - s (f**2 / 2 + R))``."""
+    cdef uint64_t b = _bits(x), hx = b >> 32, i
+    cdef uint64_t mant = hx & 0x000fffff
+    cdef double k, f, s, z, w, r, hfsq
+    i = (mant + 0x95f64) & 0x100000  # the mantissa is above sqrt(2): halve it, one more in the exponent
+    k = _u32_double((hx >> 20) + (i >> 20)) - 1023
+    f = _from_bits(((mant | (i ^ 0x3ff00000)) << 32) | (b & <uint64_t>0xffffffff)) - 1
+    s = f / (2 + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
+    hfsq = 0.5 * f * f
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+
+
+cdef inline double _cos_turn(double a) noexcept nogil:
+    """``cos(a)`` for ``0 <= a < 2 pi``: ``a = k pi / 2 + r`` with ``|r| <= pi / 4`` (Cody-Waite, two parts of
+    pi / 2: ``r`` to ~1e-26), then fdlibm's cos or sin polynomial on ``r`` and the quadrant's sign."""
+    cdef double t = a * _TWO_OVER_PI + _MAGIC_ROUND
+    cdef uint64_t q = _bits(t), pick
+    cdef double k = t - _MAGIC_ROUND
+    cdef double r = (a - k * _PIO2_1) - k * _PIO2_1T
+    cdef double z = r * r, hz, w, c, sn
+    hz = 0.5 * z
+    w = 1 - hz
+    c = w + (((1 - w) - hz) + z * (z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))))
+    sn = r + z * r * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
+    # quadrant k mod 4: cos r, -sin r, -cos r, sin r; chosen on the bits (a conditional would not vectorize)
+    pick = <uint64_t>0 - (q & 1)
+    return _from_bits(((_bits(sn) & pick) | (_bits(c) & ~pick)) ^ (((q + 1) & 2) << 62))
+
+
+cdef inline void _gaussian_run(float* z, uint32_t j2, Py_ssize_t count, uint32_t k0, uint32_t k1) noexcept nogil:
+    """``count`` noise values whose first hash index (``2 j``, low 32 bits) is ``j2``: the reference's float64
+    Box-Muller expression per element, rounded once to float32. By blocks: ``-2 ln(u1)`` and ``cos(2 pi u2)``,
+    then ``sqrt(-2 ln(u1)) * cos(2 pi u2)``, both vectorized."""
+    cdef double t[NOISE_BLOCK]
+    cdef double c[NOISE_BLOCK]
+    cdef uint32_t i, b, b0, m, n = <uint32_t>count, jj
+    cdef uint64_t h1, h2
+    for b in range((n + NOISE_BLOCK - 1) // NOISE_BLOCK):
+        b0 = b * NOISE_BLOCK
+        m = min(<uint32_t>NOISE_BLOCK, n - b0)
+        for i in range(m):
+            jj = j2 + 2 * (b0 + i)
+            h1 = _mix32(_mix32(jj ^ k0) + k1)
+            h2 = _mix32(_mix32((jj + 1) ^ k0) + k1)
+            # u1 = (h1 + 1) / 2**32 in (0, 1] (never ln 0), u2 = h2 / 2**32 in [0, 1): both exact
+            t[i] = -2.0 * _log_positive((_u32_double(h1) + 1.0) * INV_2_32)
+            c[i] = _cos_turn(TWO_PI * (_u32_double(h2) * INV_2_32))
+        _sqrt_times(t, c, z + b0, m)
+
+
+def gaussian_noise(float[::1] z, uint32_t k0, uint32_t k1, Py_ssize_t offset=0):
+    """Standard normal noise: element ``i`` from the hash values at stream indices ``2 (offset + i)`` and
+    ``2 (offset + i) + 1`` (low 32 bits), as :func:`dropcore.kernels.reference.activation.gaussian_noise`."""
+    cdef Py_ssize_t n = z.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef float* zp = &z[0] if n else NULL
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n * NOISE_WORK, tasks)):
+        lo = t * CHUNK
+        _gaussian_run(zp + lo, <uint32_t>(2 * (offset + lo)), min(n, lo + CHUNK) - lo, k0, k1)
+
+
+# --- batch normalization with batch statistics ----------------------------------------------------------------------
+# x is viewed as (rows, C). Each chunk of rows sums into its own float64 partials (in row order), the chunks' partials
+# are added in chunk order: the statistics depend on the shapes only, never on the threads. The chunks and the
+# arithmetic are the Numba kernel's (norm.py), data shifted by the first row as in the reference.
+
+cdef inline void _moments_rows(const float* x, const float* shift, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
+                               double_restrict s1, double_restrict s2) noexcept nogil:
+    """``s1 = sum(d)``, ``s2 = sum(d * d)`` per channel over rows ``r0:r1``, ``d = x - shift`` in float64."""
+    cdef Py_ssize_t r, j
+    cdef const float* row
+    cdef double d
+    for j in range(c):
+        s1[j] = 0
+        s2[j] = 0
+    for r in range(r0, r1):
+        row = x + r * c
+        for j in range(c):
+            d = <double>row[j] - <double>shift[j]
+            s1[j] = s1[j] + d
+            s2[j] = s2[j] + d * d
+
+
+cdef inline void _grad_sums_rows(const float* dy, const float* x, const float* mean, Py_ssize_t r0,
+                                 Py_ssize_t r1, Py_ssize_t c, double_restrict s1, double_restrict s2) noexcept nogil:
+    """``s1 = sum(dy)``, ``s2 = sum(dy * (x - mean))`` per channel over rows ``r0:r1`` (float64 sums)."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef const float* gr
+    cdef double g
+    for j in range(c):
+        s1[j] = 0
+        s2[j] = 0
+    for r in range(r0, r1):
+        xr = x + r * c
+        gr = dy + r * c
+        for j in range(c):
+            g = <double>gr[j]
+            s1[j] = s1[j] + g
+            s2[j] = s2[j] + g * <double>(xr[j] - mean[j])
+
+
+cdef inline void _affine_rows(const float* x, const float* mean, const float* scale, const float* beta,
+                              float_restrict y, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c) noexcept nogil:
+    """``y = (x - mean) * scale + beta`` on rows ``r0:r1`` (subtracting first keeps a constant channel exact)."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef float* yr
+    for r in range(r0, r1):
+        xr = x + r * c
+        yr = y + r * c
+        for j in range(c):
+            yr[j] = (xr[j] - mean[j]) * scale[j] + beta[j]
+
+
+cdef inline void _grad_input_rows(const float* dy, const float* x, const float* mean, const float* a,
+                                  const float* b, const float* cst, float_restrict dx, Py_ssize_t r0, Py_ssize_t r1,
+                                  Py_ssize_t c) noexcept nogil:
+    """``dx = a * dy + b * (x - mean) + cst`` on rows ``r0:r1`` (the reference's formula, folded per channel)."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef const float* gr
+    cdef float* out
+    for r in range(r0, r1):
+        xr = x + r * c
+        gr = dy + r * c
+        out = dx + r * c
+        for j in range(c):
+            out[j] = a[j] * gr[j] + b[j] * (xr[j] - mean[j]) + cst[j]
+
+
+cdef inline void _add_partials(const double* partials, Py_ssize_t chunks, Py_ssize_t c, double* t1,
+                               double* t2) noexcept nogil:
+    """Per channel, the chunks' partials ``(s1, s2)`` (``2 c`` doubles per chunk) added in chunk order."""
+    cdef Py_ssize_t k, j
+    for j in range(c):
+        t1[j] = 0
+        t2[j] = 0
+    for k in range(chunks):
+        for j in range(c):
+            t1[j] = t1[j] + partials[2 * k * c + j]
+            t2[j] = t2[j] + partials[2 * k * c + c + j]
+
+
+def batch_norm_train(const float[:, ::1] x, const float[::1] gamma, const float[::1] beta, float eps,
+                     float[:, ::1] y, float[::1] mean, float[::1] var, float[::1] inv_std):
+    """Batch statistics of ``x`` (rows, C) into ``mean``, ``var`` (biased) and ``inv_std = 1 / sqrt(var + eps)``,
+    and ``y = (x - mean) * gamma * inv_std + beta``. NaN propagates: a NaN in a channel makes its statistics and
+    outputs NaN."""
+    cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], per = max(1, ROWS_CHUNK // max(c, 1)), t, j, r0
+    cdef Py_ssize_t chunks = (rows + per - 1) // per
+    cdef int nthreads = team_size(rows * c, chunks)
+    cdef double dmean, v
+    cdef const float* xp
+    cdef float* yp
+    if rows == 0 or c == 0:
+        return
+    xp = &x[0, 0]
+    yp = &y[0, 0]
+    # the chunks' partials, then the two totals and the float32 scale, in one block
+    cdef double* partials = <double*>malloc((2 * chunks + 2) * c * sizeof(double) + c * sizeof(float))
+    if partials == NULL:
+        raise MemoryError()
+    cdef double* t1 = partials + 2 * chunks * c
+    cdef double* t2 = t1 + c
+    cdef float* scale = <float*>(t2 + c)
+    try:
+        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+            r0 = t * per
+            _moments_rows(xp, xp, r0, min(rows, r0 + per), c, partials + 2 * t * c, partials + (2 * t + 1) * c)
+        with nogil:
+            _add_partials(partials, chunks, c, t1, t2)
+            for j in range(c):
+                dmean = t1[j] / rows
+                v = t2[j] / rows - dmean * dmean
+                v = 0 if v < 0 else v  # rounding below 0 (a constant channel); a NaN stays NaN
+                mean[j] = <float>(<double>xp[j] + dmean)
+                var[j] = <float>v
+                inv_std[j] = <float>(1.0 / sqrt(v + <double>eps))
+                scale[j] = gamma[j] * inv_std[j]
+        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+            r0 = t * per
+            _affine_rows(xp, &mean[0], scale, &beta[0], yp, r0, min(rows, r0 + per), c)
+    finally:
+        free(partials)
+
+
+def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const float[::1] mean,
+                        const float[::1] inv_std, const float[::1] gamma, float[:, ::1] dx, float[::1] dgamma,
+                        float[::1] dbeta):
+    """Gradients of :func:`batch_norm_train` for ``x`` (rows, C): ``dbeta = sum(dy)``, ``dgamma = sum(dy * xhat)``
+    and ``dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma)`` (``M = rows``), with float64 sums."""
+    cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], per = max(1, ROWS_CHUNK // max(c, 1)), t, j, r0
+    cdef Py_ssize_t chunks = (rows + per - 1) // per
+    cdef int nthreads = team_size(rows * c, chunks)
+    cdef double istd, dg, k0
+    cdef const float* xp
+    cdef const float* gp
+    cdef float* dxp
+    if rows == 0 or c == 0:
+        return
+    xp = &x[0, 0]
+    gp = &dy[0, 0]
+    dxp = &dx[0, 0]
+    # the chunks' partials, the two totals and the folded float32 coefficients a, b, cst, in one block
+    cdef double* partials = <double*>malloc((2 * chunks + 2) * c * sizeof(double) + 3 * c * sizeof(float))
+    if partials == NULL:
+        raise MemoryError()
+    cdef double* t1 = partials + 2 * chunks * c
+    cdef double* t2 = t1 + c
+    cdef float* a = <float*>(t2 + c)
+    cdef float* b = a + c
+    cdef float* cst = b + c
+    try:
+        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+            r0 = t * per
+            _grad_sums_rows(gp, xp, &mean[0], r0, min(rows, r0 + per), c, partials + 2 * t * c,
+                            partials + (2 * t + 1) * c)
+        with nogil:
+            _add_partials(partials, chunks, c, t1, t2)
+            for j in range(c):
+                istd = <double>inv_std[j]
+                dg = t2[j] * istd  # sum(dy * xhat)
+                k0 = <double>gamma[j] * istd
+                dbeta[j] = <float>t1[j]
+                dgamma[j] = <float>dg
+                a[j] = <float>k0
+                b[j] = <float>(-k0 * istd * dg / rows)
+                cst[j] = <float>(-k0 * t1[j] / rows)
+        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+            r0 = t * per
+            _grad_input_rows(gp, xp, &mean[0], a, b, cst, dxp, r0, min(rows, r0 + per), c)
+    finally:
+        free(partials)
+
+
+# --- losses: one task per sample (row), each row's sums in float32, in order ---------------------------------------
+
+cdef inline float _softmax_row(const float* z, float* p, Py_ssize_t k, float* zmax) noexcept nogil:
+    """Write ``softmax(z)`` into ``p``; return ``log(sum(exp(z - max)))`` and store ``max`` in ``zmax``."""
+    cdef Py_ssize_t j
+    cdef float m = z[0], s = 0, e, inv
+    for j in range(1, k):
+        m = z[j] if z[j] > m else m  # a NaN elsewhere still reaches every output through exp(NaN - m)
+    for j in range(k):
+        e = expf(z[j] - m)
+        p[j] = e
+        s = s + e
+    inv = ONE / s
+    for j in range(k):
+        p[j] = p[j] * inv
+    zmax[0] = m
+    return logf(s)
+
+
+def softmax_cross_entropy(const float[:, ::1] logits, const float[:, ::1] labels, float[::1] loss,
+                          float[:, ::1] grad):
+    """Per row: ``loss = -sum(t * log_softmax(z))`` (as ``sum(t * (log_s - (z - max)))``, so ``t == 0`` adds
+    exactly 0) and ``grad = softmax(z) - t``."""
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
+    cdef const float* z
+    cdef const float* tv
+    cdef float* g
+    cdef float log_s, m, acc
+    if n == 0 or k == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(8 * n * k, n)):
+        z = &logits[0, 0] + i * k
+        tv = &labels[0, 0] + i * k
+        g = &grad[0, 0] + i * k
+        m = 0  # assigned here, so that each thread has its own (the row's max, stored through &m)
+        log_s = _softmax_row(z, g, k, &m)
+        acc = 0
+        for j in range(k):
+            acc = acc + tv[j] * (log_s - (z[j] - m))
+            g[j] = g[j] - tv[j]
+        loss[i] = acc
+
+
+def sparse_softmax_cross_entropy(const float[:, ::1] logits, const Py_ssize_t[::1] labels, float[::1] loss,
+                                 float[:, ::1] grad):
+    """Per row with class ``c = labels[i]``: ``loss = log_s - (z[c] - max)``, ``grad = softmax(z) - onehot(c)``."""
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, c
+    cdef const float* z
+    cdef float* g
+    cdef float log_s, m
+    if n == 0 or k == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(8 * n * k, n)):
+        z = &logits[0, 0] + i * k
+        g = &grad[0, 0] + i * k
+        m = 0  # assigned here, so that each thread has its own (the row's max, stored through &m)
+        log_s = _softmax_row(z, g, k, &m)
+        c = labels[i]
+        loss[i] = log_s - (z[c] - m)
+        g[c] = g[c] - ONE
+
+
+def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[::1] loss,
+                                 float[:, ::1] grad):
+    """Per row of ``K``: ``loss = mean(max(z, 0) - z * t + log1p(exp(-|z|)))`` and ``grad = (sigmoid(z) - t) / K``
+    (the sigmoid as ``r / (1 + e)``, ``e = exp(-|z|)``: never overflows)."""
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
+    cdef const float* z
+    cdef const float* tv
+    cdef float* g
+    cdef float acc, zj, e, sig
+    cdef float kf = <float>k
+    if n == 0 or k == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(16 * n * k, n)):
+        z = &logits[0, 0] + i * k
+        tv = &targets[0, 0] + i * k
+        g = &grad[0, 0] + i * k
+        acc = 0
+        for j in range(k):
+            zj = z[j]
+            e = expf(-fabsf(zj))
+            acc = acc + ((zj if zj > 0 else 0) - zj * tv[j] + log1pf(e))
+            sig = (ONE if zj >= 0 else e) / (ONE + e)
+            g[j] = (sig - tv[j]) / kf  # divided, as the reference (not times 1/K)
+        loss[i] = acc / kf
+
+
+def mean_squared_error(const float[:, ::1] y, const float[:, ::1] targets, float two_k, float[::1] loss,
+                       float[:, ::1] grad):
+    """Per row of ``K``: ``loss = mean((y - t)^2)`` and ``grad = (y - t) * two_k`` (``two_k = float32(2 / K)``,
+    the reference's factor: the gradient is bit-identical to it)."""
+    cdef Py_ssize_t n = y.shape[0], k = y.shape[1], i, j
+    cdef const float* yv
+    cdef const float* tv
+    cdef float* g
+    cdef float acc, d
+    cdef float kf = <float>k
+    if n == 0 or k == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(2 * n * k, n)):
+        yv = &y[0, 0] + i * k
+        tv = &targets[0, 0] + i * k
+        g = &grad[0, 0] + i * k
+        acc = 0
+        for j in range(k):
+            d = yv[j] - tv[j]
+            acc = acc + d * d
+            g[j] = d * two_k
+        loss[i] = acc / kf

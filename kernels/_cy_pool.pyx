@@ -1,5 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
-"""Ahead-of-time max and average pooling forward (NHWC, float32), one OpenMP task per (sample, output row).
+"""Ahead-of-time max and average pooling (NHWC, float32): the forwards, one OpenMP task per (sample, output row), and
+training's backward passes.
 
 Raw pointers and clipped windows, channels innermost: the channel loops are contiguous runs the C compiler
 vectorizes (memoryview indexing in the inner loop kept it scalar, 20x slower than the Numba kernel).
@@ -7,6 +8,8 @@ The taps of a window are visited in the reference's order (row-major), so the av
 """
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy, memset
 
 cimport openmp
 
@@ -118,3 +121,275 @@ def global_pool2d_forward(const float[:, :, ::1] x, float[:, ::1] y, bint averag
         if average:
             for k in range(c):
                 yv[k] = yv[k] / <float>hw
+
+
+# --- backward passes (training) -------------------------------------------------------------------------------------
+
+# A restrict-qualified pointer (Cython has no keyword for it): the output of a per-window loop, so that GCC does not
+# test it for overlap with the inputs on every entry to a loop of a few vectors.
+cdef extern from *:
+    ctypedef float* float_restrict "float* __restrict__"
+
+
+cdef inline float _kept(float v, uint32_t keep) noexcept nogil:
+    """``v`` where ``keep`` (0 or 1), else +0.0: a select on the bits, which GCC vectorizes (a conditional stayed
+    control flow, as in _cy_elementwise.pyx, whose helper this is)."""
+    cdef uint32_t bits
+    memcpy(&bits, &v, 4)
+    bits = bits & (<uint32_t>0 - keep)
+    memcpy(&v, &bits, 4)
+    return v
+
+
+cdef extern from *:
+    const float ZERO "0.0f"  # a float literal: a bare 0 in a float expression is Cython's double 0.0
+
+cdef enum:
+    GBLOCK = 64  # channels per block of a window's gradient still to give (a buffer on each task's stack)
+
+
+cdef inline void _max_back_window(const float* dyv, const float* yv, const float* x, float_restrict dx, int wd, int c,
+                                  int m, int y0, int y1, int x0, int x1, float* g, bint add) noexcept nogil:
+    """One window's ``m`` channels (``dyv``, ``yv``, ``x`` and ``dx`` offset to the first) to its first tap
+    (row-major) equal to its max, over the window's taps ``[y0, y1) x [x0, x1)`` of the sample; ``g`` holds the
+    gradient not yet given. ``add``: overlapping windows, whose gradients add up in ``dx``; otherwise each tap is
+    written (as ``0 + value``, the reference's sum: +0.0 for a -0.0 gradient)."""
+    cdef int iy, ix, k
+    cdef float gk
+    cdef uint32_t hit
+    cdef const float* src = dyv  # the first tap reads dy itself: no copy into g (a memcpy call a window cost 8%)
+    cdef const float* xv
+    cdef float* dv
+    for iy in range(y0, y1):
+        for ix in range(x0, x1):
+            xv = x + (<Py_ssize_t>iy * wd + ix) * c
+            dv = dx + (<Py_ssize_t>iy * wd + ix) * c
+            # The first hit takes the gradient; zeroing it in g makes later ties add +0 (as the reference's adds of
+            # 0). A NaN max equals no tap: its window passes nothing.
+            if add:
+                for k in range(m):
+                    gk = src[k]
+                    hit = xv[k] == yv[k]
+                    dv[k] = dv[k] + _kept(gk, hit)
+                    g[k] = _kept(gk, 1 - hit)
+            else:
+                for k in range(m):
+                    gk = src[k]
+                    hit = xv[k] == yv[k]
+                    dv[k] = _kept(gk, hit) + ZERO
+                    g[k] = _kept(gk, 1 - hit)
+            src = g
+
+
+cdef inline void _max_back_windows(const float* dy, const float* x, const float* y, float_restrict dx, int h, int wd,
+                                   int c, int ow, int oy0, int oy1, int ph, int pw, int sh, int sw, int pt, int pl,
+                                   bint add) noexcept nogil:
+    """Scatter the windows of output rows ``oy0..oy1-1`` of one sample (``x``, ``dx``: (h, wd, c); ``y``, ``dy``:
+    (oh, ow, c)) into ``dx``, by blocks of channels.
+
+    Windows in descending order (rows, then columns): a position several windows give to then adds their
+    gradients in the reference's order (it loops over the taps, first tap first, which meets the windows covering
+    a position last to first), so the sums are bit-identical to it."""
+    cdef float g[GBLOCK]
+    cdef int i, j, oy, ox, kb, k0, iy0, ix0
+    cdef Py_ssize_t at
+    for i in range(oy1 - oy0):
+        oy = oy1 - 1 - i if add else oy0 + i  # without overlaps, ascending: the order memory is read in
+        iy0 = oy * sh - pt
+        for j in range(ow):
+            ox = ow - 1 - j if add else j
+            ix0 = ox * sw - pl
+            at = (<Py_ssize_t>oy * ow + ox) * c
+            for kb in range((c + GBLOCK - 1) // GBLOCK):
+                k0 = kb * GBLOCK
+                _max_back_window(dy + at + k0, y + at + k0, x + k0, dx + k0, wd, c, min(GBLOCK, c - k0),
+                                 max(iy0, 0), min(iy0 + ph, h), max(ix0, 0), min(ix0 + pw, wd), g, add)
+
+
+cdef inline void _zero_rows(float* dx, int wd, int c, int r0, int r1) noexcept nogil:
+    if r1 > r0:
+        memset(dx + <Py_ssize_t>r0 * wd * c, 0, <Py_ssize_t>(r1 - r0) * wd * c * sizeof(float))
+
+
+cdef inline void _zero_uncovered(float* dx, int h, int wd, int c, int ow, int oy, int r0, int r1, int ph, int pw,
+                                 int sh, int sw, int pt, int pl) noexcept nogil:
+    """Zero the positions of rows ``r0..r1-1`` that no window of output row ``oy`` covers, for windows that
+    overlap in neither direction (the others are written once each): rows above and below the windows, and
+    columns left of, between and right of them."""
+    cdef int y0 = min(max(oy * sh - pt, r0), r1), y1 = min(max(oy * sh - pt + ph, y0), r1), ox, x0, done = 0, iy
+    _zero_rows(dx, wd, c, r0, y0)
+    _zero_rows(dx, wd, c, y1, r1)
+    for ox in range(ow + 1):
+        x0 = wd if ox == ow else min(max(ox * sw - pl, done), wd)
+        if x0 > done:
+            for iy in range(y0, y1):
+                memset(dx + (<Py_ssize_t>iy * wd + done) * c, 0, <Py_ssize_t>(x0 - done) * c * sizeof(float))
+        if ox < ow:
+            done = min(max(ox * sw - pl + pw, x0), wd)
+
+
+def max_pool2d_backward(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] x, const float[:, :, :, ::1] y,
+                        int ph, int pw, int sh, int sw, int pt, int pl, float[:, :, :, ::1] dx):
+    """Gradient of the max pool into ``dx`` (every element written). Windows that cannot overlap vertically
+    (``sh >= ph``) give one task per (sample, output row), which owns the input rows from its windows' first to the
+    next row's (and the uncovered rows at either end); otherwise one task per sample. Either way each element's
+    sum runs in one task in a fixed order: the result does not depend on the threads. Windows that overlap in
+    neither direction (the usual pool == strides) write each tap once, with no zeroing pass before."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
+    cdef int oh = y.shape[1], ow = y.shape[2]
+    cdef bint bands = sh >= ph, add = sh < ph or sw < pw
+    cdef Py_ssize_t per = oh if bands else 1, tasks = n * per, t, xs = <Py_ssize_t>h * wd * c, ys
+    cdef int ni, oy, r0, r1
+    ys = <Py_ssize_t>oh * ow * c
+    if n == 0 or h == 0 or wd == 0 or c == 0:
+        return
+    cdef float* dxp = &dx[0, 0, 0, 0]
+    if oh == 0 or ow == 0:  # no window: no gradient
+        memset(dxp, 0, n * xs * sizeof(float))
+        return
+    cdef const float* dyp = &dy[0, 0, 0, 0]
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* yp = &y[0, 0, 0, 0]
+    cdef int nthreads = team_size(<Py_ssize_t>n * oh * ow * c * ph * pw * 2, tasks)
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        ni = <int>(t // per)
+        if bands:
+            oy = <int>(t % per)
+            r0 = 0 if oy == 0 else min(max(oy * sh - pt, 0), h)
+            r1 = h if oy == oh - 1 else min(max((oy + 1) * sh - pt, 0), h)
+            if add:
+                _zero_rows(dxp + ni * xs, wd, c, r0, r1)
+            else:
+                _zero_uncovered(dxp + ni * xs, h, wd, c, ow, oy, r0, r1, ph, pw, sh, sw, pt, pl)
+            _max_back_windows(dyp + ni * ys, xp + ni * xs, yp + ni * ys, dxp + ni * xs, h, wd, c, ow, oy, oy + 1,
+                              ph, pw, sh, sw, pt, pl, add)
+        else:
+            _zero_rows(dxp + ni * xs, wd, c, 0, h)
+            _max_back_windows(dyp + ni * ys, xp + ni * xs, yp + ni * ys, dxp + ni * xs, h, wd, c, ow, 0, oh,
+                              ph, pw, sh, sw, pt, pl, True)
+
+
+cdef inline int _first_covering(int i, int k, int s, int pad) noexcept nogil:
+    """The first window (along one axis) that covers input position ``i``: ``ceil((i + pad - k + 1) / s)``, at
+    least 0 (C's division truncates, so the numerator is kept non-negative)."""
+    cdef int num = i + pad - k + 1
+    return 0 if num <= 0 else (num + s - 1) // s
+
+
+cdef inline void _avg_back_row(const float* dy, float_restrict dx, int h, int wd, int c, int oh, int ow, int iy, int ph,
+                               int pw, int sh, int sw, int pt, int pl) noexcept nogil:
+    """Input row ``iy`` of one sample (``dx``: that row, (wd, c); ``dy``: the sample, (oh, ow, c)): each pixel sums
+    ``dy / count`` over the windows covering it, last window first: the reference's division and its order of
+    addition (it loops over the taps, which meets the windows covering a position last to first), so the result
+    is bit-identical to it."""
+    cdef int oy0 = _first_covering(iy, ph, sh, pt), oy1 = min((iy + pt) // sh + 1, oh)
+    cdef int ix, ox0, ox1, oy, ox, wy, wx, cy, k
+    cdef bint first
+    cdef float cnt
+    cdef float* dv
+    cdef const float* gv
+    for ix in range(wd):
+        dv = dx + <Py_ssize_t>ix * c
+        ox0 = _first_covering(ix, pw, sw, pl)
+        ox1 = min((ix + pl) // sw + 1, ow)
+        first = True
+        for oy in range(oy1 - 1, oy0 - 1, -1):
+            wy = oy * sh - pt
+            cy = min(wy + ph, h) - max(wy, 0)
+            for ox in range(ox1 - 1, ox0 - 1, -1):
+                wx = ox * sw - pl
+                cnt = <float>(cy * (min(wx + pw, wd) - max(wx, 0)))
+                gv = dy + (<Py_ssize_t>oy * ow + ox) * c
+                # The first window writes 0 + its share (no zeroing pass: GCC made that loop a memset call a pixel)
+                if first:
+                    for k in range(c):
+                        dv[k] = ZERO + gv[k] / cnt
+                else:
+                    for k in range(c):
+                        dv[k] = dv[k] + gv[k] / cnt
+                first = False
+        if first:  # a pixel no window covers (strides larger than the pool)
+            memset(dv, 0, c * sizeof(float))
+
+
+def avg_pool2d_backward(const float[:, :, :, ::1] dy, int ph, int pw, int sh, int sw, int pt, int pl,
+                        float[:, :, :, ::1] dx):
+    """Gradient of the average pool into ``dx`` (every element written): a gather, one task per (sample, input
+    row), so no two tasks write one element."""
+    cdef int n = dx.shape[0], h = dx.shape[1], wd = dx.shape[2], c = dx.shape[3]
+    cdef int oh = dy.shape[1], ow = dy.shape[2]
+    cdef Py_ssize_t rows = <Py_ssize_t>n * h, t
+    cdef int ni, iy
+    if rows == 0 or wd == 0 or c == 0:
+        return
+    cdef float* dxp = &dx[0, 0, 0, 0]
+    if oh == 0 or ow == 0:
+        memset(dxp, 0, rows * wd * c * sizeof(float))
+        return
+    cdef const float* dyp = &dy[0, 0, 0, 0]
+    cdef int nthreads = team_size(<Py_ssize_t>n * oh * ow * c * ph * pw * 2, rows)
+    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        ni = <int>(t // h)
+        iy = <int>(t % h)
+        _avg_back_row(dyp + <Py_ssize_t>ni * oh * ow * c, dxp + t * wd * c, h, wd, c, oh, ow, iy, ph, pw, sh, sw,
+                      pt, pl)
+
+
+def global_avg_pool2d_backward(const float[:, ::1] dy, float[:, :, ::1] dx):
+    """``dx`` (N, H * W, C) = ``dy / (H * W)`` at every position: the reference's float32 division, bit for bit."""
+    cdef int n = dx.shape[0], hw = dx.shape[1], c = dx.shape[2]
+    cdef int ni, p, k
+    cdef float cnt = <float>hw
+    cdef float* dv
+    cdef const float* gv
+    if n == 0 or hw == 0 or c == 0:
+        return
+    cdef float* dxp = &dx[0, 0, 0]
+    cdef const float* dyp = &dy[0, 0]
+    for ni in prange(n, nogil=True, schedule="static", num_threads=team_size(<Py_ssize_t>n * hw * c, n)):
+        dv = dxp + <Py_ssize_t>ni * hw * c
+        gv = dyp + <Py_ssize_t>ni * c
+        for k in range(c):
+            dv[k] = gv[k] / cnt
+        for p in range(1, hw):
+            memcpy(dv + <Py_ssize_t>p * c, dv, c * sizeof(float))
+
+
+cdef inline void _global_max_back_block(const float* dy, const float* x, const float* y, float_restrict dx, int hw,
+                                        int c, int k0, int m) noexcept nogil:
+    """Channels ``k0..k0+m-1`` of one sample (``x``, ``dx``: (hw, c)): each channel's ``dy`` at its first position
+    equal to its max, 0 at every other (every element written once: no zeroing pass)."""
+    cdef float g[GBLOCK]
+    cdef int p, k
+    cdef float gk
+    cdef uint32_t hit
+    cdef const float* xv
+    cdef float* dv
+    memcpy(g, dy + k0, m * sizeof(float))
+    for p in range(hw):
+        xv = x + <Py_ssize_t>p * c + k0
+        dv = dx + <Py_ssize_t>p * c + k0
+        for k in range(m):
+            gk = g[k]
+            hit = xv[k] == y[k0 + k]  # a NaN max equals no position: the channel passes nothing
+            dv[k] = _kept(gk, hit)
+            g[k] = _kept(gk, 1 - hit)
+
+
+def global_max_pool2d_backward(const float[:, ::1] dy, const float[:, :, ::1] x, const float[:, ::1] y,
+                               float[:, :, ::1] dx):
+    """Gradient of the global max pool: ``x`` and ``dx`` (N, H * W, C), ``y`` and ``dy`` (N, C); one task per
+    sample, which writes each of its elements once. Exact: no arithmetic."""
+    cdef int n = x.shape[0], hw = x.shape[1], c = x.shape[2]
+    cdef int ni, kb
+    cdef Py_ssize_t xs = <Py_ssize_t>hw * c
+    if n == 0 or hw == 0 or c == 0:
+        return
+    cdef const float* dyp = &dy[0, 0]
+    cdef const float* xp = &x[0, 0, 0]
+    cdef const float* yp = &y[0, 0]
+    cdef float* dxp = &dx[0, 0, 0]
+    for ni in prange(n, nogil=True, schedule="static", num_threads=team_size(<Py_ssize_t>n * xs * 2, n)):
+        for kb in range((c + GBLOCK - 1) // GBLOCK):
+            _global_max_back_block(dyp + <Py_ssize_t>ni * c, xp + ni * xs, yp + <Py_ssize_t>ni * c, dxp + ni * xs, hw,
+                                   c, kb * GBLOCK, min(GBLOCK, c - kb * GBLOCK))
