@@ -62,6 +62,7 @@ def run(args):
     try:
         import flask  # noqa: F401
         import gunicorn  # noqa: F401
+        import msgspec  # noqa: F401
         import prometheus_client  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"dropcore serve needs the serve extra: pip install 'dropcore[serve]' ({exc})") from None
