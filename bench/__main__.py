@@ -79,6 +79,10 @@ def main(argv=None):
         from . import serve
 
         return serve.main(argv[1:])
+    if argv[:1] == ["coldstart"]:  # python -m bench coldstart: first training batch and first prediction
+        from . import coldstart
+
+        return coldstart.main(argv[1:])
     args = parser().parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
     command = "python -m bench " + shlex.join(argv)

@@ -1,9 +1,11 @@
-"""What is active in this process: versions, thread counts, whether the Cython inference kernels are built and
-for which instruction set.
+"""What is active in this process: versions, thread counts, whether the Cython kernels are built and for which
+instruction set, and where the Numba kernels are cached.
 
 ``dropcore.info()`` answers without importing Numba (its version is read from the installed package's metadata),
 so a serving process can report itself without loading the JIT.
 """
+import glob
+import os
 import platform
 import threading
 import warnings
@@ -19,7 +21,7 @@ _warned = False
 
 
 class NoCythonKernelsWarning(RuntimeWarning):
-    """The Cython inference kernels are not built: inference runs on the Numba kernels instead."""
+    """The Cython kernels are not built: training and inference run on the Numba kernels instead."""
 
 
 def _dist_version(name):
@@ -38,9 +40,22 @@ def cython_status():
     return True, None
 
 
+def numba_cache():
+    """Where the Numba kernels are cached and what is there: ``{"dir", "writable", "cached"}``, ``cached`` the
+    number of kernel index files (one per compiled kernel). Numba writes beside the sources, or under
+    ``NUMBA_CACHE_DIR`` when set; where neither is writable it falls back to a per-user directory. Only the
+    "numba" kernel set reads it: the default "cython" set compiles nothing at run time."""
+    kernels = os.path.dirname(os.path.abspath(isa.__file__))
+    root = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(kernels, "__pycache__")
+    found = glob.glob(os.path.join(root, "**", "*.nbi"), recursive=True) if os.path.isdir(root) else []
+    probe = root if os.path.isdir(root) else os.path.dirname(root)
+    return {"dir": root, "writable": os.access(probe, os.W_OK), "cached": len(found)}
+
+
 def info():
-    """A dict describing the engine: versions, the kernel set inference uses and its compiled target (``isa``),
-    the targets the CPU runs (``cpu_isas``) and those built, OpenMP and BLAS threads."""
+    """A dict describing the engine: versions, the kernel sets training and inference use, the Cython kernels'
+    compiled target (``isa``), the targets the CPU runs (``cpu_isas``) and those built, OpenMP and BLAS threads,
+    and the Numba cache (``numba_cache``)."""
     built, reason = cython_status()
     out = {
         "dropcore": __version__,
@@ -50,7 +65,9 @@ def info():
         "numba": _dist_version("numba"),
         "cython_kernels": built,
         "cython_error": reason,
+        "training_kernels": "cython" if built else "numba",  # dropcore.ops.default_name()
         "inference_kernels": "cython" if built else "numba",
+        "numba_cache": numba_cache(),
         "openmp_threads": None,
         "blas_single_thread": None,
         "own_gemm": False,
@@ -80,8 +97,8 @@ def warn_if_no_cython():
         if not _warned:
             _warned = True
             warnings.warn(
-                "dropcore: the Cython inference kernels are not built (" + reason + "); running on the Numba "
-                "kernels instead, which compile on first use. Reinstall with a C compiler available "
+                "dropcore: the Cython kernels are not built (" + reason + "); running on the Numba kernels "
+                "instead, which compile on first use (30-60 s, then cached). Reinstall with a C compiler available "
                 "(`pip install -e .` or `python setup.py build_ext --inplace`) to get them.",
                 NoCythonKernelsWarning, stacklevel=3)
     return False

@@ -45,7 +45,7 @@ class Model:
 
     def __init__(self, inputs=None, outputs=None, name=None):
         self.name = name or unique_name(type(self).__name__)
-        self._ops_name = "numba"
+        self._ops_name = None  # the default kernel set (dropcore.ops.default_name), resolved on use
         self.optimizer = None
         self.loss = None
         self.metric = None
@@ -121,15 +121,20 @@ class Model:
 
     @property
     def ops(self):
-        """The kernel set in use: "numba" (default) or "reference"."""
+        """The kernel set in use: "cython" (the default where the compiled kernels are built), "numba" (the default
+        without them) or "reference"."""
+        if self._ops_name is None:
+            from .ops import default_name
+
+            return default_name()
         return self._ops_name
 
     @property
     def _ops(self):
-        return get_ops(self._ops_name)  # resolved on use, so building a model compiles and imports nothing
+        return get_ops(self.ops)  # resolved on use, so building a model compiles and imports nothing
 
     def set_ops(self, name):
-        """Run this model on another kernel set ("numba" or "reference")."""
+        """Run this model on another kernel set ("cython", "numba" or "reference")."""
         self._ops_name = get_ops(name).name
         return self
 
@@ -139,7 +144,7 @@ class Model:
         ``None`` on the reference kernels (the executor runs the plan on them, as asked) or without the Cython
         kernels (then the executor runs on the Numba kernels, and :func:`dropcore.info` warns once). Compiled on
         first use; it reads the weights by reference, so training between two predictions needs no recompiling."""
-        if self._ops_name == "reference" or self._graph is None:
+        if self.ops == "reference" or self._graph is None:
             return None
         key = (self._graph, mc, logits)
         if key not in self._programs:

@@ -6,9 +6,8 @@ and records the op in the set's ``fallbacks``. Helpers a kernel module defines f
 ``direct_conv_pays``) never enter a set, and two families cannot collide. ``tests/kernels/test_contract.py`` checks
 every set against this list: names, parameters and defaults, and which ops fall back.
 
-``inference``: the op runs in inference programs, so the Cython set implements it (it falls back to the reference
-for the backward passes, the losses and batch-norm training, which only training needs, and for
-``gaussian_noise``, which only training and Monte-Carlo programs of the noise layers need).
+``inference``: the op runs in inference programs (``dropcore.program``), on the Cython kernels' forwards. Every set
+implements every op: the Numba set and the Cython set (``cython_ops``, training included) never fall back.
 """
 import inspect
 from collections import namedtuple

@@ -1,8 +1,11 @@
-"""The Cython inference kernels (``_cy_*.pyx``, compiled ahead of time) behind the kernel contract's signatures.
+"""The Cython kernels (``_cy_*.pyx``, compiled ahead of time) behind the kernel contract's signatures: the "cython"
+kernel set, which training and inference run on by default.
 
-Forward half of the contract only (see ``README.md``); imports no Numba, so a process serving predictions never
-loads or compiles it. Importing this module raises ImportError when the extensions were not built (no compiler):
-callers fall back to the Numba kernels (:func:`dropcore.info` reports which is active).
+The forwards and their bound kernels are here; the training ops (backward passes, the training forms of
+``conv2d_max_pool`` and batch norm, the losses, Gaussian noise) are in ``cython_train_gemm`` and
+``cython_train_elementwise``, imported at the end. Imports no Numba, so a process that trains or serves never loads
+or compiles it. Importing this module raises ImportError when the extensions were not built (no compiler): callers
+fall back to the Numba kernels (:func:`dropcore.info` reports which is active).
 """
 import importlib.machinery
 import importlib.util
@@ -307,3 +310,14 @@ def global_max_pool2d(x):
     """Max over H and W of ``x`` (N, H, W, C), NaN propagating; returns ``(N, C)``."""
     x = _c32(x)
     return _run(global_pool2d_kernel(x.shape, False), x)
+
+
+# The training half of the contract (they load through this module: BLAS bound and OpenMP capped above).
+from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward, batch_norm_train,  # noqa: E402,F401
+                                       dropout_backward, gaussian_noise, global_avg_pool2d_backward,
+                                       global_max_pool2d_backward, max_pool2d_backward, mean_squared_error,
+                                       relu_backward, relu_dropout_backward, sigmoid_backward,
+                                       sigmoid_binary_cross_entropy, softmax_backward, softmax_cross_entropy,
+                                       sparse_softmax_cross_entropy)
+from .cython_train_gemm import (conv2d_backward, conv2d_max_pool, conv2d_max_pool_backward,  # noqa: E402,F401
+                                dense_backward)
