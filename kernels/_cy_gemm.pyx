@@ -1011,37 +1011,56 @@ def dense_backward(const float[:, ::1] dy, const float[:, ::1] x, const float[:,
     """The dense layer's gradients into ``dx``, ``dw`` and ``db`` (None: no bias), in dense.py's ``mode``:
     ``DENSE_SERIAL`` (small products: one thread), ``DENSE_TWO_TASKS`` (dx and dw side by side) or
     ``DENSE_BLOCKS`` (each product in ``nblk`` blocks of ``w``'s rows, the tasks of both in one region)."""
-    cdef int n = x.shape[0], k_in = x.shape[1], m = w.shape[1], r, j
+    cdef int n = x.shape[0], k_in = x.shape[1], m = w.shape[1]
     cdef int blocks = 1 if mode != DENSE_BLOCKS else nblk
-    cdef int width = (k_in + blocks - 1) // blocks
     cdef bint transposed = DC_HAVE_FAST_GEMM and mode == DENSE_BLOCKS and n <= m
-    cdef int tasks = 2 * blocks
-    cdef int nthreads = 1 if mode == DENSE_SERIAL else _threads(tasks, not DC_HAVE_FAST_GEMM, 4.0 * n * k_in * m)
-    cdef Py_ssize_t per = _round16(<Py_ssize_t>width * max(n, m)) if DC_HAVE_FAST_GEMM else 0
-    cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)
-    cdef float* base = _aligned_base(raw)
-    dyt_arr = np.ascontiguousarray(np.asarray(dy).T) if transposed else None
-    cdef const float[:, ::1] dyt = dyt_arr
-    cdef const float* dytp = &dyt[0, 0] if transposed else NULL
-    cdef const float* dyp = &dy[0, 0]
-    cdef const float* xp = &x[0, 0]
-    cdef const float* wp = &w[0, 0]
-    cdef float* dxp = &dx[0, 0]
-    cdef float* dwp = &dw[0, 0]
-    cdef int t, b
-    with nogil, parallel(num_threads=nthreads):
-        for t in prange(tasks, schedule="static"):
-            b = t % blocks
-            if t < blocks:
-                _dx_block(dyp, dytp, wp, dxp, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks,
-                          base + threadid() * per)
-            else:
-                _dw_block(xp, dyp, dwp, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks)
-    if db is not None:  # dense.py's _db: row by row
-        db[:] = 0
-        for r in range(n):
-            for j in range(m):
-                db[j] += dy[r, j]
+    cdef int nthreads = 1 if mode == DENSE_SERIAL else _threads(2 * blocks, not DC_HAVE_FAST_GEMM,
+                                                                4.0 * n * k_in * m)
+    # each thread's block of w.T or of dx.T (malloc: a NumPy scratch cost a tenth of the smallest layers' call)
+    cdef Py_ssize_t per = _round16(<Py_ssize_t>((k_in + blocks - 1) // blocks) * max(n, m)) if DC_HAVE_FAST_GEMM \
+        else 0
+    cdef float* bufs = <float*>malloc((nthreads * per + 1) * sizeof(float))
+    cdef float* dyt = <float*>malloc((<Py_ssize_t>n * m if transposed else 1) * sizeof(float))
+    cdef int r, j
+    if bufs == NULL or dyt == NULL:
+        free(bufs)
+        free(dyt)
+        raise MemoryError()
+    with nogil:
+        if transposed:
+            for r in range(n):
+                for j in range(m):
+                    dyt[<Py_ssize_t>j * n + r] = dy[r, j]
+        if mode == DENSE_SERIAL:  # no OpenMP region: waking the team costs more than these products
+            _dense_tasks(&dy[0, 0], NULL, &x[0, 0], &w[0, 0], &dx[0, 0], &dw[0, 0], n, m, k_in, 1, 0, bufs)
+            _dense_tasks(&dy[0, 0], NULL, &x[0, 0], &w[0, 0], &dx[0, 0], &dw[0, 0], n, m, k_in, 1, 1, bufs)
+        else:
+            _dense_region(&dy[0, 0], dyt if transposed else NULL, &x[0, 0], &w[0, 0], &dx[0, 0], &dw[0, 0], n, m,
+                          k_in, blocks, nthreads, bufs, per)
+        if db is not None:  # dense.py's _db: row by row
+            memset(&db[0], 0, m * sizeof(float))
+            _add_rows(&dy[0, 0], n, m, &db[0])
+    free(bufs)
+    free(dyt)
+
+
+cdef void _dense_region(const float* dy, const float* dyt, const float* x, const float* w, float* dx, float* dw, int n,
+                        int m, int k_in, int blocks, int nthreads, float* bufs, Py_ssize_t per) noexcept nogil:
+    """The ``2 * blocks`` tasks of a dense backward (``_dense_tasks``) on ``nthreads`` OpenMP threads."""
+    cdef int t
+    with parallel(num_threads=nthreads):
+        for t in prange(2 * blocks, schedule="static"):
+            _dense_tasks(dy, dyt, x, w, dx, dw, n, m, k_in, blocks, t, bufs + threadid() * per)
+
+
+cdef inline void _dense_tasks(const float* dy, const float* dyt, const float* x, const float* w, float* dx, float* dw,
+                              int n, int m, int k_in, int blocks, int t, float* buf) noexcept nogil:
+    """Task ``t`` of a dense backward: a block of ``dx``'s columns (``t < blocks``) or of ``dw``'s rows."""
+    cdef int b = t % blocks
+    if t < blocks:
+        _dx_block(dy, dyt, w, dx, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks, buf)
+    else:
+        _dw_block(x, dy, dw, n, m, k_in, k_in * b // blocks, k_in * (b + 1) // blocks)
 
 
 def winograd_rows_address():
