@@ -9,6 +9,7 @@ import json
 import math
 import os
 
+from .utils import atomic_write
 from .validation import check_float, check_int, invalid
 
 
@@ -131,12 +132,6 @@ class EarlyStopping(_Monitor):
         if self.verbose and self.stopped_epoch:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping; best {self.monitor} "
                   f"{self.best:.4f} at epoch {self.best_epoch + 1}", flush=True)
-
-
-def _atomic_target(path):
-    """A temporary name beside ``path`` with the same suffix (so a saver that picks its format by suffix works)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".tmp-{os.getpid()}-{base}")
 
 
 class ModelCheckpoint(_Monitor):
@@ -290,10 +285,8 @@ def save_history(history, path):
     else:
         raise invalid("history", "a dropcore History or a dict of lists", type(history).__name__, "save_history")
     path = os.fspath(path)
-    tmp = _atomic_target(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
     return path
 
 

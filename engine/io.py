@@ -7,15 +7,13 @@ optimizer and loss classes come from allow-lists (:mod:`dropcore.serialization`)
 :class:`~dropcore.errors.ModelFileError` naming the file and what is wrong.
 
 Saving is atomic: the archive is written under a temporary name in the target's directory, flushed and fsync'ed,
-then renamed over the target, so a crash or a kill mid-save leaves the previous file as it was.
+then renamed over the target, so a crash or a kill mid-save leaves the previous file as it was
+(:func:`dropcore.utils.atomic_write`).
 """
-import contextlib
 import io
 import json
 import math
 import os
-import re
-import secrets
 import struct
 import zipfile
 import zlib
@@ -29,6 +27,7 @@ from .graph import _toposort
 from .layers.base import Input, Layer
 from .model import Model, Sequential
 from .serialization import Invalid
+from .utils import atomic_write
 from .validation import invalid
 
 FORMAT_NAME = "dropcore"
@@ -38,7 +37,6 @@ _TOP_KEYS = ("format", "format_version", "dropcore_version", "model", "compile",
 _MODEL_KEYS = ("class_name", "name", "seed", "input", "layers", "output")
 _LAYER_KEYS = ("class_name", "config", "inbound", "weights")
 _DATE = (1980, 1, 1, 0, 0, 0)  # a fixed timestamp: saving the same model twice gives the same bytes
-_TMP_SUFFIX = ".dropcore-tmp"
 _F32 = np.dtype("<f4")
 # What zipfile and zlib raise on damaged archives (a flipped flag bit can even claim encryption: RuntimeError).
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError,
@@ -113,22 +111,9 @@ def _describe_graph(model, array):
 
 
 def _write_atomic(path, payload, arrays):
-    directory, base = os.path.split(os.path.abspath(path))
-    _remove_stale_temporaries(directory, base)
-    # The pid in the name lets a later save recognise (and delete) what a killed process left behind.
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_archive(f, payload, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_directory(directory)
+    # remove_stale: a later save deletes the temporary files a killed save left beside the target.
+    with atomic_write(path, "wb", remove_stale=True) as f:
+        _write_archive(f, payload, arrays)
 
 
 def _write_archive(f, payload, arrays):
@@ -144,39 +129,6 @@ def _member(name):
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
     return info
-
-
-def _remove_stale_temporaries(directory, base):
-    """Delete temporary files of earlier saves to ``base`` whose process is gone (killed mid-save)."""
-    if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
-        return
-    pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)\.[0-9a-f]+{re.escape(_TMP_SUFFIX)}")
-    for name in os.listdir(directory):
-        m = pattern.fullmatch(name)
-        if m is None or int(m.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-            continue  # still running: perhaps saving right now
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError):
-            continue
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(directory, name))
-
-
-def _fsync_directory(directory):
-    """Make the rename itself durable (POSIX); some file systems refuse, and the rename is atomic regardless."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- loading ----------------------------------------------------------------------------------------------------

@@ -1,24 +1,23 @@
 """Downloading one official data set file: :func:`fetch`, and :data:`SOURCES`, the files the loaders may fetch.
 
 ``fetch(url, dest, sha256)`` streams the file into a temporary file beside ``dest`` (with a progress bar), checks its
-SHA-256 and only then renames it over ``dest`` with ``os.replace``: ``dest`` is either absent or complete and
-verified, never a partial or unverified download. The temporary file is removed on any failure (a refused HTTP
-status, a timeout, a dropped connection, a checksum mismatch, Ctrl-C).
+SHA-256 and only then renames it over ``dest`` with ``os.replace`` (:func:`dropcore.utils.atomic_write`): ``dest``
+is either absent or complete and verified, never a partial or unverified download. The temporary file is removed on
+any failure (a refused HTTP status, a timeout, a dropped connection, a checksum mismatch, Ctrl-C).
 
 Only the standard library's ``urllib`` is used. Nothing in dropcore opens a network connection unless a loader is
 called with ``download=True`` (see :mod:`dropcore.data.cache`).
 """
-import contextlib
 import hashlib
 import http.client
 import os
 import re
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from typing import NamedTuple
 
+from ..utils import atomic_write
 from .errors import DataError
 
 #: Seconds to wait for the connection, and then for each block of data, before giving up.
@@ -97,22 +96,13 @@ def fetch(url, dest, sha256, progress=True, timeout=DEFAULT_TIMEOUT):
     dest = os.path.abspath(os.fspath(dest))
     directory, base = os.path.split(dest)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=TMP_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            received = _download(url, out, base, progress, timeout)
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_write(dest, suffix=TMP_SUFFIX) as out:  # raising inside: the partial file is removed
+        received = _download(url, out, base, progress, timeout)
         if received != expected:
             raise DataError(
                 f"{url}: SHA-256 mismatch: expected {expected}, received {received}; the download was discarded "
                 "(the file on the server differs from the official one, or it was corrupted on the way)"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return dest
 
 

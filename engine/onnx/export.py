@@ -7,7 +7,6 @@ order and permutes the rows of the next Dense (Gemm) kernel, the parameters of a
 it; only where nothing can absorb it (an Add with a differently ordered tensor, a Reshape, the output) does a
 Gather put the values back in dropcore's order. "same" padding becomes explicit pads (TensorFlow's rule).
 """
-import os
 
 import numpy as np
 import onnx
@@ -18,6 +17,7 @@ from ..graph import _toposort
 from ..kernels.geometry import window_2d
 from ..layers import block_dropout, conv, core, depthwise, dropout, elementwise, global_pooling, merge, noise
 from ..layers import normalization, pooling, reshaping
+from ..utils import atomic_write
 from .errors import OnnxExportError
 
 DEFAULT_OPSET = 17
@@ -387,8 +387,6 @@ def export(model, path, opset=DEFAULT_OPSET, mc_dropout=False):
     Returns the ``onnx.ModelProto`` written.
     """
     proto = to_proto(model, opset, mc_dropout)
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    onnx.save_model(proto, tmp)
-    os.replace(tmp, path)  # a failed write never leaves half a file under the name asked for
+    with atomic_write(path) as f:  # a failed write never leaves half a file under the name asked for
+        onnx.save_model(proto, f, format="protobuf")
     return proto
