@@ -1,5 +1,6 @@
 """Training callbacks with Keras semantics: History, EarlyStopping, ModelCheckpoint, LearningRateScheduler (with the
-StepDecay and CosineDecay schedules), CSVLogger and JSONLogger; ``save_history`` / ``load_history``.
+StepDecay and CosineDecay schedules), CSVLogger and JSONLogger; ``save_history`` / ``load_history``; and
+EpochCheckpoint, the run checkpoints ``dropcore train --out DIR`` resumes from (``checkpoints`` lists them).
 
 ``fit`` calls ``on_epoch_end`` of History first, then the others in the order given.
 """
@@ -8,6 +9,7 @@ import inspect
 import json
 import math
 import os
+from pathlib import Path
 
 from .utils import atomic_write
 from .validation import check_float, check_int, invalid
@@ -172,6 +174,36 @@ class ModelCheckpoint(_Monitor):
         self.saved.append(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved the model to {path}", flush=True)
+
+
+#: The name of the checkpoint :class:`EpochCheckpoint` writes after ``epoch`` epochs.
+CHECKPOINT = "checkpoint-{epoch:04d}.dropcore"
+
+
+def checkpoints(out):
+    """``[(epochs done, path)]`` of the checkpoints :class:`EpochCheckpoint` wrote in ``out``, oldest first."""
+    found = []
+    for path in Path(out).glob("checkpoint-*.dropcore"):
+        stem = path.stem.split("-", 1)[1]
+        if stem.isdigit():
+            found.append((int(stem), path))
+    return sorted(found)
+
+
+class EpochCheckpoint(Callback):
+    """After each epoch: the model with its optimizer state saved as ``checkpoint-<epochs done>.dropcore``
+    (atomically), then the older checkpoints removed: a killed run resumes from the newest with ``--resume``."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = Path(out)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.out / CHECKPOINT.format(epoch=epoch + 1)
+        self.model.save(path)
+        for done, old in checkpoints(self.out):
+            if done < epoch + 1:
+                old.unlink(missing_ok=True)
 
 
 class StepDecay:

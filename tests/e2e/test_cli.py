@@ -13,6 +13,7 @@ import pytest
 
 import dropcore
 from dropcore import cli
+from dropcore.cli import info as cli_info
 from dropcore.data import load_digits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -287,10 +288,10 @@ def test_bench_forwards_every_argument(tmp_path, monkeypatch, capfd):
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "__init__.py").write_text("")
     (tmp_path / "bench" / "__main__.py").write_text("import sys\nprint('ARGS', sys.argv[1:])\nsys.exit(3)\n")
-    monkeypatch.setattr(cli, "_bench_root", lambda: tmp_path)
+    monkeypatch.setattr(cli_info, "_bench_root", lambda: tmp_path)
     assert cli.main(["bench", "--quick", "-k", "conv"]) == 3
     assert "ARGS ['--quick', '-k', 'conv']" in capfd.readouterr().out
-    monkeypatch.setattr(cli, "_bench_root", lambda: None)
+    monkeypatch.setattr(cli_info, "_bench_root", lambda: None)
     assert cli.main(["bench"]) == 1
     assert "only a source checkout has" in capfd.readouterr().err
 
