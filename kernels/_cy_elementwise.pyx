@@ -240,6 +240,9 @@ cdef inline void _pass_positive_run(const float* dy, const float* y, float_restr
         dx[i] = _kept(dy[i] * scale, <uint32_t>(y[i] > 0))
 
 
+# The training kernels below run a region's tasks on the calling thread when one thread does the work (team_size 1):
+# an OpenMP region of one thread still cost ~1 us, a third of a loss's time on a batch of 128.
+
 def pass_positive(const float[::1] dy, const float[::1] y, float scale, float[::1] dx):
     """ReLU's backward (``scale`` 1) and the fused ReLU-dropout's (``scale`` the dropout scale): ``dy * scale``
     where ``y > 0``, else 0. A NaN ``y`` passes nothing (the reference's ``np.where(y > 0, ...)``)."""
@@ -248,44 +251,67 @@ def pass_positive(const float[::1] dy, const float[::1] y, float scale, float[::
     cdef const float* dyp = &dy[0] if n else NULL
     cdef const float* yp = &y[0] if n else NULL
     cdef float* dxp = &dx[0] if n else NULL
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+    cdef int nthreads = team_size(n, tasks)
+    if nthreads == 1:
+        with nogil:
+            _pass_positive_run(dyp, yp, dxp, n, scale)
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
         lo = t * CHUNK
         _pass_positive_run(dyp + lo, yp + lo, dxp + lo, min(n, lo + CHUNK) - lo, scale)
 
 
+cdef inline void _sigmoid_backward_run(const float* dy, const float* y, float_restrict dx,
+                                       Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef float v
+    for i in range(count):
+        v = y[i]
+        dx[i] = dy[i] * v * (ONE - v)
+
+
 def sigmoid_backward(const float[::1] dy, const float[::1] y, float[::1] dx):
     """``dy * y * (1 - y)``, the reference's float32 expression in its order (bit-identical to it)."""
-    cdef Py_ssize_t n = dy.shape[0], t, i, hi
+    cdef Py_ssize_t n = dy.shape[0], t, lo
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
     cdef const float* dyp = &dy[0] if n else NULL
     cdef const float* yp = &y[0] if n else NULL
     cdef float* dxp = &dx[0] if n else NULL
-    cdef float v
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
-        hi = min(n, (t + 1) * CHUNK)
-        for i in range(t * CHUNK, hi):
-            v = yp[i]
-            dxp[i] = dyp[i] * v * (ONE - v)
+    cdef int nthreads = team_size(n, tasks)
+    if nthreads == 1:
+        with nogil:
+            _sigmoid_backward_run(dyp, yp, dxp, n)
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        lo = t * CHUNK
+        _sigmoid_backward_run(dyp + lo, yp + lo, dxp + lo, min(n, lo + CHUNK) - lo)
+
+
+cdef inline void _softmax_backward_rows(const float* dy, const float* y, float_restrict dx, Py_ssize_t r0,
+                                        Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t r, j
+    cdef float dot
+    for r in range(r0, r1):
+        dot = _dot(dy + r * k, y + r * k, k)
+        for j in range(r * k, (r + 1) * k):
+            dx[j] = y[j] * (dy[j] - dot)
 
 
 def softmax_backward(const float[:, ::1] dy, const float[:, ::1] y, float[:, ::1] dx):
-    """``y * (dy - sum(dy * y))`` per row; each row's sum in float32, in order, by one task."""
-    cdef Py_ssize_t rows = dy.shape[0], k = dy.shape[1], r, j
-    cdef const float* dv
-    cdef const float* yv
-    cdef float* out
-    cdef float dot
+    """``y * (dy - sum(dy * y))`` per row; each row's sum in float32 lanes (see ``_dot``), by one task."""
+    cdef Py_ssize_t rows = dy.shape[0], k = dy.shape[1], r
     if rows == 0 or k == 0:
         return
-    for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(3 * rows * k, rows)):
-        dv = &dy[0, 0] + r * k
-        yv = &y[0, 0] + r * k
-        out = &dx[0, 0] + r * k
-        dot = 0
-        for j in range(k):
-            dot = dot + dv[j] * yv[j]
-        for j in range(k):
-            out[j] = yv[j] * (dv[j] - dot)
+    cdef const float* dyp = &dy[0, 0]
+    cdef const float* yp = &y[0, 0]
+    cdef float* dxp = &dx[0, 0]
+    cdef int nthreads = team_size(3 * rows * k, rows)
+    if nthreads == 1:
+        with nogil:
+            _softmax_backward_rows(dyp, yp, dxp, 0, rows, k)
+        return
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        _softmax_backward_rows(dyp, yp, dxp, r, r + 1, k)
 
 
 # Gaussian noise: log and cos in float64 without libm, so that GCC vectorizes them (glibc's scalar log and cos took
@@ -362,6 +388,22 @@ cdef inline double _from_bits(uint64_t b) noexcept nogil:
     return d
 
 
+cdef inline double _pick_d(bint c, double a, double b) noexcept nogil:
+    """``a if c else b`` on the bits: GCC vectorizes this, where it kept the conditional as control flow."""
+    cdef uint64_t m = <uint64_t>0 - <uint64_t>c
+    return _from_bits((_bits(a) & m) | (_bits(b) & ~m))
+
+
+cdef inline float _pick_f(bint c, float a, float b) noexcept nogil:
+    """``a if c else b`` on the bits (see ``_pick_d``)."""
+    cdef uint32_t m = <uint32_t>0 - <uint32_t>c, ba, bb
+    memcpy(&ba, &a, 4)
+    memcpy(&bb, &b, 4)
+    ba = (ba & m) | (bb & ~m)
+    memcpy(&a, &ba, 4)
+    return a
+
+
 cdef inline double _u32_double(uint64_t v) noexcept nogil:
     """``v`` (< 2**32) as a double, exactly, by integer and float64 operations AVX2 has (it converts no unsigned or
     64-bit integers)."""
@@ -369,9 +411,9 @@ cdef inline double _u32_double(uint64_t v) noexcept nogil:
 
 
 cdef inline double _log_positive(double x) noexcept nogil:
-    """``ln(x)`` for a positive normal ``x`` (fdlibm's e_log.c without its special cases): ``x = 2**k (1 + f)`` with
-    ``1 + f`` in [sqrt(2)/2, sqrt(2)), ``s = f / (2 + f)``, ``ln(1 + f) = f - s (f - R(s))`` with ``R`` its
-    polynomial, written as ``f - (f**2 / 2 - s (f**2 / 2 + R))``."""
+    """``ln(x)`` for a positive normal ``x`` or NaN (fdlibm's e_log.c without its other special cases):
+    ``x = 2**k (1 + f)`` with ``1 + f`` in [sqrt(2)/2, sqrt(2)), ``s = f / (2 + f)``, ``ln(1 + f) = f - s (f - R(s))``
+    with ``R`` its polynomial, written as ``f - (f**2 / 2 - s (f**2 / 2 + R))``."""
     cdef uint64_t b = _bits(x), hx = b >> 32, i
     cdef uint64_t mant = hx & 0x000fffff
     cdef double k, f, s, z, w, r, hfsq
@@ -383,7 +425,8 @@ cdef inline double _log_positive(double x) noexcept nogil:
     w = z * z
     r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
     hfsq = 0.5 * f * f
-    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+    # + (x - x): +0 for a finite x, NaN for a NaN (whose bits the steps above would turn into a finite value)
+    return (k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)) + (x - x)
 
 
 cdef inline double _cos_turn(double a) noexcept nogil:
@@ -610,18 +653,107 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
         free(partials)
 
 
-# --- losses: one task per sample (row), each row's sums in float32, in order ---------------------------------------
+# --- row reductions -------------------------------------------------------------------------------------------------
+# A row's sum runs in LANES interleaved partial sums (element j into lane j % LANES), added in a fixed order at the
+# end: GCC vectorizes it (a serial float sum it may not reorder: one add's latency an element, 2.5x Numba's time
+# for a softmax backward of 128 x 128), and the order depends on the row's length alone, never on the threads.
+
+cdef enum:
+    LANES = 8
+    TERMS_BLOCK = 256  # a row's loss terms computed (vectorized) before they are summed
+
+
+cdef inline float _lanes_total(const float* acc) noexcept nogil:
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+cdef inline float _sum(const float* a, Py_ssize_t k) noexcept nogil:
+    """``sum(a)`` in lanes."""
+    cdef float acc[LANES]
+    cdef Py_ssize_t j, l, nb = k // LANES
+    for l in range(LANES):
+        acc[l] = 0
+    for j in range(nb):
+        for l in range(LANES):
+            acc[l] = acc[l] + a[j * LANES + l]
+    for l in range(k - nb * LANES):
+        acc[l] = acc[l] + a[nb * LANES + l]
+    return _lanes_total(acc)
+
+
+cdef inline float _dot(const float* a, const float* b, Py_ssize_t k) noexcept nogil:
+    """``sum(a * b)`` in lanes."""
+    cdef float acc[LANES]
+    cdef Py_ssize_t j, l, nb = k // LANES
+    for l in range(LANES):
+        acc[l] = 0
+    for j in range(nb):
+        for l in range(LANES):
+            acc[l] = acc[l] + a[j * LANES + l] * b[j * LANES + l]
+    for l in range(k - nb * LANES):
+        acc[l] = acc[l] + a[nb * LANES + l] * b[nb * LANES + l]
+    return _lanes_total(acc)
+
+
+cdef inline float _max(const float* a, Py_ssize_t k) noexcept nogil:
+    """``max(a)`` (``k >= 1``) in lanes (a max is exact in any order). A NaN may be dropped: the callers' NaN
+    reaches their outputs through ``exp(NaN - max)``."""
+    cdef float acc[LANES]
+    cdef Py_ssize_t j, l, nb = k // LANES
+    cdef float v
+    for l in range(LANES):
+        acc[l] = a[0]
+    for j in range(nb):
+        for l in range(LANES):
+            v = a[j * LANES + l]
+            acc[l] = v if v > acc[l] else acc[l]
+    for l in range(k - nb * LANES):
+        v = a[nb * LANES + l]
+        acc[l] = v if v > acc[l] else acc[l]
+    for l in range(1, LANES):
+        acc[0] = acc[l] if acc[l] > acc[0] else acc[0]
+    return acc[0]
+
+
+cdef double _INV_LN2 = 1.44269504088896338700e+00
+cdef double _LN2_HI_E = 6.93147180369123816490e-01
+cdef double _LN2_LO_E = 1.90821492927058770002e-10
+
+
+cdef inline float _exp_nonpositive(float xf) noexcept nogil:
+    """``exp(x)`` for ``x <= 0`` (or NaN, which it returns), in float64 without libm so that it vectorizes (libm's
+    expf was most of a softmax cross-entropy's time): ``x = n ln 2 + r``, ``|r| <= ln 2 / 2``, ``exp(r)`` by its Taylor
+    series to ``r**12`` (error ~1e-16), times ``2**n``; rounded once to float32 (the float32 reference's value but
+    for a float64 last-bit difference crossing a rounding boundary). Below -200 (0 in float32), -200."""
+    cdef double x = xf
+    x = _pick_d(x < -200, -200, x)  # a NaN stays NaN
+    cdef double t = x * _INV_LN2 + _MAGIC_ROUND
+    cdef double n = t - _MAGIC_ROUND
+    cdef double r = (x - n * _LN2_HI_E) - n * _LN2_LO_E
+    cdef double q = 1 + r * (1 + r * (1 / 2. + r * (1 / 6. + r * (1 / 24. + r * (1 / 120. + r * (
+        1 / 720. + r * (1 / 5040. + r * (1 / 40320. + r * (1 / 362880. + r * (1 / 3628800. + r * (
+            1 / 39916800. + r * (1 / 479001600.))))))))))))
+    # 2**n from its bits: n (>= -289) is the low bits of t's, as an integer offset from the magic constant's
+    return <float>(q * _from_bits((_bits(t) - _bits(_MAGIC_ROUND) + 1023) << 52))
+
+
+cdef inline float _log1p_unit(float ef) noexcept nogil:
+    """``log1p(e)`` for ``0 <= e <= 1`` (or NaN, which it returns) in float64: ``1 + e`` is exact for ``e >= 2**-29``
+    (a float32's last bit is then above 2**-53), where fdlibm's log applies; below, ``log1p(e) = e`` to float32."""
+    cdef double e = ef
+    cdef double big = _log_positive(1 + e)
+    return <float>_pick_d(e < 1.862645149230957e-09, e, big)
+
+
+# --- losses: one task per sample (row) -------------------------------------------------------------------------------
 
 cdef inline float _softmax_row(const float* z, float* p, Py_ssize_t k, float* zmax) noexcept nogil:
     """Write ``softmax(z)`` into ``p``; return ``log(sum(exp(z - max)))`` and store ``max`` in ``zmax``."""
     cdef Py_ssize_t j
-    cdef float m = z[0], s = 0, e, inv
-    for j in range(1, k):
-        m = z[j] if z[j] > m else m  # a NaN elsewhere still reaches every output through exp(NaN - m)
+    cdef float m = _max(z, k), s, inv
     for j in range(k):
-        e = expf(z[j] - m)
-        p[j] = e
-        s = s + e
+        p[j] = _exp_nonpositive(z[j] - m)  # a NaN in z reaches every output through the sum
+    s = _sum(p, k)
     inv = ONE / s
     for j in range(k):
         p[j] = p[j] * inv
@@ -629,94 +761,176 @@ cdef inline float _softmax_row(const float* z, float* p, Py_ssize_t k, float* zm
     return logf(s)
 
 
+cdef inline void _xent_rows(const float* logits, const float* labels, float* loss, float* grad, Py_ssize_t r0,
+                            Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
+    """Rows ``r0:r1`` of :func:`softmax_cross_entropy`: the loss ``sum(t * (log_s - (z - m)))`` (in lanes) and
+    ``grad = softmax(z) - t``."""
+    cdef float acc[LANES]
+    cdef Py_ssize_t r, j, l, nb = k // LANES
+    cdef const float* z
+    cdef const float* t
+    cdef float* g
+    cdef float log_s, m
+    for r in range(r0, r1):
+        z = logits + r * k
+        t = labels + r * k
+        g = grad + r * k
+        log_s = _softmax_row(z, g, k, &m)
+        for l in range(LANES):
+            acc[l] = 0
+        for j in range(nb):
+            for l in range(LANES):
+                acc[l] = acc[l] + t[j * LANES + l] * (log_s - (z[j * LANES + l] - m))
+        for l in range(k - nb * LANES):
+            acc[l] = acc[l] + t[nb * LANES + l] * (log_s - (z[nb * LANES + l] - m))
+        for j in range(k):
+            g[j] = g[j] - t[j]
+        loss[r] = _lanes_total(acc)
+
+
 def softmax_cross_entropy(const float[:, ::1] logits, const float[:, ::1] labels, float[::1] loss,
                           float[:, ::1] grad):
     """Per row: ``loss = -sum(t * log_softmax(z))`` (as ``sum(t * (log_s - (z - max)))``, so ``t == 0`` adds
     exactly 0) and ``grad = softmax(z) - t``."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
-    cdef const float* z
-    cdef const float* tv
-    cdef float* g
-    cdef float log_s, m, acc
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i
     if n == 0 or k == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(8 * n * k, n)):
-        z = &logits[0, 0] + i * k
-        tv = &labels[0, 0] + i * k
-        g = &grad[0, 0] + i * k
-        m = 0  # assigned here, so that each thread has its own (the row's max, stored through &m)
-        log_s = _softmax_row(z, g, k, &m)
-        acc = 0
-        for j in range(k):
-            acc = acc + tv[j] * (log_s - (z[j] - m))
-            g[j] = g[j] - tv[j]
-        loss[i] = acc
+    cdef int nthreads = team_size(8 * n * k, n)
+    if nthreads == 1:
+        with nogil:
+            _xent_rows(&logits[0, 0], &labels[0, 0], &loss[0], &grad[0, 0], 0, n, k)
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+        _xent_rows(&logits[0, 0], &labels[0, 0], &loss[0], &grad[0, 0], i, i + 1, k)
+
+
+cdef inline void _sparse_xent_rows(const float* logits, const Py_ssize_t* labels, float* loss, float* grad,
+                                   Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
+    """Rows ``r0:r1`` of :func:`sparse_softmax_cross_entropy`."""
+    cdef Py_ssize_t r, c
+    cdef float log_s, m
+    for r in range(r0, r1):
+        log_s = _softmax_row(logits + r * k, grad + r * k, k, &m)
+        c = labels[r]
+        loss[r] = log_s - (logits[r * k + c] - m)
+        grad[r * k + c] = grad[r * k + c] - ONE
 
 
 def sparse_softmax_cross_entropy(const float[:, ::1] logits, const Py_ssize_t[::1] labels, float[::1] loss,
                                  float[:, ::1] grad):
     """Per row with class ``c = labels[i]``: ``loss = log_s - (z[c] - max)``, ``grad = softmax(z) - onehot(c)``."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, c
-    cdef const float* z
-    cdef float* g
-    cdef float log_s, m
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i
     if n == 0 or k == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(8 * n * k, n)):
-        z = &logits[0, 0] + i * k
-        g = &grad[0, 0] + i * k
-        m = 0  # assigned here, so that each thread has its own (the row's max, stored through &m)
-        log_s = _softmax_row(z, g, k, &m)
-        c = labels[i]
-        loss[i] = log_s - (z[c] - m)
-        g[c] = g[c] - ONE
+    cdef int nthreads = team_size(8 * n * k, n)
+    if nthreads == 1:
+        with nogil:
+            _sparse_xent_rows(&logits[0, 0], &labels[0], &loss[0], &grad[0, 0], 0, n, k)
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+        _sparse_xent_rows(&logits[0, 0], &labels[0], &loss[0], &grad[0, 0], i, i + 1, k)
+
+
+cdef inline void _bce_terms(const float* z, const float* t, float* g, float* terms, Py_ssize_t count,
+                            float kf) noexcept nogil:
+    """``count`` consecutive elements: the loss terms ``max(z, 0) - z t + log1p(exp(-|z|))`` into ``terms`` and the
+    gradient ``(sigmoid(z) - t) / K`` into ``g`` (the sigmoid as ``r / (1 + e)``, ``e = exp(-|z|)``, ``r`` 1 for
+    ``z >= 0``, else ``e``: never overflows). Vectorized: choices on the bits, exp and log1p without libm."""
+    cdef Py_ssize_t j
+    cdef float zj, e
+    for j in range(count):
+        zj = z[j]
+        e = _exp_nonpositive(-fabsf(zj))
+        terms[j] = _pick_f(zj > 0, zj, 0) - zj * t[j] + _log1p_unit(e)
+        g[j] = (_pick_f(zj >= 0, ONE, e) / (ONE + e) - t[j]) / kf  # divided by K, as the reference
+
+
+cdef inline void _bce_rows(const float* z, const float* t, float* loss, float* g, Py_ssize_t r0, Py_ssize_t r1,
+                           Py_ssize_t k) noexcept nogil:
+    """Rows ``r0:r1`` of :func:`sigmoid_binary_cross_entropy`, through a buffer of terms: rows that fit it whole
+    take one vectorized pass over their elements together (a binary output has one unit: a row alone is one
+    element), longer rows go by blocks of the buffer. Each row's terms are summed in lanes."""
+    cdef float terms[TERMS_BLOCK]
+    cdef float kf = <float>k, total
+    cdef Py_ssize_t r, b, m, per = TERMS_BLOCK // k
+    if per >= 1:
+        r = r0
+        while r < r1:
+            m = min(per, r1 - r)
+            _bce_terms(z + r * k, t + r * k, g + r * k, terms, m * k, kf)
+            for b in range(m):
+                loss[r + b] = _sum(terms + b * k, k) / kf
+            r = r + m
+        return
+    for r in range(r0, r1):
+        total = 0
+        for b in range((k + TERMS_BLOCK - 1) // TERMS_BLOCK):
+            m = min(<Py_ssize_t>TERMS_BLOCK, k - b * TERMS_BLOCK)
+            _bce_terms(z + r * k + b * TERMS_BLOCK, t + r * k + b * TERMS_BLOCK, g + r * k + b * TERMS_BLOCK,
+                       terms, m, kf)
+            total = total + _sum(terms, m)
+        loss[r] = total / kf
 
 
 def sigmoid_binary_cross_entropy(const float[:, ::1] logits, const float[:, ::1] targets, float[::1] loss,
                                  float[:, ::1] grad):
-    """Per row of ``K``: ``loss = mean(max(z, 0) - z * t + log1p(exp(-|z|)))`` and ``grad = (sigmoid(z) - t) / K``
-    (the sigmoid as ``r / (1 + e)``, ``e = exp(-|z|)``: never overflows)."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
-    cdef const float* z
-    cdef const float* tv
-    cdef float* g
-    cdef float acc, zj, e, sig
-    cdef float kf = <float>k
+    """Per row of ``K``: ``loss = mean(max(z, 0) - z * t + log1p(exp(-|z|)))`` and ``grad = (sigmoid(z) - t) / K``.
+    Tasks of rows fixed by the shapes (a row's sum never depends on them)."""
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], per, tasks, i
     if n == 0 or k == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(16 * n * k, n)):
-        z = &logits[0, 0] + i * k
-        tv = &targets[0, 0] + i * k
-        g = &grad[0, 0] + i * k
-        acc = 0
-        for j in range(k):
-            zj = z[j]
-            e = expf(-fabsf(zj))
-            acc = acc + ((zj if zj > 0 else 0) - zj * tv[j] + log1pf(e))
-            sig = (ONE if zj >= 0 else e) / (ONE + e)
-            g[j] = (sig - tv[j]) / kf  # divided, as the reference (not times 1/K)
-        loss[i] = acc / kf
+    per = max(1, <Py_ssize_t>TERMS_BLOCK // k)
+    tasks = (n + per - 1) // per
+    cdef int nthreads = team_size(16 * n * k, tasks)
+    if nthreads == 1:
+        with nogil:
+            _bce_rows(&logits[0, 0], &targets[0, 0], &loss[0], &grad[0, 0], 0, n, k)
+        return
+    for i in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        _bce_rows(&logits[0, 0], &targets[0, 0], &loss[0], &grad[0, 0], i * per, min(n, (i + 1) * per), k)
+
+
+cdef inline void _mse_rows(const float* y, const float* t, float two_k, float* loss, float_restrict g,
+                           Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
+    """Rows ``r0:r1`` of :func:`mean_squared_error`: the gradient in one pass over their elements, then each row's
+    sum of squares in lanes."""
+    cdef Py_ssize_t j, r
+    for j in range(r0 * k, r1 * k):
+        g[j] = (y[j] - t[j]) * two_k
+    for r in range(r0, r1):
+        loss[r] = _sq_dist(y + r * k, t + r * k, k) / <float>k
 
 
 def mean_squared_error(const float[:, ::1] y, const float[:, ::1] targets, float two_k, float[::1] loss,
                        float[:, ::1] grad):
     """Per row of ``K``: ``loss = mean((y - t)^2)`` and ``grad = (y - t) * two_k`` (``two_k = float32(2 / K)``,
     the reference's factor: the gradient is bit-identical to it)."""
-    cdef Py_ssize_t n = y.shape[0], k = y.shape[1], i, j
-    cdef const float* yv
-    cdef const float* tv
-    cdef float* g
-    cdef float acc, d
-    cdef float kf = <float>k
+    cdef Py_ssize_t n = y.shape[0], k = y.shape[1], per, tasks, i
     if n == 0 or k == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=team_size(2 * n * k, n)):
-        yv = &y[0, 0] + i * k
-        tv = &targets[0, 0] + i * k
-        g = &grad[0, 0] + i * k
-        acc = 0
-        for j in range(k):
-            d = yv[j] - tv[j]
-            acc = acc + d * d
-            g[j] = d * two_k
-        loss[i] = acc / kf
+    per = max(1, <Py_ssize_t>CHUNK // k)
+    tasks = (n + per - 1) // per
+    cdef int nthreads = team_size(2 * n * k, tasks)
+    if nthreads == 1:
+        with nogil:
+            _mse_rows(&y[0, 0], &targets[0, 0], two_k, &loss[0], &grad[0, 0], 0, n, k)
+        return
+    for i in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        _mse_rows(&y[0, 0], &targets[0, 0], two_k, &loss[0], &grad[0, 0], i * per, min(n, (i + 1) * per), k)
+
+
+cdef inline float _sq_dist(const float* a, const float* b, Py_ssize_t k) noexcept nogil:
+    """``sum((a - b)**2)`` in lanes."""
+    cdef float acc[LANES]
+    cdef float d
+    cdef Py_ssize_t j, l, nb = k // LANES
+    for l in range(LANES):
+        acc[l] = 0
+    for j in range(nb):
+        for l in range(LANES):
+            d = a[j * LANES + l] - b[j * LANES + l]
+            acc[l] = acc[l] + d * d
+    for l in range(k - nb * LANES):
+        d = a[nb * LANES + l] - b[nb * LANES + l]
+        acc[l] = acc[l] + d * d
+    return _lanes_total(acc)

@@ -193,7 +193,10 @@ def mean_squared_error(y, targets):
     n = y.shape[0]
     k = y.size // n if n else 0
     loss, grad = np.empty(n, dtype=_F32), np.empty_like(y)
-    # the reference's factor: a Python float times a float32 array is float32(2 / K)
-    _ew.mean_squared_error(y.reshape(n, k), targets.reshape(n, k), _F32(2 / k) if k else _F32(0), loss,
-                           grad.reshape(n, k))
+    if y.ndim != 2:  # (a reshape costs more than this small op's arithmetic)
+        y, targets, grad2 = y.reshape(n, k), targets.reshape(n, k), grad.reshape(n, k)
+    else:
+        grad2 = grad
+    # the reference's factor: a Python float times a float32 array is float32(2 / K), as this double is rounded
+    _ew.mean_squared_error(y, targets, 2 / k if k else 0.0, loss, grad2)
     return loss, grad

@@ -472,6 +472,31 @@ def test_extreme_logits():
     np.testing.assert_allclose(grad, [[1 / 3, -1 / 3, -1 / 6], [-1 / 3, 0, 0], [0, 0, 0]], atol=1e-7)
 
 
+def test_losses_against_float64():
+    """exp and log1p are computed in float64 without libm: the losses and gradients stay within a few float32
+    roundings of the exact values, tiny losses (confident right answers: log1p of exp(-30)) included."""
+    rng = np.random.default_rng(10)
+    z = _logits((2000, 50), 11, scale=8)
+    t = (rng.random(z.shape) < 0.5).astype(np.float32)
+    loss, grad = cy.sigmoid_binary_cross_entropy(z, t)
+    loss64, grad64 = ref_loss.sigmoid_binary_cross_entropy(z.astype(np.float64), t.astype(np.float64))
+    np.testing.assert_allclose(loss, loss64, rtol=1e-6)
+    # sigmoid(z) - t cancels (sigmoid near t): the error is the float32 rounding of the sigmoid, ulp(1) / K
+    np.testing.assert_allclose(grad, grad64, rtol=1e-6, atol=np.spacing(np.float32(1)) / 50)
+    confident = np.array([[30.0, -30.0, 17.0], [88.0, -103.0, 40.0]], np.float32)
+    right = (confident > 0).astype(np.float32)
+    loss, grad = cy.sigmoid_binary_cross_entropy(confident, right)
+    loss64, grad64 = ref_loss.sigmoid_binary_cross_entropy(confident.astype(np.float64), right.astype(np.float64))
+    assert (loss > 0).all()
+    np.testing.assert_allclose(loss, loss64, rtol=1e-6)
+    np.testing.assert_allclose(grad, grad64, rtol=1e-5, atol=np.spacing(np.float32(1)) / 3)
+    labels = rng.integers(0, 50, 2000)
+    loss, grad = cy.sparse_softmax_cross_entropy(z, labels)
+    loss64, grad64 = ref_loss.sparse_softmax_cross_entropy(z.astype(np.float64), labels)
+    np.testing.assert_allclose(loss, loss64, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad, grad64, atol=1e-6)
+
+
 def test_losses_nan_propagates_to_its_row():
     z = _logits((3, 4), 9)
     z[1, 2] = np.nan
