@@ -747,88 +747,122 @@ cdef inline float _log1p_unit(float ef) noexcept nogil:
 
 # --- losses: one task per sample (row) -------------------------------------------------------------------------------
 
-cdef inline float _softmax_row(const float* z, float* p, Py_ssize_t k, float* zmax) noexcept nogil:
-    """Write ``softmax(z)`` into ``p``; return ``log(sum(exp(z - max)))`` and store ``max`` in ``zmax``."""
-    cdef Py_ssize_t j
-    cdef float m = _max(z, k), s, inv
-    for j in range(k):
-        p[j] = _exp_nonpositive(z[j] - m)  # a NaN in z reaches every output through the sum
-    s = _sum(p, k)
-    inv = ONE / s
-    for j in range(k):
-        p[j] = p[j] * inv
-    zmax[0] = m
-    return logf(s)
+cdef enum:
+    SOFTMAX_ROWS = 256  # rows of a block of the softmax losses (their max and log-sum-exp on the stack)
+    SOFTMAX_ELEMENTS = 4096  # elements of a block, at most (fewer rows when they are long)
+
+
+cdef inline void _softmax_block(const float* z, float* p, Py_ssize_t rows, Py_ssize_t k, float* zmax,
+                                float* log_s) noexcept nogil:
+    """Softmax of ``rows`` consecutive rows of ``k`` into ``p``, each row's max into ``zmax`` and the log of its sum
+    of ``exp(z - max)`` into ``log_s``. The exponentials take one vectorized pass over the block's elements (row by
+    row, a row of 10 classes spent more on the vector loop's setup than on its arithmetic)."""
+    cdef Py_ssize_t r, j
+    cdef float m, inv, s
+    for r in range(rows):
+        m = _max(z + r * k, k)
+        zmax[r] = m
+        for j in range(r * k, (r + 1) * k):
+            p[j] = z[j] - m
+    for j in range(rows * k):
+        p[j] = _exp_nonpositive(p[j])  # a NaN in z reaches its row's every output through the sum
+    for r in range(rows):
+        s = _sum(p + r * k, k)
+        inv = ONE / s
+        for j in range(r * k, (r + 1) * k):
+            p[j] = p[j] * inv
+        log_s[r] = logf(s)
+
+
+cdef inline Py_ssize_t _softmax_rows_per_block(Py_ssize_t k) noexcept nogil:
+    return max(1, min(<Py_ssize_t>SOFTMAX_ROWS, SOFTMAX_ELEMENTS // k))
 
 
 cdef inline void _xent_rows(const float* logits, const float* labels, float* loss, float* grad, Py_ssize_t r0,
                             Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
-    """Rows ``r0:r1`` of :func:`softmax_cross_entropy`: the loss ``sum(t * (log_s - (z - m)))`` (in lanes) and
-    ``grad = softmax(z) - t``."""
+    """Rows ``r0:r1`` of :func:`softmax_cross_entropy`, by blocks: the loss ``sum(t * (log_s - (z - m)))`` (in
+    lanes) and ``grad = softmax(z) - t``."""
     cdef float acc[LANES]
-    cdef Py_ssize_t r, j, l, nb = k // LANES
+    cdef float zmax[SOFTMAX_ROWS]
+    cdef float log_s[SOFTMAX_ROWS]
+    cdef Py_ssize_t r, b, j, l, nb = k // LANES, per = _softmax_rows_per_block(k), m
     cdef const float* z
     cdef const float* t
     cdef float* g
-    cdef float log_s, m
-    for r in range(r0, r1):
-        z = logits + r * k
-        t = labels + r * k
-        g = grad + r * k
-        log_s = _softmax_row(z, g, k, &m)
-        for l in range(LANES):
-            acc[l] = 0
-        for j in range(nb):
+    cdef float ls, mx
+    r = r0
+    while r < r1:
+        m = min(per, r1 - r)
+        _softmax_block(logits + r * k, grad + r * k, m, k, zmax, log_s)
+        for b in range(m):
+            z = logits + (r + b) * k
+            t = labels + (r + b) * k
+            g = grad + (r + b) * k
+            ls = log_s[b]
+            mx = zmax[b]
             for l in range(LANES):
-                acc[l] = acc[l] + t[j * LANES + l] * (log_s - (z[j * LANES + l] - m))
-        for l in range(k - nb * LANES):
-            acc[l] = acc[l] + t[nb * LANES + l] * (log_s - (z[nb * LANES + l] - m))
-        for j in range(k):
-            g[j] = g[j] - t[j]
-        loss[r] = _lanes_total(acc)
+                acc[l] = 0
+            for j in range(nb):
+                for l in range(LANES):
+                    acc[l] = acc[l] + t[j * LANES + l] * (ls - (z[j * LANES + l] - mx))
+            for l in range(k - nb * LANES):
+                acc[l] = acc[l] + t[nb * LANES + l] * (ls - (z[nb * LANES + l] - mx))
+            loss[r + b] = _lanes_total(acc)
+        for j in range(r * k, (r + m) * k):
+            grad[j] = grad[j] - labels[j]
+        r = r + m
 
 
 def softmax_cross_entropy(const float[:, ::1] logits, const float[:, ::1] labels, float[::1] loss,
                           float[:, ::1] grad):
     """Per row: ``loss = -sum(t * log_softmax(z))`` (as ``sum(t * (log_s - (z - max)))``, so ``t == 0`` adds
-    exactly 0) and ``grad = softmax(z) - t``."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i
+    exactly 0) and ``grad = softmax(z) - t``. Tasks of rows fixed by the shapes."""
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], per, tasks, i
     if n == 0 or k == 0:
         return
-    cdef int nthreads = team_size(8 * n * k, n)
+    per = _softmax_rows_per_block(k)
+    tasks = (n + per - 1) // per
+    cdef int nthreads = team_size(8 * n * k, tasks)
     if nthreads == 1:
         with nogil:
             _xent_rows(&logits[0, 0], &labels[0, 0], &loss[0], &grad[0, 0], 0, n, k)
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=nthreads):
-        _xent_rows(&logits[0, 0], &labels[0, 0], &loss[0], &grad[0, 0], i, i + 1, k)
+    for i in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        _xent_rows(&logits[0, 0], &labels[0, 0], &loss[0], &grad[0, 0], i * per, min(n, (i + 1) * per), k)
 
 
 cdef inline void _sparse_xent_rows(const float* logits, const Py_ssize_t* labels, float* loss, float* grad,
                                    Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t k) noexcept nogil:
-    """Rows ``r0:r1`` of :func:`sparse_softmax_cross_entropy`."""
-    cdef Py_ssize_t r, c
-    cdef float log_s, m
-    for r in range(r0, r1):
-        log_s = _softmax_row(logits + r * k, grad + r * k, k, &m)
-        c = labels[r]
-        loss[r] = log_s - (logits[r * k + c] - m)
-        grad[r * k + c] = grad[r * k + c] - ONE
+    """Rows ``r0:r1`` of :func:`sparse_softmax_cross_entropy`, by blocks."""
+    cdef float zmax[SOFTMAX_ROWS]
+    cdef float log_s[SOFTMAX_ROWS]
+    cdef Py_ssize_t r, b, c, per = _softmax_rows_per_block(k), m
+    r = r0
+    while r < r1:
+        m = min(per, r1 - r)
+        _softmax_block(logits + r * k, grad + r * k, m, k, zmax, log_s)
+        for b in range(m):
+            c = (r + b) * k + labels[r + b]
+            loss[r + b] = log_s[b] - (logits[c] - zmax[b])
+            grad[c] = grad[c] - ONE
+        r = r + m
 
 
 def sparse_softmax_cross_entropy(const float[:, ::1] logits, const Py_ssize_t[::1] labels, float[::1] loss,
                                  float[:, ::1] grad):
     """Per row with class ``c = labels[i]``: ``loss = log_s - (z[c] - max)``, ``grad = softmax(z) - onehot(c)``."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], per, tasks, i
     if n == 0 or k == 0:
         return
-    cdef int nthreads = team_size(8 * n * k, n)
+    per = _softmax_rows_per_block(k)
+    tasks = (n + per - 1) // per
+    cdef int nthreads = team_size(8 * n * k, tasks)
     if nthreads == 1:
         with nogil:
             _sparse_xent_rows(&logits[0, 0], &labels[0], &loss[0], &grad[0, 0], 0, n, k)
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=nthreads):
-        _sparse_xent_rows(&logits[0, 0], &labels[0], &loss[0], &grad[0, 0], i, i + 1, k)
+    for i in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        _sparse_xent_rows(&logits[0, 0], &labels[0], &loss[0], &grad[0, 0], i * per, min(n, (i + 1) * per), k)
 
 
 cdef inline void _bce_terms(const float* z, const float* t, float* g, float* terms, Py_ssize_t count,

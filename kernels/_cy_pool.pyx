@@ -9,6 +9,7 @@ The taps of a window are visited in the reference's order (row-major), so the av
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
 from libc.stdint cimport uint32_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cimport openmp
@@ -276,12 +277,28 @@ cdef inline int _first_covering(int i, int k, int s, int pad) noexcept nogil:
     return 0 if num <= 0 else (num + s - 1) // s
 
 
+cdef inline void _avg_share_row(const float* dy, float_restrict q, int h, int wd, int c, int ow, int oy, int ph,
+                                int pw, int sh, int sw, int pt, int pl) noexcept nogil:
+    """Output row ``oy`` of one sample: ``q = dy / count``, each window's share of its gradient (the reference's
+    float32 division)."""
+    cdef int ox, wx, k
+    cdef int wy = oy * sh - pt
+    cdef int cy = min(wy + ph, h) - max(wy, 0)
+    cdef float cnt
+    for ox in range(ow):
+        wx = ox * sw - pl
+        cnt = <float>(cy * (min(wx + pw, wd) - max(wx, 0)))
+        for k in range(ox * c, (ox + 1) * c):
+            q[k] = dy[k] / cnt
+
+
 cdef inline void _avg_back_row(const float* dy, float_restrict dx, int h, int wd, int c, int oh, int ow, int iy, int ph,
-                               int pw, int sh, int sw, int pt, int pl) noexcept nogil:
+                               int pw, int sh, int sw, int pt, int pl, bint shared) noexcept nogil:
     """Input row ``iy`` of one sample (``dx``: that row, (wd, c); ``dy``: the sample, (oh, ow, c)): each pixel sums
     ``dy / count`` over the windows covering it, last window first: the reference's division and its order of
     addition (it loops over the taps, which meets the windows covering a position last to first), so the result
-    is bit-identical to it."""
+    is bit-identical to it. ``shared``: ``dy`` holds the shares ``dy / count`` already (overlapping windows, where
+    each share is added to several pixels: the division once, not at each)."""
     cdef int oy0 = _first_covering(iy, ph, sh, pt), oy1 = min((iy + pt) // sh + 1, oh)
     cdef int ix, ox0, ox1, oy, ox, wy, wx, cy, k
     cdef bint first
@@ -297,16 +314,24 @@ cdef inline void _avg_back_row(const float* dy, float_restrict dx, int h, int wd
             wy = oy * sh - pt
             cy = min(wy + ph, h) - max(wy, 0)
             for ox in range(ox1 - 1, ox0 - 1, -1):
-                wx = ox * sw - pl
-                cnt = <float>(cy * (min(wx + pw, wd) - max(wx, 0)))
                 gv = dy + (<Py_ssize_t>oy * ow + ox) * c
                 # The first window writes 0 + its share (no zeroing pass: GCC made that loop a memset call a pixel)
-                if first:
-                    for k in range(c):
-                        dv[k] = ZERO + gv[k] / cnt
+                if shared:
+                    if first:
+                        for k in range(c):
+                            dv[k] = ZERO + gv[k]
+                    else:
+                        for k in range(c):
+                            dv[k] = dv[k] + gv[k]
                 else:
-                    for k in range(c):
-                        dv[k] = dv[k] + gv[k] / cnt
+                    wx = ox * sw - pl
+                    cnt = <float>(cy * (min(wx + pw, wd) - max(wx, 0)))
+                    if first:
+                        for k in range(c):
+                            dv[k] = ZERO + gv[k] / cnt
+                    else:
+                        for k in range(c):
+                            dv[k] = dv[k] + gv[k] / cnt
                 first = False
         if first:  # a pixel no window covers (strides larger than the pool)
             memset(dv, 0, c * sizeof(float))
@@ -315,11 +340,13 @@ cdef inline void _avg_back_row(const float* dy, float_restrict dx, int h, int wd
 def avg_pool2d_backward(const float[:, :, :, ::1] dy, int ph, int pw, int sh, int sw, int pt, int pl,
                         float[:, :, :, ::1] dx):
     """Gradient of the average pool into ``dx`` (every element written): a gather, one task per (sample, input
-    row), so no two tasks write one element."""
+    row), so no two tasks write one element. Overlapping windows first divide ``dy`` by the counts into a scratch
+    array (one task per output row), once for all the pixels each share goes to."""
     cdef int n = dx.shape[0], h = dx.shape[1], wd = dx.shape[2], c = dx.shape[3]
     cdef int oh = dy.shape[1], ow = dy.shape[2]
-    cdef Py_ssize_t rows = <Py_ssize_t>n * h, t
+    cdef Py_ssize_t rows = <Py_ssize_t>n * h, t, ys = <Py_ssize_t>oh * ow * c
     cdef int ni, iy
+    cdef bint shared = sh < ph or sw < pw
     if rows == 0 or wd == 0 or c == 0:
         return
     cdef float* dxp = &dx[0, 0, 0, 0]
@@ -328,11 +355,21 @@ def avg_pool2d_backward(const float[:, :, :, ::1] dy, int ph, int pw, int sh, in
         return
     cdef const float* dyp = &dy[0, 0, 0, 0]
     cdef int nthreads = team_size(<Py_ssize_t>n * oh * ow * c * ph * pw * 2, rows)
-    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
-        ni = <int>(t // h)
-        iy = <int>(t % h)
-        _avg_back_row(dyp + <Py_ssize_t>ni * oh * ow * c, dxp + t * wd * c, h, wd, c, oh, ow, iy, ph, pw, sh, sw,
-                      pt, pl)
+    cdef float* q = NULL
+    if shared:
+        q = <float*>malloc(n * ys * sizeof(float))
+        if q == NULL:
+            raise MemoryError()
+        for t in prange(<Py_ssize_t>n * oh, nogil=True, schedule="static", num_threads=nthreads):
+            _avg_share_row(dyp + t * ow * c, q + t * ow * c, h, wd, c, ow, <int>(t % oh), ph, pw, sh, sw, pt, pl)
+        dyp = q
+    try:
+        for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+            ni = <int>(t // h)
+            iy = <int>(t % h)
+            _avg_back_row(dyp + ni * ys, dxp + t * wd * c, h, wd, c, oh, ow, iy, ph, pw, sh, sw, pt, pl, shared)
+    finally:
+        free(q)
 
 
 def global_avg_pool2d_backward(const float[:, ::1] dy, float[:, :, ::1] dx):

@@ -284,6 +284,20 @@ def test_max_pool_backward_nan():
     assert np.isnan(dx[0, 2:4, 0:2, 2]).sum() == 1
 
 
+def test_avg_pool_backwards_nan():
+    """A NaN gradient reaches every position its window covers (and only those), as in the reference."""
+    for size, strides, padding in (((2, 2), (2, 2), "valid"), ((3, 3), (1, 1), "same")):
+        shape = (1, 4, 4, 3)
+        dy = np.ones(ref_pool.avg_pool2d(np.zeros(shape), size, strides, padding).shape, np.float32)
+        dy[0, 1, 1, 2] = np.nan
+        dx = cy.avg_pool2d_backward(dy, shape, size, strides, padding)
+        np.testing.assert_array_equal(dx, ref_pool.avg_pool2d_backward(dy, shape, size, strides, padding))
+        assert np.isnan(dx[..., 2]).any() and np.isfinite(dx[..., :2]).all()
+    dy = np.array([[1.0, np.nan]], np.float32)
+    dx = cy.global_avg_pool2d_backward(dy, (1, 2, 3, 2))
+    assert np.isnan(dx[..., 1]).all() and (dx[..., 0] == np.float32(1) / 6).all()
+
+
 # Global pools: the shapes of test_pool.py (odd H and W, C not a multiple of the vectors, a 1x1 map, 300 channels).
 GLOBAL_SHAPES = [(2, 7, 9, 3), (1, 5, 5, 17), (3, 1, 1, 4), (2, 3, 5, 70), (1, 7, 7, 300), (4, 6, 4, 33)]
 
