@@ -24,7 +24,7 @@ def kernel_sets():
     try:
         sets["cython"] = importlib.import_module("dropcore.kernels.cython_ops")
     except ImportError:
-        pass  # the Cython extension is optional (forward kernels only)
+        pass  # the Cython extensions are optional (not built without a C compiler)
     return sets
 
 

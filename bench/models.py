@@ -57,11 +57,14 @@ def check_name(name):
     return name
 
 
-def build(name, seed=0, ops="numba"):
-    """A compiled reference model with deterministic weights (``seed``) on the kernel set ``ops``."""
+def build(name, seed=0, ops=None):
+    """A compiled reference model with deterministic weights (``seed``) on the kernel set ``ops`` (``None``: the
+    default set, as a user's model runs)."""
     factory, _ = MODELS[check_name(name)]
     dropcore.set_random_seed(seed)
-    model = dropcore.Sequential(factory(), name=name).set_ops(ops)
+    model = dropcore.Sequential(factory(), name=name)
+    if ops is not None:
+        model.set_ops(ops)
     model.compile(optimizer=dropcore.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
                   loss="sparse_categorical_crossentropy")
     return model

@@ -41,7 +41,7 @@ def _tasks(engine, name, threads, xs):
     """``{metric: (fn, images per call or None for latency)}`` for one engine on one model."""
     tasks = {}
     if engine in ("dropcore", "reference"):
-        ops = "numba" if engine == "dropcore" else "reference"
+        ops = None if engine == "dropcore" else "reference"  # dropcore: its default kernels, as users get them
         for n in TRAIN_BATCHES:
             model, (x, y) = models.build(name, ops=ops), xs[n]
             tasks[f"train{n}"] = (lambda m=model, x=x, y=y: m.train_on_batch(x, y), n)
@@ -250,11 +250,12 @@ def _profiles(names, repeats, with_torch, log):
     log("measuring the ceilings the profile is read against (GEMM FLOP/s, copy bytes/s) ...")
     out = {"ceilings": ceilings.measure()}
     for name in names:
-        for ops in ("numba", "reference"):
-            log(f"profiling a training step of {name} @128 ({ops}) ...")
+        for engine in ("dropcore", "reference"):
+            model = models.build(name, ops=None if engine == "dropcore" else "reference")
+            log(f"profiling a training step of {name} @128 ({engine}, kernels {model.ops}) ...")
             x, y = models.batch(name, 128)
-            rows, total = prof.profile_training(models.build(name, ops=ops), x, y, max(3, repeats))
-            out.setdefault(name, {})[ops] = {"rows": rows, "total_s": total}
+            rows, total = prof.profile_training(model, x, y, max(3, repeats))
+            out.setdefault(name, {})[engine] = {"rows": rows, "total_s": total, "kernels": model.ops}
         if with_torch:
             x, y = models.batch(name, 128)
             peer = peers_torch.TorchPeer(models.build(name), models.LEARNING_RATE, models.MOMENTUM)
@@ -323,10 +324,12 @@ def profile_text(report):
                      f"(read + written). FLOPs are the direct products' (a layer on Winograd's tiles does fewer, "
                      f"so its share can pass 100%); bytes count each array once (`bench/ceilings.py`).\n")
     for name, p in profiles.items():
-        for ops in ("numba", "reference"):
-            c = ceil if ops == "numba" else None
-            parts.append(f"#### {name}, training step @128, {'dropcore' if ops == 'numba' else 'NumPy reference'}"
-                         f"\n\n{format_rows(p[ops]['rows'], p[ops]['total_s'], c)}\n")
+        for engine in ("dropcore", "reference"):
+            c = ceil if engine == "dropcore" else None
+            label = f"dropcore ({p[engine].get('kernels', 'numba')} kernels)" if engine == "dropcore" else \
+                "NumPy reference"
+            parts.append(f"#### {name}, training step @128, {label}"
+                         f"\n\n{format_rows(p[engine]['rows'], p[engine]['total_s'], c)}\n")
         if "torch_top_ops" in p:
             rows = ["| aten op | self ms / step | calls / step |", "| --- | ---: | ---: |"]
             rows += [f"| {r['op']} | {r['self_ms_per_step']:.2f} | {r['calls']} |" for r in p["torch_top_ops"]]
