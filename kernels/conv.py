@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from .alignment import aligned_empty
+from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, winograd_weights_grad
 from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
                    max_pool_arg_rows, wino_dw_rows, wino_rows)
 from .config import njit, pjit
@@ -18,14 +19,6 @@ from .geometry import conv_path, direct_scratch, window_2d, windows_inside, wino
 from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
-#: Target size in bytes of one thread's im2col panel: small enough to stay in L2 between im2col and the matmul.
-PANEL_BYTES = 256 * 1024
-#: The backward's weight gradient is summed over samples in this many chunks (fewer for smaller batches), each
-#: into its own partial, whatever the thread count: the sum's order, and so its bits, must not depend on how many
-#: threads run it (a sweep's or a data-parallel run's workers use fewer threads than one process on all cores).
-#: 32 keeps 32 threads busy; the partials cost 32 x K x Cout floats (2.4 MB for a 3x3x64->64 layer) and their sum
-#: is a few percent of the backward's products.
-BACKWARD_CHUNKS = 32
 
 
 @njit
@@ -536,20 +529,8 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
         dx, dw, db, du = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim,
                                      cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks,
                                      HAVE_FAST_GEMM, pool_dy, pool_arg, pool_y, ph, pw, flipped, WINOGRAD_BAND, wino)
-    dw = _winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else dw.reshape(w.shape)
+    dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else dw.reshape(w.shape)
     return (dx.reshape(x.shape) if need_dx else None), dw, (db if has_bias else None)
-
-
-def _winograd_weights_grad(du):
-    """The kernel's gradient ``G^T dU G`` (3, 3, cin, cout) from the gradient ``du`` (4, 4, cin, cout) of its
-    Winograd transform ``U = G g G^T`` (``dc_wino_weights``), G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2],
-    [0, 0, 1]]: in float32, element-wise over the channel pairs (a fixed order: no BLAS, whose blocking may follow
-    the thread count)."""
-    half = np.float32(0.5)
-    s = np.stack([du[0] + half * du[1] + half * du[2], half * du[1] - half * du[2],
-                  half * du[1] + half * du[2] + du[3]])  # G^T dU: (3, 4, cin, cout)
-    return np.ascontiguousarray(np.stack([s[:, 0] + half * s[:, 1] + half * s[:, 2], half * s[:, 1] - half * s[:, 2],
-                                          half * s[:, 1] + half * s[:, 2] + s[:, 3]], axis=1))
 
 
 _NO_POOL = (np.empty((0, 0, 0, 0), np.float32), np.empty((0, 0, 0, 0), np.uint8), np.empty((0, 0, 0, 0), np.float32),

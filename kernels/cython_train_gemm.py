@@ -10,28 +10,19 @@ results have the Numba kernels' bits; on the generic target the products run on 
 tolerance. Nothing depends on the thread count: the backward sums its weight gradient in ``BACKWARD_CHUNKS`` chunks
 of samples whatever the threads, and every other split is fixed by the shapes.
 
-Imports no Numba. The constants below are the Numba kernels' (the tests check that they agree): they fix the
-blocks each sum is formed in, and so the bits.
+Imports no Numba. The blocks each sum is formed in, and so the bits, come from ``blocking.py``, as the Numba
+kernels' do.
 """
 import numpy as np
 
 # The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
 from .isa import gemm as _gemm
 from .alignment import aligned_empty
+from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, SMALL_WORK, SMALL_WORK_FAST, winograd_weights_grad
+from .blocking import blocks as _blocks
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.conv import check_pool_taps
 
-#: Bytes of one thread's im2col panel (conv.py's ``PANEL_BYTES``): the rows of a block of the backward's products.
-PANEL_BYTES = 256 * 1024
-#: Chunks of samples the convolution's weight gradient is summed in, whatever the thread count (conv.py's).
-BACKWARD_CHUNKS = 32
-#: The dense backward's splits (dense.py's): products of at most ``SMALL_WORK`` multiply-adds run on one thread
-#: (``SMALL_WORK_FAST`` on dropcore's GEMM: up to it, dx and dw side by side), larger ones in at most
-#: ``MAX_BLOCKS`` blocks of ``w``'s rows, none narrower than ``MIN_BLOCK``.
-SMALL_WORK = 1 << 19
-SMALL_WORK_FAST = 1 << 22
-MIN_BLOCK = 32
-MAX_BLOCKS = 8
 _PATHS = ("im2col", "implicit", "direct")  # the order _cy_gemm.conv2d_max_pool_arg numbers them in
 _DENSE_SERIAL, _DENSE_TWO_TASKS, _DENSE_BLOCKS = 0, 1, 2
 _F32 = np.dtype(np.float32)  # a dtype object: NumPy resolves it faster than the type (a few 100 ns per call)
@@ -65,17 +56,6 @@ def _winograd_weights(w):
     u = aligned_empty((16,) + w.shape[2:])
     _gemm.winograd_weights(_c32(w), u)
     return u
-
-
-def _winograd_weights_grad(du):
-    """The kernel's gradient ``G^T dU G`` (3, 3, cin, cout) from the gradient ``du`` (4, 4, cin, cout) of its
-    Winograd transform, G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]: conv.py's expression, in
-    float32 element by element (a fixed order, so the Numba kernel's bits)."""
-    half = np.float32(0.5)
-    s = np.stack([du[0] + half * du[1] + half * du[2], half * du[1] - half * du[2],
-                  half * du[1] + half * du[2] + du[3]])  # G^T dU: (3, 4, cin, cout)
-    return np.ascontiguousarray(np.stack([s[:, 0] + half * s[:, 1] + half * s[:, 2], half * s[:, 1] - half * s[:, 2],
-                                          half * s[:, 1] + half * s[:, 2] + s[:, 3]], axis=1))
 
 
 def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
@@ -159,14 +139,8 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
                           max(1, min(n, BACKWARD_CHUNKS)), bool(has_bias), relu, _flat(dy), _flat(relu_output),
                           _flat(pdy), _flat(py), _flat(arg), ph, pw, poh, pow_, _flat(flipped), wino, _flat(dx), du,
                           db)
-    dw = _winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else du.reshape(w.shape)
+    dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else du.reshape(w.shape)
     return dx, dw, (db if has_bias else None)
-
-
-def _blocks(extent):
-    """Blocks of an axis of length ``extent`` (dense.py's ``_blocks``): ``MAX_BLOCKS``, or fewer so that none is
-    narrower than ``MIN_BLOCK``; fixed by the shape, never by the thread count."""
-    return max(1, min(MAX_BLOCKS, extent // MIN_BLOCK))
 
 
 def dense_backward(dy, x, w, has_bias):

@@ -30,31 +30,14 @@ from numba import prange
 
 
 from .blas import HAVE_FAST_GEMM, fast_gemm, gemm
+from .blocking import SMALL_WORK, SMALL_WORK_FAST
+from .blocking import blocks as _blocks
 from .config import njit, pjit
 from .threads import blas_single_thread
 
 F32 = np.float32
 #: Batches up to this size use one-row blocks in the forward.
 SMALL_BATCH = 8
-#: Products of at most this many multiply-adds run on one thread (with dropcore's GEMM, which is faster on one
-#: core than OpenBLAS on two up to about this size: ``SMALL_WORK_FAST``).
-SMALL_WORK = 1 << 19
-SMALL_WORK_FAST = 1 << 22
-#: Fewest columns (or rows) of a block of ``w``: narrower blocks make BLAS inefficient.
-MIN_BLOCK = 32
-#: Most blocks an axis is split into, whatever the thread count. The split must depend on the shapes only: BLAS
-#: sums a product's elements in an order that can depend on the block's size (OpenBLAS runs small blocks on other
-#: kernels), so a split by thread count gave other bits on 1 thread than on 2 (measured: dx of a 100 x 9216 x 128
-#: backward), and a sweep's or a data-parallel run's workers must train as one process does.
-MAX_BLOCKS = 8
-
-
-def _blocks(extent):
-    """Blocks of an axis of length ``extent``: ``MAX_BLOCKS``, or fewer so that none is narrower than
-    ``MIN_BLOCK`` (the threads share them out)."""
-    return max(1, min(MAX_BLOCKS, extent // MIN_BLOCK))
-
-
 @njit
 def _bias_relu(y, b, relu, r0, r1, c0, c1):
     """Epilogue on ``y[r0:r1, c0:c1]``: add the bias (when given) and clamp at 0 (when ``relu``)."""

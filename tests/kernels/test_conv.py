@@ -5,6 +5,7 @@ import pytest
 
 from dropcore.kernels import blas
 from dropcore.kernels import conv as nb
+from dropcore.kernels.blocking import winograd_weights_grad
 from dropcore.kernels.reference import conv as ref
 from dropcore.kernels.threads import threads as pool_threads
 from dropcore.testing import check_gradient
@@ -304,4 +305,4 @@ def test_winograd_weight_gradient_stand_in_matches_the_c_kernel_and_the_referenc
     np.testing.assert_allclose(dus[0], dus[1], rtol=1e-5, atol=1e-4)
     want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), k.astype(np.float64), (1, 1), padding,
                                False, need_dx=False)[1]
-    _close(nb_conv._winograd_weights_grad(dus[0].reshape(4, 4, cin, cout)), want)
+    _close(winograd_weights_grad(dus[0].reshape(4, 4, cin, cout)), want)
