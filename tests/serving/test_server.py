@@ -3,6 +3,7 @@ over workers, and SIGTERM draining a request under way. Correctness and boundedn
 import argparse
 import io
 import json
+import os
 import re
 import signal
 import threading
@@ -146,9 +147,14 @@ def test_sigterm_drains_a_request_under_way(tmp_path):
                 "POST", "/predict?mc_samples=400&seed=1", npy(x), {"Content-Type": NPY, "Accept": NPY})
             answer["seconds"], answer["data"] = time.monotonic() - t, data
 
+        worker = json.loads(Client(port).call("GET", "/health")[2])["pid"]
+        before = _cpu_seconds(worker)
         thread = threading.Thread(target=slow)
         thread.start()
-        time.sleep(0.5)  # the request is computing
+        deadline = time.monotonic() + 60
+        while _cpu_seconds(worker) - before < 0.3:  # the worker is computing the request: it has spent CPU on it
+            assert thread.is_alive() and time.monotonic() < deadline, answer
+            time.sleep(0.01)
         assert thread.is_alive(), answer  # still under way when SIGTERM comes: the drain is what is tested
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -157,7 +163,18 @@ def test_sigterm_drains_a_request_under_way(tmp_path):
         assert code == 0 and time.monotonic() - sent < 60
         assert answer["status"] == 200, answer.get("data", b"")[:200]
         mean_std = np.load(io.BytesIO(answer["data"]))
-        assert mean_std.shape == (2, 256, 10)
+        want = dropcore.Predictor(path).predict(x, mc_samples=400, seed=1)
+        np.testing.assert_array_equal(mean_std, np.stack(want))  # the drained answer is the right one
+
+
+def _cpu_seconds(pid):
+    """CPU time process ``pid`` has used so far (user + system, from /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        pytest.skip("needs /proc to see the worker computing (Linux)")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_serve_command_arguments(monkeypatch):
