@@ -101,6 +101,7 @@ class BatchingPredictor:
     # --- what the wrapped Predictor says --------------------------------------------------------------------
     name = property(lambda self: self.predictor.name)
     input_shape = property(lambda self: self.predictor.input_shape)
+    input_name = property(lambda self: self.predictor.input_name)
     output_shape = property(lambda self: self.predictor.output_shape)
     kernels = property(lambda self: self.predictor.kernels)
     engine = property(lambda self: self.predictor.engine)

@@ -87,6 +87,12 @@ class Predictor:
         return self._model.name
 
     @property
+    def input_name(self):
+        """The name of the model's Input (``Input(shape, name=...)``, kept in the model file): what a protocol that
+        names tensors, such as the Open Inference Protocol of ``dropcore serve``, calls the input."""
+        return self._model._inputs.name
+
+    @property
     def input_shape(self):
         return self._model.input_shape
 

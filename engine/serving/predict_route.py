@@ -63,19 +63,30 @@ class PredictRoute:
                                               f"put them in the body")
                 x, mc, seed = payloads.parse_json(body, self.input_shape, limits)
             result = self.predictor.predict(x, mc_samples=mc, seed=seed, deadline=deadline)
-        except payloads.BadRequest as exc:
-            return exc.status, "application/json", _error(str(exc)), _KINDS.get(exc.status, "bad_request")
-        except DeadlineExceeded as exc:
-            return 503, "application/json", _error(f"the request's compute deadline of {limits.timeout_ms:g} ms "
-                                                   f"passed: {exc}; send fewer instances or mc_samples"), "deadline"
-        except WorkspaceLimitError as exc:
-            return 413, "application/json", _error(str(exc)), "workspace"
-        except (ValueError, TypeError) as exc:  # the predictor's own checks: the request's fault, with the reason
-            return 400, "application/json", _error(str(exc)), "bad_request"
+        except CLIENT_ERRORS as exc:
+            status, message, kind = client_error(exc, limits)
+            return status, "application/json", _error(message), kind
         self.metrics.instances.inc(len(x))
         if payloads.NPY in environ.get("HTTP_ACCEPT", ""):
             return 200, payloads.NPY, payloads.result_npy(result), None
         return 200, "application/json", payloads.json_bytes(result), None
+
+
+#: What reading, checking or predicting a request raises when the request is at fault (anything else is a bug)
+CLIENT_ERRORS = (payloads.BadRequest, DeadlineExceeded, WorkspaceLimitError, ValueError, TypeError)
+
+
+def client_error(exc, limits):
+    """``(status, message, metrics error kind)`` for one of :data:`CLIENT_ERRORS` (shared by every predicting
+    route, so a request gets the same status and reason whichever protocol it speaks)."""
+    if isinstance(exc, payloads.BadRequest):
+        return exc.status, str(exc), _KINDS.get(exc.status, "bad_request")
+    if isinstance(exc, DeadlineExceeded):
+        return 503, (f"the request's compute deadline of {limits.timeout_ms:g} ms passed: {exc}; send fewer "
+                     f"instances or mc_samples"), "deadline"
+    if isinstance(exc, WorkspaceLimitError):
+        return 413, str(exc), "workspace"
+    return 400, str(exc), "bad_request"  # the predictor's own checks: the request's fault, with the reason
 
 
 def _error(message):
