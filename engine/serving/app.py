@@ -1,4 +1,5 @@
-"""``create_app``: the Flask app serving one model (``/predict``, ``/health``, ``/metadata``, ``/metrics``)."""
+"""``create_app``: the Flask app serving one model (``/predict``, ``/health``, ``/metadata``, ``/metrics``, and the
+Open Inference Protocol's ``/v2`` routes)."""
 import os
 import sys
 import time
@@ -7,6 +8,7 @@ from . import payloads
 from .limits import Limits
 from .metrics import Metrics
 from .predict_route import PredictRoute
+from .v2_route import V2Route
 
 
 def _predictor(model, batching, max_batch, max_delay_ms, threads, max_callers, exact):
@@ -39,6 +41,9 @@ def create_app(model, *, batching=False, max_batch=64, max_delay_ms=2.0, threads
     ``POST /predict`` takes JSON ``{"instances": [...], "mc_samples"?, "seed"?}`` or a ``.npy`` body
     (``Content-Type: application/x-npy``, MC parameters in the query string) and answers JSON, or ``.npy`` with
     ``Accept: application/x-npy``. Bad requests get 4xx with ``{"error": reason}``; a request past its deadline 503.
+    The Open Inference Protocol (KServe v2: ``/v2/health/*``, ``/v2/models/<name>[/ready|/infer]``, binary tensor
+    data, Monte-Carlo dropout as the request parameters ``mc_samples`` and ``seed``) is served beside these, see
+    :mod:`dropcore.serving.v2_route`.
     """
     try:
         from flask import Flask, Response, g, request
@@ -108,5 +113,6 @@ def create_app(model, *, batching=False, max_batch=64, max_delay_ms=2.0, threads
 
     # POST /predict bypasses Flask's per-request machinery (see predict_route); the routes above stay Flask views
     app.wsgi_app = PredictRoute(app.wsgi_app, predictor, limits, metrics, input_shape)
+    app.wsgi_app = V2Route(app.wsgi_app, predictor, limits, metrics)  # /v2/...: the same way, for the same reason
     return app
 

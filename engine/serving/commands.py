@@ -11,7 +11,9 @@ def add_commands(sub):
     """Add ``serve`` to argparse's subparsers object ``sub``."""
     p = sub.add_parser("serve", help="serve a saved model over HTTP (gunicorn + Flask; needs dropcore[serve])",
                        description="Serve a model file over HTTP: POST /predict (JSON or .npy), GET /health, "
-                                   "/metadata, /metrics. SIGTERM drains requests under way, then exits.")
+                                   "/metadata, /metrics, and the Open Inference Protocol (KServe v2: /v2/health/*, "
+                                   "/v2/models/NAME[/ready|/infer], binary tensors). SIGTERM drains requests under "
+                                   "way, then exits.")
     p.add_argument("model", help="a model file written by dropcore.save_model")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
