@@ -1,5 +1,5 @@
-"""README's "From PyTorch or Keras" commands: a PyTorch-trained CNN exported to ONNX, imported, predicted with
-Monte-Carlo dropout, and exported back."""
+"""The "From PyTorch or Keras" commands of docs/guide.md: a PyTorch-trained CNN exported to ONNX, imported,
+predicted with Monte-Carlo dropout, and exported back."""
 import ast
 import subprocess
 import sys

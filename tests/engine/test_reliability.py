@@ -1,6 +1,6 @@
 """Bad input, numerical faults, resources and concurrency: every failure is loud, precise and loses nothing.
 
-Each case here is one row of the table in README.md ("What bad input gets").
+Each case here is one row of the table in docs/guide.md ("What bad input gets").
 """
 import threading
 
