@@ -1,5 +1,6 @@
-"""Training curves as PNG files: one run's loss and accuracy (``plot_history``), or several runs' validation curves
-overlaid (``plot_curves``).
+"""Training curves as PNG files: one run's loss and accuracy (``plot_history``), several runs' validation curves
+overlaid (``plot_curves``), and the dropout experiments' pictures over seeds (``plot_experiment``,
+``plot_reliability``: mean curves with min-max bands).
 
 matplotlib is an optional extra (``pip install dropcore[plot]``), imported only when a plot is drawn. Figures are
 drawn on matplotlib's Agg canvas directly, never through pyplot, so plotting from a script, a test or a notebook
@@ -127,62 +128,120 @@ def plot_curves(runs, path, metrics=("val_loss", "val_accuracy"), title=None):
     return _save(fig, path)
 
 
+def _by_label(runs):
+    """``{label: [run, ...]}`` in the order the labels first appear (one run per seed)."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run["label"], []).append(run)
+    return groups
+
+
+def _mean_band(ax, curves, label):
+    """The mean of ``curves`` (one list per seed, cut to the shortest) as a line, and their min-max as a band."""
+    import numpy as np
+
+    n = min(len(c) for c in curves)
+    values = np.array([c[:n] for c in curves], np.float64)
+    epochs = range(1, n + 1)
+    (line,) = ax.plot(epochs, values.mean(axis=0), "-", marker=".", label=label)
+    if len(curves) > 1:
+        ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15,
+                        linewidth=0)
+
+
 def plot_experiment(result, path, title=None):
-    """A dropout experiment's picture: each run's training and validation loss and accuracy per epoch (four
-    panels) and its final overfitting gap (train − validation accuracy, both measured in inference mode after
-    training) as bars. ``result``: what :func:`dropcore.experiments.dropout_experiment` or
-    :func:`~dropcore.experiments.dropout_kinds_experiment` returned (or its results.json, loaded)."""
+    """A dropout experiment's picture: each variant's training and validation loss and accuracy per epoch (four
+    panels: the mean over the seeds as a line, the seeds' min-max as a band) and its final overfitting gap (train −
+    validation accuracy, both measured in inference mode after training) as a bar at the mean over the seeds, with
+    the 95% t-interval as an error bar and each seed as a dot. ``result``: what
+    :func:`dropcore.experiments.dropout_experiment` or :func:`~dropcore.experiments.dropout_kinds_experiment`
+    returned (or its results.json, loaded)."""
+    from .stats import mean_interval
+
     runs = result.get("runs") if isinstance(result, dict) else None
     if not runs:
         raise invalid("result", "an experiment result with 'runs'", type(result).__name__, "plot_experiment")
+    groups = _by_label(runs)
+    n_seeds = max(len(g) for g in groups.values())
+    note = f"lines: mean of {n_seeds} seeds, bands: min-max over them" if n_seeds > 1 else ""
     metrics = [("loss", "training loss (dropout on)"), ("val_loss", "validation loss"),
                ("accuracy", "training accuracy (dropout on)"), ("val_accuracy", "validation accuracy")]
     fig, axes = _figure(len(metrics) + 1, rows=2)
     for ax, (metric, label) in zip(axes, metrics):
-        for run in runs:
-            values = run["history"].get(metric)
-            if values:
-                ax.plot(range(1, len(values) + 1), values, "-", marker=".", label=run["label"])
+        for name, group in groups.items():
+            curves = [r["history"][metric] for r in group if r["history"].get(metric)]
+            if curves:
+                _mean_band(ax, curves, name)
         _label(ax, metric, max(len(r["history"].get(metric) or ()) for r in runs), legend_size="small")
         ax.set_title(label)
     ax = axes[-1]
-    labels = [r["label"] for r in runs]
-    gaps = [r["gap"] for r in runs]
-    ax.bar(range(len(runs)), gaps, color=["tab:red" if g > 0 else "tab:blue" for g in gaps])
-    ax.set_xticks(range(len(runs)), labels, rotation=30, ha="right", fontsize="small")
+    labels = list(groups)
+    stats = [mean_interval([r["gap"] for r in groups[name]], where="plot_experiment") for name in labels]
+    means = [s["mean"] for s in stats]
+    errors = [0.0 if s["half_width"] is None else s["half_width"] for s in stats]
+    ax.bar(range(len(labels)), means, color=["tab:red" if g > 0 else "tab:blue" for g in means],
+           yerr=errors if n_seeds > 1 else None, capsize=4, ecolor="black")
+    if n_seeds > 1:
+        for i, name in enumerate(labels):
+            gaps = [r["gap"] for r in groups[name]]
+            ax.plot([i] * len(gaps), gaps, "o", color="black", markersize=2.5, alpha=0.6)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylabel("train acc − val acc")
-    ax.set_title("overfitting gap after training")
+    ax.set_title("gap after training" + (": mean, 95% interval, seeds" if n_seeds > 1 else ""))
     ax.grid(alpha=0.3, axis="y")
-    if title:
-        fig.suptitle(title)
+    if title or note:
+        fig.suptitle(f"{title}\n{note}" if title and note else title or note)
     return _save(fig, path)
 
 
 def plot_reliability(result, path, title=None, min_count=10):
     """Reliability diagrams of :func:`dropcore.uncertainty.uncertainty_experiment`'s result: one panel per data
-    set, each method's accuracy against its mean confidence in every bin of at least ``min_count`` samples (the
-    accuracy of a bin of two samples is 0, 0.5 or 1: noise, not calibration), with its ECE (over all bins) in the
-    legend. Perfect calibration is the diagonal."""
-    datasets = result.get("datasets") if isinstance(result, dict) else None
-    if not datasets:
-        raise invalid("result", "an uncertainty experiment result with 'datasets'", type(result).__name__,
-                      "plot_reliability")
+    set, each method's accuracy against its confidence per bin, the diagonal being perfect calibration.
+
+    Over several seeds each bin's point is the mean, over the seeds where the bin holds at least ``min_count``
+    samples, of its mean confidence and its accuracy, and the band is the min-max of that accuracy over those
+    seeds (the accuracy of a bin of two samples is 0, 0.5 or 1: noise, not calibration). The legend gives each
+    method's ECE (over all bins) as the mean ± the half-width of its 95% t-interval over the seeds."""
+    import numpy as np
+
+    from .stats import format_interval, mean_interval
+
+    runs = result.get("runs") if isinstance(result, dict) else None
+    if not runs or not all(isinstance(r, dict) and r.get("datasets") for r in runs):
+        raise invalid("result", "an uncertainty experiment result with 'runs', each with 'datasets'",
+                      type(result).__name__, "plot_reliability")
+    datasets = runs[0]["datasets"]
     fig, axes = _figure(len(datasets))
     for ax, (name, d) in zip(axes, datasets.items()):
         ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label="perfect calibration")
-        for method, row in d["methods"].items():
-            bins = row["reliability"]
-            pts = [(c, a) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"]) if n >= min_count]
-            if pts:
-                ax.plot(*zip(*pts), "-", marker=".", label=f"{method} (ECE {row['ece']:.3f})")
+        for method in d["methods"]:
+            rows = [r["datasets"][name]["methods"][method] for r in runs]
+            edges = len(rows[0]["reliability"]["count"])
+            xs, ys, lows, highs = [], [], [], []
+            for b in range(edges):
+                kept = [row["reliability"] for row in rows if row["reliability"]["count"][b] >= min_count]
+                if kept:
+                    acc = np.array([k["accuracy"][b] for k in kept])
+                    xs.append(float(np.mean([k["confidence"][b] for k in kept])))
+                    ys.append(float(acc.mean()))
+                    lows.append(float(acc.min()))
+                    highs.append(float(acc.max()))
+            ece = mean_interval([row["ece"] for row in rows], where="plot_reliability")
+            if xs:
+                (line,) = ax.plot(xs, ys, "-", marker=".",
+                                  label=f"{method} (ECE {format_interval(ece, digits=3)})" if len(rows) > 1
+                                  else f"{method} (ECE {ece['mean']:.3f})")
+                if len(rows) > 1:
+                    ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.12, linewidth=0)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (largest probability)")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{name} ({next(iter(d['methods'].values()))['n']} samples; bins of >= {min_count})")
+        ax.set_title(f"{name} ({rows[0]['n']} samples; bins of >= {min_count})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
+    note = f"points: mean of {len(runs)} seeds, bands: min-max of the accuracy over them" if len(runs) > 1 else ""
+    if title or note:
+        fig.suptitle(f"{title}\n{note}" if title and note else title or note)
     return _save(fig, path)

@@ -10,6 +10,10 @@ from ..argtypes import float_in, int_at_least, positive_int
 from .common import (MODEL_FILE, CommandError, add_data_args, add_training_args, load_data, plural, try_plot, verbose,
                      write_json)
 
+#: seeds each experiment runs by default: the t quantile for 95% is 12.7 with two seeds, 4.3 with three, so two
+#: seeds give intervals too wide to separate anything
+DEFAULT_SEEDS = 3
+
 
 @contextlib.contextmanager
 def _runner(args):
@@ -54,15 +58,15 @@ def cmd_experiment_dropout(args):
     out.mkdir(parents=True, exist_ok=True)
     what = "kinds of dropout" if kinds else "dropout placement"
     print(f"Dropout experiment ({what}): {args.model} on {len(x)} samples of {meta['source']}, "
-          f"{plural(args.epochs, 'epoch')}, seed {args.seed}", flush=True)
+          f"{plural(args.epochs, 'epoch')}, {_seeds_text(args)}", flush=True)
 
     def on_run(row):
-        print(f"  {row['label']}: train acc {row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}",
-              flush=True)
+        print(f"  seed {row['seed']}, {row['label']}: train acc {row['train_accuracy']:.4f}, "
+              f"val acc {row['val_accuracy']:.4f}, val loss {row['val_loss']:.4f}", flush=True)
 
     common = dict(model=args.model, rate=args.dropout, epochs=args.epochs, batch_size=args.batch_size,
                   optimizer=args.optimizer, learning_rate=args.lr, validation_split=args.validation_split,
-                  seed=args.seed, verbose=verbose(args), on_run=on_run)
+                  seed=args.seed, seeds=args.seeds, verbose=verbose(args), on_run=on_run)
     with _runner(args) as runner:
         if kinds:
             result = experiments.dropout_kinds_experiment(x, y, kinds=names, placement=placement, runner=runner,
@@ -73,7 +77,7 @@ def cmd_experiment_dropout(args):
     print(experiments.format_table(result, "kind" if kinds else "variant"))
     write_json(out / "results.json", result)
     png = try_plot(plotting.plot_experiment, result, out / "curves.png",
-                   title=f"{args.model} on {len(x)} samples: {what}")
+                   title=f"{args.model} on {len(x)} samples: {what}, {plural(args.seeds, 'seed')}")
     if png:
         print(f"Wrote {png}")
     return 0
@@ -89,25 +93,39 @@ def cmd_experiment_uncertainty(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"Uncertainty experiment: {args.model} on {len(x)} samples of {meta['source']} "
-          f"({args.test_size:g} held out), {plural(args.epochs, 'epoch')}, seed {args.seed}", flush=True)
+          f"({args.test_size:g} held out), {plural(args.epochs, 'epoch')}, {_seeds_text(args)}", flush=True)
 
     def on_score(name, method, row):
         print(f"  {name}, {method}: accuracy {row['accuracy']:.4f}", flush=True)
 
-    result = uncertainty.uncertainty_experiment(
-        x, y, model=args.model, epochs=args.epochs, batch_size=args.batch_size, mc_samples=args.mc_samples,
-        rotation=args.rotation, noise=args.noise, test_size=args.test_size, bins=args.bins, optimizer=args.optimizer,
-        learning_rate=args.lr, seed=args.seed, verbose=verbose(args), on_score=on_score,
-        save_model=out / MODEL_FILE, rate=args.dropout)
+    with _runner(args) as runner:
+        result = uncertainty.uncertainty_experiment(
+            x, y, model=args.model, epochs=args.epochs, batch_size=args.batch_size, mc_samples=args.mc_samples,
+            rotation=args.rotation, noise=args.noise, test_size=args.test_size, bins=args.bins,
+            optimizer=args.optimizer, learning_rate=args.lr, seed=args.seed, seeds=args.seeds,
+            verbose=verbose(args), on_score=on_score, save_model=out / MODEL_FILE, rate=args.dropout, runner=runner)
     result["data"] = meta
     print(uncertainty.format_table(result))
     write_json(out / "results.json", result)
     png = try_plot(plotting.plot_reliability, result, out / "reliability.png",
-                   title=f"{args.model} ({plural(args.epochs, 'epoch')}, {result['n_train']} training samples): "
-                         f"deterministic vs Monte-Carlo dropout")
+                   title=f"{args.model} ({plural(args.epochs, 'epoch')}, {result['n_train']} training samples, "
+                         f"{plural(args.seeds, 'seed')}): deterministic vs Monte-Carlo dropout")
     if png:
         print(f"Wrote {png}")
     return 0
+
+
+def _seeds_text(args):
+    last = args.seed + args.seeds - 1
+    return f"seed {args.seed}" if args.seeds == 1 else f"{args.seeds} seeds ({args.seed} to {last})"
+
+
+def _add_seeds(group):
+    """``--seeds N``: the experiment repeated over N seeds from ``--seed``, summarized with 95% intervals."""
+    group.add_argument("--seeds", type=int_at_least(1), default=DEFAULT_SEEDS, metavar="N",
+                       help=f"repeat over N seeds, --seed, --seed+1, ... (each a new split, initial weights, "
+                            f"shuffling and masks) and report the mean and 95%% interval, and the paired "
+                            f"differences (default {DEFAULT_SEEDS}; 1: no interval)")
 
 
 def _int_list(text):
@@ -186,7 +204,8 @@ def add_commands(sub):
     g = add_training_args(e, epochs=10, batch_size=32)
     g.add_argument("--validation-split", type=float_in(0.0, 1.0, low_open=True), default=0.2, metavar="FRACTION",
                    help="fraction held out (stratified, seeded; default 0.2)")
-    add_cluster_args(e, "run each training")
+    _add_seeds(g)
+    add_cluster_args(e, "run each training (variant and seed)")
     e.add_argument("--out", metavar="DIR", default="dropout-experiment",
                    help="where results.json and curves.png go (default ./dropout-experiment)")
     e.set_defaults(handler=cmd_experiment_dropout)
@@ -207,6 +226,8 @@ def add_commands(sub):
     sc.add_argument("--noise", type=float_in(0.0, None, high_open=False), default=0.5, metavar="STDDEV",
                     help="also score them with Gaussian noise of this standard deviation (default 0.5; 0: not)")
     sc.add_argument("--bins", type=positive_int, default=15, metavar="B", help="calibration bins (default 15)")
+    _add_seeds(g)
+    add_cluster_args(u, "train and score each seed")
     u.add_argument("--out", metavar="DIR", default="uncertainty-experiment",
                    help=f"where results.json, reliability.png and the trained {MODEL_FILE} go "
                         "(default ./uncertainty-experiment)")

@@ -22,17 +22,35 @@ def images():
 
 def test_kinds_and_kfold_sweeps_equal_the_serial_runs(client, images):
     x, y = images
-    kw = dict(kinds="none,dropout,spatial,dropblock", epochs=2, batch_size=16, seed=5)
-    assert experiments.dropout_kinds_experiment(x, y, runner=dask_runner(client, progress=False), **kw) == \
-        experiments.dropout_kinds_experiment(x, y, **kw)
+    kw = dict(kinds="none,dropout,spatial,dropblock", epochs=2, batch_size=16, seed=5, seeds=2)
+    swept = experiments.dropout_kinds_experiment(x, y, runner=dask_runner(client, progress=False), **kw)
+    assert swept == experiments.dropout_kinds_experiment(x, y, **kw)
+    assert len(swept["runs"]) == 8 and swept["seeds"] == [5, 6]  # every (kind, seed) a task of its own
     table = x.reshape(150, -1)[:, ::4]
     assert experiments.kfold_experiment(table, y, k=4, epochs=3, runner=dask_runner(client, progress=False)) == \
         experiments.kfold_experiment(table, y, k=4, epochs=3)
 
 
+def test_uncertainty_seeds_on_dask_equal_the_serial_run(client, images, tmp_path):
+    from dropcore import uncertainty
+
+    x, y = images
+    kw = dict(epochs=1, batch_size=16, mc_samples=(1, 3), rotation=20, noise=0.2, seed=4, seeds=2)
+    swept = uncertainty.uncertainty_experiment(x, y, runner=dask_runner(client, progress=False),
+                                               save_model=tmp_path / "dask.dropcore", **kw)
+    assert swept == uncertainty.uncertainty_experiment(x, y, save_model=tmp_path / "serial.dropcore", **kw)
+    # the first seed's network comes back from its worker as bytes, saved here as the serial run saves it
+    import dropcore
+
+    a, b = (dropcore.load_model(tmp_path / f"{name}.dropcore") for name in ("dask", "serial"))
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(a.predict(x[:20]), b.predict(x[:20]))
+
+
 def test_a_worker_killed_mid_sweep_changes_nothing(client, images):
     x, y = images
-    kw = dict(variants=["none", "conv", "dense", "conv+dense"], epochs=4, batch_size=8, seed=1)
+    kw = dict(variants=["none", "conv", "dense", "conv+dense"], epochs=4, batch_size=8, seed=1, seeds=1)
     expected = experiments.dropout_experiment(x, y, **kw)
     address, pid = next(iter(client.run(os.getpid).items()))
     killed = []
@@ -57,12 +75,13 @@ def test_a_worker_killed_mid_sweep_changes_nothing(client, images):
 
 
 def test_the_cli_sweeps_on_a_local_cluster(tmp_path, capsys):
-    args = ["experiment", "dropout", "--variants", "none,dense", "--epochs", "1", "--limit", "200", "--quiet"]
+    args = ["experiment", "dropout", "--variants", "none,dense", "--epochs", "1", "--limit", "200", "--seeds", "2",
+            "--quiet"]
     assert cli.main(args + ["--out", str(tmp_path / "serial")]) == 0
     assert cli.main(args + ["--workers", "2", "--out", str(tmp_path / "dask")]) == 0
     assert "Each training is a task on a local cluster of 2 workers" in capsys.readouterr().out
     serial, dask = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "dask"))
-    assert serial == dask
+    assert serial == dask and len(dask["runs"]) == 4
 
 
 def test_the_kernels_are_warmed_on_one_worker_per_host(client):

@@ -215,10 +215,12 @@ def test_predict_monte_carlo_dropout_is_seeded(trained, tmp_path, capsys):
 
 def test_experiment_dropout_writes_table_json_and_curves(tmp_path):
     stdout = ok("experiment", "dropout", "--variants", "none,conv+dense", "--epochs", 2, "--limit", 300, "--quiet",
-                "--out", tmp_path / "exp")
+                "--seeds", 2, "--out", tmp_path / "exp")
     res = json.loads((tmp_path / "exp" / "results.json").read_text())
-    assert [r["variant"] for r in res["runs"]] == ["none", "conv+dense"]
+    assert [r["variant"] for r in res["runs"]] == ["none", "conv+dense"] * 2
+    assert [r["seed"] for r in res["runs"]] == [0, 0, 1, 1] and res["seeds"] == [0, 1]
     assert res["n_train"] + res["n_val"] == 300 and res["seed"] == 0
+    assert "Paired against none" in stdout
     for r in res["runs"]:
         assert r["gap"] == pytest.approx(r["train_accuracy"] - r["val_accuracy"])
         assert f"{r['val_accuracy']:.4f}" in stdout
@@ -228,7 +230,7 @@ def test_experiment_dropout_writes_table_json_and_curves(tmp_path):
 
 def test_experiment_dropout_kinds(tmp_path):
     stdout = ok("experiment", "dropout", "--kinds", "none,gaussian,maxpool", "--placement", "conv+dense",
-                "--epochs", 1, "--limit", 200, "--quiet", "--out", tmp_path / "kinds")
+                "--epochs", 1, "--limit", 200, "--quiet", "--seeds", 1, "--out", tmp_path / "kinds")
     res = json.loads((tmp_path / "kinds" / "results.json").read_text())
     assert [r["label"] for r in res["runs"]] == ["none", "gaussian", "maxpool"]
     assert [r["placement"] for r in res["runs"]] == [["dense"], ["conv", "dense"], ["conv", "dense"]]
@@ -240,12 +242,15 @@ def test_experiment_dropout_kinds(tmp_path):
 def test_experiment_uncertainty(tmp_path):
     out = tmp_path / "unc"
     stdout = ok("experiment", "uncertainty", "--epochs", 1, "--limit", 300, "--mc-samples", "1,4", "--rotation", 20,
-                "--noise", 0, "--quiet", "--out", out)
+                "--noise", 0, "--quiet", "--seeds", 2, "--out", out)
     res = json.loads((out / "results.json").read_text())
-    assert list(res["datasets"]) == ["held-out", "rotated 20°"] and res["n_test"] == 60
-    assert list(res["datasets"]["held-out"]["methods"]) == ["deterministic", "mc-1", "mc-4"]
-    row = res["datasets"]["rotated 20°"]["methods"]["mc-4"]
-    assert f"{row['ece']:.4f}" in stdout and "AUROC" in stdout
+    assert [r["seed"] for r in res["runs"]] == [0, 1] and res["n_test"] == 60
+    for run in res["runs"]:  # every seed's scores
+        assert list(run["datasets"]) == ["held-out", "rotated 20°"]
+        assert list(run["datasets"]["held-out"]["methods"]) == ["deterministic", "mc-1", "mc-4"]
+    ece = res["summary"]["datasets"]["rotated 20°"]["methods"]["mc-4"]["measures"]["ece"]
+    assert f"{ece['mean']:.3f} ± {ece['half_width']:.3f}" in stdout and "AUROC" in stdout
+    assert "Paired against deterministic" in stdout
     assert_png(out / "reliability.png")
     assert dropcore.load_model(out / "model.dropcore").input_shape == (None, 8, 8, 1)
 

@@ -25,8 +25,9 @@ def table():
 
 
 def run_small(images, **kw):
+    """One seed: these tests look at the runs themselves (test_experiments_seeds.py looks at several)."""
     x, y = images
-    return experiments.dropout_experiment(x, y, epochs=2, batch_size=16, seed=0, **kw)
+    return experiments.dropout_experiment(x, y, epochs=2, batch_size=16, seed=0, **dict({"seeds": 1}, **kw))
 
 
 def test_dropout_experiment_reports_every_variant(images):
@@ -52,7 +53,8 @@ def test_dropout_experiment_is_reproducible(images):
     a = run_small(images, variants=["none", "dense"])
     b = run_small(images, variants=["none", "dense"])
     assert a == b
-    c = experiments.dropout_experiment(*images, variants=["none", "dense"], epochs=2, batch_size=16, seed=1)
+    c = experiments.dropout_experiment(*images, variants=["none", "dense"], epochs=2, batch_size=16, seed=1,
+                                       seeds=1)
     assert c["runs"][1]["history"]["loss"] != a["runs"][1]["history"]["loss"]
 
 
@@ -67,7 +69,7 @@ def test_dropout_experiment_without_dropout_matches_a_plain_run(images):
 def test_dropout_experiment_mlp_and_validation_data(table):
     x, y = table
     res = experiments.dropout_experiment(x[:50], y[:50], model="mlp", epochs=2, batch_size=8,
-                                         validation_data=(x[50:], y[50:]))
+                                         validation_data=(x[50:], y[50:]), seeds=1)
     assert [r["variant"] for r in res["runs"]] == ["none", "visible", "dense", "visible+dense"]
     assert res["n_train"] == 50 and res["n_val"] == 22
 
@@ -86,7 +88,7 @@ def test_dropout_experiment_bad_arguments(images, kwargs, match):
 
 def test_kinds_experiment_runs_each_kind_on_the_same_network(images):
     x, y = images
-    res = experiments.dropout_kinds_experiment(x, y, epochs=2, batch_size=16, rate=0.3, seed=0)
+    res = experiments.dropout_kinds_experiment(x, y, epochs=2, batch_size=16, rate=0.3, seed=0, seeds=1)
     assert [r["label"] for r in res["runs"]] == ["none", "dropout", "spatial", "gaussian", "alpha", "dropblock",
                                                  "maxpool"]
     assert res["placement"] == ["conv"] and res["n_train"] == 120
@@ -99,13 +101,13 @@ def test_kinds_experiment_runs_each_kind_on_the_same_network(images):
         assert {k: mine[k] for k in ("train_loss", "val_loss", "history")} == \
             {k: theirs[k] for k in ("train_loss", "val_loss", "history")}
     table = experiments.format_table(res, "kind")
-    assert table.startswith("kind") and all(k in table for k in by)
+    assert table.splitlines()[1].startswith("kind") and all(k in table for k in by)
 
 
 def test_kinds_experiment_keeps_other_places_plain_and_checks_its_arguments(images):
     x, y = images
     res = experiments.dropout_kinds_experiment(x, y, kinds="none,maxpool", placement=("conv", "dense"), epochs=1,
-                                               batch_size=16)
+                                               batch_size=16, seeds=1)
     assert [r["placement"] for r in res["runs"]] == [["dense"], ["conv", "dense"]]
     with pytest.raises(ValueError, match=r"Invalid value for `kinds`.* \(not 'mc'\). Received: kinds='dropout,mc'"):
         experiments.dropout_kinds_experiment(x, y, kinds="dropout,mc")
@@ -245,11 +247,12 @@ def _process_runner(task, items, data, settings):
 
 def test_runs_in_other_processes_give_the_serial_results(images, table):
     x, y = images
-    kw = dict(kinds="none,dropblock,maxpool", epochs=1, batch_size=16, seed=3)
+    kw = dict(kinds="none,dropblock,maxpool", epochs=1, batch_size=16, seed=3, seeds=2)
     seen = []
     assert experiments.dropout_kinds_experiment(x, y, runner=_process_runner, on_run=seen.append, **kw) == \
         experiments.dropout_kinds_experiment(x, y, **kw)
-    assert [r["label"] for r in seen] == ["none", "dropblock", "maxpool"]
+    assert [(r["seed"], r["label"]) for r in seen] == [(s, k) for s in (3, 4) for k in ("none", "dropblock",
+                                                                                        "maxpool")]
     xt, yt = table
     assert experiments.kfold_experiment(xt, yt, k=3, epochs=2, runner=_process_runner) == \
         experiments.kfold_experiment(xt, yt, k=3, epochs=2)
