@@ -264,7 +264,7 @@ def from_description(desc, input_shape=None, dropout=None, where="model descript
     stack = [L.Input(shape)]
     for i, entry in enumerate(desc["layers"]):
         layer = _layer_from_entry(entry, i, where)
-        if isinstance(layer, L.Dropout) and dropout is not None:  # the dropout family, subclasses included
+        if layer.rate_is_dropout and dropout is not None:  # the dropout family, subclasses included
             if dropout == 0:
                 continue
             layer.rate = dropout

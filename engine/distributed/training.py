@@ -132,10 +132,8 @@ class DataParallel:
 
     def sync_batch_norm(self, on):
         """Hand (or take back) the communicator to the model's batch normalization layers."""
-        from ..layers.normalization import BatchNormalization
-
         for layer in self.model._layers:
-            if isinstance(layer, BatchNormalization):
+            if layer.batch_statistics:
                 layer.sync_comm = self.comm if on else None
 
     # --- each step ------------------------------------------------------------------------------------------

@@ -117,6 +117,11 @@ class Layer:
     #: it draws random numbers when ``ctx.dropout`` is on (training, Monte-Carlo predictions); the dropout family
     #: makes it a property of its rate, so that a model whose every rate is 0 has nothing to sample
     stochastic = False
+    #: a dropout layer whose ``rate`` a whole-model override replaces (``zoo``'s ``dropout=``, ``--dropout``)
+    rate_is_dropout = False
+    #: it computes statistics over the batch in training (batch normalization): data-parallel training hands it the
+    #: communicator (``sync_comm``) so that they are the global batch's, over every rank
+    batch_statistics = False
     #: config keys (constructor arguments) added after model files were first written, with the value a file
     #: written before holds implicitly (their default): the reader fills them in (``serialization.with_added_keys``)
     ADDED_CONFIG = {}

@@ -39,6 +39,7 @@ class Dropout(Layer):
     absorbs_relu = True
     identity_in_inference = True
     stochastic = property(lambda self: self.rate > 0.0)
+    rate_is_dropout = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None):
         super().__init__(name)

@@ -16,6 +16,8 @@ class BatchNormalization(Layer):
     batch's biased variance, as Keras 3 does.
     """
 
+    batch_statistics = True
+
     def __init__(self, momentum=0.99, epsilon=1e-3, name=None):
         super().__init__(name)
         self.momentum = check_float(momentum, "momentum", 0.0, 1.0, where="BatchNormalization")
