@@ -59,6 +59,13 @@ cdef extern from "_direct_conv.h" nogil:
                                      int cout, const float* bias, int sh, int sw, int pt, int pl, int ow, long ni,
                                      int oy0, int oy1, float* y, float* pad, int relu, int has_bias, int padded)
 
+cdef extern from "_direct_conv_dw.h" nogil:
+    void dc_conv_dw_rows(const float* x, int h, int wd, int cin, const float* g, int kh, int kw, int cout, int sh,
+                         int sw, int pt, int pl, int ow, long ni, int oy0, int oy1, float* dw, float* db, float* pad)
+    void dc_conv_dw_rows_flagged(const float* x, int h, int wd, int cin, const float* g, int kh, int kw, int cout,
+                                 int sh, int sw, int pt, int pl, int ow, long ni, int oy0, int oy1, float* dw,
+                                 float* db, float* pad, int has_bias, int padded)
+
 #: Whether this variant is the AVX-512 one (isa_avx512).
 HAVE_AVX512 = bool(DC_HAVE_AVX512)
 #: Whether the GEMMs, the direct convolution and the vector pooling run on dropcore's own kernels (``_gemm.h``: the
@@ -752,7 +759,9 @@ cdef struct Back:
     float* dx  # (n, h, wd, c), NULL without need_dx
     int ph, pw, poh, pow_, rows_blk
     bint relu, has_bias, wino_dw, need_dx, wino, whole
-    Py_ssize_t panel_off, dpanel_off, dmask_off, scratch_off  # the thread's buffers in its slab
+    bint direct_dw  # the weight and bias gradients on the direct kernel (_direct_conv_dw.h), no im2col panel
+    bint padded  # some window leaves the input: the direct kernel reads zero-padded copies of the rows
+    Py_ssize_t panel_off, dpanel_off, dmask_off, scratch_off, pad_off  # the thread's buffers in its slab
 
 
 cdef inline void _relu_mask(const float* dy, const float* y, float* out, Py_ssize_t size) noexcept nogil:
@@ -862,13 +871,16 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
         elif p.relu:
             _relu_mask(dys, p.yr + row0, tile, <Py_ssize_t>m * g.cout)
             dys = tile
-        if not p.wino_dw:
+        if p.direct_dw:  # dW and db in one pass over the rows' gradient
+            dc_conv_dw_rows(p.x, g.h, g.wd, g.c, dys, g.kh, g.kw, g.cout, g.sh, g.sw, g.pt, g.pl, g.ow, s, oy0, oy1,
+                            dwsum, dbsum if p.has_bias else NULL, slab + p.pad_off if p.padded else NULL)
+        elif not p.wino_dw:
             _im2col_rows(p.x + s * sample_in, panel, oy0, oy1, g)
             _panel_tn_add(panel, m, k, dys, g.cout, dwsum)
         if p.need_dx and not p.wino:
             _panel_times_w(dys, m, g.cout, p.w2dt, k, dpanel)
             _col2im_rows(dpanel, dxs, oy0, oy1, g)
-        if p.has_bias:
+        if p.has_bias and not p.direct_dw:
             _add_rows(dys, m, g.cout, dbsum)
         oy0 = oy1
     if p.relu or p.ph > 0:
@@ -895,8 +907,8 @@ cdef inline const float* _fptr(const float[::1] a) noexcept:
 def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int kh, int kw, int sh, int sw, int pt,
                     int pl, int oh, int ow, int rows_blk, int nchunks, bint has_bias, bint relu, const float[::1] dy,
                     const float[::1] yr, const float[::1] pdy, const float[::1] py, const unsigned char[::1] parg,
-                    int ph, int pw, int poh, int pow_, const float[::1] flipped, bint wino_dw,
-                    float[::1] dx, float[::1] dw, float[::1] db):
+                    int ph, int pw, int poh, int pow_, const float[::1] flipped, bint wino_dw, bint direct_dw,
+                    bint padded, float[::1] dx, float[::1] dw, float[::1] db):
     """The convolution's gradients (conv.py's ``_conv2d_bwd``): ``dx`` (None: not needed), ``dw`` (``kh * kw * c x
     cout``, or with ``wino_dw`` the ``16 x c x cout`` gradient of the kernel's Winograd transform, of which the
     caller takes ``G^T dU G``) and ``db`` (filled only with ``has_bias``). Operands are flat views.
@@ -904,6 +916,9 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     The gradient of the output is ``dy`` (masked where ``yr``, the forward's fused-ReLU output, is not positive,
     when ``relu``), or, with ``ph > 0``, rebuilt tile by tile from ``conv2d_max_pool``'s ``pdy``, ``py`` and
     ``parg``. ``flipped`` (or None): the input gradient on Winograd's tiles instead of panel products and col2im.
+    ``direct_dw`` (``geometry.direct_dw_pays``, vector targets only): the weight and bias gradients on the direct
+    kernel (``_direct_conv_dw.h``) instead of im2col panels, reading zero-padded copies of the input rows when
+    ``padded`` (some window leaves the input).
 
     The samples are split into ``nchunks`` chunks whatever the thread count; each chunk sums its samples' weight
     and bias terms into its own partial, and the partials are added in chunk order: the result never depends on
@@ -920,14 +935,18 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     p.flipped, p.dx = _fptr(flipped), NULL if dx is None else &dx[0]
     p.ph, p.pw, p.poh, p.pow_, p.rows_blk = ph, pw, poh, pow_, rows_blk
     p.relu, p.has_bias, p.wino_dw, p.need_dx = relu, has_bias, wino_dw, dx is not None
+    p.direct_dw, p.padded = direct_dw, direct_dw and padded
     p.wino = p.need_dx and flipped is not None
     p.whole = p.wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
     cdef Py_ssize_t rows = <Py_ssize_t>oh * ow if p.whole else (<Py_ssize_t>rows_blk * ow if relu or ph > 0 else 0)
     p.panel_off = 0
-    p.dpanel_off = _round16(0 if wino_dw else <Py_ssize_t>rows_blk * ow * k)
+    p.dpanel_off = _round16(0 if wino_dw or direct_dw else <Py_ssize_t>rows_blk * ow * k)
     p.dmask_off = p.dpanel_off + _round16(<Py_ssize_t>rows_blk * ow * k if p.need_dx and not p.wino else 0)
     p.scratch_off = p.dmask_off + _round16(rows * cout)
-    cdef Py_ssize_t per = p.scratch_off + _round16(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2) * (c + cout) if p.whole else 0)
+    p.pad_off = p.scratch_off + _round16(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2) * (c + cout)
+                                         if p.whole else 0)
+    cdef Py_ssize_t per = p.pad_off + _round16(dc_direct_scratch(rows_blk, kh, sh, x.shape[2], kw, sw, pl, ow, c)
+                                               if p.padded else 0)
     cdef double flops = 2.0 * n * oh * ow * k * cout * (2 if p.need_dx else 1)
     cdef int nthreads = _threads(nchunks, not DC_HAVE_FAST_GEMM, flops)
     cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)
@@ -1073,6 +1092,12 @@ def winograd_dw_address():
     """The address of the C function ``dc_wino_dw_rows`` (see ``_winograd.h``) for the Numba kernels, or 0 when the
     variant has no Winograd kernels (the generic one)."""
     return <size_t>&dc_wino_dw_rows if DC_HAVE_WINOGRAD else 0
+
+
+def direct_dw_address():
+    """The address of the C function ``dc_conv_dw_rows_flagged`` (see ``_direct_conv_dw.h``) for the Numba kernels,
+    or 0 on the generic variant (no vector kernels)."""
+    return <size_t>&dc_conv_dw_rows_flagged if DC_HAVE_FAST_GEMM else 0
 
 
 def max_pool_arg_address():

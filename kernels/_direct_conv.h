@@ -151,6 +151,22 @@ static inline long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, i
     return ((long)(rows - 1) * sh + kh) * dc_direct_padded_width(wd, kw, sw, pl, ow) * cin;
 }
 
+/* Copy the input rows that output rows oy0 .. oy1 - 1 read (of the sample `sample`, h x wd x cin) into `pad`, rows of
+ * `pad_row` floats (dc_direct_padded_width pixels), each input row at pixel `pl`, zero around it and for rows outside
+ * the input: a window's taps of kernel row i for output (oy, ox) then start at pad + ((oy - oy0) * sh + i) * pad_row
+ * + ox * sw * cin. Shared by the forward and the weight gradient (_direct_conv_dw.h). */
+static inline void dc_direct_pad_rows(const float* sample, int h, int wd, int cin, int kh, int sh, int pt, int pl,
+                                      int oy0, int oy1, long pad_row, float* pad) {
+    const long in_row = (long)wd * cin;
+    int first = oy0 * sh - pt, count = (oy1 - 1 - oy0) * sh + kh;
+    for (int r = 0; r < count; ++r) {
+        float* dst = pad + r * pad_row;
+        int iy = first + r;
+        memset(dst, 0, pad_row * sizeof(float));
+        if (iy >= 0 && iy < h) memcpy(dst + (long)pl * cin, sample + iy * in_row, in_row * sizeof(float));
+    }
+}
+
 /* Output rows oy0 .. oy1 - 1 of sample `ni` of y = relu?(conv(x, w) + b), into `y` (the first of those rows, each
  * ow x cout). x: (n, h, wd, cin), w: (kh, kw, cin, cout). `pad`: dc_direct_scratch(oy1 - oy0, ...) floats when some
  * window leaves the input, where the input rows these outputs read are copied once, zero-padded (NULL otherwise:
@@ -164,15 +180,7 @@ static void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const fl
     const float* sample = x + ni * h * (long)wd * cin;
     const long in_row = (long)wd * cin;
     const long pad_row = pad ? dc_direct_padded_width(wd, kw, sw, pl, ow) * cin : 0;
-    if (pad) {
-        int first = oy0 * sh - pt, count = (oy1 - 1 - oy0) * sh + kh;
-        for (int r = 0; r < count; ++r) {
-            float* dst = pad + r * pad_row;
-            int iy = first + r;
-            memset(dst, 0, pad_row * sizeof(float));
-            if (iy >= 0 && iy < h) memcpy(dst + (long)pl * cin, sample + iy * in_row, in_row * sizeof(float));
-        }
-    }
+    if (pad) dc_direct_pad_rows(sample, h, wd, cin, kh, sh, pt, pl, oy0, oy1, pad_row, pad);
     for (int oy = oy0; oy < oy1; ++oy) {
         float* yrow = y + (long)(oy - oy0) * ow * cout;
         for (int i = 0; i < kh; ++i)

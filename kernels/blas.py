@@ -152,6 +152,55 @@ def _bind_direct_conv():
 HAVE_DIRECT_CONV, conv_direct_rows = _bind_direct_conv()
 
 
+def _direct_dw_address():
+    try:
+        from .isa import gemm
+    except ImportError:
+        return 0
+    return gemm.direct_dw_address()
+
+
+def _numpy_dw_rows(x, h, wd, cin, g, kh, kw, cout, sh, sw, pt, pl, ow, ni, oy0, oy1, dw, db, pad, has_bias, padded):
+    """The contract of ``dc_conv_dw_rows_flagged`` in NumPy (``dw += `` the rows' weight-gradient terms, ``db +=``
+    their bias terms), behind the symbol when the extension has no vector kernels: never called then (the kernels
+    check :data:`HAVE_DIRECT_DW`), but code Numba cached where they were loaded still links, and stays correct."""
+    rows = oy1 - oy0
+    sample = _c_view(x, ((ni + 1) * h, wd, cin))[ni * h:]
+    padded_x = np.zeros((h + pt + kh + rows * sh, wd + pl + kw + ow * sw, cin), dtype=np.float32)
+    padded_x[pt:pt + h, pl:pl + wd] = sample
+    grad = _c_view(g, (rows, ow, cout))
+    dwv = _c_view(dw, (kh, kw, cin, cout))
+    for i in range(kh):
+        for j in range(kw):
+            win = padded_x[oy0 * sh + i:(oy1 - 1) * sh + i + 1:sh, j:(ow - 1) * sw + j + 1:sw]  # (rows, ow, cin)
+            dwv[i, j] += np.einsum("yxc,yxo->co", win, grad).astype(np.float32)
+    if has_bias:
+        _c_view(db, (cout,))[...] += grad.sum(axis=(0, 1), dtype=np.float32)
+
+
+_DW_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] + [ctypes.c_int] * 8
+                                     + [ctypes.c_long, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 3
+                                     + [ctypes.c_int] * 2))
+_dw_fallback = _DW_PROTO(_numpy_dw_rows)
+
+
+def _bind_direct_dw():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _direct_dw_address()
+    llvm.add_symbol("dropcore_conv_dw_rows", address or ctypes.cast(_dw_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    sig = types.void(p, i32, i32, i32, p, i32, i32, i32, i32, i32, i32, i32, i32, types.int64, i32, i32, p, p, p,
+                     i32, i32)
+    return bool(address), types.ExternalFunction("dropcore_conv_dw_rows", sig)
+
+
+#: Whether the direct weight gradient of the Cython extension (``_direct_conv_dw.h``) is there for the Numba
+#: kernels, and the symbol it is reached through.
+HAVE_DIRECT_DW, conv_dw_rows = _bind_direct_dw()
+
+
 def _winograd_address():
     try:
         from .isa import gemm

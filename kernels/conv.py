@@ -12,10 +12,10 @@ import numpy as np
 
 from .alignment import aligned_empty
 from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, winograd_weights_grad
-from .blas import (HAVE_DIRECT_CONV, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, fast_gemm, matmul, matmul_tn_add,
-                   max_pool_arg_rows, wino_dw_rows, wino_rows)
+from .blas import (HAVE_DIRECT_CONV, HAVE_DIRECT_DW, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, conv_dw_rows,
+                   fast_gemm, matmul, matmul_tn_add, max_pool_arg_rows, wino_dw_rows, wino_rows)
 from .config import njit, pjit
-from .geometry import conv_path, direct_scratch, window_2d, windows_inside, winograd_pays
+from .geometry import conv_path, direct_dw_pays, direct_scratch, window_2d, windows_inside, winograd_pays
 from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
@@ -307,7 +307,7 @@ def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
 
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band, wino_dw):
+                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band, wino_dw, direct_dw, padded, pad_floats):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
@@ -318,7 +318,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     the sample's whole ``dy``, kept for it, instead of panel products and col2im. With ``wino_dw`` (a 3x3 stride-1
     layer, Winograd kernels loaded) the weight gradient is formed in Winograd's domain from the same ``dy``
     (``dc_wino_dw_rows``): the fourth value returned, ``dU`` (16, cin, cout), of which the caller takes
-    ``G^T dU G``; no im2col panel is built then."""
+    ``G^T dU G``; no im2col panel is built then. With ``direct_dw`` (``geometry.direct_dw_pays``, vector kernels
+    loaded) the weight and bias gradients of each block of rows are one call of the direct kernel
+    (``dc_conv_dw_rows``), which reads zero-padded copies of the input rows (``pad_floats`` of scratch) when
+    ``padded``; no im2col panel either."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
@@ -332,7 +335,7 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     whole = wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
     for t in numba.prange(nchunks):
         # the panels only where a product reads them: im2col for the weight gradient, col2im for the input's
-        panel = np.empty((0 if wino_dw else rows_blk * ow, k), dtype=np.float32)
+        panel = np.empty((0 if wino_dw or direct_dw else rows_blk * ow, k), dtype=np.float32)
         dpanel = np.empty((rows_blk * ow if need_dx and not wino else 0, k), dtype=np.float32)
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
@@ -341,6 +344,7 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         rows = oh * ow if whole else (rows_blk * ow if relu or ph > 0 else 0)
         dmask = _aligned_floats(rows * cout).reshape(rows, cout)
         scratch = _aligned_floats(16 * band * tw * (c + cout) if whole else 0)
+        pad = np.empty(pad_floats if direct_dw and padded else 1, dtype=np.float32)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
@@ -356,13 +360,18 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                 elif relu:
                     _relu_mask(dys, y3[s, oy0 * ow:oy0 * ow + m], tile)
                     dys = tile
-                if not wino_dw:
+                if direct_dw:  # dW and db in one pass over the rows' gradient
+                    conv_dw_rows(x2.ctypes, np.int32(h), np.int32(w), np.int32(c), dys.ctypes, np.int32(kh),
+                                 np.int32(kw), np.int32(cout), np.int32(sh), np.int32(sw), np.int32(pt), np.int32(pl),
+                                 np.int32(ow), np.int64(s), np.int32(oy0), np.int32(oy1), dwsum.ctypes,
+                                 dbsum.ctypes, pad.ctypes, np.int32(has_bias), np.int32(padded))
+                elif not wino_dw:
                     _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                     matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
                 if need_dx and not wino:
                     matmul(dys, w2dt, dpanel[:m], fast)
                     _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
-                if has_bias:
+                if has_bias and not direct_dw:
                     for r in range(m):
                         for co in range(cout):
                             dbsum[co] += dys[r, co]
@@ -525,10 +534,15 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     wino = _winograd(w, strides)
     flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and wino else \
         np.empty((0, 0, 0), dtype=np.float32)
+    # The weight and bias gradients of layers with few channels on the direct kernel (geometry.direct_dw_pays)
+    direct_dw = HAVE_DIRECT_DW and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and direct_dw_pays(w.shape)
+    padded = not windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
+    pad_floats = direct_scratch(rows_blk, w.shape, strides, wdim, pl, ow) if direct_dw and padded else 1
+    x2 = np.ascontiguousarray(x).reshape(n, h * wdim * cin)  # the direct kernel reads it through its address
     with blas_single_thread():
-        dx, dw, db, du = _conv2d_bwd(dy3, y3, relu, x.reshape(n, h * wdim * cin), w2dt, has_bias, need_dx, h, wdim,
-                                     cin, kh, kw, strides[0], strides[1], pt, pl, oh, ow, rows_blk, nchunks,
-                                     HAVE_FAST_GEMM, pool_dy, pool_arg, pool_y, ph, pw, flipped, WINOGRAD_BAND, wino)
+        dx, dw, db, du = _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, wdim, cin, kh, kw, strides[0],
+                                     strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM, pool_dy, pool_arg,
+                                     pool_y, ph, pw, flipped, WINOGRAD_BAND, wino, direct_dw, padded, pad_floats)
     dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else dw.reshape(w.shape)
     return (dx.reshape(x.shape) if need_dx else None), dw, (db if has_bias else None)
 

@@ -20,7 +20,7 @@ from .isa import gemm as _gemm
 from .alignment import aligned_empty
 from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, SMALL_WORK, SMALL_WORK_FAST, winograd_weights_grad
 from .blocking import blocks as _blocks
-from .geometry import conv_path, window_2d, windows_inside, winograd_pays
+from .geometry import conv_path, direct_dw_pays, window_2d, windows_inside, winograd_pays
 from .reference.conv import check_pool_taps
 
 _PATHS = ("im2col", "implicit", "direct")  # the order _cy_gemm.conv2d_max_pool_arg numbers them in
@@ -135,10 +135,12 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     else:
         pdy, arg, py, (ph, pw) = pooled
         poh, pow_ = pdy.shape[1:3]
+    direct_dw = _gemm.HAVE_FAST_GEMM and direct_dw_pays(w.shape)
+    padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
     _gemm.conv2d_backward(x, w2dt, kh, kw, strides[0], strides[1], pt, pl, oh, ow, _rows_blk(ow, w.shape, oh),
                           max(1, min(n, BACKWARD_CHUNKS)), bool(has_bias), relu, _flat(dy), _flat(relu_output),
-                          _flat(pdy), _flat(py), _flat(arg), ph, pw, poh, pow_, _flat(flipped), wino, _flat(dx), du,
-                          db)
+                          _flat(pdy), _flat(py), _flat(arg), ph, pw, poh, pow_, _flat(flipped), wino, direct_dw,
+                          padded, _flat(dx), du, db)
     dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else du.reshape(w.shape)
     return dx, dw, (db if has_bias else None)
 

@@ -93,6 +93,21 @@ def direct_conv_pays(kernel_shape):
     return kh <= 64 and kh * kw * cin * min(cout, 64) <= DIRECT_MAX_WEIGHTS
 
 
+#: Most output channels a convolution may have for its weight gradient to run on the direct kernel.
+DIRECT_DW_MAX_COUT = 16
+
+
+def direct_dw_pays(kernel_shape):
+    """Whether a convolution's weight and bias gradients run on the direct kernel (``_direct_conv_dw.h``: a tile
+    of taps x output channels stays in registers over all the output pixels, no im2col panel), on the vector
+    targets. ``kernel_shape`` is ``(kh, kw, cin, cout)``.
+
+    The layers of ``direct_conv_pays`` with few output channels, whose weight gradient as a GEMM is a product
+    only ``cout`` columns wide fed by an im2col panel of ``kh * kw * cin`` floats per output pixel.
+    """
+    return direct_conv_pays(kernel_shape) and kernel_shape[3] <= DIRECT_DW_MAX_COUT
+
+
 def direct_scratch(rows, kernel_shape, strides, in_w, pad_left, ow):
     """Floats of scratch one task of the direct convolution needs for ``rows`` output rows of a padded layer: the
     input rows they read, zero-padded to a width every window fits in (``dc_direct_scratch`` in C)."""

@@ -6,6 +6,7 @@ import pytest
 from dropcore.kernels import blas
 from dropcore.kernels import conv as nb
 from dropcore.kernels.blocking import winograd_weights_grad
+from dropcore.kernels.geometry import direct_dw_pays, window_2d
 from dropcore.kernels.reference import conv as ref
 from dropcore.kernels.threads import threads as pool_threads
 from dropcore.testing import check_gradient
@@ -39,6 +40,16 @@ CASES += [
     (2, 9, 8, 1, (3, 3), 32, (1, 1), "valid", True, True),  # one channel, wide output: direct
     (9, 12, 13, 1, (5, 5), 6, (1, 1), "same", True, True),  # LeNet's first layer: direct, padded, whole samples
     (8, 7, 30, 2, (3, 3), 70, (2, 1), "same", True, False),  # direct: two column blocks, rows of 30 pixels
+]
+# The direct weight gradient (geometry.direct_dw_pays: the small cases above, LeNet's first layer among them) on
+# LeNet's 28x28 digits at stride 2 with both paddings, channels over one vector of 8 (13), kernels of more rows
+# than a tile holds (7x7) and kernel rows of more taps than a tile holds (3 channels x 5 columns).
+CASES += [
+    (5, 28, 28, 1, (5, 5), 6, (2, 2), "same", True, True),
+    (3, 28, 28, 1, (5, 5), 6, (2, 2), "valid", False, False),
+    (3, 9, 10, 2, (3, 3), 13, (2, 2), "same", True, True),
+    (2, 12, 11, 1, (7, 7), 5, (1, 1), "same", False, True),
+    (2, 13, 12, 3, (5, 5), 16, (1, 2), "same", True, False),
 ]
 
 
@@ -306,3 +317,61 @@ def test_winograd_weight_gradient_stand_in_matches_the_c_kernel_and_the_referenc
     want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), k.astype(np.float64), (1, 1), padding,
                                False, need_dx=False)[1]
     _close(winograd_weights_grad(dus[0].reshape(4, 4, cin, cout)), want)
+
+
+def test_cases_cover_the_direct_weight_gradient():
+    """Cases that take the direct weight gradient: LeNet's first layer, strides 1 and 2, both paddings, with and
+    without a bias (test_conv_pool.py's cases add the pooled ones), and cases that do not."""
+    taken = [c for c in CASES if direct_dw_pays((*c[4], c[3], c[5]))]
+    assert (9, 12, 13, 1, (5, 5), 6, (1, 1), "same", True, True) in taken
+    assert {(c[6][0], c[7]) for c in taken} >= {(1, "same"), (1, "valid"), (2, "same"), (2, "valid")}
+    assert {c[8] for c in taken} == {True, False} and len(taken) < len(CASES)
+
+
+def _naive_dw(x, g, kh, kw, strides, pads):
+    """dW[i, j, ci, co] = sum over samples and outputs of x[n, oy*sh + i - pt, ox*sw + j - pl, ci] * g[n, oy, ox, co]
+    (zero outside the input) and db = the sum of g, in float64 loops written out independently of the kernels."""
+    n, h, wd, cin = x.shape
+    _, oh, ow, cout = g.shape
+    dw = np.zeros((kh, kw, cin, cout))
+    for s in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                for i in range(kh):
+                    for j in range(kw):
+                        iy, ix = oy * strides[0] + i - pads[0], ox * strides[1] + j - pads[1]
+                        if 0 <= iy < h and 0 <= ix < wd:
+                            dw[i, j] += np.outer(x[s, iy, ix], g[s, oy, ox])
+    return dw, g.sum(axis=(0, 1, 2), dtype=np.float64)
+
+
+@pytest.mark.parametrize("shape,kernel,strides,padding", [
+    ((2, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same"),  # LeNet's first layer: one tile on AVX-512, three on AVX2
+    ((2, 28, 28, 1), (5, 5, 1, 6), (2, 2), "valid"),
+    ((2, 11, 13, 3), (7, 2, 3, 40), (2, 1), "same"),  # row groups, two blocks of channels and a partial vector
+    ((1, 9, 10, 6), (5, 5, 6, 16), (1, 2), "valid"),  # LeNet's second layer: 30 taps a kernel row
+    ((2, 6, 5, 2), (3, 3, 2, 9), (2, 2), "same"),
+])
+def test_direct_weight_gradient_matches_naive_loops(shape, kernel, strides, padding):
+    """The C kernel (dc_conv_dw_rows_flagged, through the address the Numba kernels link to) against naive loops,
+    called per sample on two blocks of output rows added into the same dW and db, and its NumPy stand-in too. The
+    kernel takes any shape; geometry.direct_dw_pays chooses which layers it runs."""
+    from dropcore.kernels.isa import gemm
+
+    rng = np.random.default_rng(5)
+    kh, kw, cin, cout = kernel
+    x = rng.standard_normal(shape).astype(np.float32)
+    oh, ow, (pt, _), (pl, _) = window_2d(shape[1], shape[2], (kh, kw), strides, padding)
+    g = rng.standard_normal((shape[0], oh, ow, cout)).astype(np.float32)
+    want_dw, want_db = _naive_dw(x.astype(np.float64), g.astype(np.float64), kh, kw, strides, (pt, pl))
+    address = gemm.direct_dw_address()
+    kernels = [blas._DW_PROTO(address)] if address else []
+    for fn in kernels + [blas._dw_fallback]:
+        dw, db = np.zeros(kernel, np.float32), np.zeros(cout, np.float32)
+        for s in range(shape[0]):
+            for oy0, oy1 in ((0, oh // 2), (oh // 2, oh)):
+                pad = np.full(max(1, 2 * (oy1 - oy0 + kh) * (shape[2] + 2 * kw) * cin), np.nan, np.float32)
+                fn(x.ctypes.data, shape[1], shape[2], cin, g[s, oy0:].ctypes.data, kh, kw, cout, *strides, pt, pl, ow,
+                   s, oy0, oy1, dw.ctypes.data, db.ctypes.data, pad.ctypes.data, 1, int(padding == "same"))
+        _close(dw, want_dw)
+        _close(db, want_db)

@@ -39,6 +39,7 @@ POOL_CASES = _module("test_conv_pool").CASES + [
     (2, 15, 15, 40, (3, 2), 64, (1, 1), "valid", (2, 2)),  # no padding, large weights: implicit GEMM
     (2, 15, 15, 64, (3, 3), 64, (1, 1), "valid", (2, 2)),  # cifar_cnn's second layer: Winograd, odd 13x13 output
     (9, 28, 28, 1, (5, 5), 6, (1, 1), "same", (2, 2)),  # LeNet's first layer: direct, padded
+    (5, 28, 28, 1, (5, 5), 6, (2, 2), "same", (2, 2)),  # strided: the direct weight gradient on pooled rows
 ]
 DENSE_SHAPES = _module("test_dense").SHAPES + [(128, 9216, 128), (128, 120, 84)]  # mnist_cnn's, LeNet's
 

@@ -65,7 +65,8 @@ def test_dense_forward_and_backward(n, k_in, m, k):
 
 @pytest.mark.parametrize("n, shape, kernel, padding", [(40, (26, 26, 32), (3, 3, 32, 64), "valid"),
                                                        (5, (12, 12, 3), (5, 5, 3, 8), "same"),
-                                                       (40, (9, 9, 4), (3, 3, 4, 6), "valid")])
+                                                       (40, (9, 9, 4), (3, 3, 4, 6), "valid"),
+                                                       (33, (28, 28, 1), (5, 5, 1, 6), "same")])  # LeNet's first
 def test_conv_forward_and_backward(n, shape, kernel, padding, k):
     x, w, b = rand(n, *shape), rand(*kernel, scale=0.1), rand(kernel[-1])
     y = k.ops.conv2d(x, w, b, (1, 1), padding, True)
