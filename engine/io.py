@@ -60,7 +60,7 @@ def save_model(model, path, include_optimizer=True):
                          f"(docs/model-format.md), which Keras cannot read; save to a path ending in .dropcore")
     if type(model) not in (Model, Sequential):
         raise TypeError(f"save_model: expected a dropcore Model or Sequential, received {type(model).__name__}")
-    if model._plan is None:
+    if model.plan is None:
         raise ValueError(f"Model '{model.name}' is not built yet, so it has no weights to save: give it an Input "
                          f"or call it on data first")
     arrays = []
@@ -96,18 +96,18 @@ def model_to_bytes(model, include_optimizer=False):
 
 
 def _describe_graph(model, array):
-    position = {model._inputs.id: -1}
+    position = {model.input.id: -1}
     layers = []
-    for t in _toposort(model._outputs):
+    for t in _toposort(model.output):
         if t.layer is None:
             continue
         position[t.id] = len(layers)
         layers.append(dict(ser.layer_to_config(t.layer), inbound=[position[p.id] for p in t.inputs],
                            weights=[{"name": n, "shape": list(w.shape), "array": array(w)}
                                     for n, w in t.layer.weights.items()]))
-    return {"class_name": type(model).__name__, "name": model.name, "seed": int(model._seed),
-            "input": {"name": getattr(model._inputs, "name", "input"), "shape": list(model._inputs.shape)},
-            "layers": layers, "output": position[model._outputs.id]}
+    return {"class_name": type(model).__name__, "name": model.name, "seed": int(model.seed),
+            "input": {"name": getattr(model.input, "name", "input"), "shape": list(model.input.shape)},
+            "layers": layers, "output": position[model.output.id]}
 
 
 def _write_atomic(path, payload, arrays):

@@ -94,6 +94,32 @@ class Model:
     def layers(self):
         return list(self._layers)
 
+    @property
+    def input(self):
+        """The model's input, a symbolic tensor (its ``shape``, ``name``, ``id``), as Keras's ``model.input``;
+        ``None`` before the model is built."""
+        return self._inputs
+
+    @property
+    def output(self):
+        """The model's output, a symbolic tensor, as Keras's ``model.output``; ``None`` before it is built."""
+        return self._outputs
+
+    @property
+    def graph(self):
+        """The planned layer graph (``dropcore.graph``: the layers in topological order, unfused), or ``None``."""
+        return self._graph
+
+    @property
+    def plan(self):
+        """The training plan the executor runs (the graph lowered with ``fusion.TRAINING``), or ``None``."""
+        return self._plan
+
+    @property
+    def seed(self):
+        """The seed the model's dropout masks derive from (set by ``fit(seed=)`` and saved in the model file)."""
+        return self._seed
+
     def get_layer(self, name=None, index=None):
         """A layer by ``name`` or by ``index`` in :attr:`layers` (one of the two), as Keras's ``get_layer``."""
         if (name is None) == (index is None):

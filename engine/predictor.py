@@ -24,12 +24,12 @@ from .validation import check_int
 
 def _frozen_copy(model):
     """A new Model over deep copies of ``model``'s graph and layers, with read-only weights and no gradients."""
-    if model._plan is None:
+    if model.plan is None:
         raise ValueError(f"Predictor: Model '{model.name}' is not built yet, so it has no weights: give it an Input "
                          f"or call it on data first")
-    inputs, outputs = copy.deepcopy((model._inputs, model._outputs))
+    inputs, outputs = copy.deepcopy((model.input, model.output))
     clone = Model(inputs, outputs, name=model.name)
-    clone._seed = model._seed
+    clone._seed = model.seed
     for layer in clone._layers:
         layer.grads = {}
         for w in layer.weights.values():
@@ -65,7 +65,7 @@ class Predictor:
         # Monte-Carlo predictions: compiled now, so the first request compiles nothing.
         self._program = self._mc_program = None
         if self.kernels == "cython":
-            graph, shape = self._model._graph, self._model._inputs.shape
+            graph, shape = self._model.graph, self._model.input.shape
             self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
 
     @classmethod
@@ -90,7 +90,7 @@ class Predictor:
     def input_name(self):
         """The name of the model's Input (``Input(shape, name=...)``, kept in the model file): what a protocol that
         names tensors, such as the Open Inference Protocol of ``dropcore serve``, calls the input."""
-        return self._model._inputs.name
+        return self._model.input.name
 
     @property
     def input_shape(self):
@@ -122,7 +122,7 @@ class Predictor:
         workspace.check(model, min(batch_size, len(x)), False)
         if self._program is None:
             with thread_pools.engine_call("numba", self.threads):
-                return predict_outputs(model._plan, self._ops, x, batch_size, mc_samples, seed, deadline, row)
+                return predict_outputs(model.plan, self._ops, x, batch_size, mc_samples, seed, deadline, row)
 
         def forward(ctx):
             program = self._mc_program if ctx.dropout else self._program

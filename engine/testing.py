@@ -37,8 +37,8 @@ def assert_weight_gradients(model, x, r, expected, rtol=1e-3, atol=1e-6):
     from .layers.base import Context
     from .ops import get_ops
 
-    _, tape = model._plan.forward(get_ops("numba"), x, Context(), keep_backprop=True)
-    model._plan.backward(tape, r)
+    _, tape = model.plan.forward(get_ops("numba"), x, Context(), keep_backprop=True)
+    model.plan.backward(tape, r)
     for (name, w), grad in expected.items():
         np.testing.assert_allclose(model.get_layer(name).grads[w], grad, rtol=rtol, atol=atol, err_msg=f"{name}.{w}")
         assert np.abs(grad).max() > 1e-4, f"{name}.{w}: the expected gradient is zero"
@@ -52,9 +52,9 @@ def assert_predictor_matches(path, model, x, mc_samples=4, seed=7, rtol=1e-4, at
     from .predictor import Predictor
 
     predictor, ops = Predictor(path), get_ops("numba")
-    np.testing.assert_allclose(predictor.predict(x), predict_outputs(model._plan, ops, x, 256), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(predictor.predict(x), predict_outputs(model.plan, ops, x, 256), rtol=rtol, atol=atol)
     for a, b in zip(predictor.predict(x, mc_samples=mc_samples, seed=seed),
-                    predict_outputs(model._plan, ops, x, 256, mc_samples=mc_samples, seed=seed)):
+                    predict_outputs(model.plan, ops, x, 256, mc_samples=mc_samples, seed=seed)):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
@@ -69,7 +69,7 @@ def assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_sample
     for batch_size in batch_sizes:
         for got in (model.predict(x, batch_size=batch_size, mc_samples=mc_samples, seed=seed),
                     predictor.predict(x, batch_size=batch_size, mc_samples=mc_samples, seed=seed),
-                    predict_outputs(model._plan, get_ops("numba"), x, batch_size, mc_samples=mc_samples, seed=seed)):
+                    predict_outputs(model.plan, get_ops("numba"), x, batch_size, mc_samples=mc_samples, seed=seed)):
             for g, r in zip(got, reference):
                 np.testing.assert_allclose(g, r, rtol=rtol, atol=atol)
 
@@ -97,7 +97,7 @@ def assert_round_trips(model, x, path):
     from .model import predict_outputs
     from .ops import get_ops
 
-    np.testing.assert_allclose(model.predict(x, batch_size=5), predict_outputs(model._plan, get_ops("numba"), x, 256),
+    np.testing.assert_allclose(model.predict(x, batch_size=5), predict_outputs(model.plan, get_ops("numba"), x, 256),
                                rtol=1e-5, atol=1e-6)
     model.save(path)
     for a, b in zip(model.layers, load_model(path).layers):
@@ -113,7 +113,7 @@ def assert_mc_runs_its_forward(model, x, kind, count, batch_sizes=(1, 3, 7, 256)
     from .ops import get_ops
 
     assert model._inference_program(mc=True).steps.count(kind) == count
-    reference = predict_outputs(model._plan, get_ops("numba"), x, 256, mc_samples=mc_samples, seed=seed)
+    reference = predict_outputs(model.plan, get_ops("numba"), x, 256, mc_samples=mc_samples, seed=seed)
     assert reference[1].max() > 1e-4, "the Monte-Carlo predictions do not vary"
     assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_samples, seed)
 

@@ -49,14 +49,14 @@ def warm_kernels(model):
     gradients it leaves are overwritten by the first real step)."""
     from ..layers.base import Context
 
-    saved = [(w, w.copy()) for la in model._layers for w in la.weights.values()]
-    x = np.zeros((2,) + tuple(model._inputs.shape), dtype=np.float32)
+    saved = [(w, w.copy()) for la in model.layers for w in la.weights.values()]
+    x = np.zeros((2,) + tuple(model.input.shape), dtype=np.float32)
     from ..kernels.threads import engine_call
 
     with engine_call(model._ops.name):
-        out, tape = model._plan.forward(model._ops, x, Context(training=True, dropout=True), keep_backprop=True,
+        out, tape = model.plan.forward(model._ops, x, Context(training=True, dropout=True), keep_backprop=True,
                                         logits=model._fused())
-        model._plan.backward(tape, np.ones_like(out))
+        model.plan.backward(tape, np.ones_like(out))
     for w, copy in saved:
         np.copyto(w, copy)
 
@@ -84,14 +84,14 @@ class DataParallel:
         """Once the model is built (a Sequential without an Input builds on the data): its kernels warmed, and
         rank 0's weights and optimizer state on every rank."""
         model, opt = self.model, self.model.optimizer
-        shapes = [w.shape for la in model._layers for w in la.weights.values()]
+        shapes = [w.shape for la in model.layers for w in la.weights.values()]
         self._agree(self.comm.bcast(shapes) == shapes, "the models differ between ranks (not the same weights' "
                                                        "shapes); build the same model on every rank")
         state = opt.get_state()
         self._agree(self.comm.bcast([a.shape for a in state]) == [a.shape for a in state],
                     "the optimizer state differs between ranks; start every rank from the same model file")
         self.warm_kernels()
-        for layer in model._layers:
+        for layer in model.layers:
             for w in layer.weights.values():
                 self.comm.bcast(w)
         for a in state:
@@ -132,7 +132,7 @@ class DataParallel:
 
     def sync_batch_norm(self, on):
         """Hand (or take back) the communicator to the model's batch normalization layers."""
-        for layer in self.model._layers:
+        for layer in self.model.layers:
             if layer.batch_statistics:
                 layer.sync_comm = self.comm if on else None
 
@@ -175,7 +175,7 @@ class DataParallel:
     def _digest(self):
         """A hash of this rank's weights (every layer's, the moving statistics included)."""
         h = hashlib.blake2b(digest_size=16)
-        for layer in self.model._layers:
+        for layer in self.model.layers:
             for w in layer.weights.values():
                 h.update(np.ascontiguousarray(w).data)
         return h.hexdigest()
@@ -187,7 +187,7 @@ class DataParallel:
         self._agree(self.comm.bcast(self._digest_at) == self._digest_at,
                     "the ranks' weights diverged during training; every rank must run the same fit on the same data")
         if self.comm.bcast(self.is_root and self._digest() != self._digest_at):
-            for layer in self.model._layers:
+            for layer in self.model.layers:
                 for w in layer.weights.values():
                     self.comm.bcast(w)
 

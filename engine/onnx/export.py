@@ -348,9 +348,9 @@ def to_proto(model, opset=DEFAULT_OPSET, mc_dropout=False):
         raise OnnxExportError(f"export: model '{getattr(model, 'name', model)}' is not built: give it an Input")
     g = _Builder(opset, mc_dropout)
     g._used.update((INPUT, OUTPUT, TRAINING))
-    source = model._inputs
+    source = model.input
     values = {source.id: _in_graph_order(g, INPUT, source.shape, "input")}
-    for t in _toposort(model._outputs):
+    for t in _toposort(model.output):
         if t.layer is None:
             continue
         convert = CONVERTERS.get(type(t.layer))
@@ -358,12 +358,12 @@ def to_proto(model, opset=DEFAULT_OPSET, mc_dropout=False):
             raise OnnxExportError(f"{t.layer.label}: no ONNX equivalent (the exporter converts "
                                   f"{', '.join(sorted(c.__name__ for c in CONVERTERS))})")
         values[t.id] = convert(g, t.layer, [values[p.id] for p in t.inputs], t.shape)
-    last = values[model._outputs.id]
+    last = values[model.output.id]
     g.nodes.append(helper.make_node("Identity", [_dropcore_order(g, last, "output")], [OUTPUT], name=OUTPUT))
     graph = helper.make_graph(
         g.nodes, model.name,
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", *source.shape])] + g.inputs,
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", *model._outputs.shape])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", *model.output.shape])],
         initializer=g.inits)
     opsets = [helper.make_opsetid("", opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="dropcore")
