@@ -13,7 +13,7 @@ Parallel efficiency of an inference step at T threads: its time at 1 thread over
 import statistics
 import time
 
-from .runner import ENGINES, INFER_BATCH, _run_worker, measure_model
+from .measure import ENGINES, INFER_BATCH, _run_worker, measure_model
 
 #: Environment variables that hold each engine to an instruction set.
 ISA_ENV = {

@@ -8,7 +8,7 @@ sets ``IMPLS`` at the shapes of the comma-separated ``MODELS``.
 import json
 import sys
 
-from .runner import kernel_times, measure_engine
+from .measure import kernel_times, measure_engine
 from .timing import threads as thread_limit
 
 

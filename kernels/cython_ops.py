@@ -7,51 +7,20 @@ The forwards and their bound kernels are here; the training ops (backward passes
 or compiles it. Importing this module raises ImportError when the extensions were not built (no compiler): callers
 fall back to the Numba kernels (:func:`dropcore.info` reports which is active).
 """
-import importlib.machinery
-import importlib.util
-import os
-import sys
 import threading
 
 import numpy as np
 
-# The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
-from .isa import elementwise as _ew
-from .isa import gemm as _gemm
-from .isa import pool as _pool
+from .compiled import BLAS_SINGLE_THREAD, HAVE_AVX512, HAVE_FAST_GEMM  # noqa: F401  (dropcore.info reads them)
+from .compiled import elementwise as _ew
+from .compiled import gemm as _gemm
+from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold
-from .threads import cap_openmp, hold_cython_blas
 
-#: Whether the loaded variant is the AVX-512 one.
-HAVE_AVX512 = _gemm.HAVE_AVX512
-#: Whether the products, the direct convolution and the max pooling run on dropcore's own vector kernels (the avx512
-#: and avx2 variants): their results do not depend on the batch or the thread count. The generic variant uses BLAS.
-HAVE_FAST_GEMM = _gemm.HAVE_FAST_GEMM
 _NO_BIAS = np.empty(0, dtype=np.float32)
-
-
-def _cython_blas():
-    """SciPy's ``scipy.linalg.cython_blas`` module, loaded without running ``scipy.linalg/__init__`` (0.5 s)."""
-    name = "scipy.linalg.cython_blas"
-    if name in sys.modules:
-        return sys.modules[name]
-    linalg_dir = os.path.join(os.path.dirname(importlib.util.find_spec("scipy").origin), "linalg")
-    spec = importlib.machinery.PathFinder.find_spec(name, [linalg_dir])
-    if spec is None:
-        raise ImportError(f"{name} not found in {linalg_dir}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module  # a later `import scipy.linalg` reuses it
-    return module
-
-
-_gemm.bind_blas(_cython_blas().__pyx_capi__["sgemm"], _cython_blas().__pyx_capi__["sgemv"])
-BLAS_SINGLE_THREAD, _blas_getter = hold_cython_blas(_cython_blas().__file__)
-_gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
-cap_openmp((_ew, _gemm, _pool))  # their regions held to the CPUs this process may use (kernels/threads.py)
 
 
 def _c32(a):

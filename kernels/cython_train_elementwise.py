@@ -15,8 +15,8 @@ chunks of rows, added in chunk order). Dropout masks are bit-identical to the re
 import numpy as np
 
 # The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
-from .isa import elementwise as _ew
-from .isa import pool as _pool
+from .compiled import elementwise as _ew
+from .compiled import pool as _pool
 from .geometry import window_2d
 from .reference.activation import dropout_scale
 from .reference.rng import keep_threshold

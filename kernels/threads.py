@@ -141,9 +141,20 @@ def set_process_threads(n):
 def cap_openmp(modules):
     """Hold the OpenMP regions of the Cython kernel ``modules`` to :func:`get_num_threads` (called once, when they
     load): OpenMP counts the host's cores, not a container's quota."""
-    _openmp_modules.extend(modules)
     for module in modules:
+        if module not in _openmp_modules:
+            _openmp_modules.append(module)
         module.set_max_threads(get_num_threads())
+
+
+def _openmp_module():
+    """A Cython kernel module, for the OpenMP thread counts (one runtime serves them all): a loaded one, else this
+    process's elementwise module, loaded and capped here."""
+    if not _openmp_modules:
+        from .isa import elementwise
+
+        cap_openmp((elementwise,))
+    return _openmp_modules[0]
 
 
 def numba_default():
@@ -182,9 +193,7 @@ def engine_call(kernels, cap=None):
 def num_threads(pool="numba"):
     """Threads the ``pool`` ("numba", or "openmp": the Cython kernels' regions started from this thread) uses."""
     if pool == "openmp":
-        from .cython_ops import _ew
-
-        return _ew.get_max_threads()
+        return _openmp_module().get_max_threads()
     import numba
 
     return numba.get_num_threads()
@@ -194,9 +203,7 @@ def set_num_threads(n, pool="numba"):
     """Set ``pool``'s thread count for the calling thread (Numba: 1..NUMBA_NUM_THREADS; OpenMP: within the
     process-wide cap). Returns the previous count."""
     if pool == "openmp":
-        from .cython_ops import _ew
-
-        return _ew.set_num_threads(int(n))
+        return _openmp_module().set_num_threads(int(n))
     import numba
 
     before = numba.get_num_threads()

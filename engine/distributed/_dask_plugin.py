@@ -1,11 +1,13 @@
 """The Dask worker plugin of :mod:`dropcore.distributed.workers` (imports ``distributed``: loaded on first use)."""
 from distributed import WorkerPlugin
 
-from .workers import worker_threads
+from ..kernels.threads import set_process_threads
 
 
 class ThreadsPlugin(WorkerPlugin):
-    """Sizes a worker's kernel threads to the cores it was given (its ``nthreads``) when it starts."""
+    """Sizes a worker's kernel threads to the cores it was given (its ``nthreads``) when it starts: dropcore's
+    kernels then run that many threads, process-wide."""
 
     def setup(self, worker):
-        self.threads = worker_threads(worker.state.nthreads)
+        self.threads = int(worker.state.nthreads)
+        set_process_threads(self.threads)

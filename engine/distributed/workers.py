@@ -17,14 +17,6 @@ on Numba's cache files while scoring.
 PLUGIN_NAME = "dropcore-threads"
 
 
-def worker_threads(nthreads):
-    """What a worker given ``nthreads`` cores does on start: dropcore's kernels on that many threads."""
-    from ..kernels.threads import set_process_threads
-
-    set_process_threads(int(nthreads))
-    return int(nthreads)
-
-
 def register_threads_plugin(client):
     """Register :class:`ThreadsPlugin` on every worker of ``client`` (now and when they restart)."""
     import dask

@@ -8,7 +8,7 @@ from ..kernels.geometry import window_1d, window_2d
 from ..layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
                       DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU,
                       MaxPooling2D, ReLU, Rescaling, Reshape, Softmax, ZeroPadding2D)
-from .importer import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken
+from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken
 
 
 def _text(value):
