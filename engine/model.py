@@ -20,6 +20,7 @@ from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
 from .ops import get_ops
 from .progress import EpochProgress
+from .saving import save_model
 from .validation import as_float32_batch, check_float, check_int, invalid
 
 
@@ -42,6 +43,9 @@ class Model:
         y = Add()([h, Conv2D(16, 3, padding="same")(h)])
         model = dropcore.Model(x, Dense(10, activation="softmax")(Flatten()(y)))
     """
+
+    #: the class a model file names (docs/model-format.md); declared, not inherited: see ``saving.save_model``
+    FILE_CLASS = "Model"
 
     def __init__(self, inputs=None, outputs=None, name=None):
         self.name = name or unique_name(type(self).__name__)
@@ -590,7 +594,6 @@ class Model:
 
     def save(self, path, include_optimizer=True):
         """Write the model to one file (docs/model-format.md); read it back with ``dropcore.load_model(path)``."""
-        from .io import save_model
         save_model(self, path, include_optimizer=include_optimizer)
 
     # --- description ----------------------------------------------------------------------------------------
@@ -623,6 +626,9 @@ class Sequential(Model):
 
     Without an ``Input`` first, the model is built from the first batch it sees.
     """
+
+    #: the class a model file names (docs/model-format.md); declared, not inherited: see ``saving.save_model``
+    FILE_CLASS = "Sequential"
 
     def __init__(self, layers=None, name=None):
         super().__init__(name=name)

@@ -524,3 +524,14 @@ def test_killed_mid_save_leaves_a_complete_file(tmp_path):
     assert interrupted >= 1, "no kill landed inside a save; the test did not exercise what it is for"
     model.save(path)  # the next save cleans up what the killed writers left
     assert temporaries(tmp_path) == []
+
+
+def test_a_subclass_of_a_model_class_is_refused(tmp_path):
+    """A file names Model or Sequential and is rebuilt as one: a subclass (its own methods) could not come back."""
+    class Mine(dropcore.Sequential):
+        pass
+
+    model = Mine([dropcore.layers.Input((4,)), dropcore.layers.Dense(2)])
+    with pytest.raises(TypeError, match="expected a dropcore Model or Sequential, received Mine"):
+        dropcore.save_model(model, tmp_path / "mine.dropcore")
+    assert not (tmp_path / "mine.dropcore").exists()
