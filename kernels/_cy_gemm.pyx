@@ -37,6 +37,8 @@ cdef extern from "_pool.h" nogil:
                          int pl)
     void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
                                 unsigned char* arg)
+    void dc_unpool_rows(const float* dy, const float* y, const unsigned char* arg, int poh, int pow_, int c, int ph,
+                        int pw, int relu, int oy0, int oy1, int ow, float* out)
 
 cdef extern from "_winograd.h" nogil:
     int DC_HAVE_WINOGRAD
@@ -845,7 +847,7 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
     domain) and ``dbsum``."""
     cdef int k = g.kh * g.kw * g.c, oy0, oy1, m, ty0
     cdef int tiles_out = (g.oh + 1) // 2, tiles_in = (g.h + 1) // 2
-    cdef Py_ssize_t sample_in = <Py_ssize_t>g.h * g.wd * g.c, row0
+    cdef Py_ssize_t sample_in = <Py_ssize_t>g.h * g.wd * g.c, row0, cell
     cdef float* panel = slab + p.panel_off
     cdef float* dpanel = slab + p.dpanel_off
     cdef float* dmask = slab + p.dmask_off
@@ -866,7 +868,11 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
             dys = tile
         else:
             dys = p.dy + row0
-        if p.ph > 0:
+        if p.ph > 0 and DC_HAVE_FAST_GEMM:  # the vector kernel: the same values
+            cell = s * p.poh * p.pow_ * g.cout
+            dc_unpool_rows(p.pdy + cell, p.py + cell, p.parg + cell, p.poh, p.pow_, g.cout, p.ph, p.pw, p.relu, oy0,
+                           oy1, g.ow, tile)
+        elif p.ph > 0:
             _unpool_rows(p, g, s, oy0, oy1, tile)
         elif p.relu:
             _relu_mask(dys, p.yr + row0, tile, <Py_ssize_t>m * g.cout)

@@ -8,6 +8,8 @@
 #ifndef DROPCORE_POOL_H
 #define DROPCORE_POOL_H
 
+#include <string.h>
+
 #include "_simd.h"
 
 #if DC_HAVE_SIMD
@@ -82,6 +84,78 @@ static inline void dc_max_pool_arg_rows(const float* conv, int ow, int c, int ph
             }
 }
 
+/* One pixel's c channels of the convolution's gradient rebuilt from its pooled window's cell: o = 0 + dv where av
+ * is this pixel's `tap` (and, with relu, yv > 0), else +0. Whole vectors are read past the cell's channels when
+ * `load_past` (more cells follow in the arrays) and written past o's when `store_past` (the pixel after it, written
+ * next, is there): a masked load or store per pixel was most of LeNet's 6-channel unpooling on AVX2. */
+static inline void dc_unpool_pixel(const float* dv, const float* yv, const unsigned char* av, int c, int tap, int relu,
+                                   float* o, int load_past, int store_past) {
+    for (int co = 0; co < c; co += V_LANES) {
+        const vmask_t m = V_MASK(c - co);
+        const int whole_in = c - co >= V_LANES || load_past;
+        vmask_t hit = V_EQ_INT(whole_in ? V_LOADU_BYTES(av + co) : V_LOAD_BYTES(m, av + co), V_INT(tap));
+        if (relu) hit = V_AND(hit, V_GT(whole_in ? V_LOADU(yv + co) : V_LOAD(m, yv + co), V_ZERO)); /* NaN: no */
+        const vf_t v = V_SELECT(hit, V_ZERO, V_ADD(V_ZERO, whole_in ? V_LOADU(dv + co) : V_LOAD(m, dv + co)));
+        if (c - co >= V_LANES || store_past) V_STOREU(o + co, v); else V_STORE(o + co, m, v);
+    }
+}
+
+/* The pixels ox0 .. ox1 - 1 of an output row of channels that fit one vector (c <= V_LANES), each inside its
+ * window: whole vectors read and written past the pixel's c channels (see dc_unpool_pixel), for all but the row's
+ * last cell (`dvr`, `yvr`, `avr`: the pooled row) and the block's last pixel (`o_end`), which take the masked path. */
+static inline void dc_unpool_run(const float* dvr, const float* yvr, const unsigned char* avr, int c, int pw, int i,
+                                 int relu, int ox0, int ox1, int last_cell_px, float* o, const float* o_end) {
+    for (int ox = ox0, px = ox0 / pw, j = ox0 % pw; ox < ox1; ++ox, o += c, j = (j + 1 == pw) ? 0 : j + 1,
+         px += (j == 0)) {
+        const long cell = (long)px * c;
+        const vi_t tap = V_INT(i * pw + j);
+        if (px == last_cell_px || o + c >= o_end) {
+            dc_unpool_pixel(dvr + cell, yvr + cell, avr + cell, c, i * pw + j, relu, o, px != last_cell_px,
+                            o + c < o_end);
+            continue;
+        }
+        vmask_t hit = V_EQ_INT(V_LOADU_BYTES(avr + cell), tap);
+        if (relu) hit = V_AND(hit, V_GT(V_LOADU(yvr + cell), V_ZERO));
+        V_STOREU(o, V_SELECT(hit, V_ZERO, V_ADD(V_ZERO, V_LOADU(dvr + cell))));
+    }
+}
+
+/* Rows oy0 .. oy1 - 1 (ow pixels of c channels each, into `out`) of a sample's convolution gradient, from the pooled
+ * gradient dy, maxima y and taps arg of conv2d_max_pool (the sample's, poh x pow x c each; ph x pw windows, strides
+ * equal to them): each window's gradient at its tap (with relu, where its maximum is positive) as 0 + dy, the value
+ * max_pool2d_backward gives (a -0 becomes +0); +0 elsewhere, rows and columns past the last whole window too. The
+ * same values as the drivers' portable loops (conv.py's and _cy_gemm.pyx's _unpool_rows). Not inlined: inside the
+ * backward's OpenMP region its vectors went to the stack (`unused`: _cy_pool includes it too). */
+static __attribute__((noinline, unused)) void dc_unpool_rows(const float* dy, const float* y,
+                                                             const unsigned char* arg, int poh, int pow_, int c,
+                                                             int ph, int pw, int relu, int oy0, int oy1, int ow,
+                                                             float* out) {
+    const int covered = (pow_ * pw < ow) ? pow_ * pw : ow; /* pixels inside a window */
+    const float* o_end = out + (long)(oy1 - oy0) * ow * c;
+    for (int oy = oy0; oy < oy1; ++oy) {
+        const int py = oy / ph, i = oy - py * ph;
+        float* o = out + (long)(oy - oy0) * ow * c;
+        const long row = (long)py * pow_ * c;
+        if (py >= poh) {
+            memset(o, 0, (size_t)ow * c * sizeof(float));
+            continue;
+        }
+        if (c <= V_LANES) {
+            dc_unpool_run(dy + row, y + row, arg + row, c, pw, i, relu, 0, covered, py == poh - 1 ? pow_ - 1 : -1, o,
+                          o_end);
+        } else {
+            for (int ox = 0; ox < covered; ++ox) {
+                const int px = ox / pw;
+                const long cell = row + (long)px * c;
+                float* op = o + (long)ox * c;
+                dc_unpool_pixel(dy + cell, y + cell, arg + cell, c, i * pw + (ox - px * pw), relu, op,
+                                py < poh - 1 || px < pow_ - 1, op + c < o_end);
+            }
+        }
+        memset(o + (long)covered * c, 0, (size_t)(ow - covered) * c * sizeof(float));
+    }
+}
+
 /* dc_max_pool_arg_rows for the Numba kernels (through an LLVM symbol). */
 static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_,
                                           float* y, unsigned char* arg) {
@@ -89,6 +163,12 @@ static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int 
 }
 
 #else
+/* Never called on the generic target (callers check DC_HAVE_FAST_GEMM); defined so that the extension links. */
+static inline void dc_unpool_rows(const float* dy, const float* y, const unsigned char* arg, int poh, int pow_, int c,
+                                  int ph, int pw, int relu, int oy0, int oy1, int ow, float* out) {
+    (void)dy; (void)y; (void)arg; (void)poh; (void)pow_; (void)c; (void)ph; (void)pw; (void)relu; (void)oy0;
+    (void)oy1; (void)ow; (void)out;
+}
 static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_,
                                           float* y, unsigned char* arg) {
     (void)conv; (void)ow; (void)c; (void)ph; (void)pw; (void)prows; (void)pow_; (void)y; (void)arg;

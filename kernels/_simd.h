@@ -41,6 +41,11 @@ static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF :
 #define V_INT(k) _mm512_set1_epi32(k)
 #define V_SELECT_INT(m, a, b) _mm512_mask_blend_epi32(m, a, b)
 #define V_STORE_BYTES(p, m, v) _mm_mask_storeu_epi8(p, m, _mm512_cvtepi32_epi8(v))
+/* Bytes zero-extended to int lanes: 16 of them (V_LOADU_BYTES), or the lanes of m (the others 0). */
+#define V_LOADU_BYTES(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p)))
+#define V_LOAD_BYTES(m, p) _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p))
+#define V_EQ_INT(a, b) _mm512_cmpeq_epi32_mask(a, b)
+#define V_AND(a, b) ((__mmask16)((a) & (b)))
 #elif defined(__AVX2__) && defined(__FMA__)
 #define DC_HAVE_SIMD 1
 #include <immintrin.h>
@@ -100,6 +105,17 @@ static inline void dc2_store_bytes(unsigned char* p, __m256i m, __m256i v) {
         if (mask[l]) p[l] = (unsigned char)val[l];
 }
 #define V_STORE_BYTES(p, m, v) dc2_store_bytes(p, m, v)
+/* The first n bytes (n in 0..8) zero-extended to int lanes, the other lanes 0: no byte past them is read. */
+static inline __m256i dc2_load_bytes(const unsigned char* p, __m256i m) {
+    unsigned char b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int n = dc2_count(m);
+    for (int l = 0; l < n; ++l) b[l] = p[l];
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)b));
+}
+#define V_LOADU_BYTES(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(p)))
+#define V_LOAD_BYTES(m, p) dc2_load_bytes(p, m)
+#define V_EQ_INT(a, b) _mm256_cmpeq_epi32(a, b)
+#define V_AND(a, b) _mm256_and_si256(a, b)
 #else
 #define DC_HAVE_SIMD 0
 #endif
