@@ -19,7 +19,7 @@ from collections import deque
 import numpy as np
 
 from .errors import DeadlineExceeded
-from .model import _random_seed, check_stochastic
+from .inference import check_stochastic, random_seed
 from .predictor import Predictor
 from .validation import check_float, check_int
 
@@ -131,7 +131,7 @@ class BatchingPredictor:
         if mc_samples is not None:
             # checked here, and the seed drawn here when not given: a shared batch's requests share (passes, seed)
             mc = (check_int(mc_samples, "mc_samples", 1, "predict"),
-                  _random_seed() if seed is None else check_int(seed, "seed", 0, "predict"))
+                  random_seed() if seed is None else check_int(seed, "seed", 0, "predict"))
             check_stochastic(self.predictor._model.layers, mc[0])
         if len(x) > self.max_batch or self.max_batch == 1 or (mc is not None and not self._mc_batching):
             return self.predictor.predict(x, batch_size, mc_samples, seed, deadline)

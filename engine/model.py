@@ -14,8 +14,9 @@ from . import optimizers as optimizers_mod
 from . import workspace
 from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
 from .callbacks import Callback, History
-from .errors import NotCompiledError, NumericalError, check_deadline
+from .errors import NotCompiledError, NumericalError
 from .graph import _toposort, describe, lower_training, plan_graph
+from .inference import Inference, random_seed
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
 from .ops import get_ops
@@ -24,8 +25,6 @@ from .saving import save_model
 from .validation import as_float32_batch, check_float, check_int, invalid
 
 
-def _random_seed():
-    return int(np.random.SeedSequence().entropy % (2**32))
 
 
 def _engine_call(kernels):
@@ -54,9 +53,9 @@ class Model:
         self.loss = None
         self.metric = None
         self.stop_training = False
-        self._seed = _random_seed()
+        self._seed = random_seed()
         self._calls = 0  # eager training calls so far: each draws new dropout masks
-        self._programs = {}  # (graph, mc, logits) -> inference program: see _inference_program
+        self._inference_path = None  # ((graph, kernels), Inference): see _inference
         self._graph = None
         self._plan = None
         self._inputs = None
@@ -168,23 +167,19 @@ class Model:
         self._ops_name = get_ops(name).name
         return self
 
-    def _inference_program(self, mc=False, logits=False):
-        """The graph lowered for inference into a program on the Cython kernels (``dropcore.program``), which
-        ``predict``, ``evaluate``, validation in ``fit`` and Monte-Carlo dropout run on the default kernels;
-        ``None`` on the reference kernels (the executor runs the plan on them, as asked) or without the Cython
-        kernels (then the executor runs on the Numba kernels, and :func:`dropcore.info` warns once). Compiled on
-        first use; it reads the weights by reference, so training between two predictions needs no recompiling."""
-        if self.ops == "reference" or self._graph is None:
-            return None
-        key = (self._graph, mc, logits)
-        if key not in self._programs:
-            from .info import warn_if_no_cython
-            from .program import compile_program
+    def _inference(self):
+        """The model's :class:`~dropcore.inference.Inference`: what ``predict``, ``evaluate`` and validation in
+        ``fit`` run, on this graph and kernel set (a new one when either changes; its programs read the weights by
+        reference, so training between two predictions needs no recompiling)."""
+        key = (self._graph, self.ops)
+        if self._inference_path is None or self._inference_path[0] != key:
+            self._inference_path = (key, Inference(self._graph, self._plan, self._inputs.shape, self._layers,
+                                                   self.ops))
+        return self._inference_path[1]
 
-            self._programs = {k: v for k, v in self._programs.items() if k[0] is self._graph}
-            self._programs[key] = compile_program(self._graph, self._inputs.shape, mc, logits) \
-                if warn_if_no_cython() else None
-        return self._programs[key]
+    def _inference_program(self, mc=False, logits=False):
+        """The compiled inference program predictions run (``Inference.program``), or ``None`` (the executor)."""
+        return None if self._graph is None else self._inference().program(mc, logits)
 
     @property
     def inference_engine(self):
@@ -194,11 +189,7 @@ class Model:
 
     def _infer(self, x, batch_size, ctx=INFERENCE, logits=False):
         """Outputs for checked ``x`` in inference mode (dropout active where ``ctx.dropout``), in batches."""
-        program = self._inference_program(mc=ctx.dropout, logits=logits)
-        if program is not None:
-            return program.predict(x, batch_size, ctx)
-        with _engine_call(self._ops.name):
-            return _forward_batches(self._plan, self._ops, x, batch_size, ctx, logits)
+        return self._inference().outputs(x, batch_size, ctx, logits)
 
     def _ensure_built(self, x):
         """Build lazily (Sequential without an Input) from a data batch."""
@@ -272,7 +263,7 @@ class Model:
         x = self._check_x(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
-        return monte_carlo(lambda ctx: self._infer(x, batch_size, ctx), self.layers, mc_samples, seed)
+        return self._inference().predict(x, batch_size, mc_samples, seed)
 
     # --- training -------------------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
@@ -440,7 +431,7 @@ class Model:
             val = self._check_xy(*validation_data, arg_x="validation_data[0]", arg_y="validation_data[1]")
         else:
             val = None
-        self._seed = _random_seed() if seed is None else check_int(seed, "seed", 0, where)
+        self._seed = random_seed() if seed is None else check_int(seed, "seed", 0, where)
         dp = None
         if comm is not None:
             from .distributed.training import data_parallel
@@ -660,60 +651,3 @@ class Sequential(Model):
         for layer in self._stack:
             t = layer(t)
         self._set_graph(inputs, t)
-
-
-def predict_outputs(plan, ops, x, batch_size, mc_samples=None, seed=None, deadline=None, row=0):
-    """Run the executor's ``plan`` on checked ``x`` in batches: the outputs, or ``(mean, std)`` over
-    ``mc_samples`` dropout passes (``x``'s first sample at ``row`` of the whole input). Holds no state, so
-    concurrent calls never interact."""
-    return monte_carlo(lambda ctx: _forward_batches(plan, ops, x, batch_size, ctx.at_row(row), deadline=deadline),
-                       [step.layer for step in plan.steps], mc_samples, seed, deadline)
-
-
-def monte_carlo(forward, layers, mc_samples=None, seed=None, deadline=None):
-    """``forward(ctx)`` in inference mode, or ``(mean, std)`` over ``mc_samples`` passes with dropout active:
-    pass ``i`` draws the masks of ``(seed, step=i)``. Shared by ``Model.predict`` and ``Predictor.predict``.
-    ``layers``: the model's, of which one must draw noise for Monte-Carlo passes to differ (else a ValueError, not a
-    silent std of 0). ``deadline``: a ``time.monotonic()`` value; past it, ``DeadlineExceeded`` is raised before the
-    next pass (and before the next batch, by the forwards given it)."""
-    if mc_samples is None:
-        return forward(INFERENCE)
-    n = check_int(mc_samples, "mc_samples", 1, "predict")
-    check_stochastic(layers, n)
-    seed = _random_seed() if seed is None else check_int(seed, "seed", 0, "predict")
-    mean = m2 = None
-    for i in range(n):  # Welford's running mean and variance: one pass per sample, no stack of outputs
-        check_deadline(deadline, f"after {i} of mc_samples={n} passes")
-        y = forward(Context(training=False, dropout=True, seed=seed, step=i)).astype(np.float64)
-        if mean is None:
-            mean, m2 = y, np.zeros_like(y)
-        else:
-            delta = y - mean
-            mean += delta / (i + 1)
-            m2 += delta * (y - mean)
-    return mean.astype(np.float32), np.sqrt(m2 / n).astype(np.float32)
-
-
-def check_stochastic(layers, mc_samples):
-    """Raise a ValueError naming the fix when none of ``layers`` draws noise in a Monte-Carlo pass: every pass would
-    be the same and the standard deviation 0 (a PyTorch model exported in eval mode has lost its Dropout nodes)."""
-    if not any(layer.stochastic for layer in layers):
-        raise ValueError(
-            f"predict: mc_samples={mc_samples} needs a layer that draws noise in Monte-Carlo passes (Dropout, "
-            f"SpatialDropout2D, AlphaDropout, GaussianDropout, GaussianNoise, DropBlock2D or MaxPoolingDropout2D, "
-            f"with a rate above 0); this model has none, so every pass would be the same and the std 0. A model "
-            f"exported from PyTorch in eval mode has lost its Dropout: put its Dropout modules in train mode and "
-            f"export with training=torch.onnx.TrainingMode.PRESERVE, or add Dropout layers and train")
-
-
-def _forward_batches(plan, ops, x, batch_size, ctx, logits=False, deadline=None):
-    out = None
-    for start in range(0, len(x), batch_size):
-        if start:
-            check_deadline(deadline, f"after {start} of {len(x)} samples")
-        # masks keyed by row in the whole input
-        y, _ = plan.forward(ops, x[start:start + batch_size], ctx.at_row(start), logits=logits)
-        if out is None:
-            out = np.empty((len(x),) + y.shape[1:], np.float32)
-        out[start:start + len(y)] = y
-    return out

@@ -14,11 +14,9 @@ import numpy as np
 
 from . import workspace
 from .errors import check_deadline
+from .inference import Inference, monte_carlo
 from .info import warn_if_no_cython
-from .kernels import threads as thread_pools
-from .model import Model, monte_carlo, predict_outputs
-from .ops import get_ops
-from .program import compile_program
+from .model import Model
 from .validation import check_int
 
 
@@ -60,13 +58,10 @@ class Predictor:
         self._model = _frozen_copy(model)
         self.threads = None if threads is None else check_int(threads, "threads", 1, "Predictor")
         self.kernels = "cython" if warn_if_no_cython() else "numba"
-        self._ops = get_ops(self.kernels)  # resolved now: the first request imports and compiles nothing
-        # The graph lowered into direct kernel calls (no per-layer Python, conv + pool fused), for plain and for
-        # Monte-Carlo predictions: compiled now, so the first request compiles nothing.
-        self._program = self._mc_program = None
-        if self.kernels == "cython":
-            graph, shape = self._model.graph, self._model.input.shape
-            self._program, self._mc_program = compile_program(graph, shape), compile_program(graph, shape, mc=True)
+        # The one inference path (dropcore.inference), its programs (plain and Monte-Carlo: the graph lowered into
+        # direct kernel calls, conv + pool fused) compiled now, so that the first request compiles nothing.
+        m = self._model
+        self._inference = Inference(m.graph, m.plan, m.input.shape, m.layers, self.kernels, self.threads).compile()
 
     @classmethod
     def from_bytes(cls, data, threads=None):
@@ -80,7 +75,7 @@ class Predictor:
     def engine(self):
         """What runs predictions: "cython-program" (the compiled inference program) or "executor" (the plan on
         the Numba kernels, when the Cython kernels are not built)."""
-        return "executor" if self._program is None else "cython-program"
+        return self._inference.engine
 
     @property
     def name(self):
@@ -120,22 +115,14 @@ class Predictor:
             deadline = float(deadline)
             check_deadline(deadline, "before it started")
         workspace.check(model, min(batch_size, len(x)), False)
-        if self._program is None:
-            with thread_pools.engine_call("numba", self.threads):
-                return predict_outputs(model.plan, self._ops, x, batch_size, mc_samples, seed, deadline, row)
-
-        def forward(ctx):
-            program = self._mc_program if ctx.dropout else self._program
-            return program.predict(x, batch_size, ctx.at_row(row), deadline)
-
-        return self._in_threads(lambda: monte_carlo(forward, model.layers, mc_samples, seed, deadline))
+        return self._inference.predict(x, batch_size, mc_samples, seed, deadline, row)
 
     def _predict_segments(self, x, segments, mc_samples, seed, deadline=None):
         """Monte-Carlo ``(mean, std)`` for ``x``, checked and joined from several inputs: rows ``start:stop`` of each
         ``(start, stop, 0)`` in ``segments`` draw the masks they would draw alone, so each input's rows of the
         answer equal ``predict(that input, mc_samples=..., seed=...)`` (what :class:`BatchingPredictor` coalesces
         with). On the compiled program only (``engine == "cython-program"``), in one kernel call per pass."""
-        program, model = self._mc_program, self._model
+        program, model = self._inference.program(mc=True), self._model
         segments = tuple(segments)
 
         def forward(ctx):
@@ -143,11 +130,4 @@ class Predictor:
             program.run(x, out, replace(ctx, segments=segments))
             return out
 
-        return self._in_threads(lambda: monte_carlo(forward, model.layers, mc_samples, seed, deadline))
-
-    def _in_threads(self, run):
-        """``run()`` with this calling thread's OpenMP regions held to ``threads`` (the process cap still holds)."""
-        if self.threads is None:
-            return run()
-        with thread_pools.threads(self.threads, "openmp"):
-            return run()
+        return self._inference.in_threads(lambda: monte_carlo(forward, model.layers, mc_samples, seed, deadline))

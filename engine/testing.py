@@ -47,7 +47,7 @@ def assert_weight_gradients(model, x, r, expected, rtol=1e-3, atol=1e-6):
 def assert_predictor_matches(path, model, x, mc_samples=4, seed=7, rtol=1e-4, atol=1e-6):
     """A :class:`dropcore.Predictor` on the model file ``path`` gives ``model``'s executor outputs (Numba kernels),
     plain and with ``mc_samples`` Monte-Carlo dropout passes of ``seed``."""
-    from .model import predict_outputs
+    from .inference import predict_outputs
     from .ops import get_ops
     from .predictor import Predictor
 
@@ -61,7 +61,7 @@ def assert_predictor_matches(path, model, x, mc_samples=4, seed=7, rtol=1e-4, at
 def assert_mc_same_at_any_batch_size(model, x, reference, batch_sizes, mc_samples, seed, rtol=1e-5, atol=1e-6):
     """Monte-Carlo predictions of ``model`` at each of ``batch_sizes`` (its ``predict``, a :class:`Predictor` on it
     and the executor on the Numba kernels) all equal ``reference`` (``(mean, std)``)."""
-    from .model import predict_outputs
+    from .inference import predict_outputs
     from .ops import get_ops
     from .predictor import Predictor
 
@@ -94,7 +94,7 @@ def assert_round_trips(model, x, path):
     saved to ``path`` and loaded back, the model has the same layers (classes, configs, dropout streams), and a
     :class:`dropcore.Predictor` on the file gives its outputs (:func:`assert_predictor_matches`)."""
     from .io import load_model
-    from .model import predict_outputs
+    from .inference import predict_outputs
     from .ops import get_ops
 
     np.testing.assert_allclose(model.predict(x, batch_size=5), predict_outputs(model.plan, get_ops("numba"), x, 256),
@@ -109,7 +109,7 @@ def assert_mc_runs_its_forward(model, x, kind, count, batch_sizes=(1, 3, 7, 256)
     """The Monte-Carlo program of ``model`` runs ``count`` steps ``kind`` (a layer's own forward), its predictions
     vary (the masks or the noise are on) and agree everywhere at any of ``batch_sizes``
     (:func:`assert_mc_same_at_any_batch_size` against the executor on the Numba kernels)."""
-    from .model import predict_outputs
+    from .inference import predict_outputs
     from .ops import get_ops
 
     assert model._inference_program(mc=True).steps.count(kind) == count

@@ -15,7 +15,7 @@ from dropcore.layers import (Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, I
                              SeparableConv2D)
 from dropcore.layers.base import Context
 from dropcore.layers.conv import dilated
-from dropcore.model import predict_outputs
+from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.testing import (assert_predictor_matches, assert_trains_like_reference, assert_weight_gradients,
                               check_gradient)

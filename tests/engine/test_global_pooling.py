@@ -9,7 +9,7 @@ from dropcore import zoo
 from dropcore.layers import (Conv2D, Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
                              MaxPooling2D)
 from dropcore.layers.base import Context
-from dropcore.model import predict_outputs
+from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.testing import assert_predictor_matches, check_gradient
 

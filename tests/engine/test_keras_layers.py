@@ -9,7 +9,7 @@ from dropcore import serialization, zoo
 from dropcore.layers import (Concatenate, Conv2D, Dense, Dropout, Flatten, Input, LeakyReLU, Rescaling, Reshape,
                              ZeroPadding2D)
 from dropcore.layers.base import Context
-from dropcore.model import predict_outputs
+from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.testing import assert_trains_like_reference, assert_weight_gradients, check_gradient
 

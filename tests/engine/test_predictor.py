@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dropcore
-from dropcore.model import predict_outputs
+from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
                              MaxPooling2D)
@@ -73,7 +73,9 @@ def test_pieces_scored_from_their_row_are_the_rows_of_the_whole(trained, monkeyp
     for engine in ("cython-program", "executor"):
         p = dropcore.Predictor(trained)
         if engine == "executor":
-            monkeypatch.setattr(p, "_program", None)  # as without the Cython kernels: the plan on Numba
+            # as without the Cython kernels: no program, the plan on Numba
+            monkeypatch.setattr(p._inference, "_programs", {(False, False): None, (True, False): None})
+            monkeypatch.setattr(p._inference, "kernels", "numba")
         assert p.engine == engine
         mean, std = p.predict(x, mc_samples=4, seed=5, batch_size=4)
         for start, stop in ((0, 4), (4, 8), (8, 13)):  # cut at batches: BLAS builds give rows by batch

@@ -8,7 +8,7 @@ import pytest
 import dropcore
 from dropcore.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                              Input, MaxPooling2D, ReLU, SpatialDropout2D)
-from dropcore.model import predict_outputs
+from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.program import compile_program
 
@@ -62,7 +62,8 @@ def test_program_equals_model_predict(name):
     layers, steps = MODELS[name]
     model = _build(layers)
     p = dropcore.Predictor(model)
-    assert p._program is not None and p._program.steps == steps
+    program = p._inference.program()
+    assert program is not None and program.steps == steps
     x = _x(model, 23)
     for batch_size in (None, 5, 1):
         np.testing.assert_allclose(p.predict(x, batch_size=batch_size), _on_numba(model, x), rtol=1e-4, atol=1e-5)
@@ -71,7 +72,7 @@ def test_program_equals_model_predict(name):
 
 def test_relu_moved_into_dropout_goes_back_into_the_dense_kernel():
     model = _build([Input((6,)), Dense(8, activation="relu"), Dropout(0.5), Dense(2)])
-    assert dropcore.Predictor(model)._program.steps == ["dense", "dense"]
+    assert dropcore.Predictor(model)._inference.program().steps == ["dense", "dense"]
 
 
 def _branches(seed=0):
@@ -93,7 +94,7 @@ def _branches(seed=0):
 def test_every_graph_compiles_tanh_and_identities_included(layers, steps):
     model = _build(layers)
     p = dropcore.Predictor(model)
-    assert p.engine == "cython-program" and p._program.steps == steps
+    assert p.engine == "cython-program" and p._inference.program().steps == steps
     x = _x(model, 7)
     np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
@@ -104,7 +105,7 @@ def test_branches_compile_and_match_the_executor():
     bound kernel of their own (Add) lower to theirs, and a ReLU with several readers stays a step."""
     model = _branches()
     p = dropcore.Predictor(model)
-    assert p._program.steps == ["conv2d", "conv2d", "conv2d", "add", "relu", "reshape", "dense", "softmax"]
+    assert p._inference.program().steps == ["conv2d", "conv2d", "conv2d", "add", "relu", "reshape", "dense", "softmax"]
     x = _x(model, 9)
     for batch_size in (None, 4, 1):
         np.testing.assert_allclose(p.predict(x, batch_size=batch_size), _on_numba(model, x), rtol=1e-4,
@@ -135,7 +136,7 @@ def test_a_layer_without_a_lowering_runs_its_forward_in_the_program():
     out = Dense(2)(Multiply()([Scale()(a), Dense(4)(inp)]))
     model = dropcore.Model(inp, out)
     p = dropcore.Predictor(model)
-    assert p._program.steps == ["dense", "scale", "dense", "multiply", "dense"]
+    assert p._inference.program().steps == ["dense", "scale", "dense", "multiply", "dense"]
     x = _x(model, 6)
     np.testing.assert_allclose(p.predict(x, batch_size=4), _on_numba(model, x), rtol=1e-5, atol=1e-6)
 
@@ -146,8 +147,8 @@ def test_a_dropout_between_a_convolution_and_its_pooling_does_not_stop_the_fusio
     model = _build([Input((10, 10, 2)), Conv2D(16, 3, activation="relu"), Dropout(0.3), MaxPooling2D(2), Flatten(),
                     Dense(3)])
     p = dropcore.Predictor(model)
-    assert p._program.steps == [*FUSED, "reshape", "dense"]
-    assert p._mc_program.steps == ["conv2d", "dropout", "max_pool2d", "reshape", "dense"]
+    assert p._inference.program().steps == [*FUSED, "reshape", "dense"]
+    assert p._inference.program(mc=True).steps == ["conv2d", "dropout", "max_pool2d", "reshape", "dense"]
     x = _x(model, 5)
     np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
 
@@ -158,7 +159,7 @@ def test_monte_carlo_dropout_runs_on_the_program_and_draws_the_executors_masks(n
     the executor draws for the same seed and pass, so mean and std agree with the plan on the Numba kernels."""
     model = _branches() if name == "branches" else _build(MODELS[name][0])
     p = dropcore.Predictor(model)
-    assert "dropout" in p._mc_program.steps and "dropout" not in p._program.steps
+    assert "dropout" in p._inference.program(mc=True).steps and "dropout" not in p._inference.program().steps
     x = _x(model, 11)
     expected = predict_outputs(model._plan, get_ops("numba"), x, 4, mc_samples=5, seed=3)
     for got in (p.predict(x, batch_size=4, mc_samples=5, seed=3),
@@ -242,13 +243,13 @@ def test_buffers_kept_per_thread_for_two_batch_sizes_and_never_a_huge_set(monkey
     p = dropcore.Predictor(model)
     x = _x(model, 10)
     p.predict(x, batch_size=4)  # batches of 4, 4 and 2
-    kept = p._program._local.buffers
+    kept = p._inference.program()._local.buffers
     assert sorted(kept) == [2, 4]
     first = kept[4][0]
     p.predict(x, batch_size=4)
-    assert p._program._local.buffers[4][0] is first  # reused, not reallocated
+    assert p._inference.program()._local.buffers[4][0] is first  # reused, not reallocated
     p.predict(x[:3])
-    assert sorted(p._program._local.buffers) == [2, 3]  # the least recently used size went
+    assert sorted(p._inference.program()._local.buffers) == [2, 3]  # the least recently used size went
     monkeypatch.setattr(program_mod, "KEEP_BYTES", 1000)
     np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
-    assert 10 not in p._program._local.buffers  # too large to keep
+    assert 10 not in p._inference.program()._local.buffers  # too large to keep
