@@ -58,7 +58,7 @@ def program_steps(name, batch, repeats):
     from . import models
 
     INFERENCE = Context()
-    program = dropcore.Predictor(models.build(name))._program
+    program = dropcore.Predictor(models.build(name))._inference.program()
     x = models.batch(name, batch)[0]
     program.predict(x, batch)  # binds and allocates
     bound = program._bind(batch)

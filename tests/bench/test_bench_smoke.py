@@ -198,7 +198,7 @@ def test_scaling_sweep_and_step_efficiency_with_tiny_repeats():
     import dropcore
 
     assert [s.split(". ", 1)[1] for s in steps] == [
-        s for s in dropcore.Predictor(models.build("lenet5"))._program.steps if s != "reshape"]
+        s for s in dropcore.Predictor(models.build("lenet5"))._inference.program().steps if s != "reshape"]
     text = scaling.efficiency_text(eff)
     assert "**lenet5 @256**" in text and "| efficiency at 2 |" in text
     assert "| best | 2 | lenet5 | dropcore-cython |" in scaling.sweep_text(rows)

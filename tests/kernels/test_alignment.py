@@ -71,6 +71,6 @@ def test_predictor_weights_and_program_buffers_are_aligned(model):
     for name, n, w in _all_weights(p._model):
         assert _offset(w) == 0 and not w.flags.writeable, (name, n)  # still frozen
     np.testing.assert_array_equal(p.predict(x), model.predict(x, verbose=0))
-    program = p._program
+    program = p._inference.program()
     buffers = program._buffers(3, program._bind(3))
     assert buffers and all(_offset(b) == 0 for b in buffers if b is not None)
