@@ -15,8 +15,8 @@ kernels' do.
 """
 import numpy as np
 
-# The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
-from .isa import gemm as _gemm
+# The compiled variant for this CPU (or DROPCORE_ISA's), set up (BLAS, OpenMP cap); ImportError when none is built.
+from .compiled import gemm as _gemm
 from .alignment import aligned_empty
 from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, SMALL_WORK, SMALL_WORK_FAST, winograd_weights_grad
 from .blocking import blocks as _blocks
@@ -27,17 +27,6 @@ _PATHS = ("im2col", "implicit", "direct")  # the order _cy_gemm.conv2d_max_pool_
 _DENSE_SERIAL, _DENSE_TWO_TASKS, _DENSE_BLOCKS = 0, 1, 2
 _F32 = np.dtype(np.float32)  # a dtype object: NumPy resolves it faster than the type (a few 100 ns per call)
 _NO_BIAS = np.empty(0, dtype=_F32)
-_ready = False
-
-
-def _load():
-    """Bind BLAS, hold it to one thread and cap OpenMP, once (``cython_ops`` does it when it loads). Imported here,
-    at the first call, not at import: ``cython_ops`` imports this module's functions into itself."""
-    global _ready
-    if not _ready:
-        from . import cython_ops  # noqa: F401
-
-        _ready = True
 
 
 def _c32(a):
@@ -63,7 +52,6 @@ def conv2d_max_pool(x, w, b, strides, padding, pool, relu=False):
     maximum ``arg`` (uint8, ``NO_TAP`` where the window holds a NaN): ``(y, arg)``. The convolution's output never
     goes to memory: each task pools its band of convolution rows while they are in cache (on Winograd's tiles for
     3x3 stride-1 layers with 2x2 pooling, a tile being a window)."""
-    _load()
     check_pool_taps(pool)
     x, w = _c32(x), _c32(w)
     n, h, wd, _ = x.shape
@@ -109,7 +97,6 @@ def _flat(a):
 def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_output=None, pooled=None):
     """The backward on the layer's geometry (conv.py's ``_backward``), from the convolution's gradient ``dy`` or
     from ``pooled`` = ``(dy, arg, y, (ph, pw))`` of a ``conv2d_max_pool``."""
-    _load()
     x, w = _c32(x), _c32(w)
     n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape
@@ -148,8 +135,6 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
 def dense_backward(dy, x, w, has_bias):
     """Dense backward ``(dx, dw, db)``: ``dy @ w.T``, ``x.T @ dy`` and ``dy.sum(0)`` (``None`` without a bias).
     For a fused ReLU the caller masks ``dy`` first (``relu_backward``)."""
-    if not _ready:
-        _load()
     dy, x, w = _c32(dy), _c32(x), _c32(w)
     n, k_in = x.shape
     m = w.shape[1]
