@@ -59,8 +59,7 @@ def test_a_worker_killed_mid_sweep_changes_nothing(client, images):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any("train_run" in key for key in client.processing().get(address, ())):
-                time.sleep(0.3)  # into the training
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # a training is under way there: killed mid-task, whenever in it
                 killed.append(pid)
                 return
             time.sleep(0.05)
