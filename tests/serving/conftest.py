@@ -45,8 +45,9 @@ def small_model():
     dropcore.set_random_seed(3)
     rng = np.random.default_rng(0)
     x, y = rng.random((64,) + SHAPE, dtype=np.float32), rng.integers(0, 3, 64)
-    model = dropcore.Sequential([Input(SHAPE), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Dropout(0.3),
-                                 Flatten(), Dense(3, activation="softmax")])
+    # named: a default name counts the models and inputs made before in the process (the v2 routes name both)
+    model = dropcore.Sequential([Input(SHAPE, name="input"), Conv2D(4, 3, activation="relu"), MaxPooling2D(2),
+                                 Dropout(0.3), Flatten(), Dense(3, activation="softmax")], name="small")
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     return model

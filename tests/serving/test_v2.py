@@ -15,7 +15,7 @@ from dropcore.serving import create_app
 from .conftest import SHAPE, Client, needs_exact_batching, server
 
 MAX_BODY = 256 * 1024
-MODEL = "sequential"  # the small model's name (dropcore.Sequential's default): what the v2 paths name
+MODEL = "small"  # the small model's name (conftest.small_model): what the v2 paths name
 INFER = f"/v2/models/{MODEL}/infer"
 
 
