@@ -17,7 +17,7 @@ from . import zoo
 from .data import stratified_kfold, train_test_split
 from .initializers import set_random_seed
 from .model import Model
-from .stats import CONFIDENCE, format_interval, mean_interval, paired_difference
+from .stats import CONFIDENCE, format_interval, mean_interval, paired_difference, separated_lines
 from .validation import check_float, check_int, invalid
 
 LOSS = "sparse_categorical_crossentropy"
@@ -367,14 +367,7 @@ def format_table(result, column="variant"):
                 found.append(f"{v['label']}: {_HEADS[m]} {word} than {base} by {abs(d['mean']):.4f} "
                              f"± {d['half_width']:.4f}")
         lines.append((f"{v['label']:<20}" + "".join(f"{c:>22}" for c in cells)).rstrip())
-    lines.append("")
-    if n == 1:
-        lines.append("One seed: no interval, so no difference can be told from noise (--seeds N, N >= 2).")
-    elif found:
-        lines += ["Separated from " + base + " (the paired interval excludes 0):"] + [f"  {f}" for f in found]
-        lines.append("Every other difference is within noise.")
-    else:
-        lines.append(f"No difference from {base} is separated from noise: every paired interval contains 0.")
+    lines += [""] + separated_lines(n, found, base)
     return "\n".join(lines)
 
 

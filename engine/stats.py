@@ -83,3 +83,14 @@ def format_interval(stat, digits=4, sign=False):
     mean = f"{stat['mean']:+.{digits}f}" if sign else f"{stat['mean']:.{digits}f}"
     half = "n/a" if stat["half_width"] is None else f"{stat['half_width']:.{digits}f}"
     return f"{mean} ± {half}"
+
+
+def separated_lines(n, found, baseline):
+    """The closing lines of a paired comparison's table over ``n`` seeds: the differences ``found`` whose interval
+    excludes 0 (one phrase each) and that the rest are noise, or why nothing can be told apart."""
+    if n == 1:
+        return ["One seed: no interval, so no difference can be told from noise (--seeds N, N >= 2)."]
+    if found:
+        return ([f"Separated from {baseline} (the paired interval excludes 0):"] + [f"  {f}" for f in found]
+                + ["Every other difference is within noise."])
+    return [f"No difference from {baseline} is separated from noise: every paired interval contains 0."]

@@ -17,7 +17,7 @@ from . import calibration, zoo
 from .data import train_test_split
 from .initializers import set_random_seed
 from .io import model_to_bytes
-from .stats import CONFIDENCE, format_interval, mean_interval, paired_difference
+from .stats import CONFIDENCE, format_interval, mean_interval, paired_difference, separated_lines
 from .utils import atomic_write
 from .validation import check_float, check_int, invalid
 
@@ -256,13 +256,5 @@ def format_table(result):
                     found.append(f"{name}, {method}: {h} {'higher' if diff['mean'] > 0 else 'lower'} by "
                                  f"{abs(diff['mean']):.3f} ± {diff['half_width']:.3f}")
             lines.append((f"{name:<14}{method:<15}" + "".join(f"{c:>18}" for c in cells)).rstrip())
-    lines.append("")
-    if n == 1:
-        lines.append("One seed: no interval, so no difference can be told from noise (--seeds N, N >= 2).")
-    elif found:
-        lines += [f"Separated from {summary['baseline']} (the paired interval excludes 0):"]
-        lines += [f"  {f}" for f in found] + ["Every other difference is within noise."]
-    else:
-        lines.append(f"No difference from {summary['baseline']} is separated from noise: every paired interval "
-                     "contains 0.")
+    lines += [""] + separated_lines(n, found, summary["baseline"])
     return "\n".join(lines)
