@@ -1,4 +1,5 @@
-"""pytest-benchmark: every kernel, forward and backward, at the reference models' shapes, for each kernel set.
+"""pytest-benchmark: every kernel, forward and backward, at the reference models' shapes and at each contract op's
+declared case, for each kernel set.
 
 Run with ``pytest bench/`` (e.g. ``pytest bench/ --benchmark-group-by=param:case``, ``-k conv2d``). Each
 benchmark first checks that the kernel set agrees with the NumPy reference on that call, so a fast wrong kernel
@@ -10,9 +11,9 @@ import pytest
 from bench import cases
 from dropcore.kernels.threads import blas_single_thread
 
-CASES = cases.all_cases()
+CASES = cases.all_cases() + cases.contract_cases()
 SETS = cases.kernel_sets()
-# Only what exists is collected: the Cython set (when built) implements forward kernels only.
+# The Cython set is collected only where it is built.
 PARAMS = [pytest.param(c, impl, id=f"{impl}-{c.id}") for c in CASES for impl in cases.IMPLS
           if impl in SETS and c.supported_by(SETS[impl])]
 
