@@ -22,7 +22,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 PACKAGE_DIR = {"dropcore": "engine", "dropcore.kernels": "kernels"}
-KERNELS = ("_cy_elementwise", "_cy_gemm", "_cy_pool")
+KERNELS = ("_cy_elementwise", "_cy_gemm", "_cy_pool", "_cy_depthwise")
 #: Compiler flags per target, best first (the order of dropcore.kernels.isa.LEVELS). x86-64-v4 is AVX-512
 #: F/BW/CD/DQ/VL; the _avx512_*.h headers use AVX-512F intrinsics only, so they need nothing more. GCC's generic
 #: tuning vectorizes loops 256 bits wide even there; the kernels' loops are written for 512. Measured on the Zen 5
@@ -112,8 +112,8 @@ def _extensions():
 class OptionalBuildExt(build_ext):
     """Build the Cython kernels when a C compiler works; otherwise install without them and say so.
 
-    The extensions compile in parallel, one per CPU this process may use, unless ``-j`` says otherwise: the ten of
-    them (three kernels for each target, and the CPU check) compiled one after the other otherwise."""
+    The extensions compile in parallel, one per CPU this process may use, unless ``-j`` says otherwise: the
+    thirteen of them (four kernels for each target, and the CPU check) compiled one after the other otherwise."""
 
     def finalize_options(self):
         super().finalize_options()

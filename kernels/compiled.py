@@ -11,7 +11,7 @@ import os
 import sys
 
 # The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
-from .isa import elementwise, gemm, pool
+from .isa import depthwise, elementwise, gemm, pool
 from .threads import cap_openmp, hold_cython_blas
 
 #: Whether the loaded variant is the AVX-512 one.
@@ -40,4 +40,5 @@ gemm.bind_blas(_cython_blas().__pyx_capi__["sgemm"], _cython_blas().__pyx_capi__
 #: Whether the BLAS the generic target calls was held to one thread (``threads.hold_cython_blas``).
 BLAS_SINGLE_THREAD, _blas_getter = hold_cython_blas(_cython_blas().__file__)
 gemm.set_parallel_panels(BLAS_SINGLE_THREAD, _blas_getter)
-cap_openmp((elementwise, gemm, pool))  # their regions held to the CPUs this process may use (kernels/threads.py)
+# their regions held to the CPUs this process may use (kernels/threads.py)
+cap_openmp((elementwise, gemm, pool, depthwise))

@@ -31,7 +31,7 @@ _REQUIRED = object()
 #: Every kernel set that implements the whole contract (``dropcore.ops.NAMES``).
 SETS = ("reference", "numba", "cython")
 
-FAMILIES = ("conv", "pool", "activation", "dense", "norm", "loss")
+FAMILIES = ("conv", "depthwise", "pool", "activation", "dense", "norm", "loss")
 
 
 class Case(namedtuple("Case", "args grad_of wrt tol")):
@@ -133,6 +133,13 @@ OPS = (
                                              ("need_dx", True), ("relu", False)),
         Case(grad_of="conv2d_max_pool", wrt=("x", "w", "b"), dy=DY, arg=out(1), y=out(0), x=fwd("x"), w=fwd("w"),
              strides=fwd("strides"), padding=fwd("padding"), pool=fwd("pool"), has_bias=True, relu=True)),
+    _op("depthwise_conv2d", "depthwise", ("x", "w", "b", "strides", "padding", ("relu", False), ("dilation", (1, 1))),
+        Case(x=normal(*_IMG), w=normal(3, 3, 8, 2), b=normal(16), strides=(2, 1), padding="same", relu=True,
+             dilation=(1, 2)), inference=True, bound=bind("depthwise_conv2d_kernel")),
+    _op("depthwise_conv2d_backward", "depthwise", ("dy", "x", "w", "strides", "padding", "has_bias",
+                                                   ("need_dx", True), ("relu_output", None), ("dilation", (1, 1))),
+        Case(grad_of="depthwise_conv2d", wrt=("x", "w", "b"), dy=DY, x=fwd("x"), w=fwd("w"), strides=fwd("strides"),
+             padding=fwd("padding"), has_bias=True, relu_output=out(0), dilation=fwd("dilation"))),
     _op("max_pool2d", "pool", ("x", "pool", "strides", "padding"), Case(x=normal(*_IMG), **_POOL),
         inference=True, bound=bind("pool2d_kernel", average=False)),
     _op("max_pool2d_backward", "pool", ("dy", "x", "y", "pool", "strides", "padding"),
@@ -199,6 +206,7 @@ OPS = (
 BOUND = {
     "conv2d_kernel": ("x_shape", "w", "b", "strides", "padding", ("relu", False)),
     "conv2d_max_pool_kernel": ("x_shape", "w", "b", "strides", "padding", "relu", "pool"),
+    "depthwise_conv2d_kernel": ("x_shape", "w", "b", "strides", "padding", ("relu", False), ("dilation", (1, 1))),
     "dense_kernel": ("x_shape", "w", "b", ("relu", False)),
     "pool2d_kernel": ("x_shape", "pool", "strides", "padding", "average"),
     "global_pool2d_kernel": ("x_shape", "average"),

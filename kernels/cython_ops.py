@@ -290,3 +290,5 @@ from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward,
                                        sparse_softmax_cross_entropy)
 from .cython_train_gemm import (conv2d_backward, conv2d_max_pool, conv2d_max_pool_backward,  # noqa: E402,F401
                                 dense_backward)
+from .cython_depthwise import (depthwise_conv2d, depthwise_conv2d_backward,  # noqa: E402,F401
+                               depthwise_conv2d_kernel)

@@ -24,7 +24,8 @@ from types import SimpleNamespace
 LEVELS = {"avx512": 4, "avx2": 3, "generic": 0}
 #: The environment variable that forces a target.
 ENV = "DROPCORE_ISA"
-_MODULES = {"elementwise": "_cy_elementwise", "gemm": "_cy_gemm", "pool": "_cy_pool"}
+_MODULES = {"elementwise": "_cy_elementwise", "gemm": "_cy_gemm", "pool": "_cy_pool",
+            "depthwise": "_cy_depthwise"}
 
 
 class IsaError(ValueError):
@@ -79,14 +80,15 @@ def choose(requested, offered, built):
 @functools.lru_cache(maxsize=None)
 def variant():
     """The kernels this process runs, chosen and imported once: a namespace of ``isa`` (the target's name) and the
-    modules ``elementwise``, ``gemm`` and ``pool``. Raises as :func:`choose`."""
+    modules ``elementwise``, ``gemm``, ``pool`` and ``depthwise``. Raises as :func:`choose`."""
     isa = choose(os.environ.get(ENV), cpu_isas(), built_isas())
     modules = {key: importlib.import_module(f"{__package__}.isa_{isa}.{m}") for key, m in _MODULES.items()}
     return SimpleNamespace(isa=isa, **modules)
 
 
 def __getattr__(name):
-    """``ISA`` (the target in use) and the chosen variant's modules ``elementwise``, ``gemm`` and ``pool``."""
+    """``ISA`` (the target in use) and the chosen variant's modules (``elementwise``, ``gemm``, ``pool``,
+    ``depthwise``)."""
     if name == "ISA":
         return variant().isa
     if name in _MODULES:

@@ -1,54 +1,35 @@
 """Depthwise and depthwise-separable 2-D convolutions, channels-last, as Keras's ``DepthwiseConv2D`` and
-``SeparableConv2D`` (weight layouts included). The depthwise part runs in NumPy here, one pass per kernel tap (no
-kernels of its own: programs run these layers' forward); the pointwise part is an ordinary 1x1 ``ops.conv2d``."""
-import numpy as np
-
-from .. import activations, constraints, initializers
-from ..kernels.geometry import window_2d
-from ..validation import check_int
+``SeparableConv2D`` (weight layouts included). The depthwise part runs on the kernel set's ``depthwise_conv2d``
+(bias and ReLU fused where the layer has them; dilated in the kernels' window, no zero-filled kernel); the pointwise
+part of ``SeparableConv2D`` is an ordinary 1x1 ``conv2d`` with the bias and ReLU fused. In inference programs both
+lower to their bound Cython kernels."""
+from .. import constraints, initializers
+from ..kernels.reference.depthwise import dilated_size
+from ..lowering import Kernel
+from ..validation import check_int, normalize_tuple
 from .base import Layer
 from .conv import window_config, window_options
-from .core import _constraint_config
+from .core import _constraint_config, apply_activation, lower_activation
 from .registry import register
 
 
-def depthwise_conv2d(x, w, strides, padding):
-    """Each channel ``c`` of channels-last ``x`` convolved with its own filters ``w[:, :, c, m]`` (``w``:
-    ``(kh, kw, C, mult)``), TensorFlow's padding rule: ``(y, backward)``, ``y`` ``(N, oh, ow, C * mult)`` with
-    output channel ``c * mult + m`` (Keras's order), ``backward(dy) -> (dx, dw)``. In ``x``'s and ``w``'s dtype."""
-    n, h, wd, c = x.shape
-    kh, kw, _, mult = w.shape
-    (sh, sw), dtype = strides, np.result_type(x, w)
-    oh, ow, (pt, pb), (pl, pr) = window_2d(h, wd, (kh, kw), strides, padding)
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))) if pt + pb + pl + pr else x
-    taps = [(i, j, (slice(None), slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw)))
-            for i in range(kh) for j in range(kw)]
-    y = np.zeros((n, oh, ow, c, mult), dtype)
-    for i, j, at in taps:
-        y += xp[at][..., None] * w[i, j]
-
-    def backward(dy):
-        dy = dy.reshape(n, oh, ow, c, mult)
-        dxp, dw = np.zeros(xp.shape, dtype), np.empty(w.shape, dtype)
-        for i, j, at in taps:
-            dw[i, j] = np.einsum("nhwc,nhwcm->cm", xp[at], dy)
-            dxp[at] += np.einsum("nhwcm,cm->nhwc", dy, w[i, j])
-        return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + wd]), dw
-
-    return y.reshape(n, oh, ow, c * mult), backward
-
-
 class _Depthwise(Layer):
-    """What both layers share: the depthwise kernel ``(kh, kw, C, mult)``, then ``_pointwise`` (nothing here),
-    the bias and the activation."""
+    """What both layers share: the depthwise kernel ``(kh, kw, C, mult)`` (dilated by ``dilation_rate``), then the
+    subclass's ``_pointwise`` step, the bias and the activation."""
 
+    #: ``activation``: a ReLU after it fused into its last kernel; ``need_dx``: false for the first layer
+    OPTIONS = ("activation", "need_dx")
+    fuses_relu = True
+    #: model files written before ``dilation_rate`` existed hold no such key: it was 1
+    ADDED_CONFIG = {"dilation_rate": [1, 1]}
     depthwise_constraint = None
 
     def _setup(self, kernel_size, strides, padding, depth_multiplier, activation, use_bias, depthwise_initializer,
-               bias_initializer):
+               bias_initializer, dilation_rate):
         where = type(self).__name__
         window_options(self, kernel_size, strides, padding, activation, use_bias, where)
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier", 1, where)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", where)
         self.depthwise_initializer = initializers.get(depthwise_initializer, "depthwise_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
 
@@ -72,41 +53,33 @@ class _Depthwise(Layer):
 
     def output_shape_for(self, input_shape):
         kh, kw = self.kernel_size
-        oh, ow = self.window_output(input_shape, self.kernel_size, self.strides, self.padding, f"a {kh}x{kw} kernel",
-                                    "; use a smaller kernel, padding='same', or a larger input")
+        what = f"a {kh}x{kw} kernel" + (f" dilated {self.dilation_rate}" if self.dilation_rate != (1, 1) else "")
+        oh, ow = self.window_output(input_shape, dilated_size(self.kernel_size, self.dilation_rate), self.strides,
+                                    self.padding, what, "; use a smaller kernel, padding='same', or a larger input")
         return (oh, ow, self._channels(input_shape[2]))
 
     def final_activation(self, opts):
-        return self.activation
+        return opts.get("activation", self.activation)
 
     def workspace_bytes(self, output_shape):
         h, w, c = self.input_shape
-        oh, ow, _ = output_shape
-        _, _, (pt, pb), (pl, pr) = window_2d(h, w, self.kernel_size, self.strides, self.padding)
-        padded = (h + pt + pb) * (w + pl + pr) * c if pt + pb + pl + pr else 0
-        return 4 * (padded + oh * ow * c * self.depth_multiplier)  # the padded input, the depthwise output
+        mult = self.depth_multiplier
+        return 4 * h * w * c * mult if mult > 1 else 0  # the input's channels repeated for the kernels
 
-    def _pointwise(self, ops, h):
-        return h, lambda dh: dh
+    def forward(self, ops, x, ctx, activation=None, need_dx=True):
+        act = self.activation if activation is None else activation
+        relu = act == "relu"
+        z, backprop_z = self._forward(ops, x, relu, need_dx)
+        y, act_backprop = apply_activation(ops, act, z, relu)
 
-    def forward(self, ops, x, ctx):
-        h, depthwise_backward = depthwise_conv2d(x, self.weights["depthwise_kernel"], self.strides, self.padding)
-        z, pointwise_backprop = self._pointwise(ops, h)
-        if self.use_bias:
-            z += self.weights["bias"]
-        y, act_backprop = activations.apply(ops, self.activation, z)
-
-        def backprop(dy):
-            dz = act_backprop(dy)
-            if self.use_bias:
-                self.grads["bias"] = dz.sum(axis=(0, 1, 2))
-            dx, self.grads["depthwise_kernel"] = depthwise_backward(pointwise_backprop(dz))
-            return dx
+        def backprop(dy):  # with ReLU fused, the kernels mask the gradient by the output themselves
+            return backprop_z(dy if relu else act_backprop(dy))
 
         return y, backprop
 
     def get_config(self):
         return {"name": self.name, **window_config(self), "depth_multiplier": self.depth_multiplier,
+                "dilation_rate": list(self.dilation_rate),
                 "depthwise_initializer": initializers.name_of(self.depthwise_initializer),
                 "bias_initializer": initializers.name_of(self.bias_initializer)}
 
@@ -114,15 +87,37 @@ class _Depthwise(Layer):
 @register
 class DepthwiseConv2D(_Depthwise):
     """``activation(depthwise_conv2d(x, depthwise_kernel) + bias)``: each input channel convolved with its own
-    ``depth_multiplier`` filters; output channel ``c * depth_multiplier + m``."""
+    ``depth_multiplier`` filters; output channel ``c * depth_multiplier + m``. ``dilation_rate`` spreads the taps
+    apart (with any strides, as in Keras)."""
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_constraint=None,
-                 name=None):
+                 name=None, dilation_rate=1):
         super().__init__(name)
         self._setup(kernel_size, strides, padding, depth_multiplier, activation, use_bias, depthwise_initializer,
-                    bias_initializer)
+                    bias_initializer, dilation_rate)
         self.depthwise_constraint = constraints.get(depthwise_constraint)
+
+    def _forward(self, ops, x, relu, need_dx):
+        """``(z, backprop)``: the convolution with the bias (and ReLU, when ``relu``) fused."""
+        w, b, dil = self.weights["depthwise_kernel"], self.weights.get("bias"), self.dilation_rate
+        z = ops.depthwise_conv2d(x, w, b, self.strides, self.padding, relu, dil)
+
+        def backprop(dz):
+            dx, self.grads["depthwise_kernel"], db = ops.depthwise_conv2d_backward(
+                dz, x, w, self.strides, self.padding, self.use_bias, need_dx, z if relu else None, dil)
+            if self.use_bias:
+                self.grads["bias"] = db
+            return dx
+
+        return z, backprop
+
+    def lower(self, lowering, step):
+        cy, dil = lowering.kernels, self.dilation_rate
+        return lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
+            "depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
+                shape, self.weights["depthwise_kernel"], self.weights.get("bias"), self.strides, self.padding, relu,
+                dil)))
 
     def get_config(self):
         return {**super().get_config(), "depthwise_constraint": _constraint_config(self.depthwise_constraint)}
@@ -131,15 +126,16 @@ class DepthwiseConv2D(_Depthwise):
 @register
 class SeparableConv2D(_Depthwise):
     """``activation(conv2d(depthwise_conv2d(x, depthwise_kernel), pointwise_kernel) + bias)``: the depthwise
-    convolution, then a 1x1 one (``pointwise_kernel`` ``(1, 1, C * depth_multiplier, filters)``) mixing channels."""
+    convolution, then a 1x1 one (``pointwise_kernel`` ``(1, 1, C * depth_multiplier, filters)``) mixing channels,
+    with the bias and a ReLU fused into it."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", depth_multiplier=1, activation=None,
                  use_bias=True, depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
-                 bias_initializer="zeros", name=None):
+                 bias_initializer="zeros", name=None, dilation_rate=1):
         super().__init__(name)
         self.filters = check_int(filters, "filters", 1, "SeparableConv2D")
         self._setup(kernel_size, strides, padding, depth_multiplier, activation, use_bias, depthwise_initializer,
-                    bias_initializer)
+                    bias_initializer, dilation_rate)
         self.pointwise_initializer = initializers.get(pointwise_initializer, "pointwise_initializer")
 
     def _channels(self, cin):
@@ -149,19 +145,34 @@ class SeparableConv2D(_Depthwise):
         self.add_weight("pointwise_kernel", (1, 1, channels, self.filters), self.pointwise_initializer)
 
     def workspace_bytes(self, output_shape):
-        oh, ow, _ = output_shape
+        oh, ow, _ = self.output_shape_for(self.input_shape)
         c = self.input_shape[2] * self.depth_multiplier
-        return super().workspace_bytes(output_shape) + 4 * oh * ow * c  # the 1x1 convolution's im2col panel
+        return super().workspace_bytes(output_shape) + 4 * oh * ow * c  # the depthwise output
 
-    def _pointwise(self, ops, h):
-        w = self.weights["pointwise_kernel"]
-        z = ops.conv2d(h, w, None, (1, 1), "valid")
+    def _forward(self, ops, x, relu, need_dx):
+        dk, pk, b = self.weights["depthwise_kernel"], self.weights["pointwise_kernel"], self.weights.get("bias")
+        dil = self.dilation_rate
+        h = ops.depthwise_conv2d(x, dk, None, self.strides, self.padding, False, dil)
+        z = ops.conv2d(h, pk, b, (1, 1), "valid", relu=relu)
 
         def backprop(dz):
-            dh, self.grads["pointwise_kernel"], _ = ops.conv2d_backward(dz, h, w, (1, 1), "valid", False)
-            return dh
+            dh, self.grads["pointwise_kernel"], db = ops.conv2d_backward(dz, h, pk, (1, 1), "valid", self.use_bias,
+                                                                        True, z if relu else None)
+            if self.use_bias:
+                self.grads["bias"] = db
+            dx, self.grads["depthwise_kernel"], _ = ops.depthwise_conv2d_backward(
+                dh, x, dk, self.strides, self.padding, False, need_dx, None, dil)
+            return dx
 
         return z, backprop
+
+    def lower(self, lowering, step):
+        cy, dil = lowering.kernels, self.dilation_rate
+        depthwise = Kernel("depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
+            shape, self.weights["depthwise_kernel"], None, self.strides, self.padding, False, dil))
+        return [depthwise] + lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
+            "conv2d", lambda shape: cy.conv2d_kernel(shape, self.weights["pointwise_kernel"],
+                                                     self.weights.get("bias"), (1, 1), "valid", relu)))
 
     def get_config(self):
         config = super().get_config()

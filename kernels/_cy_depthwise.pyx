@@ -1,0 +1,108 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
+"""Ahead-of-time depthwise convolution (NHWC, float32, depth multiplier 1: ``cython_depthwise`` repeats the input's
+channels for more): the forward with the bias and ReLU fused, and training's input, weight and bias gradients, on
+the channel vectors of ``_depthwise.h``.
+
+Work splits by rows: the forward one OpenMP task per (sample, output row), the input gradient one per (sample, input
+row) (a gather: each task writes its own row), the weight gradient in ``nchunks`` fixed chunks of (sample, output
+row) rows, each into its own partial, summed in chunk order afterwards: no split follows the thread count, so the
+results do not either.
+"""
+from cython.parallel cimport prange
+
+cimport openmp
+
+include "_cy_threads.pxi"
+
+cdef extern from "_depthwise.h" nogil:
+    int DC_HAVE_SIMD
+    void dc_dw_forward_row(const float* x, const float* w, const float* b, float* y, int h, int wd, int c, int kh,
+                           int kw, int sw, int dh, int dw, int iy0, int pl, int ow, int relu)
+    void dc_dw_dx_row(const float* dy, const float* ro, const float* w, float* dx, int wd, int c, int kh, int kw,
+                      int sh, int sw, int dh, int dw, int pt, int pl, int oh, int ow, int iy)
+    void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float* dwp, float* dbp, int h, int wd, int c,
+                      int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
+
+HAVE_SIMD = bool(DC_HAVE_SIMD)
+
+
+def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, const float[::1] b, bint has_bias,
+                      int sh, int sw, int dh, int dw, int pt, int pl, float[:, :, :, ::1] y, bint relu):
+    """``y = relu?(depthwise(x, w) + b)`` for ``x`` (N, H, W, C), ``w`` (kh, kw, C), ``y`` (N, OH, OW, C)."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], oh = y.shape[1], ow = y.shape[2]
+    cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
+    cdef int ni, oy
+    if rows == 0 or ow == 0 or c == 0:
+        return
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* wp = &w[0, 0, 0]
+    cdef const float* bp = &b[0] if has_bias else NULL
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef int nthreads = team_size(rows * ow * c * kh * kw, rows)
+    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        ni = <int>(t // oh)
+        oy = <int>(t % oh)
+        dc_dw_forward_row(xp + <Py_ssize_t>ni * h * wd * c, wp, bp, yp + t * ow * c, h, wd, c, kh, kw, sw, dh, dw,
+                          oy * sh - pt, pl, ow, relu)
+
+
+def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro, bint has_ro,
+                          const float[:, :, ::1] w, int sh, int sw, int dh, int dw, int pt, int pl,
+                          float[:, :, :, ::1] dx):
+    """The input gradient ``dx`` (N, H, W, C) from ``dy`` (N, OH, OW, C) (masked where ``ro``, the forward's fused
+    ReLU output, is not positive, when ``has_ro``)."""
+    cdef int n = dx.shape[0], h = dx.shape[1], wd = dx.shape[2], c = dx.shape[3]
+    cdef int kh = w.shape[0], kw = w.shape[1], oh = dy.shape[1], ow = dy.shape[2]
+    cdef Py_ssize_t rows = <Py_ssize_t>n * h, t, osz = <Py_ssize_t>oh * ow * c
+    cdef int ni, iy
+    if rows == 0 or wd == 0 or c == 0:
+        return
+    cdef const float* dyp = &dy[0, 0, 0, 0]
+    cdef const float* rop = &ro[0, 0, 0, 0] if has_ro else NULL
+    cdef const float* wp = &w[0, 0, 0]
+    cdef float* dxp = &dx[0, 0, 0, 0]
+    cdef int nthreads = team_size(rows * wd * c * kh * kw, rows)
+    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        ni = <int>(t // h)
+        iy = <int>(t % h)
+        dc_dw_dx_row(dyp + ni * osz, (rop + ni * osz) if has_ro else NULL, wp, dxp + t * wd * c, wd, c, kh, kw,
+                     sh, sw, dh, dw, pt, pl, oh, ow, iy)
+
+
+def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro,
+                          bint has_ro, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                          float[:, ::1] dwp, float[:, ::1] dbp, bint has_bias):
+    """The partial weight (and, with ``has_bias``, bias) gradients of each of ``dwp.shape[0]`` chunks of the
+    (sample, output row) rows: ``dwp[k]`` (kh * kw * C) and ``dbp[k]`` (C), chunk ``k`` holding rows
+    ``k * rows // chunks`` up to the next chunk's first."""
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
+    cdef int oh = dy.shape[1], ow = dy.shape[2]
+    cdef Py_ssize_t rows = <Py_ssize_t>n * oh, r, r0, r1, k, i
+    cdef Py_ssize_t chunks = dwp.shape[0], kc = dwp.shape[1], row = <Py_ssize_t>ow * c
+    cdef int ni, oy
+    cdef float* tw
+    cdef float* tb
+    for k in range(chunks):
+        for i in range(kc):
+            dwp[k, i] = 0
+        for i in range(c):
+            dbp[k, i] = 0
+    if rows == 0 or ow == 0 or c == 0:
+        return
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* dyp = &dy[0, 0, 0, 0]
+    cdef const float* rop = &ro[0, 0, 0, 0] if has_ro else NULL
+    cdef float* dwpp = &dwp[0, 0]
+    cdef float* dbpp = &dbp[0, 0]
+    cdef int nthreads = team_size(rows * row * kh * kw, chunks)
+    for k in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+        r0 = k * rows // chunks
+        r1 = (k + 1) * rows // chunks
+        tw = dwpp + k * kc
+        tb = (dbpp + k * c) if has_bias else NULL
+        for r in range(r0, r1):
+            ni = <int>(r // oh)
+            oy = <int>(r % oh)
+            dc_dw_dw_row(xp + <Py_ssize_t>ni * h * wd * c, dyp + r * row, (rop + r * row) if has_ro else NULL, tw,
+                         tb, h, wd, c, kh, kw, sw, dh, dw, oy * sh - pt, pl, ow)
