@@ -3,8 +3,6 @@
 Modes are explicit: ``model(x)`` and ``predict``/``evaluate`` run in inference (dropout is the identity, batch
 normalization uses its moving statistics); ``fit`` and ``train_on_batch`` run in training mode.
 """
-from contextlib import nullcontext
-
 import numpy as np
 
 from .allocator import tune_for_training
@@ -12,15 +10,14 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from . import workspace
-from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
-from .callbacks import Callback, History
+from .batches import SourceBatches, is_source, sample_weights
 from .errors import NotCompiledError, NumericalError
+from .fitting import run_epochs, training_batches
 from .graph import _toposort, describe, lower_training, plan_graph
 from .inference import Inference, random_seed
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
 from .ops import get_ops
-from .progress import EpochProgress
 from .saving import save_model
 from .validation import as_float32_batch, check_float, check_int, invalid
 
@@ -441,95 +438,9 @@ class Model:
             self._seed = dp.start(self._seed)  # rank 0's seed: the same shuffled batches everywhere
             verbose = verbose if dp.is_root else 0
         rng = np.random.default_rng(self._seed)
-        batches, val = self._training_batches(x, y, batch_size, shuffle, rng, val, validation_split, class_weight,
-                                              sample_weight, steps_per_epoch, epochs - initial_epoch, where)
-        if dp is not None:
-            dp.begin()  # the model is built now: rank 0's weights everywhere
-        history = History()
-        cbs = [history] + list(callbacks or [])
-        for cb in cbs:
-            if not isinstance(cb, Callback):
-                raise invalid("callbacks", "a list of dropcore.callbacks.Callback", cb, where)
-            cb.set_model(self)
-        if dp is not None:
-            cbs = dp.callbacks(cbs)  # checkpoints and logs are written once, by rank 0
-        self.stop_training = False
-        for _ in range(initial_epoch):
-            batches.skip_epoch()
-        for cb in cbs:
-            cb.on_train_begin()
-        with _engine_call(self._ops.name), (nullcontext() if dp is None else dp.running()):
-            for epoch in range(initial_epoch, epochs):
-                for cb in cbs:
-                    cb.on_epoch_begin(epoch)
-                if dp is not None:
-                    dp.after_callbacks()  # a learning-rate schedule ran on rank 0
-                progress = EpochProgress(epoch, epochs, batches.steps, verbose, has_metric=self.metric is not None)
-                loss_sum = metric_sum = 0.0
-                seen = 0
-                for b, (xb, yb, wb) in enumerate(batches.epoch()):
-                    try:
-                        bl, bm = self._train_batch(xb, yb, wb, dp)
-                    except NumericalError as exc:
-                        progress.close()
-                        raise NumericalError(f"{where}: {exc} at epoch {epoch + 1}, batch {b + 1}; training stopped "
-                                             f"and the weights are those from before this batch") from None
-                    loss_sum += bl
-                    metric_sum += bm or 0.0
-                    seen += len(xb)
-                    logs = {"loss": loss_sum / seen}
-                    if self.metric is not None:
-                        logs["accuracy"] = metric_sum / seen
-                    progress.update(logs)
-                    for cb in cbs:
-                        cb.on_train_batch_end(b, logs)
-                if val is not None and (dp is None or dp.is_root):  # only rank 0's callbacks read it
-                    vres = self._evaluate_arrays(val[0], val[1], max(batch_size, 256))
-                    logs.update({"val_" + k: v for k, v in vres.items()})
-                progress.close(logs)
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                if dp is not None:
-                    dp.after_callbacks()  # rank 0's early stopping or schedule decides for every rank
-                if self.stop_training:
-                    break
-        for cb in cbs:
-            cb.on_train_end()
-        if dp is not None:
-            dp.finish()
-        return history
-
-    def _training_batches(self, x, y, batch_size, shuffle, rng, val, validation_split, class_weight, sample_weight,
-                          steps_per_epoch, epochs, where):
-        """``(batches, validation arrays)`` for ``fit``: arrays cut into batches, or a data source's batches."""
-        if is_source(x):
-            unsupported = {"y": y, "sample_weight": sample_weight, "class_weight": class_weight}
-            for arg, value in unsupported.items():
-                if value is not None:
-                    raise ValueError(f"{where}: `{arg}` cannot be given with a data source `x` "
-                                     f"({type(x).__name__}); its batches carry (x, y[, sample_weight])")
-            if validation_split:
-                raise ValueError(f"{where}: `validation_split` needs arrays; with a data source `x` give "
-                                 f"`validation_data`")
-            return SourceBatches(x, steps_per_epoch, self._check_xy, where, epochs, shuffle, rng), val
-        if y is None:
-            raise ValueError(f"{where}: `y` is required when `x` is an array; received y=None")
-        x, y = self._check_xy(x, y)
-        w = sample_weights(y, sample_weight, class_weight, where)
-        if val is None and validation_split > 0:
-            n_train = int(len(x) * (1.0 - validation_split))
-            if n_train < 1 or n_train == len(x):
-                raise ValueError(f"{where}: validation_split={validation_split} leaves {n_train} of {len(x)} samples "
-                                 f"for training; expected both parts non-empty")
-            val = (x[n_train:], y[n_train:])
-            x, y = x[:n_train], y[:n_train]
-            w = None if w is None else w[:n_train]
-        workspace.check(self, min(batch_size, len(x)), True)
-        batches = ArrayBatches(x, y, w, batch_size, shuffle, rng)
-        if steps_per_epoch is not None:
-            raise ValueError(f"{where}: `steps_per_epoch` is for data sources; arrays are cut into "
-                             f"{batches.steps} batches of {batch_size}")
-        return batches, val
+        batches, val = training_batches(self, x, y, batch_size, shuffle, rng, val, validation_split, class_weight,
+                                        sample_weight, steps_per_epoch, epochs - initial_epoch, where)
+        return run_epochs(self, batches, val, callbacks, dp, initial_epoch, epochs, verbose, batch_size, where)
 
     def _evaluate_arrays(self, x, y, batch_size, w=None):
         return self._evaluate_batches(((x[i:i + batch_size], y[i:i + batch_size],
