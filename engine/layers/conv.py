@@ -4,6 +4,7 @@ import numpy as np
 from .. import activations, constraints, initializers
 from ..lowering import Kernel
 from ..validation import check_choice, check_int, invalid, normalize_tuple
+from . import grouped
 from .base import Layer
 from .core import _constraint_config, apply_activation, lower_activation
 from .registry import register
@@ -44,6 +45,10 @@ class Conv2D(Layer):
 
     ``dilation_rate`` (not with strides > 1, as Keras) spreads the kernel's taps that far apart: the layer runs the
     ordinary convolution kernels on the effective kernel (:func:`dilated`), "same" padding on its size.
+
+    ``groups`` (as Keras): that many convolutions side by side, each on ``C / groups`` input channels giving
+    ``filters / groups`` outputs, the kernel ``(kh, kw, C / groups, filters)``; one input channel per group runs on the
+    depthwise kernels (``layers/grouped.py``).
     """
 
     #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: the pool size
@@ -51,13 +56,17 @@ class Conv2D(Layer):
     OPTIONS = ("activation", "need_dx", "pool")
     fuses_relu = True
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
-    ADDED_CONFIG = {"dilation_rate": [1, 1]}
+    ADDED_CONFIG = {"dilation_rate": [1, 1], "groups": 1}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_constraint=None, name=None,
-                 dilation_rate=1):
+                 dilation_rate=1, groups=1):
         super().__init__(name)
         self.filters = check_int(filters, "filters", 1, "Conv2D")
+        self.groups = check_int(groups, "groups", 1, "Conv2D")
+        if self.filters % self.groups:
+            raise invalid("groups", f"a divisor of filters={self.filters} (each group gives filters / groups "
+                          "outputs)", groups, "Conv2D")
         window_options(self, kernel_size, strides, padding, activation, use_bias, "Conv2D")
         self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", "Conv2D")
         if self.dilation_rate != (1, 1) and self.strides != (1, 1):
@@ -75,8 +84,11 @@ class Conv2D(Layer):
     def build(self, input_shape):
         self.check_rank(input_shape, 3, "(batch, height, width, channels)")
         self.output_shape_for(input_shape)  # raises on empty output
+        if input_shape[2] % self.groups:
+            raise ValueError(f"{self.label}: groups={self.groups} does not divide the input's {input_shape[2]} "
+                             f"channels; expected input channels divisible by groups")
         kh, kw = self.kernel_size
-        self.add_weight("kernel", (kh, kw, input_shape[2], self.filters), self.kernel_initializer,
+        self.add_weight("kernel", (kh, kw, input_shape[2] // self.groups, self.filters), self.kernel_initializer,
                         constraint=self.kernel_constraint)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer)
@@ -120,6 +132,9 @@ class Conv2D(Layer):
         cy, act = lowering.kernels, self.final_activation(step.opts)
         b, strides, padding = self.weights.get("bias"), self.strides, self.padding
         pool = step.opts.get("pool")
+        if self.groups > 1:
+            pooling = [Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False))]
+            return grouped.lower(self, lowering, act) + (pooling if pool is not None else [])
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
             sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch
@@ -135,6 +150,8 @@ class Conv2D(Layer):
 
     def forward(self, ops, x, ctx, activation=None, need_dx=True, pool=None):
         act = self.activation if activation is None else activation
+        if self.groups > 1:
+            return self._forward_grouped(ops, x, act, need_dx, pool)
         rate, b = self.dilation_rate, self.weights.get("bias")
         w = dilated(self.weights["kernel"], rate)
         relu = act == "relu"
@@ -167,6 +184,26 @@ class Conv2D(Layer):
 
         return y, backprop
 
+    def _forward_grouped(self, ops, x, act, need_dx, pool):
+        """The grouped convolution (``layers/grouped.py``), then the activation or the fused max pooling."""
+        relu = act == "relu"
+        z, grouped_backprop = grouped.forward(self, ops, x, relu, need_dx)
+        if pool is not None:  # fused by the rules only after a linear or ReLU activation, which z holds
+            y = ops.max_pool2d(z, pool, pool, "valid")
+            act_backprop = lambda dy: ops.max_pool2d_backward(dy, z, y, pool, pool, "valid")  # noqa: E731
+        else:
+            y, act_backprop = apply_activation(ops, act, z, relu)
+            if relu:  # the kernels mask the gradient by their output themselves
+                act_backprop = lambda dy: dy  # noqa: E731
+
+        def backprop(dy):
+            dx, self.grads["kernel"], db = grouped_backprop(act_backprop(dy))
+            if self.use_bias:
+                self.grads["bias"] = db
+            return dx
+
+        return y, backprop
+
     def _store_grads(self, dw, db):
         rate = self.dilation_rate
         self.grads["kernel"] = dw if rate == (1, 1) else np.ascontiguousarray(dw[::rate[0], ::rate[1]])
@@ -179,5 +216,5 @@ class Conv2D(Layer):
             "kernel_initializer": initializers.name_of(self.kernel_initializer),
             "bias_initializer": initializers.name_of(self.bias_initializer),
             "kernel_constraint": _constraint_config(self.kernel_constraint),
-            "dilation_rate": list(self.dilation_rate),
+            "dilation_rate": list(self.dilation_rate), "groups": self.groups,
         }

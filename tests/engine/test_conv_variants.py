@@ -41,6 +41,17 @@ CASES = {
                                                        "depth_multiplier": 2, "activation": "relu"}, (9, 7, 3)),
     "separable-odd-no-bias": (SeparableConv2D, {"filters": 2, "kernel_size": (3, 2), "strides": (1, 2),
                                                 "use_bias": False, "activation": "sigmoid"}, (5, 7, 4)),
+    "depthwise-dilated-strided": (DepthwiseConv2D, {"kernel_size": 3, "strides": 2, "dilation_rate": 2,
+                                                    "padding": "same"}, (11, 9, 3)),
+    "depthwise-dilated-mult2": (DepthwiseConv2D, {"kernel_size": (2, 3), "dilation_rate": (3, 2),
+                                                  "depth_multiplier": 2, "activation": "relu"}, (9, 10, 2)),
+    "separable-dilated": (SeparableConv2D, {"filters": 4, "kernel_size": 3, "dilation_rate": (2, 1),
+                                            "padding": "same"}, (9, 8, 3)),
+    "conv-groups": (Conv2D, {"filters": 6, "kernel_size": 3, "groups": 3, "padding": "same"}, (7, 8, 6)),
+    "conv-groups-dilated": (Conv2D, {"filters": 4, "kernel_size": 3, "groups": 2, "dilation_rate": 2,
+                                     "activation": "relu"}, (9, 9, 4)),
+    "conv-groups-depthwise": (Conv2D, {"filters": 8, "kernel_size": 3, "groups": 4, "strides": 2, "padding": "same"},
+                              (9, 7, 4)),
 }
 
 
@@ -92,6 +103,43 @@ def _model(seed=0, pool=False, dropout=0.25):
     model = dropcore.Model(inp, Dense(4, activation="softmax", name="dense")(Flatten()(Dropout(dropout)(h))))
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def _grouped_model(seed=0, pool=False):
+    """Grouped convolutions: four groups of two channels, one channel per group (the depthwise kernels), dilated."""
+    dropcore.set_random_seed(seed)
+    inp = Input((10, 9, 4))
+    h = Conv2D(8, 3, padding="same", groups=2, activation="relu", name="grouped")(inp)
+    if pool:
+        h = MaxPooling2D(2)(h)
+    h = Conv2D(8, 3, padding="same", groups=8, dilation_rate=2, activation="relu", name="depthwise")(h)
+    h = Conv2D(4, 3, padding="same", groups=4, name="grouped_dilated", dilation_rate=(1, 2))(h)
+    model = dropcore.Model(inp, Dense(3, activation="softmax", name="dense")(Flatten()(Dropout(0.25)(h))))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_grouped_trains_like_the_reference_and_programs_agree(pool, tmp_path):
+    """Numba training steps equal the reference's; the program (the depthwise kernel for one channel per group,
+    per-group convolutions otherwise), bound to weights that keep training, and a model file read back give the
+    executor's outputs."""
+    x, y = _x((12, 10, 9, 4), seed=6), np.arange(12) % 3
+    fast = assert_trains_like_reference(lambda: _grouped_model(pool=pool), x, y)
+    program = fast._inference_program()
+    assert fast.inference_engine == "cython-program"
+    assert "depthwise_conv2d" in program.steps and "grouped_conv2d" in program.steps
+    for _ in range(2):
+        expected = predict_outputs(fast._plan, get_ops("numba"), x, 256)
+        np.testing.assert_allclose(fast.predict(x, batch_size=5), expected, rtol=1e-5, atol=1e-6)
+        fast.train_on_batch(x, y)
+    fast.save(tmp_path / "m.dropcore")
+    loaded = dropcore.load_model(tmp_path / "m.dropcore")
+    assert loaded.get_layer("depthwise").get_config() == fast.get_layer("depthwise").get_config()
+    assert loaded.get_layer("grouped").groups == 2
+    np.testing.assert_allclose(loaded.predict(x), predict_outputs(fast._plan, get_ops("numba"), x, 256), rtol=1e-5,
+                               atol=1e-6)
+    assert_predictor_matches(tmp_path / "m.dropcore", fast, x)
 
 
 def test_forward_and_gradients_match_pytorch():
@@ -256,6 +304,10 @@ def test_in_a_json_description():
     (lambda: Conv2D(2, 3, dilation_rate=1.5), r"Conv2D: Invalid value for `dilation_rate`.*1.5"),
     (lambda: Conv2D(2, 3, strides=2, dilation_rate=(1, 2)), r"Conv2D: Invalid value for `dilation_rate`: expected 1 "
                                                             r"with strides \(2, 2\)"),
+    (lambda: Conv2D(6, 3, groups=4), r"Conv2D: Invalid value for `groups`: expected a divisor of filters=6 .*"
+                                     r"Received: groups=4"),
+    (lambda: Conv2D(6, 3, groups=0), r"Conv2D: Invalid value for `groups`: expected an integer >= 1"),
+    (lambda: DepthwiseConv2D(3, dilation_rate=0), r"DepthwiseConv2D: Invalid value for `dilation_rate`"),
     (lambda: DepthwiseConv2D(0), r"DepthwiseConv2D: Invalid value for `kernel_size`.*Received: kernel_size=0"),
     (lambda: DepthwiseConv2D(3, strides=(1, 0)), r"DepthwiseConv2D: Invalid value for `strides`"),
     (lambda: DepthwiseConv2D(3, padding="full"), r"DepthwiseConv2D: Invalid value for `padding`: expected one of "
@@ -281,6 +333,9 @@ def test_bad_arguments_name_the_layer_and_the_argument(make, match):
     (lambda: Conv2D(2, 3, dilation_rate=3, name="c"), (6, 9, 1),
      r"layer 'c' \(Conv2D\): a 3x3 kernel dilated \(3, 3\) with strides \(1, 1\) and padding 'valid' on a 6x9 input "
      r"gives an empty output \(0x3\)"),
+    (lambda: Conv2D(4, 3, groups=2, name="g"), (5, 5, 3),
+     r"layer 'g' \(Conv2D\): groups=2 does not divide the input's 3 channels; expected input channels divisible by "
+     r"groups"),
     (lambda: DepthwiseConv2D(4, name="d"), (3, 5, 2), r"layer 'd' \(DepthwiseConv2D\): a 4x4 kernel .* empty output"),
     (lambda: SeparableConv2D(2, 3, name="s"), (8, 3), r"Input to layer 's' \(SeparableConv2D\) must have 4 "
                                                       r"dimensions"),
