@@ -2,11 +2,13 @@
 
 Each rule looks at a step and its sole consumer (fusion only happens where the intermediate value has exactly one
 consumer and is not the model's output) and asks the layers what they can do (``fuses_relu``, ``absorbs_relu``,
-``pure_activation``, ``fusable_pool``: see ``layers/base.py``), never which class they are. The training lowering
+``pure_activation``, ``fusable_pool``: see ``layers/base.py``; ``channel_affine``, ``residual_sum`` and
+``folding.folded_weight`` for the inference-only folds of ``dropcore.folding``), never which class they are. The training lowering
 and the inference lowering each apply their own list, in order.
 """
 from collections import namedtuple
 
+from .folding import FoldedNorm, ResidualAdd, folded_weight
 from .kernels.reference.conv import MAX_TAPS
 
 Rule = namedtuple("Rule", "name producer consumer apply")
@@ -44,6 +46,30 @@ def _pool_into_producer(steps, producer, consumer):
     steps.remove(consumer)
 
 
+def _norm_into_producer(steps, producer, consumer):
+    """Drop a batch normalization step; the Conv2D/Dense before it runs on the folded weights
+    (``dropcore.folding.FoldedNorm``)."""
+    producer.layer = FoldedNorm(producer.layer, consumer.layer)
+    producer.output = consumer.output
+    steps.remove(consumer)
+
+
+def _residual_into_producer(steps, producer, consumer):
+    """A two-input ``Add`` becomes the convolution's step (where the Add was, so that the other operand is
+    computed before it): ``conv(x) + other`` with the convolution's output never in a buffer of its own."""
+    other = [t for t in consumer.inputs if t != producer.output]
+    producer.layer = ResidualAdd(producer.layer)
+    producer.inputs = tuple(producer.inputs) + (other[0],)
+    producer.output = consumer.output
+    steps.remove(producer)
+    steps[steps.index(consumer)] = producer
+
+
+def _residual_add(step):
+    """A two-input sum of different values (the residual connection of a ResNet block): ``layer.residual_sum``."""
+    return getattr(step.layer, "residual_sum", False) and len(step.inputs) == 2 and len(set(step.inputs)) == 2
+
+
 RELU_INTO_DROPOUT = Rule("relu->dropout", _relu_layer, lambda s: s.layer.absorbs_relu, _relu_into_consumer)
 RELU_INTO_KERNEL = Rule("linear kernel->relu", lambda s: s.layer.fuses_relu and s.activation == "linear",
                         _relu_layer, _relu_into_producer)
@@ -58,12 +84,21 @@ POOL_INTO_CONV_TRAINING = POOL_INTO_CONV._replace(
     consumer=lambda s: s.layer.fusable_pool is not None and s.layer.fusable_pool[0] * s.layer.fusable_pool[1]
     <= MAX_TAPS)
 
+#: A batch normalization (``channel_affine``) right after a linear Conv2D/Dense (``folding.folded_weight``).
+NORM_INTO_KERNEL = Rule("kernel->batch_norm (folded)", lambda s: s.activation == "linear" and not s.opts.get("pool")
+                        and folded_weight(s.layer) is not None,
+                        lambda s: callable(getattr(s.layer, "channel_affine", None)), _norm_into_producer)
+#: A residual Add right after a linear convolution (4-D output) that runs as one kernel (no pooling in it).
+RESIDUAL_INTO_CONV = Rule("conv->add (residual)", lambda s: "pool" in s.layer.OPTIONS and s.activation == "linear"
+                          and not s.opts.get("pool"), _residual_add, _residual_into_producer)
+
 #: Training: the ReLU ends up in the dropout's fused kernel wherever one follows; max poolings go into the
 #: convolution before them.
 TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT, POOL_INTO_CONV_TRAINING)
-#: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): ReLUs into the kernel before them,
-#: max poolings into the convolution before them.
-INFERENCE = (RELU_INTO_KERNEL, POOL_INTO_CONV)
+#: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): batch norms folded into the kernel
+#: before them, then residual adds into the convolution before them, ReLUs into the kernel before them (a residual
+#: step's included), max poolings into the convolution before them.
+INFERENCE = (NORM_INTO_KERNEL, RESIDUAL_INTO_CONV, RELU_INTO_KERNEL, POOL_INTO_CONV)
 
 
 def remove_identities(steps, output_id):
@@ -88,13 +123,16 @@ def sole_consumer(steps, step, output_id):
     return users[0] if len(users) == 1 else None
 
 
-def apply(rules, steps, output_id):
-    """Apply ``rules`` in order to the list of steps (changed in place). Returns ``steps``."""
+def apply(rules, steps, output_id, log=None):
+    """Apply ``rules`` in order to the list of steps (changed in place). Returns ``steps``. ``log``: a list that
+    gets ``(rule name, producer layer name, consumer layer name)`` for each fusion made."""
     for rule in rules:
         for step in [s for s in steps if rule.producer(s)]:
             if step not in steps:
                 continue
             user = sole_consumer(steps, step, output_id)
             if user is not None and rule.consumer(user):
+                if log is not None:
+                    log.append((rule.name, step.layer.name, user.layer.name))
                 rule.apply(steps, step, user)
     return steps

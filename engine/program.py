@@ -4,17 +4,20 @@ Why: a service's requests are small, and at batch 1 the per-layer Python of the 
 bookkeeping, each layer's ``forward`` and closure, each kernel wrapper's checks and allocations: 3-5 us a layer)
 was a third of a prediction. A program works the geometry out once per batch size and binds each step to the
 kernel that suits it; a prediction is then one loop of kernel calls on preallocated buffers. It starts from the
-unfused graph and applies the inference fusion rules (``dropcore.fusion``): a convolution and the max pooling after
-it run in one pass (the convolution's output never goes to memory: cifar's first layer writes 59 MB at batch 256
-otherwise), a ReLU goes into the kernel before it, and Dropout is the identity (no step at all).
+unfused graph and applies the inference fusion rules (``dropcore.fusion``): a batch normalization is folded into
+the convolution or dense layer before it, a residual ``Add`` runs in the step of the convolution producing one of
+its operands, a convolution and the max pooling after it run in one pass (the convolution's output never goes to
+memory: cifar's first layer writes 59 MB at batch 256 otherwise), a ReLU goes into the kernel before it, and
+Dropout is the identity (no step at all).
 
 Each layer lowers itself (``Layer.lower``, ``dropcore.lowering``): to its bound Cython kernels, or to its own
 forward on the "cython" kernel set (Cython forwards, the NumPy reference for the rest) where it has none, so every
 graph, branches included, compiles. With ``mc=True`` the dropout layers lower to Monte-Carlo kernels that draw
 their masks from each call's context: MC dropout runs on the Cython kernels too, without Numba.
 
-Weights are bound by reference and whatever derives from them (batch normalization's scale) is worked out per
-call, so a program stays right while its model trains: every weight update in dropcore is in place.
+Weights are bound by reference and whatever derives from them (batch normalization's scale, a folded kernel's
+weights: ``dropcore.folding``) is worked out per call, so a program stays right while its model trains: every
+weight update in dropcore is in place. Only read-only weights (a Predictor's) are derived from once.
 
 Thread safety: the bound kernels are shared and read-only; the buffers are per thread (each thread keeps those of
 its last two batch sizes, up to ``KEEP_BYTES`` each: a service holds its intermediate activations per serving
@@ -37,13 +40,14 @@ KEEP_SIZES = 2
 KEEP_BYTES = 128 * 2**20
 
 
-def _lower(graph, lowering, logits):
+def _lower(graph, lowering, logits, fused=None, layers=None):
     """The graph's steps, fused with the inference rules and lowered: ``(ops, output_id)`` with each op
-    ``(kernel, input ids, output id, several_inputs)``."""
+    ``(kernel, input ids, output id, several_inputs)``. ``fused``: a list that gets the fusions made
+    (``fusion.apply``'s log); ``layers``: a list that gets the name of each op's layer."""
     steps, output_id = graph.copy_steps(), graph.output_id
     if not lowering.mc:
         steps, output_id = fusion.remove_identities(steps, output_id)
-    steps = fusion.apply(fusion.INFERENCE, steps, output_id)
+    steps = fusion.apply(fusion.INFERENCE, steps, output_id, fused)
     if logits and steps:  # a fused loss takes the logits: the final softmax/sigmoid is left out
         last = steps[-1]
         if last.layer.pure_activation:
@@ -63,6 +67,8 @@ def _lower(graph, lowering, logits):
             out = step.output if j == len(kernels) - 1 else fresh
             fresh -= 1
             ops.append((kernel, ins, out, several and j == 0))
+            if layers is not None:
+                layers.append(step.layer.name)
             ins = (out,)
     return ops, alias.get(output_id, output_id)
 
@@ -70,7 +76,11 @@ def _lower(graph, lowering, logits):
 class Program:
     """A compiled inference program (see the module docstring); built by :func:`compile_program`."""
 
-    def __init__(self, ops, input_id, output_id, sample_shape):
+    def __init__(self, ops, input_id, output_id, sample_shape, fused=(), layers=None):
+        #: the fusions the inference rules made: ``(rule name, producer layer, consumer layer)`` each
+        self.fused = list(fused)
+        #: the name of the layer each of :attr:`steps` runs (a fused step: the layer the others went into)
+        self.step_layers = list(layers) if layers is not None else [None] * len(ops)
         slots = {input_id: 0}
         for _, ins, out, _ in ops:
             slots.setdefault(out, len(slots))
@@ -85,8 +95,10 @@ class Program:
         self._local = threading.local()
         # Bound once at batch 1 (every kernel checks its operands' shapes), for the output's shape.
         shapes = [(1,) + self._sample_shape] + [None] * (self._nslots - 1)
-        for (_, shape), (_, _, slot, _, _) in zip(self._bind(1), self._ops):
+        self._compiled = []
+        for (run, shape), (_, _, slot, _, _) in zip(self._bind(1), self._ops):
             shapes[slot] = shape
+            self._compiled.append(_compiled(run))
         self._output_shape = tuple(shapes[self._out_slot][1:])
 
     @staticmethod
@@ -107,6 +119,17 @@ class Program:
         """The kernel calls (and reshapes) a prediction runs, in order: e.g. ``["conv2d+max_pool2d", "reshape",
         "dense", "softmax"]``."""
         return list(self._names)
+
+    @property
+    def uncompiled(self):
+        """The steps (as :attr:`steps` names them) that run without a compiled kernel: NumPy's, or a layer's own
+        forward on the NumPy reference (reshapes, which run nothing, are not listed)."""
+        return [name for name, ok in zip(self._names, self._compiled) if not ok]
+
+    @property
+    def uncompiled_layers(self):
+        """``(step name, layer name)`` for each of :attr:`uncompiled`."""
+        return [(name, layer) for name, layer, ok in zip(self._names, self.step_layers, self._compiled) if not ok]
 
     def _bind(self, n):
         bound = self._bound.get(n)
@@ -187,6 +210,14 @@ class Program:
                 run(parts[0], y[start:stop], at)
 
 
+def _compiled(run):
+    """Whether a bound ``run`` is one of the compiled kernels (defined in ``dropcore.kernels``, seen through
+    wrappers that set ``__wrapped__``); ``None`` (a reshape) counts as compiled: it runs nothing."""
+    while run is not None and hasattr(run, "__wrapped__"):
+        run = run.__wrapped__
+    return run is None or (getattr(run, "__module__", None) or "").startswith("dropcore.kernels")
+
+
 def compile_program(graph, sample_shape, mc=False, logits=False):
     """Lower a built model's :class:`~dropcore.graph.Graph` into a :class:`Program` on the Cython kernels, or
     ``None`` when they are not built.
@@ -200,5 +231,6 @@ def compile_program(graph, sample_shape, mc=False, logits=False):
         return None
     from .ops import get_ops
 
-    ops, output_id = _lower(graph, Lowering(cy, get_ops("cython"), mc), logits)
-    return Program(ops, graph.input_id, output_id, sample_shape)
+    fused, layers = [], []
+    ops, output_id = _lower(graph, Lowering(cy, get_ops("cython"), mc), logits, fused, layers)
+    return Program(ops, graph.input_id, output_id, sample_shape, fused, layers)

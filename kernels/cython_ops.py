@@ -111,6 +111,24 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
                                                y, relu)), (n, oh // ph, ow // pw, cout)
 
 
+def residual_kernel(kernel, relu=False):
+    """``(run, y_shape)`` from a bound kernel ``(run, y_shape)`` (a linear convolution's): ``run(x, r, y)`` fills
+    ``y`` with ``kernel(x) + r``, then the ReLU when ``relu``: a residual ``Add`` (and the ReLU after it) in the
+    convolution's step, without a buffer of their own. The add and the ReLU run right after the convolution, on its
+    output in ``y``, not yet inside its tiles (the GEMM and direct kernels' epilogues take no second operand)."""
+    conv, y_shape = kernel
+    relu = bool(relu)
+
+    def run(x, r, y):
+        conv(x, y)
+        np.add(y, r, out=y)
+        if relu:
+            flat = y.reshape(-1)
+            _ew.relu_forward(flat, flat)  # in place: each element read before it is written
+
+    return run, y_shape
+
+
 def dense_kernel(x_shape, w, b, relu=False):
     """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``dense(x, w, b, relu)`` for 2-D inputs of ``x_shape``."""
     w = _c32(w)

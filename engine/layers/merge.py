@@ -43,6 +43,9 @@ class _Merge(Layer):
 class Add(_Merge):
     """Element-wise sum of two or more inputs of the same shape (residual connections)."""
 
+    #: a sum of two inputs is a residual connection an inference program adds in the producing convolution's step
+    residual_sum = True
+
     def check_shapes(self, shapes):
         if any(s != shapes[0] for s in shapes):
             raise ValueError(f"{self.label}: all inputs must have the same shape, received {shapes}")

@@ -31,6 +31,14 @@ class BatchNormalization(Layer):
         self.add_weight("moving_variance", (c,), initializers.Ones(), trainable=False)
         super().build(input_shape)
 
+    def channel_affine(self):
+        """``(scale, shift)``: inference computes ``x * scale + shift`` per channel, from the current moving
+        statistics (float32, the reference's expression for the scale). Inference programs fold it into a
+        convolution or dense layer right before it (``dropcore.fusion``)."""
+        wt, eps = self.weights, np.float32(self.epsilon)
+        scale = wt["gamma"] / np.sqrt(wt["moving_variance"] + eps)
+        return scale, wt["beta"] - wt["moving_mean"] * scale
+
     def lower(self, lowering, step):
         wt, eps = self.weights, np.float32(self.epsilon)  # by reference: the moving statistics may still train
         return [Kernel("batch_norm", lambda shape: lowering.kernels.batch_norm_kernel(
