@@ -35,7 +35,8 @@ def cmd_import(args):
     from .. import io
     from . import load
 
-    model = load(args.model)
+    report = []
+    model = load(args.model, report=report)
     io.save_model(model, args.output)
     drop = sum(1 for la in model.layers if la.stochastic)
     print(f"Wrote {args.output}: {len(model.layers)} layers, input {_shape(model.input_shape)} (channels last), "
@@ -46,7 +47,34 @@ def cmd_import(args):
         print(f"warning: {args.model} has no Dropout with a rate above 0, so Monte-Carlo dropout (--mc-samples) is "
               f"refused on this model. A PyTorch model exported in eval mode loses its Dropout: put its Dropout "
               f"modules in train mode and export with training=torch.onnx.TrainingMode.PRESERVE", file=sys.stderr)
+    print(import_report(model, report), file=sys.stderr)
     return 0
+
+
+def import_report(model, report):
+    """What ``dropcore import`` tells on stderr: a table of which ONNX nodes became which layers (``report``, from
+    ``load(..., report=)``), what the inference program folds or fuses, and which of its steps run without a
+    compiled kernel."""
+    kinds = {la.name: type(la).__name__ for la in model.layers}
+    rows = [(name, op, ", ".join(f"{n} ({kinds[n]})" for n in layers) if layers else "-") for name, op, layers
+            in report]
+    width = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ONNX node", "op"))]
+    lines = [f"{'ONNX node':<{width[0]}}  {'op':<{width[1]}}  dropcore layer"]
+    lines += [f"{a:<{width[0]}}  {b:<{width[1]}}  {c}" for a, b, c in rows]
+    program = model._inference_program()
+    if program is None:
+        lines.append("inference: the Cython kernels are not built, so predictions run the layers one by one on the "
+                     "Numba kernels (nothing folded)")
+        return "\n".join(lines)
+    what = {"kernel->batch_norm (folded)": "folded into", "conv->add (residual)": "added in the step of",
+            "linear kernel->relu": "applied in the kernel of", "conv->max_pool": "pooled in the kernel of"}
+    fused = [f"{b} {what.get(rule, 'fused into')} {a}" for rule, a, b in program.fused]
+    lines.append(f"inference: {len(program.steps)} steps; " + (f"{len(fused)} fused: " + "; ".join(fused)
+                                                               if fused else "nothing fused"))
+    slow = program.uncompiled_layers
+    lines.append("without a compiled kernel: " + (", ".join(f"{layer} ({step})" for step, layer in slow)
+                                                  if slow else "none"))
+    return "\n".join(lines)
 
 
 def _shape(shape):

@@ -32,6 +32,10 @@ class Context:
         for out in graph.output:
             self.uses[out.name] = self.uses.get(out.name, 0) + 1
         self._names = set()
+        #: the node being converted, and for each layer made, the nodes that made it (a Relu that went into the
+        #: convolution before it included): what ``dropcore import`` reports
+        self.node = None
+        self.sources = {}
         self.batch = None  # the graph input's batch dimension when it is a fixed number
         #: ONNX shapes from onnx.shape_inference, for checks on a node whose input could not be converted
         self.inferred = {}
@@ -94,6 +98,9 @@ class Context:
                 layer.set_weights([np.asarray(w, np.float32) for w in weights])
         except (ValueError, TypeError) as exc:
             raise Unsupported(str(exc)) from None
+        made_by = self.sources.setdefault(layer.name, [])
+        if self.node is not None and self.node not in made_by:
+            made_by.append(self.node)
         return out
 
 
@@ -156,8 +163,10 @@ def _graph_input(cx, graph, initializers, problems):
     return st
 
 
-def from_proto(proto, name=None, where="ONNX model"):
-    """A dropcore Model from an ``onnx.ModelProto`` (see :func:`load`); ``where`` names it in errors."""
+def from_proto(proto, name=None, where="ONNX model", report=None):
+    """A dropcore Model from an ``onnx.ModelProto`` (see :func:`load`); ``where`` names it in errors. ``report``: a
+    list that gets ``(node name, op type, [layer names])`` for each node, in the graph's order (the layers that
+    node made or went into; none for a node that only relabels axes or computes constants)."""
     from . import import_ops
 
     proto = checked(proto, where)
@@ -174,6 +183,7 @@ def from_proto(proto, name=None, where="ONNX model"):
         raise OnnxImportError(f"cannot import {where}: {problems[0]}")
     for index, node in enumerate(graph.node):
         label = _label(node, index, opset if node.domain in ("", "ai.onnx") else opsets.get(node.domain, "?"))
+        cx.node = (node.name or f"#{index}", node.op_type)
         try:
             if node.domain not in ("", "ai.onnx"):
                 raise Unsupported(f"operator domain '{node.domain}' not supported")
@@ -207,7 +217,13 @@ def from_proto(proto, name=None, where="ONNX model"):
     if problems:
         raise OnnxImportError(f"cannot import {where}: {len(problems)} unsupported "
                               f"{'node' if len(problems) == 1 else 'nodes'}:\n  " + "\n  ".join(problems))
-    return Model(source, cx.values[outputs[0].name].st, name=name or graph.name or "onnx_model")
+    model = Model(source, cx.values[outputs[0].name].st, name=name or graph.name or "onnx_model")
+    if report is not None:
+        kept = {la.name for la in model.layers}  # a layer remade with an activation: only the last one is kept
+        for index, node in enumerate(graph.node):
+            key = (node.name or f"#{index}", node.op_type)
+            report.append(key + ([n for n, made_by in cx.sources.items() if key in made_by and n in kept],))
+    return model
 
 
 def _check_output(result, out, problems):
@@ -222,7 +238,7 @@ def _check_output(result, out, problems):
             problems.append(f"output '{out.name}': ONNX declares shape {dims}, the conversion computes {list(got)}")
 
 
-def load(path, name=None):
+def load(path, name=None, report=None):
     """A built, uncompiled dropcore Model computing the ONNX model in the file at ``path``.
 
     Image inputs become NHWC (a PyTorch NCHW input of shape ``(N, C, H, W)`` takes ``(N, H, W, C)`` arrays in
@@ -230,6 +246,7 @@ def load(path, name=None):
     other dimension must be known. Dropout nodes become dropcore ``Dropout`` layers with their ratio, so
     ``predict(x, mc_samples=N, seed=S)`` runs Monte-Carlo dropout. Raises :class:`OnnxImportError` listing every
     node it cannot convert (name, op type, opset, the attribute at fault), and for a file that is malformed,
-    truncated or whose external data lies outside its folder.
+    truncated or whose external data lies outside its folder. ``report``: see :func:`from_proto` (what ``dropcore
+    import`` prints).
     """
-    return from_proto(read(path), name, where=f"ONNX model '{path}'")
+    return from_proto(read(path), name, where=f"ONNX model '{path}'", report=report)
