@@ -127,8 +127,9 @@ def _conv2d(g, la, ins, shape):
     inputs = [x.name, g.const(la.weights["kernel"].transpose(3, 2, 0, 1), f"{la.name}/kernel")]
     if la.use_bias:
         inputs.append(g.const(la.weights["bias"], f"{la.name}/bias"))
+    grouped = {"group": la.groups} if la.groups > 1 else {}  # ONNX's layout is Keras's, transposed
     y = g.node("Conv", inputs, la.name, kernel_shape=list(la.kernel_size), strides=list(la.strides),
-               dilations=list(la.dilation_rate), pads=_pads(la, la.effective_size, x.shape))
+               dilations=list(la.dilation_rate), pads=_pads(la, la.effective_size, x.shape), **grouped)
     return _activation(g, _Value(y, shape), la.activation, la.name)
 
 
@@ -137,8 +138,10 @@ def _depthwise_node(g, la, x, bias):
     # ONNX's grouped convolution: output channel c * mult + m is filter (c, m), as in Keras
     w = la.weights["depthwise_kernel"].transpose(2, 3, 0, 1).reshape(c * mult, 1, kh, kw)
     inputs = [x.name, g.const(w, f"{la.name}/depthwise_kernel")] + bias
+    size = ((kh - 1) * la.dilation_rate[0] + 1, (kw - 1) * la.dilation_rate[1] + 1)
     return g.node("Conv", inputs, f"{la.name}/depthwise" if not bias else la.name, group=c,
-                  kernel_shape=[kh, kw], strides=list(la.strides), pads=_pads(la, la.kernel_size, x.shape))
+                  kernel_shape=[kh, kw], strides=list(la.strides), dilations=list(la.dilation_rate),
+                  pads=_pads(la, size, x.shape))
 
 
 def _depthwise_conv2d(g, la, ins, shape):

@@ -69,18 +69,15 @@ def conv(cx, node, attrs):
     group, strides, dil = attrs.get("group", 1), _pair(attrs, "strides"), _pair(attrs, "dilations")
     if tuple(attrs.get("kernel_shape", (kh, kw))) != (kh, kw):
         raise Unsupported(f"kernel_shape={list(attrs['kernel_shape'])} disagrees with the weights {list(w.shape)}")
-    depthwise = group != 1
-    if depthwise and per_group != 1:
-        raise Unsupported(f"group={group} not supported (only group=1, or a depthwise convolution: one input "
-                          f"channel per group)")
-    if depthwise and dil != (1, 1):
-        raise Unsupported(f"dilations={list(dil)} with group={group} not supported (DepthwiseConv2D has no dilation)")
     _auto_pad(attrs)
     b = _optional_const(cx, node, 2, "bias")
     x = _image(cx, node)
     h, wd, c = x.st.shape
-    if (group if depthwise else per_group) != c:
-        raise Unsupported(f"group={group} with weights {list(w.shape)} does not fit {c} input channels")
+    if group < 1 or per_group * group != c or out_c % group:
+        raise Unsupported(f"group={group} with weights {list(w.shape)} does not fit {c} input channels (expected "
+                          f"{c} / group input channels per group, and outputs divisible by group)")
+    # one input channel per group: DepthwiseConv2D (its kernels, dilated or strided); other groups: Conv2D(groups)
+    depthwise = group == c and group != 1
     effective = ((kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1)
     padding, extra = _window(node, attrs, (h, wd), effective, strides)
     src = x.st
@@ -93,10 +90,10 @@ def conv(cx, node, attrs):
         if depthwise:
             mult = out_c // group
             layer = DepthwiseConv2D((kh, kw), strides, padding, depth_multiplier=mult, activation=activation,
-                                    use_bias=bool(bias), name=name)
+                                    use_bias=bool(bias), name=name, dilation_rate=dil)
             return cx.call(layer, src, [w.reshape(c, mult, kh, kw).transpose(2, 3, 0, 1)] + bias)
         layer = Conv2D(out_c, (kh, kw), strides, padding, activation=activation, use_bias=bool(bias), name=name,
-                       dilation_rate=dil)
+                       dilation_rate=dil, groups=group)
         return cx.call(layer, src, [w.transpose(2, 3, 1, 0)] + bias)
 
     remake = {"activation": lambda act: Tensor(make(act), NCHW)}

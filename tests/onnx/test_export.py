@@ -47,8 +47,9 @@ def image_model(body, shape=(9, 10, 3)):
 
 def _convs(x):
     h = L.Conv2D(4, 3, strides=2, padding="same", activation="tanh")(x)
+    h = L.Conv2D(6, 3, padding="same", groups=2, dilation_rate=(1, 2), activation="relu")(h)  # ONNX Conv group=2
     h = L.Conv2D(5, 3, padding="same", dilation_rate=2, activation="sigmoid")(h)
-    h = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu")(h)
+    h = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu", dilation_rate=2)(h)
     h = L.SeparableConv2D(6, 2, depth_multiplier=2, activation="selu")(h)
     h = L.Conv2D(3, 1, use_bias=False, activation="softmax")(h)
     return L.Dense(4, activation="softmax")(L.Flatten()(h))
@@ -156,6 +157,19 @@ def test_round_trip_keeps_weights_and_answers(name, tmp_path):
     for n in BATCHES:
         x = data(model, n)
         np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=0, atol=1e-5)
+
+
+def test_one_channel_per_group_comes_back_as_depthwise(tmp_path):
+    """Conv2D(groups=C) and DepthwiseConv2D export alike (ONNX Conv, group=C): the import reads it back as the
+    DepthwiseConv2D with the same answers, its kernel the grouped one reshaped."""
+    model = randomize(image_model(lambda x: L.Conv2D(6, 3, padding="same", groups=3, dilation_rate=2)(x)))
+    dx.export(model, tmp_path / "m.onnx")
+    back = dx.load(tmp_path / "m.onnx")
+    assert [type(la).__name__ for la in back.layers][-1] == "DepthwiseConv2D"
+    np.testing.assert_array_equal(back.layers[-1].weights["depthwise_kernel"],
+                                  model.layers[-1].weights["kernel"].reshape(3, 3, 3, 2))
+    x = data(model, 4)
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=0, atol=1e-5)
 
 
 def test_flatten_then_dense_needs_no_runtime_transpose():

@@ -80,8 +80,9 @@ def test_nchw_flatten_reorders_dense_rows_and_constants_fold():
 
 
 BAD = {
-    "grouped convolution": (helper.make_node("Conv", ["x", "wg"], ["o"], name="Conv_12", group=2),
-                            "node 'Conv_12' (Conv, opset 17): group=2 not supported"),
+    "groups that do not fit": (helper.make_node("Conv", ["x", "wg"], ["o"], name="Conv_12", group=3),
+                               "node 'Conv_12' (Conv, opset 17): group=3 with weights [4, 2, 3, 3] does not fit 4 "
+                               "input channels"),
     "ceil_mode": (helper.make_node("MaxPool", ["x"], ["o"], name="pool", kernel_shape=[2, 2], strides=[2, 2],
                                    ceil_mode=1),
                   "node 'pool' (MaxPool, opset 17): ceil_mode=1 not supported"),

@@ -57,7 +57,24 @@ class GapNet(nn.Module):
         return torch.softmax(self.fc(self.drop(torch.flatten(self.gap(h), 1))), dim=1)
 
 
-NETS = {"conv_bn": ConvBnNet, "residual": ResidualNet, "gap_head": GapNet}
+class GroupedNet(nn.Module):
+    """(d) Grouped convolutions: ResNeXt-like groups, a dilated strided depthwise one, dilated groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.g1 = nn.Conv2d(8, 12, 3, groups=4, padding=1)
+        self.dw = nn.Conv2d(12, 12, 3, groups=12, stride=2, dilation=2, padding=2, bias=False)
+        self.g2 = nn.Conv2d(12, 6, 3, groups=2, dilation=2, padding=2)
+        self.gap, self.drop, self.fc = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.3), nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.g1(torch.relu(self.c1(x))))
+        h = torch.relu(self.g2(torch.relu(self.dw(h))))
+        return self.fc(self.drop(torch.flatten(self.gap(h), 1)))
+
+
+NETS = {"conv_bn": ConvBnNet, "residual": ResidualNet, "gap_head": GapNet, "grouped": GroupedNet}
 
 
 def prepared(cls):
@@ -149,3 +166,14 @@ def test_imported_layers(exported):
     assert conv.activation == "relu" or "ReLU" in kinds
     rate = [la.rate for la in model.layers if type(la).__name__ == "Dropout"]
     assert np.allclose(rate, [0.4])
+
+
+def test_imported_groups(exported):
+    """ONNX Conv with group: one input channel per group a DepthwiseConv2D (dilated, strided), other groups a
+    Conv2D(groups); the inference program runs the depthwise kernel and the per-group convolutions."""
+    model = dx.load(exported["grouped"][1])
+    convs = [la for la in model.layers if type(la).__name__ in ("Conv2D", "DepthwiseConv2D")]
+    assert [(type(la).__name__, getattr(la, "groups", None), la.dilation_rate) for la in convs] == [
+        ("Conv2D", 1, (1, 1)), ("Conv2D", 4, (1, 1)), ("DepthwiseConv2D", None, (2, 2)), ("Conv2D", 2, (2, 2))]
+    steps = model._inference_program().steps
+    assert "depthwise_conv2d" in steps and "grouped_conv2d" in steps
