@@ -103,7 +103,7 @@ def model_cases(name, n=32, seed=0):
     x, y = models.batch(name, n, seed)
     calls = []
     ops = _recording(get_ops("reference"), calls)
-    fused = model._fused()
+    fused = model.fuses_loss
     out, tape = model.plan.forward(ops, x, Context(training=True, dropout=True, seed=seed), keep_backprop=True,
                                    logits=fused)
     _, dout = model.loss.per_sample(ops, out, y, fused or model.loss.from_logits)

@@ -69,7 +69,7 @@ def _child(args):
     seconds = time.perf_counter() - t0
     DataParallel.allreduce = plain
 
-    params = sum(w.size for la, name in model._trainable for w in [la.weights[name]])
+    params = sum(w.size for w in model.trainable_weights)
     buf = np.ones(params + 2, dtype=np.float32)
     times = []
     for _ in range(args.allreduce_repeats):

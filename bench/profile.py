@@ -81,7 +81,7 @@ def profile_training(model, x, y, repeats, warmup=2):
     med = statistics.median
     total = med(totals)
     rows = []
-    for i, (step, label) in enumerate(zip(model._plan.steps, describe(model._plan))):
+    for i, (step, label) in enumerate(zip(model.plan.steps, describe(model.plan))):
         name = step.layer.name
         f = med(fwd[name]) if fwd[name] else 0.0
         b = med(bwd[name]) if bwd[name] else 0.0

@@ -126,7 +126,7 @@ class BatchingPredictor:
         ``max_batch`` rows wait for a shared batch: plain ones with plain ones, Monte-Carlo ones with those asking
         for the same passes and seed (each input's rows draw the masks they would alone). Larger inputs run on
         this thread."""
-        x = self.predictor._model._check_x(x)  # bad input fails here, in its caller, never inside a shared batch
+        x = self.predictor._model.check_input(x)  # bad input fails here, in its caller, never inside a shared batch
         mc = None
         if mc_samples is not None:
             # checked here, and the seed drawn here when not given: a shared batch's requests share (passes, seed)

@@ -33,7 +33,7 @@ def run_epochs(model, batches, val, callbacks, dp, initial_epoch, epochs, verbos
         batches.skip_epoch()
     for cb in cbs:
         cb.on_train_begin()
-    with engine_call(model._ops.name), (nullcontext() if dp is None else dp.running()):
+    with engine_call(model.kernel_set.name), (nullcontext() if dp is None else dp.running()):
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)

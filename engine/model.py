@@ -156,8 +156,10 @@ class Model:
         return self._ops_name
 
     @property
-    def _ops(self):
-        return get_ops(self.ops)  # resolved on use, so building a model compiles and imports nothing
+    def kernel_set(self):
+        """The kernel set itself (``dropcore.ops.get_ops(model.ops)``: one function per op of the kernel contract),
+        resolved on use, so that building a model compiles and imports nothing."""
+        return get_ops(self.ops)
 
     def set_ops(self, name):
         """Run this model on another kernel set ("cython", "numba" or "reference")."""
@@ -196,7 +198,10 @@ class Model:
     def build(self, input_shape):
         raise ValueError(f"Model '{self.name}' has no graph: create it with Model(inputs, outputs)")
 
-    def _check_x(self, x, arg="x"):
+    def check_input(self, x, arg="x"):
+        """``x`` as a float32 batch of this model's input shape (building a Sequential without an Input), or a clear
+        error naming ``arg``: the check every entry point makes (``predict``, ``fit``, the Predictor, the batching
+        queue's callers)."""
         x = as_float32_batch(x, arg, where=f"Model '{self.name}'")
         self._ensure_built(x)
         if x.shape[1:] != self._inputs.shape:
@@ -224,6 +229,11 @@ class Model:
             la.set_weights(weights[i:i + n])
             i += n
 
+    @property
+    def trainable_weights(self):
+        """The trainable weight arrays, in the order the optimizer updates them (Keras's ``trainable_weights``)."""
+        return [la.weights[n] for la, n in self._trainable]
+
     def count_params(self):
         return sum(la.count_params() for la in self._layers)
 
@@ -232,7 +242,7 @@ class Model:
         """Run the model on a batch; ``training=True`` drops units and uses batch statistics."""
         if isinstance(x, SymbolicTensor):
             raise TypeError("calling a Model on a symbolic tensor (nesting models) is not supported")
-        x = self._check_x(x)
+        x = self.check_input(x)
         workspace.check(self, len(x), bool(training))
         if not training:
             return self._infer(x, max(1, len(x)))
@@ -240,8 +250,8 @@ class Model:
         self._calls += 1
         ctx = Context(training=True, dropout=True, seed=(self._seed + 0x9E3779B9 * self._calls) & 0xFFFFFFFF,
                       step=self._step())
-        with _engine_call(self._ops.name):
-            y, _ = self._plan.forward(self._ops, x, ctx)
+        with _engine_call(self.kernel_set.name):
+            y, _ = self._plan.forward(self.kernel_set, x, ctx)
         return y
 
     def _step(self):
@@ -257,7 +267,7 @@ class Model:
         program (as :class:`dropcore.Predictor` does), Monte-Carlo dropout included: the same outputs as the
         executor within float tolerance.
         """
-        x = self._check_x(x)
+        x = self.check_input(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         workspace.check(self, min(batch_size, len(x)), False)
         return self._inference().predict(x, batch_size, mc_samples, seed)
@@ -282,7 +292,10 @@ class Model:
         if self.loss is None:
             raise NotCompiledError(f"Model '{self.name}' must be compiled before {what}: call model.compile(...)")
 
-    def _fused(self):
+    @property
+    def fuses_loss(self):
+        """Whether training computes the loss from the logits with the final softmax/sigmoid fused into it (the
+        compiled loss is one of ``losses`` that fuses with the model's last activation)."""
         return (not self.loss.from_logits) and self.loss.fuses_with is not None and \
             self.loss.fuses_with == self._plan.head
 
@@ -290,10 +303,10 @@ class Model:
         if not logits:
             return out
         head = self.loss.fuses_with
-        return self._ops.softmax(out) if head == "softmax" else self._ops.sigmoid(out)
+        return self.kernel_set.softmax(out) if head == "softmax" else self.kernel_set.sigmoid(out)
 
     def _check_xy(self, x, y, arg_x="x", arg_y="y"):
-        x = self._check_x(x, arg_x)
+        x = self.check_input(x, arg_x)
         y_arr = np.asarray(y)
         if y_arr.ndim == 0 or len(y_arr) != len(x):
             raise ValueError(f"Model '{self.name}': `{arg_x}` and `{arg_y}` must have the same number of samples; "
@@ -306,8 +319,8 @@ class Model:
         summed and divided by the batch size). ``dp``: data-parallel hooks (``dropcore.distributed.training``): this
         rank trains on its part of the global batch ``x`` and the gradients are summed over the ranks."""
         tune_for_training()  # once per process: large arrays from the heap (dropcore.allocator)
-        ops, plan = self._ops, self._plan
-        fused = self._fused()
+        ops, plan = self.kernel_set, self._plan
+        fused = self.fuses_loss
         logits = fused or self.loss.from_logits
         total, row = len(x), 0
         if dp is not None:
@@ -384,7 +397,7 @@ class Model:
         self._require_compiled("train_on_batch")
         x, y = self._check_xy(x, y)
         workspace.check(self, len(x), True)
-        with _engine_call(self._ops.name):
+        with _engine_call(self.kernel_set.name):
             loss_sum, metric_sum = self._train_batch(x, y)
         return self._format(loss_sum / len(x), None if metric_sum is None else metric_sum / len(x), return_dict)
 
@@ -449,13 +462,13 @@ class Model:
 
     def _evaluate_batches(self, batches, batch_size):
         """Loss (weighted where a batch has weights) and accuracy over ``(x, y, w)`` batches, in inference."""
-        fused = self._fused()
+        fused = self.fuses_loss
         logits = fused or self.loss.from_logits
         loss_sum = metric_sum = 0.0
         n = 0
         for xb, yb, wb in batches:
             out = self._infer(xb, batch_size, logits=fused)
-            losses = self.loss.per_sample(self._ops, out, yb, logits)[0]
+            losses = self.loss.per_sample(self.kernel_set, out, yb, logits)[0]
             loss_sum += float(np.sum(losses if wb is None else losses * wb))
             if self.metric is not None:
                 metric_sum += float(np.sum(self.metric[1](yb, self._outputs_as_probabilities(out, logits))))
@@ -480,7 +493,7 @@ class Model:
                                  f"({type(x).__name__}); its batches carry (x, y[, sample_weight])")
             steps = None if steps is None else check_int(steps, "steps", 1, where)
             source = SourceBatches(x, steps, self._check_xy, where)
-            with _engine_call(self._ops.name):
+            with _engine_call(self.kernel_set.name):
                 res = self._evaluate_batches(source.epoch(), batch_size)
         else:
             if y is None:
@@ -488,7 +501,7 @@ class Model:
             x, y = self._check_xy(x, y)
             w = sample_weights(y, sample_weight, None, where)
             workspace.check(self, min(batch_size, len(x)), False)
-            with _engine_call(self._ops.name):
+            with _engine_call(self.kernel_set.name):
                 res = self._evaluate_arrays(x, y, batch_size, w)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in res.items()))

@@ -108,7 +108,7 @@ class Predictor:
         the whole input), so that the pieces' answers are the rows of the whole one's.
         """
         model = self._model
-        x = model._check_x(x)
+        x = model.check_input(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
         row = check_int(row, "row", 0, "predict")
         if deadline is not None:

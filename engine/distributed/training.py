@@ -53,9 +53,9 @@ def warm_kernels(model):
     x = np.zeros((2,) + tuple(model.input.shape), dtype=np.float32)
     from ..kernels.threads import engine_call
 
-    with engine_call(model._ops.name):
-        out, tape = model.plan.forward(model._ops, x, Context(training=True, dropout=True), keep_backprop=True,
-                                        logits=model._fused())
+    with engine_call(model.kernel_set.name):
+        out, tape = model.plan.forward(model.kernel_set, x, Context(training=True, dropout=True), keep_backprop=True,
+                                        logits=model.fuses_loss)
         model.plan.backward(tape, np.ones_like(out))
     for w, copy in saved:
         np.copyto(w, copy)

@@ -75,13 +75,13 @@ def test_fusion_plan():
     h = Dropout(0.2, name="drop_b")(Activation("relu", name="relu_b")(Dense(3, name="dense_a")(h)))
     out = Softmax(name="sm")(Dense(2, name="dense_b")(h))
     model = dropcore.Model(x, out)
-    steps = {s.layer.name: s for s in model._plan.steps}
+    steps = {s.layer.name: s for s in model.plan.steps}
     assert "relu_a" not in steps and "relu_b" not in steps
     assert steps["conv_a"].activation == "relu"
     assert steps["conv_b"].activation == "linear" and steps["drop_a"].opts["relu"]
     assert steps["dense_a"].activation == "linear" and steps["drop_b"].opts["relu"]
     assert model._plan.head == "softmax"
-    assert any("fused relu->dropout" in line for line in graph.describe(model._plan))
+    assert any("fused relu->dropout" in line for line in graph.describe(model.plan))
 
 
 def test_no_fusion_when_relu_output_is_shared():
@@ -105,7 +105,7 @@ def test_fused_model_equals_unfused_computation(data):
     model = small_cnn(rate=0.3)
     model.compile("sgd", "sparse_categorical_crossentropy")
     ctx = dropcore.layers.Context(training=True, dropout=True, seed=model._seed, step=0)
-    ops = model._ops
+    ops = model.kernel_set
     fused, _ = model._plan.forward(ops, x, ctx)
     h = x
     for layer in model.layers:
@@ -159,7 +159,7 @@ def test_mc_dropout_predict(data):
     np.testing.assert_array_equal(s1, s2)
     assert not np.allclose(m1, m3)
     assert (s1 > 0).any()
-    passes = np.stack([model._plan.forward(model._ops, x, dropcore.layers.Context(dropout=True, seed=5, step=i))[0]
+    passes = np.stack([model.plan.forward(model.kernel_set, x, dropcore.layers.Context(dropout=True, seed=5, step=i))[0]
                        for i in range(6)])
     np.testing.assert_allclose(m1, passes.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s1, passes.std(0), rtol=1e-4, atol=1e-6)
