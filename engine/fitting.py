@@ -7,7 +7,7 @@ hooks in at the same points in both.
 from contextlib import nullcontext
 
 from . import workspace
-from .batches import ArrayBatches, SourceBatches, is_source, sample_weights
+from .data.batches import ArrayBatches, SourceBatches, is_source, sample_weights
 from .callbacks import Callback, History
 from .errors import NumericalError
 from .progress import EpochProgress

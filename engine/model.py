@@ -10,7 +10,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from . import workspace
-from .batches import SourceBatches, is_source, sample_weights
+from .data.batches import SourceBatches, is_source, sample_weights
 from .errors import NotCompiledError, NumericalError
 from .fitting import run_epochs, training_batches
 from .graph import _toposort, describe, lower_training, plan_graph
@@ -412,7 +412,7 @@ class Model:
         """Train from epoch ``initial_epoch`` to ``epochs`` over ``(x, y)``; returns a :class:`History`.
 
         ``x`` is an array with targets ``y``, or a data source yielding ``(x, y)`` or ``(x, y, sample_weight)``
-        batches: a generator, an iterable, or a ``keras.utils.PyDataset``-style sequence (``dropcore.batches``);
+        batches: a generator, an iterable, or a ``keras.utils.PyDataset``-style sequence (``dropcore.data.batches``);
         ``steps_per_epoch`` batches an epoch (a generator read over several epochs needs it).
         ``validation_split`` holds out the *last* fraction of the data (before shuffling), as Keras does.
         ``class_weight`` (``{class: weight}``) and ``sample_weight`` (one per sample) weight each sample's loss.

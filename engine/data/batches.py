@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from .validation import invalid
+from ..validation import invalid
 
 
 def is_source(x):
