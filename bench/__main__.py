@@ -19,10 +19,13 @@ def _positive(text):
 
 
 def _models(text):
+    from .breadth import MODELS as BREADTH
+
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in models.MODELS]
+    known = list(models.MODELS) + list(BREADTH)
+    bad = [n for n in names if n not in known]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(models.MODELS)}, "
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(known)}, "
                                          f"received {text!r}")
     return names
 
@@ -53,8 +56,12 @@ def _default_threads():
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--models", type=_models, default=list(models.MODELS),
-                   help=f"comma-separated subset of {','.join(models.MODELS)} (default: all)")
+    p.add_argument("--models", type=_models, default=None,
+                   help=f"comma-separated subset of {','.join(models.MODELS)} (default: all), or of the breadth "
+                   "models (resnet8, mobilenet, vgg_bn, inception, lenet5_tanh: the breadth table)")
+    p.add_argument("--breadth", action="store_true", help="the breadth table instead (bench/breadth.py: five "
+                   "CNNs from PyTorch through ONNX; latency @1 and throughput @64 against ONNX Runtime, training @64 "
+                   "against PyTorch); --models may also name breadth models")
     p.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (a smoke run, noisier)")
     p.add_argument("--repeats", type=_positive, default=None, help="timed repeats per measurement (default 5; "
                    "--quick: 2); latency uses 10x as many")
@@ -88,6 +95,15 @@ def main(argv=None):
     command = "python -m bench " + shlex.join(argv)
     t0 = time.perf_counter()
     counts = args.threads or _default_threads()
+    from .breadth import MODELS as BREADTH
+
+    breadth = [n for n in args.models or () if n in BREADTH]
+    if breadth and len(breadth) != len(args.models):
+        parser().error(f"--models: the breadth models ({','.join(breadth)}) have a table of their own; name them "
+                       f"apart from the reference models")
+    if args.breadth or breadth:
+        return _breadth(breadth or list(BREADTH), counts[0], repeats, args, t0)
+    args.models = args.models or list(models.MODELS)
     report = runner.run(args.models, counts[0], repeats, quick=args.quick, profile=args.profile,
                         kernels=args.kernels, log=lambda m: print(m, file=sys.stderr, flush=True),
                         scaling=(counts, args.isa or [None]) if len(counts) > 1 or args.isa else None)
@@ -105,6 +121,19 @@ def main(argv=None):
             print(f"PNG: {os.path.abspath(args.png)}")
         else:
             print("PNG: not written (matplotlib is not installed: pip install 'dropcore[plot]')")
+    return 0
+
+
+def _breadth(names, threads, repeats, args, t0):
+    """The breadth table (``bench.breadth_bench``); its JSON with ``--json``."""
+    from . import breadth_bench
+
+    report = breadth_bench.run(names, threads, repeats, quick=args.quick,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(breadth_bench.markdown(report))
+    print(f"\n(measured in {time.perf_counter() - t0:.0f} s, {threads} threads)")
+    if args.json:
+        print(f"JSON: {runner.save_json(report, args.json)}")
     return 0
 
 
