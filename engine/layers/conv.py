@@ -4,7 +4,7 @@ import numpy as np
 from .. import activations, constraints, initializers
 from ..lowering import Kernel
 from ..validation import check_choice, check_int, invalid, normalize_tuple
-from . import grouped
+from . import dilation, grouped
 from .base import Layer
 from .core import _constraint_config, apply_activation, lower_activation
 from .registry import register
@@ -43,8 +43,9 @@ def dilated(w, rate):
 class Conv2D(Layer):
     """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule).
 
-    ``dilation_rate`` (not with strides > 1, as Keras) spreads the kernel's taps that far apart: the layer runs the
-    ordinary convolution kernels on the effective kernel (:func:`dilated`), "same" padding on its size.
+    ``dilation_rate`` (not with strides > 1, as Keras) spreads the kernel's taps that far apart, "same" padding on
+    the dilated size: the layer runs the ordinary convolution kernels with its own kernel on the input's phases
+    (``layers/dilation.py``: no zero-filled kernel, no wasted multiply-adds).
 
     ``groups`` (as Keras): that many convolutions side by side, each on ``C / groups`` input channels giving
     ``filters / groups`` outputs, the kernel ``(kh, kw, C / groups, filters)``; one input channel per group runs on the
@@ -106,35 +107,30 @@ class Conv2D(Layer):
 
     def workspace_bytes(self, output_shape):
         oh, ow, _ = self.output_shape_for(self.input_shape)  # its own output, also when a pooling is fused in
-        kh, kw = self.effective_size
-        return oh * ow * kh * kw * self.input_shape[-1] * 4  # the largest im2col panel
+        kh, kw = self.kernel_size
+        panel = oh * ow * kh * kw * self.input_shape[-1] * 4  # the largest im2col panel
+        if self.dilation_rate == (1, 1) or self.groups > 1:
+            return panel
+        geo = dilation.Phases(self.input_shape[:2], self.kernel_size, self.dilation_rate, self.padding)
+        dh, dw = self.dilation_rate
+        return panel + 4 * dh * dw * (2 * geo.rows * geo.cols * self.input_shape[2] + geo.q * geo.p * self.filters)
 
     def _bind(self, make):
-        """``make(w)``, a bound kernel on kernel ``w``, on the layer's kernel; dilated, on an effective kernel of
-        its own whose taps ``run`` copies from the weights before each call (a program reads the weights by
-        reference: they change while the model trains)."""
-        w, rate = self.weights["kernel"], self.dilation_rate
-        if rate == (1, 1):
-            return make(w)
-        eff = dilated(w, rate)
-        bound = make(eff)
-        if bound is None:
-            return None
-        run, y_shape = bound
-
-        def run_dilated(x, y):
-            eff[::rate[0], ::rate[1]] = w
-            run(x, y)
-
-        return run_dilated, y_shape
+        """``make(w)``, a bound kernel on the layer's kernel ``w`` (read by reference: a program follows the
+        weights' in-place updates while the model trains). Dilated and grouped layers bind their own."""
+        return make(self.weights["kernel"])
 
     def lower(self, lowering, step):
         cy, act = lowering.kernels, self.final_activation(step.opts)
         b, strides, padding = self.weights.get("bias"), self.strides, self.padding
         pool = step.opts.get("pool")
+        pooling = [Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False))]
         if self.groups > 1:
-            pooling = [Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False))]
             return grouped.lower(self, lowering, act) + (pooling if pool is not None else [])
+        if self.dilation_rate != (1, 1):  # on the input's phases: the max pooling apart
+            return lower_activation(lowering, act, lambda relu: Kernel("conv2d", lambda shape: dilation.bind(
+                cy, shape, self.weights["kernel"], b, self.dilation_rate, padding, relu))) + \
+                (pooling if pool is not None else [])
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
             sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch
@@ -150,11 +146,14 @@ class Conv2D(Layer):
 
     def forward(self, ops, x, ctx, activation=None, need_dx=True, pool=None):
         act = self.activation if activation is None else activation
-        if self.groups > 1:
-            return self._forward_grouped(ops, x, act, need_dx, pool)
-        rate, b = self.dilation_rate, self.weights.get("bias")
-        w = dilated(self.weights["kernel"], rate)
         relu = act == "relu"
+        if self.groups > 1:
+            return self._finish(ops, *grouped.forward(self, ops, x, relu, need_dx), act, pool)
+        if self.dilation_rate != (1, 1):
+            return self._finish(ops, *dilation.forward(ops, x, self.weights["kernel"], self.weights.get("bias"),
+                                                        self.dilation_rate, self.padding, relu, need_dx,
+                                                        self.use_bias), act, pool)
+        w, b = self.weights["kernel"], self.weights.get("bias")
         if pool is not None:  # the max pooling after it, in the same pass (fusion: activation linear or relu)
             return self._forward_pooled(ops, x, w, b, relu, need_dx, pool)
         z = ops.conv2d(x, w, b, self.strides, self.padding, relu=relu)
@@ -184,10 +183,10 @@ class Conv2D(Layer):
 
         return y, backprop
 
-    def _forward_grouped(self, ops, x, act, need_dx, pool):
-        """The grouped convolution (``layers/grouped.py``), then the activation or the fused max pooling."""
+    def _finish(self, ops, z, conv_backprop, act, pool):
+        """A grouped or dilated convolution's output ``z`` (``conv_backprop(dz) -> (dx, dw, db)``, ReLU fused when
+        ``act`` is "relu"), then the activation or the fused max pooling."""
         relu = act == "relu"
-        z, grouped_backprop = grouped.forward(self, ops, x, relu, need_dx)
         if pool is not None:  # fused by the rules only after a linear or ReLU activation, which z holds
             y = ops.max_pool2d(z, pool, pool, "valid")
             act_backprop = lambda dy: ops.max_pool2d_backward(dy, z, y, pool, pool, "valid")  # noqa: E731
@@ -197,7 +196,7 @@ class Conv2D(Layer):
                 act_backprop = lambda dy: dy  # noqa: E731
 
         def backprop(dy):
-            dx, self.grads["kernel"], db = grouped_backprop(act_backprop(dy))
+            dx, self.grads["kernel"], db = conv_backprop(act_backprop(dy))
             if self.use_bias:
                 self.grads["bias"] = db
             return dx
@@ -205,8 +204,7 @@ class Conv2D(Layer):
         return y, backprop
 
     def _store_grads(self, dw, db):
-        rate = self.dilation_rate
-        self.grads["kernel"] = dw if rate == (1, 1) else np.ascontiguousarray(dw[::rate[0], ::rate[1]])
+        self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
 
