@@ -79,7 +79,7 @@ def info():
         from .kernels import cython_ops, threads
 
         out["isa"] = isa.ISA
-        out["openmp_threads"] = threads.num_threads("openmp")
+        out["openmp_threads"] = threads.pool_threads("openmp")
         out["blas_single_thread"] = cython_ops.BLAS_SINGLE_THREAD
         # dropcore's own matrix, direct-convolution and pooling kernels (the avx512 and avx2 targets; both kernel
         # sets use them): a sample's outputs then do not depend on its batch or the thread count

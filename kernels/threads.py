@@ -4,8 +4,8 @@
   the cores). The Numba kernels hold it with :func:`blas_single_thread` around each engine call; the Cython
   kernels, which call SciPy's OpenBLAS through ``cython_blas``, set it once when they load
   (:func:`hold_cython_blas`): their GEMMs check its count on every call.
-- **Numba** and **OpenMP** thread counts: :func:`num_threads` and :func:`set_num_threads` (for the calling
-  thread, as Numba and OpenMP define them).
+- **Numba** and **OpenMP** thread counts: :func:`pool_threads` and :func:`set_pool_threads` (for the calling
+  thread, as Numba and OpenMP define them; ``dropcore.set_num_threads`` is :func:`set_process_threads`).
 - **How many**: :func:`get_num_threads`, at most the CPUs this process may really use (``cpus.available_cpus``:
   its affinity mask and cgroup CPU quota), not the host's core count that Numba and OpenMP count by default.
 
@@ -190,7 +190,7 @@ def engine_call(kernels, cap=None):
             numba.set_num_threads(before)
 
 
-def num_threads(pool="numba"):
+def pool_threads(pool="numba"):
     """Threads the ``pool`` ("numba", or "openmp": the Cython kernels' regions started from this thread) uses."""
     if pool == "openmp":
         return _openmp_module().get_max_threads()
@@ -199,7 +199,7 @@ def num_threads(pool="numba"):
     return numba.get_num_threads()
 
 
-def set_num_threads(n, pool="numba"):
+def set_pool_threads(n, pool="numba"):
     """Set ``pool``'s thread count for the calling thread (Numba: 1..NUMBA_NUM_THREADS; OpenMP: within the
     process-wide cap). Returns the previous count."""
     if pool == "openmp":
@@ -222,11 +222,11 @@ def threads(n, pool="numba", exact=False):
     if lift:
         for module in _openmp_modules:
             module.set_max_threads(0)
-    before = set_num_threads(n, pool)
+    before = set_pool_threads(n, pool)
     try:
         yield
     finally:
-        set_num_threads(before, pool)
+        set_pool_threads(before, pool)
         if lift:
             for module in _openmp_modules:
                 module.set_max_threads(get_num_threads())
