@@ -17,7 +17,7 @@ from .graph import _toposort, describe, lower_training, plan_graph
 from .inference import Inference, random_seed
 from .layers.base import INFERENCE, Context, Layer, SymbolicTensor, unique_name
 from .layers.base import Input as make_input
-from .ops import get_ops
+from .ops import default_name, get_ops
 from .saving import save_model
 from .validation import as_float32_batch, check_float, check_int, invalid
 
@@ -149,11 +149,7 @@ class Model:
     def ops(self):
         """The kernel set in use: "cython" (the default where the compiled kernels are built), "numba" (the default
         without them) or "reference"."""
-        if self._ops_name is None:
-            from .ops import default_name
-
-            return default_name()
-        return self._ops_name
+        return default_name() if self._ops_name is None else self._ops_name
 
     @property
     def kernel_set(self):
