@@ -157,6 +157,9 @@ def _reduce(pool):
     def convert(cx, node, attrs):
         if cx.opset >= 18 and len(node.input) > 1 and node.input[1]:
             axes = cx.const(node, 1, "axes")
+            if axes.ndim != 1 or axes.dtype.kind not in "iu":
+                raise Unsupported(f"axes (input '{node.input[1]}') of shape {list(axes.shape)} and type {axes.dtype}: "
+                                  f"expected a 1-D list of integer axes")
         else:
             axes = attrs.get("axes", [])
         if sorted(int(a) % 4 for a in axes) != [2, 3]:
@@ -342,13 +345,22 @@ def sum_(cx, node, attrs):
 
 
 # --- shapes and layout ------------------------------------------------------------------------------------------
+#: the most features a flattened NCHW tensor may have: its (C, H, W) order is kept as an array (a Dense reading it
+#: would need as many weight rows: 256 MiB of them per unit at this size)
+MAX_REORDERED = 2**26
+
+
 def _flatten(cx, node, x):
     if len(x.axes) == 2:
         return x
     if "flatten" in x.remake and cx.sole_use(node.input[0]):
         return x.remake["flatten"]()
     shape = x.st.shape
-    order = np.arange(int(np.prod(shape))).reshape(shape).transpose([a - 1 for a in x.axes[1:]]).ravel()
+    size = int(np.prod(shape, dtype=np.float64))
+    if size > MAX_REORDERED:  # the reordering below would take 8 bytes a feature
+        raise Unsupported(f"input '{node.input[0]}' of shape {list(x.onnx_shape)} flattens to {size} features "
+                          f"per sample; dropcore reorders at most {MAX_REORDERED} NCHW features into its order")
+    order = np.arange(size).reshape(shape).transpose([a - 1 for a in x.axes[1:]]).ravel()
     order = None if np.array_equal(order, np.arange(order.size)) else order
     return Tensor(cx.call(Flatten(name=cx.layer_name(node)), x.st), (0, 1), order)
 
@@ -383,6 +395,9 @@ def reshape(cx, node, attrs):
 def transpose(cx, node, attrs):
     x = cx.tensor(node, 0)
     perm = [int(p) for p in attrs.get("perm", range(len(x.axes) - 1, -1, -1))]
+    if sorted(perm) != list(range(len(x.axes))):
+        raise Unsupported(f"perm={perm} on input '{node.input[0]}' of rank {len(x.axes)}: expected a permutation of "
+                          f"{list(range(len(x.axes)))}")
     if perm[0] != 0 or (x.order is not None and perm != [0, 1]):
         raise Unsupported(f"perm={perm} not supported (the batch axis must stay first)")
     return _relabel(x, perm)
@@ -401,7 +416,12 @@ def gather(cx, node, attrs):
     indices = cx.const(node, 1, "indices")
     data = cx.value(node, 0)
     if isinstance(data, Const):  # shape arithmetic (the batch size of a Reshape)
-        return Const(np.take(data.array, indices, axis=int(attrs.get("axis", 0))))
+        shape, axis = data.array.shape, int(attrs.get("axis", 0))
+        if not -len(shape) <= axis < len(shape) or indices.dtype.kind not in "iu" or \
+                (indices.size and not -shape[axis] <= indices.min() <= indices.max() < shape[axis]):
+            raise Unsupported(f"axis={axis} with indices {indices.tolist()} on the constant '{node.input[0]}' of shape "
+                              f"{list(shape)}: expected an axis of it and integer indices within its size there")
+        return Const(np.take(data.array, indices, axis=axis))
     x = cx.tensor(node, 0)
     n = x.st.shape[-1] if len(x.axes) == 2 else 0
     if int(attrs.get("axis", 0)) % max(len(x.axes), 1) != 1 or indices.ndim != 1 or n == 0 \
@@ -479,6 +499,8 @@ def _axes(cx, node, attrs):
 
 def unsqueeze(cx, node, attrs):
     v, axes = cx.value(node, 0), _axes(cx, node, attrs)
+    if v is BROKEN:
+        raise _Broken()
     if not isinstance(v, Const):
         raise Unsupported("Unsqueeze of a computed tensor not supported (shape arithmetic only)")
     out = v.array
@@ -490,6 +512,8 @@ def unsqueeze(cx, node, attrs):
 
 def squeeze(cx, node, attrs):
     v, axes = cx.value(node, 0), _axes(cx, node, attrs)
+    if v is BROKEN:
+        raise _Broken()
     if not isinstance(v, Const):
         raise Unsupported("Squeeze of a computed tensor not supported (shape arithmetic only)")
     return Const(np.squeeze(v.array, axis=tuple(a % v.array.ndim for a in axes) if axes else None))

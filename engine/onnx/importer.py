@@ -8,16 +8,16 @@ in (C, H, W) order where dropcore's are (H, W, C): that order is kept with the f
 Dense (Gemm) reading it gets its kernel rows reordered. Per-op converters live in :mod:`.import_ops`; every node
 that cannot be converted is reported, all at once, in one :class:`OnnxImportError`.
 """
-import re
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ..layers.base import Input
 from ..model import Model
 from .errors import OnnxImportError
 from .reading import checked, read
-from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken
+from .values import (BROKEN, NCHW, Const, Tensor, Unsupported, _Broken, check_finite, initializer_array,
+                     layer_name_of, type_name)
 
 class Context:
     """What the converters share: the opset, the values so far, consumer counts and layer naming."""
@@ -44,7 +44,7 @@ class Context:
             self.inferred[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
 
     def layer_name(self, node, suffix=""):
-        base = re.sub(r"[^A-Za-z0-9_.\-/]", "_", node.name or f"{node.op_type.lower()}_{_first(node.output)}") + suffix
+        base = layer_name_of(node.name or f"{node.op_type.lower()}_{_first(node.output)}") + suffix
         name, i = base, 1
         while name in self._names:
             name, i = f"{base}_{i}", i + 1
@@ -95,7 +95,10 @@ class Context:
         try:
             out = layer(inputs)
             if weights is not None:
-                layer.set_weights([np.asarray(w, np.float32) for w in weights])
+                arrays = [np.asarray(w, np.float32) for w in weights]
+                for key, array in zip(layer.weights, arrays):  # a NaN weight makes every prediction NaN
+                    check_finite(array, f"weight '{key}' of the {type(layer).__name__} '{layer.name}'")
+                layer.set_weights(arrays)
         except (ValueError, TypeError) as exc:
             raise Unsupported(str(exc)) from None
         made_by = self.sources.setdefault(layer.name, [])
@@ -132,8 +135,8 @@ def _graph_input(cx, graph, initializers, problems):
     inp = inputs[0]
     ttype = inp.type.tensor_type
     if ttype.elem_type != 1:  # FLOAT
-        problems.append(f"input '{inp.name}' has element type {helper.tensor_dtype_to_np_dtype(ttype.elem_type)}; "
-                        f"dropcore takes float32")
+        problems.append(f"input '{inp.name}' has element type {type_name(ttype.elem_type)}; dropcore takes float32 "
+                        f"(FLOAT)")
         return None
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in ttype.shape.dim]
     bad = [f"dimension {k} is {d!r}" for k, d in enumerate(dims[1:], 1) if not isinstance(d, int) or d < 1]
@@ -158,7 +161,7 @@ def _graph_input(cx, graph, initializers, problems):
         shape, axes = (dims[2], dims[3], dims[1]), NCHW
     else:
         shape, axes = tuple(dims[1:]), tuple(range(len(dims)))
-    st = Input(shape, name=re.sub(r"[^A-Za-z0-9_.\-/]", "_", inp.name) or "input")
+    st = Input(shape, name=layer_name_of(inp.name) or "input")
     cx.values[inp.name] = Tensor(st, axes)
     return st
 
@@ -175,9 +178,13 @@ def from_proto(proto, name=None, where="ONNX model", report=None):
     opset = opsets.get("", opsets.get("ai.onnx", 0))
     cx = Context(graph, opset)
     initializers = {t.name for t in graph.initializer}
-    for t in graph.initializer:
-        cx.values[t.name] = Const(numpy_helper.to_array(t))
     problems = []
+    for t in graph.initializer:
+        try:
+            cx.values[t.name] = Const(initializer_array(t))
+        except Unsupported as exc:  # its readers are skipped: the initializer is the fault
+            problems.append(str(exc))
+            cx.values[t.name] = BROKEN
     source = _graph_input(cx, graph, initializers, problems)
     if source is None:
         raise OnnxImportError(f"cannot import {where}: {problems[0]}")
