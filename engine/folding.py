@@ -22,15 +22,18 @@ def folded_weight(layer):
     """The name of the weight a per-channel affine after ``layer`` folds into, or ``None``.
 
     It folds where the layer computes ``activation(f(x, W) + bias)`` with ``f`` linear in ``W`` (``fuses_relu``:
-    the kernel applies the activation after the bias, Conv2D and Dense), ``W`` is its only weight besides the bias
-    and ``W``'s last axis is the output channels: ``f(x, W * s) == f(x, W) * s`` for a vector ``s`` over them."""
+    the kernel applies the activation after the bias: Conv2D, Dense, DepthwiseConv2D), ``W`` is its only weight
+    besides the bias and ``W``'s trailing axes, flattened, are the output channels (Conv2D's and Dense's last axis;
+    DepthwiseConv2D's ``(C, multiplier)``, channel ``c * multiplier + m``): ``f(x, W * s) == f(x, W) * s`` for a
+    vector ``s`` over them."""
     if not layer.fuses_relu or not layer.built:
         return None
     names = [n for n in layer.weights if n != "bias"]
     if len(names) != 1:
         return None
-    out = layer.output_shape_for(layer.input_shape)
-    return names[0] if layer.weights[names[0]].shape[-1] == out[-1] else None
+    cout, shape = layer.output_shape_for(layer.input_shape)[-1], layer.weights[names[0]].shape
+    trailing = [int(np.prod(shape[k:])) for k in range(len(shape) - 1, 0, -1)]
+    return names[0] if cout in trailing else None
 
 
 class _Fused:
@@ -79,11 +82,13 @@ class FoldedNorm(_Fused):
     def lower(self, lowering, step):
         layer, name = self.layer, folded_weight(self.layer)
         w, b = layer.weights[name], layer.weights.get("bias")
-        wf, bf = aligned_empty(w.shape), aligned_empty((w.shape[-1],))
+        cout = layer.output_shape_for(layer.input_shape)[-1]
+        wf, bf = aligned_empty(w.shape), aligned_empty((cout,))
+        w2, wf2 = w.reshape(-1, cout), wf.reshape(-1, cout)  # views: the output channels as the last axis
 
         def refresh():
             scale, shift = self.norm.channel_affine()
-            np.multiply(w, scale, out=wf)
+            np.multiply(w2, scale, out=wf2)
             if b is None:
                 bf[...] = shift
             else:  # (b - mean) * scale + beta, as the two steps' float32 arithmetic orders it

@@ -92,13 +92,29 @@ NORM_INTO_KERNEL = Rule("kernel->batch_norm (folded)", lambda s: s.activation ==
 RESIDUAL_INTO_CONV = Rule("conv->add (residual)", lambda s: "pool" in s.layer.OPTIONS and s.activation == "linear"
                           and not s.opts.get("pool"), _residual_add, _residual_into_producer)
 
+def _activation_into_producer(steps, producer, consumer):
+    """Drop a stand-alone activation step; the Conv2D/Dense (or residual step) before it applies it."""
+    producer.set_option("activation", consumer.activation)
+    producer.output = consumer.output
+    steps.remove(consumer)
+
+
+#: Any other element-wise activation layer without parameters (tanh, sigmoid, relu6, ...) right after a linear
+#: Conv2D/Dense (no pooling in it: the activation comes before the pooling) or residual step: the kernel's own
+#: activation (an epilogue where its kernels have one, else its activation kernels right after it). Inference only.
+ACTIVATION_INTO_KERNEL = Rule(
+    "linear kernel->activation", lambda s: s.layer.fuses_relu and s.activation == "linear" and not s.opts.get("pool"),
+    lambda s: s.layer.pure_activation and s.activation not in ("linear", "relu", "softmax")
+    and not getattr(s.layer, "params", None), _activation_into_producer)
+
+
 #: Training: the ReLU ends up in the dropout's fused kernel wherever one follows; max poolings go into the
 #: convolution before them.
 TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT, POOL_INTO_CONV_TRAINING)
 #: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): batch norms folded into the kernel
 #: before them, then residual adds into the convolution before them, ReLUs into the kernel before them (a residual
-#: step's included), max poolings into the convolution before them.
-INFERENCE = (NORM_INTO_KERNEL, RESIDUAL_INTO_CONV, RELU_INTO_KERNEL, POOL_INTO_CONV)
+#: step's included), max poolings into the convolution before them, then the other activations into the kernel.
+INFERENCE = (NORM_INTO_KERNEL, RESIDUAL_INTO_CONV, RELU_INTO_KERNEL, POOL_INTO_CONV, ACTIVATION_INTO_KERNEL)
 
 
 def remove_identities(steps, output_id):

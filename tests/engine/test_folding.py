@@ -170,3 +170,34 @@ def test_uncompiled_lists_the_steps_running_numpy():
     model = _regression(inp, Dense(2)(Flatten()(halve(Conv2D(4, 3)(inp)))))
     program = model._inference_program()
     assert program.uncompiled == ["halve"] and program.uncompiled_layers == [("halve", halve.name)]
+
+
+def test_an_activation_layer_goes_into_the_folded_kernel_before_it():
+    """conv -> batch norm -> tanh (an Activation layer): one step; the same with an activation the kernels apply
+    after themselves."""
+    from dropcore.layers import Activation
+
+    dropcore.set_random_seed(8)
+    inp = Input((8, 8, 3))
+    h = Activation("tanh")(_conv_bn(inp, 6))
+    h = Activation("sigmoid")(Dense(7)(Flatten()(h)))
+    model = _compiled(inp, Dense(3, activation="softmax")(h))
+    program = _check(model, model._inference_program().steps)
+    assert [r for r, _, _ in program.fused] == ["kernel->batch_norm (folded)", "linear kernel->activation",
+                                                "linear kernel->activation"]
+    assert "conv2d+batch_norm" in program.steps and "batch_norm" not in program.steps
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_batch_norm_folds_into_a_depthwise_convolution(multiplier):
+    """DepthwiseConv2D's kernel is (kh, kw, C, multiplier), output channel c * multiplier + m: the fold scales the
+    kernel's last two axes flattened."""
+    from dropcore.layers import DepthwiseConv2D
+
+    dropcore.set_random_seed(9)
+    inp = Input((8, 8, 3))
+    h = ReLU()(BatchNormalization()(DepthwiseConv2D(3, padding="same", depth_multiplier=multiplier,
+                                                    use_bias=False)(inp)))
+    model = _compiled(inp, Dense(3, activation="softmax")(Flatten()(h)))
+    program = _check(model, model._inference_program().steps)
+    assert program.fused[0][0] == "kernel->batch_norm (folded)" and "batch_norm" not in program.steps
