@@ -106,3 +106,17 @@ def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
             oy = <int>(r % oh)
             dc_dw_dw_row(xp + <Py_ssize_t>ni * h * wd * c, dyp + r * row, (rop + r * row) if has_ro else NULL, tw,
                          tb, h, wd, c, kh, kw, sw, dh, dw, oy * sh - pt, pl, ow)
+
+
+def relu_mask(const float[::1] dy, const float[::1] ro, float[::1] out):
+    """``out = dy`` where ``ro > 0``, else 0 (a NaN in ``ro`` passes nothing): a fused ReLU's backward, once, before
+    the kernels read the gradient several times each."""
+    cdef Py_ssize_t size = dy.shape[0], i, start, stop, t
+    cdef Py_ssize_t block = 1 << 14
+    cdef Py_ssize_t tasks = (size + block - 1) // block
+    cdef int nthreads = team_size(size, tasks)
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        start = t * block
+        stop = min(start + block, size)
+        for i in range(start, stop):
+            out[i] = dy[i] if ro[i] > 0 else 0
