@@ -968,3 +968,51 @@ cdef inline float _sq_dist(const float* a, const float* b, Py_ssize_t k) noexcep
         d = a[nb * LANES + l] - b[nb * LANES + l]
         acc[l] = acc[l] + d * d
     return _lanes_total(acc)
+
+
+# --- the activation ops of _act.h (tanh, selu, elu, leaky_relu, relu6, hard_sigmoid, hard_swish, gelu, softplus,
+# silu): one forward and one backward, the op a code (cython_ops.ACTIVATIONS); the convolution and dense kernels'
+# epilogues run the same loops (_cy_gemm.pyx), so a fused activation has the stand-alone op's bits.
+cdef extern from "_act.h" nogil:
+    void dc_act_forward(int op, float alpha, float hi, float th, const float* x, float* y, long n)
+    void dc_act_backward(int op, float alpha, float hi, float th, const float* dy, const float* v, float* dx, long n)
+
+cdef enum:
+    ACT_WORK = 8  # element operations an activation costs per element, about (exp's polynomial): threads pay sooner
+
+
+def act_forward(const float[::1] x, float[::1] y, int op, float alpha, float hi=0, float th=0):
+    """``y = act(x)`` for activation code ``op`` (``alpha``: its parameter; ``hi``, ``th``: clipped_relu's maximum
+    and threshold); ``y`` may be ``x``. Each element is
+    computed alone, so the result does not depend on the thread count."""
+    cdef Py_ssize_t n = x.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
+    cdef int nthreads = team_size(n * ACT_WORK, tasks)
+    if nthreads == 1:
+        with nogil:
+            dc_act_forward(op, alpha, hi, th, xp, yp, n)
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        lo = t * CHUNK
+        dc_act_forward(op, alpha, hi, th, xp + lo, yp + lo, min(n, lo + CHUNK) - lo)
+
+
+def act_backward(const float[::1] dy, const float[::1] v, float[::1] dx, int op, float alpha, float hi=0,
+                 float th=0):
+    """``dx = dy * act'(v)``, ``v`` the forward's output for tanh, sigmoid and selu, its input for the others."""
+    cdef Py_ssize_t n = dy.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* dyp = &dy[0] if n else NULL
+    cdef const float* vp = &v[0] if n else NULL
+    cdef float* dxp = &dx[0] if n else NULL
+    cdef int nthreads = team_size(n * ACT_WORK, tasks)
+    if nthreads == 1:
+        with nogil:
+            dc_act_backward(op, alpha, hi, th, dyp, vp, dxp, n)
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        lo = t * CHUNK
+        dc_act_backward(op, alpha, hi, th, dyp + lo, vp + lo, dxp + lo,
+                        min(n, lo + CHUNK) - lo)

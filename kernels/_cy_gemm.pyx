@@ -145,16 +145,28 @@ cdef int _threads(Py_ssize_t tasks, bint blas, double flops) noexcept:
     return <int>max(1, min(<Py_ssize_t>max_threads(), min(tasks, paid)))
 
 
+cdef extern from "_act.h" nogil:
+    void dc_act_rows(int op, float alpha, float* y, long rows, int cols, long ld)
+
+
 cdef inline void _epilogue(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
-                           bint relu) noexcept nogil:
+                           bint relu, int act=0, float alpha=0) noexcept nogil:
     """Add the bias and apply ReLU on a block of output rows (``cols`` wide, rows ``ld`` apart) while it is still in
-    cache (NaN passes through)."""
+    cache (NaN passes through); then activation ``act`` of ``_act.h`` (0: none), the loop its stand-alone op runs."""
+    if act > 1:
+        relu = False
+    if has_bias or relu:
+        _bias_relu(y, rows, cols, ld, b, has_bias, relu)
+    if act > 1:
+        dc_act_rows(act, alpha, y, rows, cols, ld)
+
+
+cdef inline void _bias_relu(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
+                            bint relu) noexcept nogil:
     cdef Py_ssize_t r
     cdef int c
     cdef float v
     cdef float* row
-    if not has_bias and not relu:
-        return
     for r in range(rows):
         row = y + r * ld
         for c in range(cols):
@@ -208,8 +220,9 @@ def panel_rows(int k, Py_ssize_t m):
 
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu):
-    """``y = conv(x, w) + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, OH, OW, cout)."""
+                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0):
+    """``y = conv(x, w) + b`` (then ReLU when ``relu``, or activation ``act`` of ``_act.h`` with parameter ``alpha``)
+    into the preallocated ``y`` of shape (N, OH, OW, cout)."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
@@ -241,23 +254,24 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
                 dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
             else:
                 sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
-            _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu)
+            _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu, act, alpha)
 
 
 cdef inline void _implicit_row(const float* xp, int h, int wd, int cin, const float* wp, int kh, int kw, int cout,
                                const float* bp, bint has_bias, int sh, int sw, int ow, Py_ssize_t ni, int oy,
-                               float* yrow, bint relu) noexcept nogil:
-    """One output row of the implicit-GEMM convolution (see ``conv2d_implicit``), bias and ReLU applied."""
+                               float* yrow, bint relu, int act=0, float alpha=0) noexcept nogil:
+    """One output row of the implicit-GEMM convolution (see ``conv2d_implicit``), bias and activation applied."""
     cdef int i, span = kw * cin
     for i in range(kh):
         dc_gemm(ow, cout, span, xp + ((<Py_ssize_t>ni * h + oy * sh + i) * wd) * cin, sw * cin, 1,
                 wp + <Py_ssize_t>i * span * cout, cout, yrow, cout, i > 0)
-    _epilogue(yrow, ow, cout, cout, bp, has_bias, relu)
+    _epilogue(yrow, ow, cout, cout, bp, has_bias, relu, act, alpha)
 
 
 def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                    int sh, int sw, float[:, :, :, ::1] y, bint relu):
-    """``y = conv(x, w) + b`` (then ReLU) for a convolution without padding, with no im2col copy at all.
+                    int sh, int sw, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0):
+    """``y = conv(x, w) + b`` (then ReLU, or activation ``act``) for a convolution without padding, with no im2col
+    copy at all.
 
     In NHWC, the ``kw * cin`` inputs one kernel row sees are contiguous, and the windows of neighbouring output
     pixels start ``sw * cin`` floats apart: for each output row and each kernel row ``i``, the patches form a
@@ -277,7 +291,7 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     with nogil, parallel(num_threads=nthreads):
         for t in prange(rows, schedule="static"):
             _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
-                          yp + t * ow * cout, relu)
+                          yp + t * ow * cout, relu, act, alpha)
 
 
 cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
@@ -287,8 +301,10 @@ cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
 
 
 def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                  int sh, int sw, int pt, int pl, bint padded, float[:, :, :, ::1] y, bint relu):
-    """``y = conv(x, w) + b`` (then ReLU) for a layer whose weights fit in L1 (``geometry.direct_conv_pays``).
+                  int sh, int sw, int pt, int pl, bint padded, float[:, :, :, ::1] y, bint relu, int act=0,
+                  float alpha=0):
+    """``y = conv(x, w) + b`` (then ReLU, or activation ``act`` on each task's rows right after they are written)
+    for a layer whose weights fit in L1 (``geometry.direct_conv_pays``).
 
     Each task is a block of output rows of one sample (a whole sample when the batch has enough of them, else
     about 1/8 of one); each keeps its tiles of outputs in registers over the whole window (see
@@ -317,6 +333,9 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
             dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0,
                                 min(oy0 + block, oh), yp + (ni * oh + oy0) * ow * cout,
                                 &pads[threadid(), 0] if padded else NULL, relu)
+            if act > 1:
+                dc_act_rows(act, alpha, yp + (ni * oh + oy0) * ow * cout, <long>(min(oy0 + block, oh) - oy0) * ow,
+                            cout, cout)
 
 
 def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
@@ -374,16 +393,19 @@ def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
 
 
 def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias, int pt,
-                    int pl, int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool):
+                    int pl, int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, int act=0,
+                    float alpha=0):
     """``y = conv(x, w) + b`` (then ReLU) for a 3x3 kernel at stride 1 on Winograd F(2x2, 3x3), from ``u`` =
     ``winograd_weights(w)``; with ``pool``, ``y`` is the 2x2 max pooling (strides 2) of that instead. ``oh``,
     ``ow``: the convolution's output size; ``pt``, ``pl``: its padding.
 
     Each task is a band of tile rows (2 output rows each) of one sample: a few rows at small batches, so that a
     batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
-    Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``).
+    Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``). ``act``
+    (without ``pool``): activation ``act`` of ``_act.h`` on each band right after it is written.
     """
-    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, pool, NULL)
+    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, pool, NULL, 0 if pool else act,
+                    alpha)
 
 
 def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias,
@@ -391,11 +413,12 @@ def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, c
                         bint relu):
     """Training's ``conv2d_max_pool`` on Winograd's tiles (2x2 pooling): ``conv2d_winograd(..., pool=True)`` and
     each window's tap into ``arg`` (shaped like ``y``; 255 where the window holds a NaN)."""
-    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0])
+    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0], 0, 0)
 
 
 cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float* bp, int pt, int pl,
-                          int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, unsigned char* argp) except *:
+                          int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, unsigned char* argp,
+                          int act, float alpha) except *:
     """The body of ``conv2d_winograd`` (``argp``: NULL, or where the pooled windows' taps go)."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
     cdef int tw = (ow + 1) // 2
@@ -420,11 +443,15 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
             dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
                          yp + (t // bands) * sample, pool, relu, base + threadid() * per,
                          argp + (t // bands) * sample if argp != NULL else NULL)
+            if act > 1:  # output rows 2 ty0 .. 2 min(ty0 + band, th), clipped to oh
+                dc_act_rows(act, alpha, yp + (t // bands) * sample + <Py_ssize_t>2 * ty0 * ow * cout,
+                            <long>(min(2 * min(ty0 + band, th), oh) - 2 * ty0) * ow, cout, cout)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
-                  float[:, ::1] y, bint relu):
-    """``y = x @ w + b`` (then ReLU when ``relu``) into the preallocated ``y`` of shape (N, out).
+                  float[:, ::1] y, bint relu, int act=0, float alpha=0):
+    """``y = x @ w + b`` (then ReLU when ``relu``, or activation ``act`` of ``_act.h`` with parameter ``alpha``,
+    each block while in cache) into the preallocated ``y`` of shape (N, out).
 
     Tasks are (row block, column block) pairs: large batches split over rows only (each task streams all of
     ``w`` once per ``DENSE_ROWS`` rows); small batches also split over the output columns, so both cores share
@@ -435,7 +462,7 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     cdef int k = x.shape[1], cout = w.shape[1]
     if DC_HAVE_FAST_GEMM and n <= DC_MR:  # SPLIT_K_ROWS
         _dense_split_k(&x[0, 0], <int>n, k, &w[0, 0], cout, &b[0] if has_bias else NULL, relu, &y[0, 0],
-                       split_k_threads(k, cout, <int>n))
+                       split_k_threads(k, cout, <int>n), act, alpha)
         return
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
@@ -465,7 +492,8 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
             else:
                 sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
                       yp + r0 * cout + c0, &cout)
-            _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu)
+            _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu, act,
+                      alpha)
 
 
 def split_k_threads(int k, int cout, int n):
@@ -478,7 +506,7 @@ def split_k_threads(int k, int cout, int n):
 
 
 cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cout, const float* bp, bint relu,
-                         float* yp, int nthreads) except *:
+                         float* yp, int nthreads, int act, float alpha) except *:
     """``y = x @ w + b`` (then ReLU) for a batch of at most ``DC_MR`` rows, split over the rows of ``w``.
 
     Why: at batch 1 the product is the read of ``w`` (mnist_cnn's 9216 x 128: 4.7 MB for 2.4 MFLOP). Split over
@@ -507,7 +535,7 @@ cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cou
         for i in range(size):
             yp[i] = parts[kb * size + i] + yp[i]
     free(parts)
-    _epilogue(yp, n, cout, cout, bp, bp != NULL, relu)
+    _epilogue(yp, n, cout, cout, bp, bp != NULL, relu, act, alpha)
 
 
 def matmul(const float[:, ::1] a, const float[:, ::1] b):

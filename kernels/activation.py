@@ -7,12 +7,14 @@ depends neither on the thread count nor on the chunking. Per-channel dropout vie
 hashes the ``C`` bits of sample ``n`` once per chunk of rows. Gaussian noise hashes two values per element the same
 way (Box-Muller in float64, as the reference).
 """
+import math
+
 import numpy as np
 from numba import prange
 
 from . import rng
 from .config import njit, pjit
-from .reference.activation import dropout_scale
+from .reference.activation import CODES, SELU_ALPHA, SELU_SCALE, dropout_scale
 
 #: Elements per parallel task: large enough to amortize scheduling, small enough to balance the threads.
 CHUNK = 1 << 15
@@ -322,3 +324,256 @@ def sigmoid_backward(dy, y):
     dx = np.empty_like(dy)
     _sigmoid_backward_par(_flat(dy), _flat(y), _flat(dx))
     return dx
+
+
+# --- element-wise activations (tanh, selu, elu, leaky_relu, relu6, hard_sigmoid, hard_swish, gelu, softplus,
+# silu): one loop for all, the op a code (``reference.activation.CODES``, as the Cython kernels'), each element
+# computed in float64 and rounded once to float32 (so within an ulp or so of the float32 reference).
+_C = CODES
+_RELU6 = CODES['relu6']
+_LEAKY_RELU = CODES['leaky_relu']
+_ELU = CODES['elu']
+_SELU = CODES['selu']
+_TANH = CODES['tanh']
+_HARD_SIGMOID = CODES['hard_sigmoid']
+_HARD_SWISH = CODES['hard_swish']
+_GELU = CODES['gelu']
+_GELU_TANH = CODES['gelu_tanh']
+_SOFTPLUS = CODES['softplus']
+_SILU = CODES['silu']
+_CLIPPED_RELU = CODES['clipped_relu']  # (Numba reads module constants, not a dict)
+_SELU_NEG = SELU_SCALE * SELU_ALPHA
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+@njit
+def _sig64(x):
+    e = math.exp(-abs(x))
+    r = 1.0 / (1.0 + e)
+    return r if x >= 0.0 else e * r
+
+
+@njit
+def _act1(op, a, hi, th, v):
+    x = np.float64(v)
+    if op == _RELU6:
+        r = 0.0 if x < 0.0 else x  # NaN passes
+        r = 6.0 if r > 6.0 else r
+    elif op == _LEAKY_RELU:
+        r = x * a if x < 0.0 else x
+    elif op == _ELU:
+        r = x if x > 0.0 else a * math.expm1(x)
+    elif op == _SELU:
+        r = SELU_SCALE * x if x > 0.0 else _SELU_NEG * math.expm1(x)
+    elif op == _TANH:
+        r = math.tanh(x)
+    elif op == _HARD_SIGMOID:
+        r = x + 3.0
+        r = 0.0 if r < 0.0 else (6.0 if r > 6.0 else r)
+        r = r / 6.0
+    elif op == _HARD_SWISH:
+        r = x + 3.0
+        r = 0.0 if r < 0.0 else (6.0 if r > 6.0 else r)
+        r = x * r / 6.0
+    elif op == _GELU:
+        r = 0.5 * x * (1.0 + math.erf(x * _INV_SQRT_2))
+    elif op == _GELU_TANH:
+        r = 0.5 * x * (1.0 + math.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+    elif op == _SOFTPLUS:
+        r = max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    elif op == _SILU:
+        r = x * _sig64(x)
+    elif op == _CLIPPED_RELU:
+        r = (hi if x > hi else x) if x > th else a * (x - th)
+    else:
+        r = x
+    return np.float32(r)
+
+
+@njit
+def _grad1(op, a, hi, th, v):
+    """The derivative at ``v`` (the output for tanh and selu, the input otherwise), as ``_act.h``."""
+    x = np.float64(v)
+    if op == _RELU6:
+        g = 1.0 if (x > 0.0 and x < 6.0) else 0.0
+    elif op == _LEAKY_RELU:
+        g = 1.0 if x > 0.0 else a
+    elif op == _ELU:
+        g = 1.0 if x > 0.0 else a * math.exp(x)
+    elif op == _SELU:
+        g = SELU_SCALE if x > 0.0 else x + _SELU_NEG
+    elif op == _TANH:
+        g = 1.0 - x * x
+    elif op == _HARD_SIGMOID:
+        g = 1.0 / 6.0 if (x > -3.0 and x < 3.0) else 0.0
+    elif op == _HARD_SWISH:
+        g = 0.0 if x < -3.0 else (1.0 if x > 3.0 else (2.0 * x + 3.0) / 6.0)
+    elif op == _GELU:
+        g = 0.5 * (1.0 + math.erf(x * _INV_SQRT_2)) + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    elif op == _GELU_TANH:
+        t = math.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+        g = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+    elif op == _SOFTPLUS:
+        g = _sig64(x)
+    elif op == _SILU:
+        s = _sig64(x)
+        g = s * (1.0 + x * (1.0 - s))
+    elif op == _CLIPPED_RELU:
+        g = (1.0 if x < hi else 0.0) if x > th else a
+    else:
+        g = 1.0
+    return g
+
+
+@njit
+def _act_span(x, y, op, a, hi, th):
+    for i in range(x.size):
+        y[i] = _act1(op, a, hi, th, x[i])
+
+
+@njit
+def _act_backward_span(dy, v, dx, op, a, hi, th):
+    for i in range(dy.size):
+        dx[i] = np.float32(dy[i] * _grad1(op, a, hi, th, v[i]))
+
+
+@pjit
+def _act_par(x, y, op, a, hi_, th):
+    n = x.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _act_span(x[lo:hi], y[lo:hi], op, a, hi_, th)
+
+
+@pjit
+def _act_backward_par(dy, v, dx, op, a, hi_, th):
+    n = dy.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _act_backward_span(dy[lo:hi], v[lo:hi], dx[lo:hi], op, a, hi_, th)
+
+
+def _act(name, x, alpha=0.0, hi=0.0, th=0.0):
+    y = np.empty_like(x)
+    _act_par(_flat(x), _flat(y), _C[name], np.float64(alpha), np.float64(hi), np.float64(th))
+    return y
+
+
+def _act_backward(name, dy, v, alpha=0.0, hi=0.0, th=0.0):
+    dx = np.empty_like(dy)
+    _act_backward_par(_flat(dy), _flat(v), _flat(dx), _C[name], np.float64(alpha), np.float64(hi), np.float64(th))
+    return dx
+
+
+def tanh(x):
+    """Hyperbolic tangent of float32 ``x``."""
+    return _act("tanh", x)
+
+
+def tanh_backward(dy, y):
+    """Gradient of :func:`tanh` from its output: ``dy * (1 - y**2)``."""
+    return _act_backward("tanh", dy, y)
+
+
+def selu(x):
+    """SELU (Keras's constants)."""
+    return _act("selu", x)
+
+
+def selu_backward(dy, y):
+    """Gradient of :func:`selu` from its output."""
+    return _act_backward("selu", dy, y)
+
+
+def elu(x, alpha=1.0):
+    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
+    return _act("elu", x, alpha)
+
+
+def elu_backward(dy, x, alpha=1.0):
+    """Gradient of :func:`elu`."""
+    return _act_backward("elu", dy, x, alpha)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """``x`` where ``x >= 0``, ``negative_slope * x`` elsewhere."""
+    return _act("leaky_relu", x, negative_slope)
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.2):
+    """Gradient of :func:`leaky_relu` (at 0 the slope)."""
+    return _act_backward("leaky_relu", dy, x, negative_slope)
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)``."""
+    return _act("relu6", x)
+
+
+def relu6_backward(dy, x):
+    """Gradient of :func:`relu6`: ``dy`` where ``0 < x < 6``."""
+    return _act_backward("relu6", dy, x)
+
+
+def hard_sigmoid(x):
+    """``relu6(x + 3) / 6``."""
+    return _act("hard_sigmoid", x)
+
+
+def hard_sigmoid_backward(dy, x):
+    """Gradient of :func:`hard_sigmoid`."""
+    return _act_backward("hard_sigmoid", dy, x)
+
+
+def hard_swish(x):
+    """``x * relu6(x + 3) / 6``."""
+    return _act("hard_swish", x)
+
+
+def hard_swish_backward(dy, x):
+    """Gradient of :func:`hard_swish`."""
+    return _act_backward("hard_swish", dy, x)
+
+
+def gelu(x, approximate=False):
+    """GELU, exact (erf) or, with ``approximate``, the tanh form."""
+    return _act("gelu_tanh" if approximate else "gelu", x)
+
+
+def gelu_backward(dy, x, approximate=False):
+    """Gradient of :func:`gelu`."""
+    return _act_backward("gelu_tanh" if approximate else "gelu", dy, x)
+
+
+def softplus(x):
+    """``log(1 + exp(x))``, never overflowing."""
+    return _act("softplus", x)
+
+
+def softplus_backward(dy, x):
+    """Gradient of :func:`softplus`: ``dy * sigmoid(x)``."""
+    return _act_backward("softplus", dy, x)
+
+
+def silu(x):
+    """``x * sigmoid(x)``."""
+    return _act("silu", x)
+
+
+def silu_backward(dy, x):
+    """Gradient of :func:`silu`."""
+    return _act_backward("silu", dy, x)
+
+
+def clipped_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """Keras's ``relu(x, negative_slope, max_value, threshold)``: ``min(x, max_value)`` where ``x > threshold``,
+    ``negative_slope * (x - threshold)`` elsewhere."""
+    return _act("clipped_relu", x, negative_slope, np.inf if max_value is None else max_value, threshold)
+
+
+def clipped_relu_backward(dy, x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """Gradient of :func:`clipped_relu`: 1 where ``threshold < x < max_value``, ``negative_slope`` where ``x <=
+    threshold``, else 0."""
+    return _act_backward("clipped_relu", dy, x, negative_slope, np.inf if max_value is None else max_value, threshold)

@@ -119,6 +119,21 @@ _CONV_POOL = dict(x=normal(2, 10, 10, 4), w=normal(3, 3, 4, 6), b=normal(6), str
                   pool=(2, 2))
 _BATCH = dict(x=normal(16, 20), gamma=uniform(0.5, 1.5, 20), beta=normal(20), eps=1e-3)
 _LOGITS = normal(6, 5)
+#: The element-wise activations' fast sets against the reference: the Cython set's exp and tanh are Cephes's float32
+#: polynomials (within a few ulps, tests/kernels/test_activation_ops.py), the Numba set rounds float64 once.
+_ACT_TOL = (1e-5, 1e-6)
+
+
+def _elementwise(name, params, grad_from, case, bound=True, **extra):
+    """An element-wise activation and its backward: ``name(x, *params)`` (with ``bound``, bound as
+    ``activation_kernel(x_shape, name, **extra)``; else a layer's forward calls it in programs), and
+    ``name_backward(dy, v, *params)``, ``v`` its output (``grad_from`` "y") or its input ("x")."""
+    kept = {p: fwd(p) for p, _ in params if p in case.args}
+    v = out(0) if grad_from == "y" else fwd("x")
+    backward = Case(grad_of=name, wrt=("x",), tol=case.tol, dy=DY, **{grad_from: v}, **kept)
+    return (_op(name, "activation", ("x",) + params, case, inference=True,
+                bound=bind("activation_kernel", name=name, **extra) if bound else None),
+            _op(f"{name}_backward", "activation", ("dy", grad_from) + params, backward))
 
 OPS = (
     _op("conv2d", "conv", ("x", "w", "b", "strides", "padding", ("relu", False)), Case(**_CONV, relu=True),
@@ -182,6 +197,19 @@ OPS = (
     _op("sigmoid", "activation", ("x",), Case(x=normal(*_IMG)), inference=True,
         bound=bind("activation_kernel", name="sigmoid")),
     _op("sigmoid_backward", "activation", ("dy", "y"), Case(grad_of="sigmoid", wrt=("x",), dy=DY, y=out(0))),
+    *_elementwise("tanh", (), "y", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("selu", (), "y", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("elu", (("alpha", 1.0),), "x", Case(x=normal(*_IMG), alpha=0.7, tol=_ACT_TOL), alpha=0.7),
+    *_elementwise("leaky_relu", (("negative_slope", 0.2),), "x", Case(x=normal(*_IMG), negative_slope=0.1),
+                  alpha=0.1),
+    *_elementwise("relu6", (), "x", Case(x=uniform(-8, 8, *_IMG))),
+    *_elementwise("hard_sigmoid", (), "x", Case(x=uniform(-5, 5, *_IMG))),
+    *_elementwise("hard_swish", (), "x", Case(x=uniform(-5, 5, *_IMG))),
+    *_elementwise("gelu", (("approximate", False),), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("softplus", (), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("silu", (), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("clipped_relu", (("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)), "x",
+                  Case(x=uniform(-3, 3, *_IMG), max_value=2.0, negative_slope=0.1, threshold=0.5), bound=False),
     _op("dense", "dense", ("x", "w", "b", ("relu", False)), Case(x=normal(5, 40), w=normal(40, 24), b=normal(24)),
         inference=True, bound=bind("dense_kernel")),
     _op("dense_backward", "dense", ("dy", "x", "w", "has_bias"),
@@ -204,13 +232,14 @@ OPS = (
 #: The bound kernels of ``cython_ops`` that inference programs run: name -> parameters. ``bind`` returns
 #: ``(run, y_shape)`` (``dropcore.lowering``); each serves the ``inference`` ops whose ``bound`` names it.
 BOUND = {
-    "conv2d_kernel": ("x_shape", "w", "b", "strides", "padding", ("relu", False)),
+    "conv2d_kernel": ("x_shape", "w", "b", "strides", "padding", ("relu", False), ("activation", None),
+                      ("alpha", None)),
     "conv2d_max_pool_kernel": ("x_shape", "w", "b", "strides", "padding", "relu", "pool"),
     "depthwise_conv2d_kernel": ("x_shape", "w", "b", "strides", "padding", ("relu", False), ("dilation", (1, 1))),
-    "dense_kernel": ("x_shape", "w", "b", ("relu", False)),
+    "dense_kernel": ("x_shape", "w", "b", ("relu", False), ("activation", None), ("alpha", None)),
     "pool2d_kernel": ("x_shape", "pool", "strides", "padding", "average"),
     "global_pool2d_kernel": ("x_shape", "average"),
-    "activation_kernel": ("x_shape", "name"),
+    "activation_kernel": ("x_shape", "name", ("alpha", None)),
     "dropout_kernel": ("x_shape", "rate", ("per_channel", False), ("relu", False)),
     "batch_norm_kernel": ("x_shape", "gamma", "beta", "moving_mean", "moving_var", "eps"),
 }

@@ -17,7 +17,7 @@ from .compiled import gemm as _gemm
 from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
-from .reference.activation import dropout_scale
+from .reference.activation import CODES, dropout_scale
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)
@@ -60,29 +60,47 @@ def _winograd(w):
     return transform
 
 
+#: The parameter an activation of ``_act.h`` takes, and its default (Keras's): ``alpha`` of the bound kernels.
+ACTIVATION_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
+
+
+def _epilogue(activation, alpha):
+    """``(relu, code, alpha)`` for a kernel's output pass: ReLU as its own flag (the kernels' fastest form), any
+    other activation of ``_act.h`` by its code, applied to each block of outputs right after it is written."""
+    if activation in (None, "linear", "relu"):
+        return activation == "relu", 0, 0.0
+    return False, CODES[activation], float(ACTIVATION_ALPHA.get(activation, 0.0) if alpha is None else alpha)
+
+
 # --- bound kernels: the call a layer makes, with its geometry worked out once, filling preallocated outputs -------
 # ``conv2d`` and the other forwards below use them per call; ``dropcore.program`` binds them once per batch size.
 
-def conv2d_kernel(x_shape, w, b, strides, padding, relu=False):
+def conv2d_kernel(x_shape, w, b, strides, padding, relu=False, activation=None, alpha=None):
     """``(run, y_shape)``: ``run(x, y)`` fills the preallocated ``y`` with ``conv2d(x, w, b, ...)`` for inputs of
-    ``x_shape``, on the kernel that suits the layer (direct, Winograd's tiles, implicit GEMM or im2col panels)."""
+    ``x_shape``, on the kernel that suits the layer (direct, Winograd's tiles, implicit GEMM or im2col panels).
+    ``activation`` (a name of :data:`CODES`; ``alpha``: its parameter, see :data:`ACTIVATION_ALPHA`) is applied in
+    the kernel's output pass, to each block of rows right after it is written, with the bits of the stand-alone
+    op."""
     n, h, wd, _ = x_shape
     w = _check_conv(x_shape, _c32(w), b)
     kh, kw, _, cout = w.shape
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
-    bias, has_bias, relu, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu), strides
+    bias, has_bias, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, strides
+    fused_relu, act, a = _epilogue(activation, alpha)
+    relu = bool(relu) or fused_relu
     if winograd_pays(w.shape, strides, _gemm.HAVE_WINOGRAD):
         u = _winograd(w)
-        return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False)), \
-            (n, oh, ow, cout)
+        return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False, act,
+                                                   a)), (n, oh, ow, cout)
     path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_FAST_GEMM)
     if path == "direct":
         padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
-        return (lambda x, y: _gemm.conv2d_direct(x, w, bias, has_bias, sh, sw, pt, pl, padded, y, relu)), \
+        return (lambda x, y: _gemm.conv2d_direct(x, w, bias, has_bias, sh, sw, pt, pl, padded, y, relu, act, a)), \
             (n, oh, ow, cout)
     if path == "implicit":
-        return (lambda x, y: _gemm.conv2d_implicit(x, w, bias, has_bias, sh, sw, y, relu)), (n, oh, ow, cout)
-    return (lambda x, y: _gemm.conv2d_forward(x, w, bias, has_bias, sh, sw, pt, pl, y, relu)), (n, oh, ow, cout)
+        return (lambda x, y: _gemm.conv2d_implicit(x, w, bias, has_bias, sh, sw, y, relu, act, a)), (n, oh, ow, cout)
+    return (lambda x, y: _gemm.conv2d_forward(x, w, bias, has_bias, sh, sw, pt, pl, y, relu, act, a)), \
+        (n, oh, ow, cout)
 
 
 def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
@@ -129,15 +147,18 @@ def residual_kernel(kernel, relu=False):
     return run, y_shape
 
 
-def dense_kernel(x_shape, w, b, relu=False):
-    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``dense(x, w, b, relu)`` for 2-D inputs of ``x_shape``."""
+def dense_kernel(x_shape, w, b, relu=False, activation=None, alpha=None):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``dense(x, w, b, relu)`` for 2-D inputs of ``x_shape``;
+    ``activation`` and ``alpha`` as :func:`conv2d_kernel`'s, applied to each block of outputs while in cache."""
     w = _c32(w)
     if len(x_shape) != 2 or x_shape[1] != w.shape[0] or (b is not None and np.shape(b) != (w.shape[1],)):
         raise ValueError(f"dense: x has {x_shape[-1]} features, w has {w.shape[0]} rows and {w.shape[1]} columns, "
                          f"b has shape {None if b is None else np.shape(b)}: expected x (N, {w.shape[0]}) and b "
                          f"({w.shape[1]},)")
-    bias, has_bias, relu = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
-    return (lambda x, y: _gemm.dense_forward(x, w, bias, has_bias, y, relu)), (x_shape[0], w.shape[1])
+    bias, has_bias = _NO_BIAS if b is None else _c32(b), b is not None
+    fused_relu, act, a = _epilogue(activation, alpha)
+    relu = bool(relu) or fused_relu
+    return (lambda x, y: _gemm.dense_forward(x, w, bias, has_bias, y, relu, act, a)), (x_shape[0], w.shape[1])
 
 
 def pool2d_kernel(x_shape, pool, strides, padding, average):
@@ -180,14 +201,17 @@ def avg_pool2d(x, pool, strides, padding):
     return _run(pool2d_kernel(x.shape, pool, strides, padding, True), x)
 
 
-def activation_kernel(x_shape, name):
-    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with activation ``name`` ("relu", "softmax" over the last axis,
-    or "sigmoid") of ``x``."""
+def activation_kernel(x_shape, name, alpha=None):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with activation ``name`` of ``x``: "relu", "softmax" over the
+    last axis, "sigmoid", or any other of :data:`CODES` ("gelu_tanh": ``gelu(approximate=True)``) with its
+    parameter ``alpha`` (:data:`ACTIVATION_ALPHA`); ``y`` may be ``x``."""
     if name == "softmax":
         rows = (-1, x_shape[-1])
         return (lambda x, y: _ew.softmax_forward(x.reshape(rows), y.reshape(rows))), tuple(x_shape)
-    forward = {"relu": _ew.relu_forward, "sigmoid": _ew.sigmoid_forward}[name]
-    return (lambda x, y: forward(x.reshape(-1), y.reshape(-1))), tuple(x_shape)
+    if name == "relu":
+        return (lambda x, y: _ew.relu_forward(x.reshape(-1), y.reshape(-1))), tuple(x_shape)
+    _, code, a = _epilogue(name, alpha)
+    return (lambda x, y: _ew.act_forward(x.reshape(-1), y.reshape(-1), code, a)), tuple(x_shape)
 
 
 def relu(x):
@@ -255,7 +279,8 @@ def softmax(x):
 
 
 def sigmoid(x):
-    """Logistic function (through ``exp(-|x|)``: never overflows)."""
+    """Logistic function (through ``exp(-|x|)``: never overflows), ``_act.h``'s: the loop a Conv2D/Dense epilogue
+    runs (Cephes's exp polynomial, vectorized: 0.7 ns an element against glibc's expf's 7.7)."""
     x = _c32(x)
     return _run(activation_kernel(x.shape, "sigmoid"), x)
 
@@ -306,6 +331,11 @@ from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward,
                                        relu_backward, relu_dropout_backward, sigmoid_backward,
                                        sigmoid_binary_cross_entropy, softmax_backward, softmax_cross_entropy,
                                        sparse_softmax_cross_entropy)
+from .cython_train_elementwise import (clipped_relu, clipped_relu_backward, elu, elu_backward,  # noqa: E402,F401
+                                       gelu, gelu_backward, hard_sigmoid, hard_sigmoid_backward, hard_swish,
+                                       hard_swish_backward, leaky_relu, leaky_relu_backward, relu6, relu6_backward,
+                                       selu, selu_backward, silu, silu_backward, softplus, softplus_backward, tanh,
+                                       tanh_backward)
 from .cython_train_gemm import (conv2d_backward, conv2d_max_pool, conv2d_max_pool_backward,  # noqa: E402,F401
                                 dense_backward)
 from .cython_depthwise import (depthwise_conv2d, depthwise_conv2d_backward,  # noqa: E402,F401

@@ -1,0 +1,207 @@
+/* Element-wise activations, forward and backward, in float32: the Cython set's activation ops
+ * (_cy_elementwise.pyx) and the epilogues of the convolution and dense kernels (_cy_gemm.pyx) both run these loops,
+ * so an activation fused into a kernel's output pass has the bits of the stand-alone op.
+ *
+ * Each op's loop is a plain loop over a branch-free expression (selects, no calls), which GCC vectorizes at -O3 on
+ * every target (8 lanes on AVX2, 16 on AVX-512). exp and tanh are polynomials for that reason (Cephes's expf and
+ * tanhf: a few float32 ulps); glibc's expf/tanhf are calls, one element at a time (measured in
+ * tests/kernels/test_activation_ops.py's tolerances and bench notes of kernels/README.md). erf (exact GELU) and
+ * log1p (softplus) stay glibc's, correctly rounded or nearly, scalar.
+ *
+ * Codes (DC_ACT_*) are reference.activation.CODES'; `alpha` is the op's parameter (leaky_relu's negative_slope,
+ * elu's alpha), unused by the others; clipped_relu (Keras's ReLU layer) takes three: `alpha` its negative_slope,
+ * `hi` its max_value, `th` its threshold. Backward ops read `v`: the forward's output for tanh, sigmoid and selu, its input
+ * for the rest. NaN propagates through every forward.
+ */
+#ifndef DROPCORE_ACT_H
+#define DROPCORE_ACT_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Without -fno-trapping-math GCC keeps every select whose arms are arithmetic (`v < 0 ? v * alpha : v`) as a
+ * branch, since computing the other arm might raise a floating-point exception: no loop here vectorized (leaky_relu
+ * 5 ns an element, tanh 6). dropcore never reads the exception flags, so these functions are compiled without it. */
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+
+enum {
+    DC_ACT_LINEAR = 0, DC_ACT_RELU = 1, DC_ACT_RELU6 = 2, DC_ACT_LEAKY_RELU = 3, DC_ACT_ELU = 4, DC_ACT_SELU = 5,
+    DC_ACT_TANH = 6, DC_ACT_SIGMOID = 7, DC_ACT_HARD_SIGMOID = 8, DC_ACT_HARD_SWISH = 9, DC_ACT_GELU = 10,
+    DC_ACT_GELU_TANH = 11, DC_ACT_SOFTPLUS = 12, DC_ACT_SILU = 13, DC_ACT_CLIPPED_RELU = 14
+};
+
+#define DC_SELU_ALPHA 1.67326324235437728f
+#define DC_SELU_SCALE 1.05070098735548049f
+
+static inline float dc_f_from_bits(int32_t b) { float f; memcpy(&f, &b, 4); return f; }
+static inline int32_t dc_f_bits(float f) { int32_t b; memcpy(&b, &f, 4); return b; }
+
+/* e**x (Cephes's expf: x = k ln2 + r, |r| <= ln2 / 2, a degree-7 polynomial): within 2 float32 ulps. Clamped to
+ * [-87.34, 88]: above, e**88 (no float32 input of a caller here needs more); below, 0 (results that would be
+ * subnormal flush to 0). */
+static inline float dc_expf(float x) {
+    const float lo = -87.3365447505531f, hi = 88.0f;
+    float c = x > hi ? hi : x;
+    c = c < lo ? lo : c;
+    const float t = c * 1.44269504088896341f + 12582912.0f; /* round(c / ln 2) in the low mantissa bits */
+    const float k = t - 12582912.0f;
+    const int32_t ki = dc_f_bits(t) - 0x4B400000;
+    float r = c - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    const float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    const float y = p * dc_f_from_bits((ki + 127) << 23);
+    return x < lo ? 0.0f : y; /* (NaN: every comparison false, p NaN) */
+}
+
+/* e**x - 1, accurate near 0 too (ELU, SELU): a Taylor polynomial for |x| < 0.5 (truncation below 1e-8 relative),
+ * dc_expf(x) - 1 elsewhere (no cancellation there: |e**x - 1| >= 0.39). */
+static inline float dc_expm1f(float x) {
+    float p = 2.48015873e-5f; /* 1 / 8! */
+    p = p * x + 1.98412698e-4f;
+    p = p * x + 1.38888889e-3f;
+    p = p * x + 8.33333333e-3f;
+    p = p * x + 4.16666667e-2f;
+    p = p * x + 1.66666667e-1f;
+    p = p * x + 0.5f;
+    p = (p * x) * x + x;
+    const float e = dc_expf(x) - 1.0f;
+    return (x < 0.5f && x > -0.5f) ? p : e;
+}
+
+/* tanh (Cephes's tanhf): an odd polynomial for |x| < 0.625, 1 - 2 / (e**2|x| + 1) beyond; within 3 ulps. */
+static inline float dc_tanhf(float x) {
+    const float a = fabsf(x);
+    const float s = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * s + 2.06390887954e-2f;
+    p = p * s - 5.37397155531e-2f;
+    p = p * s + 1.33314422036e-1f;
+    p = p * s - 3.33332819422e-1f;
+    const float small = p * s * x + x;
+    const float big = 1.0f - 2.0f / (dc_expf(a + a) + 1.0f);
+    const float signed_big = x < 0 ? -big : big;
+    return a > 0.625f ? signed_big : small;
+}
+
+/* The logistic function through e**-|x| (never overflows), as the sigmoid op. */
+static inline float dc_sigmoidf(float x) {
+    const float e = dc_expf(-fabsf(x));
+    const float r = 1.0f / (1.0f + e);
+    return x >= 0 ? r : e * r;
+}
+
+static inline float dc_relu6f(float v) {
+    const float r = v < 0 ? 0.0f : v; /* NaN passes */
+    return r > 6.0f ? 6.0f : r;
+}
+
+#define DC_SQRT_2_OVER_PI 0.7978845608028654f
+#define DC_GELU_C 0.044715f
+#define DC_INV_SQRT_2 0.7071067811865476f
+#define DC_INV_SQRT_2PI 0.3989422804014327f
+
+static inline float dc_act1(int op, float alpha, float hi, float th, float v) {
+    switch (op) {
+    case DC_ACT_RELU: return v < 0 ? 0.0f : v;
+    case DC_ACT_RELU6: return dc_relu6f(v);
+    case DC_ACT_LEAKY_RELU: return v < 0 ? v * alpha : v;
+    case DC_ACT_ELU: return v > 0 ? v : alpha * dc_expm1f(v);
+    case DC_ACT_SELU: return v > 0 ? DC_SELU_SCALE * v : (DC_SELU_SCALE * DC_SELU_ALPHA) * dc_expm1f(v);
+    case DC_ACT_TANH: return dc_tanhf(v);
+    case DC_ACT_SIGMOID: return dc_sigmoidf(v);
+    case DC_ACT_HARD_SIGMOID: return dc_relu6f(v + 3.0f) / 6.0f;
+    case DC_ACT_HARD_SWISH: return v * dc_relu6f(v + 3.0f) / 6.0f;
+    case DC_ACT_GELU: return 0.5f * v * (1.0f + erff(v * DC_INV_SQRT_2));
+    case DC_ACT_GELU_TANH: return 0.5f * v * (1.0f + dc_tanhf(DC_SQRT_2_OVER_PI * (v + DC_GELU_C * v * v * v)));
+    case DC_ACT_SOFTPLUS: return (v > 0 ? v : 0.0f) + log1pf(dc_expf(-fabsf(v)));
+    case DC_ACT_SILU: return v * dc_sigmoidf(v);
+    case DC_ACT_CLIPPED_RELU: return v > th ? (v > hi ? hi : v) : alpha * (v - th);
+    default: return v;
+    }
+}
+
+/* The derivative's factor at v (see the header: the output for tanh, sigmoid, selu; the input otherwise). */
+static inline float dc_act1_grad(int op, float alpha, float hi, float th, float v) {
+    switch (op) {
+    case DC_ACT_RELU: return v > 0 ? 1.0f : 0.0f;
+    case DC_ACT_RELU6: return (v > 0 && v < 6.0f) ? 1.0f : 0.0f;
+    case DC_ACT_LEAKY_RELU: return v > 0 ? 1.0f : alpha;
+    case DC_ACT_ELU: return v > 0 ? 1.0f : alpha * dc_expf(v);
+    case DC_ACT_SELU: return v > 0 ? DC_SELU_SCALE : v + DC_SELU_SCALE * DC_SELU_ALPHA;
+    case DC_ACT_TANH: return 1.0f - v * v;
+    case DC_ACT_SIGMOID: return v * (1.0f - v);
+    case DC_ACT_HARD_SIGMOID: return (v > -3.0f && v < 3.0f) ? 1.0f / 6.0f : 0.0f;
+    case DC_ACT_HARD_SWISH: return v < -3.0f ? 0.0f : (v > 3.0f ? 1.0f : (2.0f * v + 3.0f) / 6.0f);
+    case DC_ACT_GELU:
+        return 0.5f * (1.0f + erff(v * DC_INV_SQRT_2)) + v * DC_INV_SQRT_2PI * dc_expf(-0.5f * v * v);
+    case DC_ACT_GELU_TANH: {
+        const float t = dc_tanhf(DC_SQRT_2_OVER_PI * (v + DC_GELU_C * v * v * v));
+        return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * DC_SQRT_2_OVER_PI * (1.0f + 3.0f * DC_GELU_C * v * v);
+    }
+    case DC_ACT_SOFTPLUS: return dc_sigmoidf(v);
+    case DC_ACT_SILU: {
+        const float s = dc_sigmoidf(v);
+        return s * (1.0f + v * (1.0f - s));
+    }
+    case DC_ACT_CLIPPED_RELU: return v > th ? (v < hi ? 1.0f : 0.0f) : alpha;
+    default: return 1.0f;
+    }
+}
+
+/* One loop per op, the switch outside it, so that each loop is a branch-free body GCC vectorizes. */
+#define DC_ACT_CASES(LOOP)                                                                                        \
+    switch (op) {                                                                                                 \
+    case DC_ACT_RELU: LOOP(DC_ACT_RELU); break;                                                                   \
+    case DC_ACT_RELU6: LOOP(DC_ACT_RELU6); break;                                                                 \
+    case DC_ACT_LEAKY_RELU: LOOP(DC_ACT_LEAKY_RELU); break;                                                       \
+    case DC_ACT_ELU: LOOP(DC_ACT_ELU); break;                                                                     \
+    case DC_ACT_SELU: LOOP(DC_ACT_SELU); break;                                                                   \
+    case DC_ACT_TANH: LOOP(DC_ACT_TANH); break;                                                                   \
+    case DC_ACT_SIGMOID: LOOP(DC_ACT_SIGMOID); break;                                                             \
+    case DC_ACT_HARD_SIGMOID: LOOP(DC_ACT_HARD_SIGMOID); break;                                                   \
+    case DC_ACT_HARD_SWISH: LOOP(DC_ACT_HARD_SWISH); break;                                                       \
+    case DC_ACT_GELU: LOOP(DC_ACT_GELU); break;                                                                   \
+    case DC_ACT_GELU_TANH: LOOP(DC_ACT_GELU_TANH); break;                                                         \
+    case DC_ACT_SOFTPLUS: LOOP(DC_ACT_SOFTPLUS); break;                                                           \
+    case DC_ACT_SILU: LOOP(DC_ACT_SILU); break;                                                                   \
+    case DC_ACT_CLIPPED_RELU: LOOP(DC_ACT_CLIPPED_RELU); break;                                                   \
+    default: LOOP(DC_ACT_LINEAR); break;                                                                          \
+    }
+
+/* y[i] = act(x[i]) for i < n; x may be y (in place). */
+static inline void dc_act_forward(int op, float alpha, float hi, float th, const float* x, float* y, long n) {
+#define DC_FWD(OP) for (long i = 0; i < n; ++i) y[i] = dc_act1(OP, alpha, hi, th, x[i])
+    DC_ACT_CASES(DC_FWD)
+#undef DC_FWD
+}
+
+/* dx[i] = dy[i] * act'(v[i]). */
+static inline void dc_act_backward(int op, float alpha, float hi, float th, const float* dy, const float* v,
+                                   float* dx, long n) {
+#define DC_BWD(OP) for (long i = 0; i < n; ++i) dx[i] = dy[i] * dc_act1_grad(OP, alpha, hi, th, v[i])
+    DC_ACT_CASES(DC_BWD)
+#undef DC_BWD
+}
+
+/* In place on a block of `rows` rows of `cols` values, rows `ld` apart: a kernel's epilogue, while in cache. */
+static inline void dc_act_rows(int op, float alpha, float* y, long rows, int cols, long ld) {
+    if (op == DC_ACT_LINEAR) return;
+    if (ld == cols) {
+        dc_act_forward(op, alpha, 0.0f, 0.0f, y, y, rows * (long)cols);
+        return;
+    }
+    for (long r = 0; r < rows; ++r) dc_act_forward(op, alpha, 0.0f, 0.0f, y + r * ld, y + r * ld, cols);
+}
+
+#pragma GCC pop_options
+
+#endif
