@@ -1,60 +1,67 @@
-"""Activation functions by name, each a forward returning ``(y, backprop)``.
+"""Activation functions by name: the names Keras 3 takes, their normalisation, and :func:`apply`, which runs one on
+a kernel set's ops and returns ``(y, backprop)``. No arithmetic here: every activation is an op of the kernel
+contract (``kernels/contract.py``, family "activation"), in every kernel set.
 
-ReLU is usually fused into the producing Conv2D/Dense kernel or into the following dropout by the executor; these
-are the stand-alone versions. ``selu`` and ``tanh`` have no compiled kernel: NumPy computes them (into the
-program's buffer in inference).
+ReLU is usually fused into the producing Conv2D/Dense kernel or into the following dropout by the executor, and in
+inference programs every element-wise activation of a Conv2D/Dense runs in that kernel's output pass
+(:func:`kernel_form`); these are the stand-alone versions.
+
+Parameters: ``leaky_relu`` takes ``negative_slope`` (Keras's default 0.2), ``elu`` ``alpha`` (1.0), ``gelu``
+``approximate`` (False: the erf form). A name given as a string (``Dense(activation="elu")``) takes the defaults;
+the layers ``LeakyReLU``, ``ELU`` and ``ReLU`` pass theirs.
 """
-import numpy as np
+from .kernels.reference.activation import SELU_ALPHA, SELU_SCALE  # noqa: F401  (AlphaDropout, ONNX read them)
 
-NAMES = ("linear", "relu", "softmax", "sigmoid", "tanh", "selu")
+#: Every activation name dropcore takes (as Keras 3 spells them), aliases included.
+NAMES = ("linear", "relu", "softmax", "sigmoid", "tanh", "selu", "elu", "leaky_relu", "relu6", "hard_sigmoid",
+         "hard_silu", "hard_swish", "gelu", "softplus", "silu", "swish")
 
-#: SELU's constants, as Keras's (Klambauer et al., 2017)
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
+#: Keras's aliases: ``hard_silu`` is ``hard_swish``, ``swish`` is ``silu`` (one op each).
+ALIASES = {"hard_silu": "hard_swish", "swish": "silu"}
 
+#: Activations whose backward reads the forward's output (the others read its input).
+_FROM_OUTPUT = ("relu", "softmax", "sigmoid", "tanh", "selu")
 
-def selu(z, out=None):
-    """``scale * z`` for ``z > 0``, ``scale * alpha * (exp(z) - 1)`` otherwise (Keras's ``selu``), in ``z``'s
-    dtype; into ``out`` when given."""
-    t = z.dtype.type
-    neg = np.expm1(np.minimum(z, t(0)))
-    neg *= t(SELU_SCALE * SELU_ALPHA)
-    y = np.where(z > 0, z * t(SELU_SCALE), neg)
-    if out is None:
-        return y
-    out[...] = y
-    return out
+#: Each parameterized activation's parameter: the name the op takes, the bound kernels' ``alpha``.
+PARAMS = {"leaky_relu": "negative_slope", "elu": "alpha", "gelu": "approximate"}
 
 
 def normalize(name, where=None):
-    """``None`` -> "linear"; names are case-insensitive; unknown names raise a clear ValueError."""
+    """``None`` -> "linear"; names are case-insensitive, aliases map to one op's name (``swish`` -> ``silu``);
+    unknown names raise a clear ValueError."""
     if name is None:
         return "linear"
     if isinstance(name, str) and name.lower() in NAMES:
-        return name.lower()
+        return ALIASES.get(name.lower(), name.lower())
     prefix = f"{where}: " if where else ""
     raise ValueError(f"{prefix}Invalid value for `activation`: expected one of {NAMES} or None. Received: "
                      f"activation={name!r}")
 
 
-def apply(ops, name, z):
-    """Apply activation ``name`` to ``z``; return ``(y, backprop)`` with ``backprop(dy) -> dz``."""
+def elementwise(name):
+    """Whether activation ``name`` acts on each element alone (all but softmax; linear is no activation)."""
+    return name not in ("linear", "softmax")
+
+
+def apply(ops, name, z, **params):
+    """Apply activation ``name`` (normalized) to ``z`` with its parameter (``PARAMS``); return ``(y, backprop)``
+    with ``backprop(dy) -> dz``."""
     if name == "linear":
         return z, lambda dy: dy
-    if name == "relu":
-        y = ops.relu(z)
-        return y, lambda dy: ops.relu_backward(dy, y)
-    if name == "softmax":
-        y = ops.softmax(z)
-        return y, lambda dy: ops.softmax_backward(dy, y)
-    if name == "sigmoid":
-        y = ops.sigmoid(z)
-        return y, lambda dy: ops.sigmoid_backward(dy, y)
-    if name == "tanh":
-        y = np.tanh(z)
-        return y, lambda dy: dy * (1 - y * y)
-    if name == "selu":  # d/dz: scale for z > 0, scale * alpha * exp(z) = y + scale * alpha otherwise
-        y = selu(z)
-        t = z.dtype.type
-        return y, lambda dy: dy * np.where(z > 0, t(SELU_SCALE), y + t(SELU_SCALE * SELU_ALPHA))
-    raise ValueError(f"unknown activation {name!r}")
+    forward, backward = getattr(ops, name, None), getattr(ops, f"{name}_backward", None)
+    if forward is None:
+        raise ValueError(f"unknown activation {name!r}")
+    y = forward(z, **params)
+    v = y if name in _FROM_OUTPUT else z
+    return y, lambda dy: backward(dy, v, **params)
+
+
+def kernel_form(name, **params):
+    """``(name, alpha)`` as the Cython kernels take activation ``name`` (``cython_ops.activation_kernel``, the
+    ``activation`` of ``conv2d_kernel`` and ``dense_kernel``): the parameter as ``alpha``, the tanh form of GELU
+    as "gelu_tanh"."""
+    if name == "gelu":
+        return ("gelu_tanh" if params.get("approximate") else "gelu"), None
+    if name in PARAMS and PARAMS[name] in params:
+        return name, float(params[PARAMS[name]])
+    return name, None

@@ -11,9 +11,7 @@ included; a list of shapes for a layer of several inputs) and returns ``(run, y_
 """
 from dataclasses import dataclass
 
-import numpy as np
-
-from .activations import selu
+from .activations import kernel_form
 
 
 @dataclass(frozen=True)
@@ -39,15 +37,13 @@ def view(rows_of):
     return Kernel("reshape", lambda shape: (None, tuple(rows_of(shape))))
 
 
-def activation_kernels(lowering, act):
-    """The kernels that apply activation ``act`` after a layer's own kernel (none for "linear")."""
+def activation_kernels(lowering, act, **params):
+    """The kernels that apply activation ``act`` (with its parameter, ``activations.PARAMS``) after a layer's own
+    kernel (none for "linear")."""
     if act == "linear":
         return []
-    if act == "tanh":  # no compiled kernel: NumPy's, in place into the buffer
-        return [Kernel("tanh", lambda shape: (lambda x, y: np.tanh(x, out=y), tuple(shape)))]
-    if act == "selu":  # likewise
-        return [Kernel("selu", lambda shape: (lambda x, y: selu(x, out=y), tuple(shape)))]
-    return [Kernel(act, lambda shape: lowering.kernels.activation_kernel(shape, act))]
+    name, alpha = kernel_form(act, **params)
+    return [Kernel(act, lambda shape: lowering.kernels.activation_kernel(shape, name, alpha))]
 
 
 def forward_kernel(layer, lowering, opts):

@@ -138,8 +138,8 @@ class Conv2D(Layer):
                     is not None:
                 return [Kernel("conv2d+max_pool2d", lambda shape: self._bind(
                     lambda w: cy.conv2d_max_pool_kernel(shape, w, b, strides, padding, relu, pool)))]
-        kernels = lower_activation(lowering, act, lambda relu: Kernel(
-            "conv2d", lambda shape: self._bind(lambda w: cy.conv2d_kernel(shape, w, b, strides, padding, relu))))
+        kernels = lower_activation(lowering, act, lambda relu, **epilogue: Kernel("conv2d", lambda shape: self._bind(
+            lambda w: cy.conv2d_kernel(shape, w, b, strides, padding, relu, **epilogue))), epilogue=True)
         if pool is not None:
             kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
         return kernels

@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import activations, constraints, initializers
-from ..lowering import Kernel, activation_kernels, view
-from ..validation import check_int, invalid
+from ..lowering import Kernel, activation_kernels, forward_kernel, view
+from ..validation import check_float, check_int, invalid
 from .base import Layer
 from .registry import register
 
@@ -15,8 +15,14 @@ def apply_activation(ops, act, z, relu_fused):
     return activations.apply(ops, act, z)
 
 
-def lower_activation(lowering, act, kernel):
-    """``kernel`` (a bound kernel factory taking ``relu``) followed by activation ``act``: a ReLU goes into it."""
+def lower_activation(lowering, act, kernel, epilogue=False):
+    """``kernel`` (a bound kernel factory taking ``relu``) followed by activation ``act``: a ReLU goes into it. With
+    ``epilogue`` (the factory also takes the bound kernels' ``activation`` and ``alpha``), so does every
+    element-wise activation: the kernel applies it to each block of outputs right after writing it, while in
+    cache, instead of a second pass over the whole output."""
+    if epilogue and act != "relu" and activations.elementwise(act):
+        name, alpha = activations.kernel_form(act)
+        return [kernel(False, activation=name, alpha=alpha)]
     return [kernel(act == "relu")] + activation_kernels(lowering, "linear" if act == "relu" else act)
 
 
@@ -59,8 +65,8 @@ class Dense(Layer):
 
     def lower(self, lowering, step):
         w, b = self.weights["kernel"], self.weights.get("bias")
-        kernels = lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
-            "dense", lambda shape: lowering.kernels.dense_kernel(shape, w, b, relu)))
+        kernels = lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue: Kernel(
+            "dense", lambda shape: lowering.kernels.dense_kernel(shape, w, b, relu, **epilogue)), epilogue=True)
         lead = tuple(self.input_shape[:-1])
         if not lead:
             return kernels
@@ -122,9 +128,12 @@ class Flatten(Layer):
 
 @register
 class Activation(Layer):
-    """Apply a named activation ("relu", "softmax", "sigmoid", "tanh", "selu", "linear")."""
+    """Apply a named activation (any of ``activations.NAMES``: "relu", "tanh", "gelu", "leaky_relu", ...), on the
+    kernel contract's op of that name, with Keras's default parameters."""
 
     pure_activation = True
+    #: the activation's parameter (``activations.PARAMS``), for the layers that take one (LeakyReLU, ELU)
+    params = {}
 
     def __init__(self, activation, name=None):
         super().__init__(name)
@@ -134,32 +143,65 @@ class Activation(Layer):
         return self.activation
 
     def lower(self, lowering, step):
-        return activation_kernels(lowering, self.activation)
+        return activation_kernels(lowering, self.activation, **self.params)
 
     def forward(self, ops, x, ctx):
-        return activations.apply(ops, self.activation, x)
+        return activations.apply(ops, self.activation, x, **self.params)
 
     def get_config(self):
         return {"name": self.name, "activation": self.activation}
 
 
+def _relu_activation(max_value, negative_slope, threshold):
+    """The op Keras's ``ReLU(max_value, negative_slope, threshold)`` is, with its parameters: the plain ReLU,
+    ``relu6``, ``leaky_relu`` where one of those, else ``clipped_relu``."""
+    if threshold == 0 and negative_slope == 0 and max_value is None:
+        return "relu", {}
+    if threshold == 0 and negative_slope == 0 and max_value == 6:
+        return "relu6", {}
+    if threshold == 0 and max_value is None:
+        return "leaky_relu", {"negative_slope": negative_slope}
+    return "clipped_relu", {"max_value": max_value, "negative_slope": negative_slope, "threshold": threshold}
+
+
 @register
 class ReLU(Activation):
-    """``max(x, 0)``. Followed by Dropout, the executor fuses both into one kernel."""
+    """Keras's ``ReLU``: ``min(x, max_value)`` where ``x > threshold``, ``negative_slope * (x - threshold)``
+    elsewhere; by default ``max(x, 0)``, which the executor fuses with a Dropout after it into one kernel, and the
+    kernel before it (Conv2D, Dense) into its own. ``max_value=6`` alone is ``relu6``, ``negative_slope`` alone
+    ``leaky_relu``: each runs its op."""
 
-    def __init__(self, name=None):
-        super().__init__("relu", name)
+    ADDED_CONFIG = {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}  # files before they were taken
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None):
+        Layer.__init__(self, name)
+        self.max_value = None if max_value is None else check_float(max_value, "max_value", 0.0, None, where="ReLU")
+        self.negative_slope = check_float(negative_slope, "negative_slope", 0.0, None, where="ReLU")
+        self.threshold = check_float(threshold, "threshold", 0.0, None, where="ReLU")
+        self.activation, self.params = _relu_activation(self.max_value, self.negative_slope, self.threshold)
+
+    def lower(self, lowering, step):
+        if self.activation == "clipped_relu":  # three parameters: no bound kernel, the op itself
+            return [forward_kernel(self, lowering, {})]
+        return super().lower(lowering, step)
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
 
 
 @register
 class Softmax(Activation):
-    """Softmax over the last axis. Last in a model trained with cross-entropy, it is fused with the loss."""
+    """Softmax over the last axis (``axis=-1``, the only axis taken). Last in a model trained with cross-entropy,
+    it is fused with the loss."""
 
-    def __init__(self, name=None):
+    ADDED_CONFIG = {"axis": -1}
+
+    def __init__(self, axis=-1, name=None):
+        if axis != -1:
+            raise invalid("axis", "-1 (the last axis)", axis, "Softmax")
         super().__init__("softmax", name)
+        self.axis = -1
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "axis": self.axis}

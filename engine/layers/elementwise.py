@@ -1,4 +1,5 @@
-"""Element-wise layers with fixed constants and no weights: ``LeakyReLU`` and ``Rescaling`` (Keras 3's)."""
+"""Element-wise layers with fixed constants and no weights (Keras 3's): the parameterized activations ``LeakyReLU``
+and ``ELU`` (on the kernel contract's ops), and ``Rescaling``."""
 import numbers
 import warnings
 
@@ -6,13 +7,14 @@ import numpy as np
 
 from ..validation import check_float, invalid
 from .base import Layer
+from .core import Activation
 from .registry import register
 
 
 @register
-class LeakyReLU(Layer):
-    """``x`` where ``x > 0``, else ``negative_slope * x``; the gradient is 1 or ``negative_slope`` (at 0 the slope,
-    as PyTorch and TensorFlow).
+class LeakyReLU(Activation):
+    """``x`` where ``x >= 0``, else ``negative_slope * x``; the gradient is 1 or ``negative_slope`` (at 0 the slope,
+    as PyTorch and TensorFlow): the contract's ``leaky_relu`` op.
 
     ``alpha`` is Keras 2's name for ``negative_slope``: as Keras 3, it is taken, with a deprecation warning, and
     wins over ``negative_slope``; a model file holds ``negative_slope`` only.
@@ -25,16 +27,25 @@ class LeakyReLU(Layer):
         if "alpha" in kwargs:
             warnings.warn("LeakyReLU: argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
             negative_slope = kwargs["alpha"]
-        super().__init__(name)
+        super().__init__("leaky_relu", name)
         self.negative_slope = check_float(negative_slope, "negative_slope", 0.0, None, where="LeakyReLU")
-
-    def forward(self, ops, x, ctx):
-        slope = x.dtype.type(self.negative_slope)
-        positive = x > 0
-        return np.where(positive, x, x * slope), lambda dy: np.where(positive, dy, dy * slope)
+        self.params = {"negative_slope": self.negative_slope}
 
     def get_config(self):
         return {"name": self.name, "negative_slope": self.negative_slope}
+
+
+@register
+class ELU(Activation):
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)`` (Keras's ``ELU``): the contract's ``elu`` op."""
+
+    def __init__(self, alpha=1.0, name=None):
+        super().__init__("elu", name)
+        self.alpha = check_float(alpha, "alpha", None, None, where="ELU")
+        self.params = {"alpha": self.alpha}
+
+    def get_config(self):
+        return {"name": self.name, "alpha": self.alpha}
 
 
 def _constant(value, arg):

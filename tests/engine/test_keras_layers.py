@@ -141,7 +141,7 @@ def _model(kind, seed=0):
 
 #: the model kind -> the inference program step the layer runs as
 STEPS = {"concatenate": "concatenate", "concatenate-rows": "concatenate", "reshape": None,
-         "rescaling": "rescaling", "zero-padding": "zero_padding2d", "leaky-relu": "leaky_re_lu"}
+         "rescaling": "rescaling", "zero-padding": "zero_padding2d", "leaky-relu": "leaky_relu"}
 
 
 @pytest.mark.parametrize("kind", STEPS)
