@@ -7,7 +7,7 @@ from .registry import register
 
 
 class _GlobalPooling2D(Layer):
-    """Subclasses name their kernel set op (``kind_name``; ``average`` for the Cython kernel) and give
+    """Subclasses name their kernel set op (``op_name``; ``average`` for the Cython kernel) and give
     ``_backprop``."""
 
     def __init__(self, data_format=None, keepdims=False, name=None):
@@ -29,14 +29,14 @@ class _GlobalPooling2D(Layer):
         return (1, 1, c) if self.keepdims else (c,)
 
     def forward(self, ops, x, ctx):
-        y = getattr(ops, self.kind_name)(x)
+        y = getattr(ops, self.op_name)(x)
         backprop = self._backprop(ops, x, y)
         if self.keepdims:
             return y.reshape(len(y), 1, 1, -1), lambda dy: backprop(dy.reshape(len(dy), -1))
         return y, backprop
 
     def lower(self, lowering, step):
-        kernels = [Kernel(self.kind_name, lambda shape: lowering.kernels.global_pool2d_kernel(shape, self.average))]
+        kernels = [Kernel(self.op_name, lambda shape: lowering.kernels.global_pool2d_kernel(shape, self.average))]
         return kernels + ([view(lambda s: (s[0], 1, 1, s[-1]))] if self.keepdims else [])
 
     def get_config(self):
@@ -47,7 +47,7 @@ class _GlobalPooling2D(Layer):
 class GlobalAveragePooling2D(_GlobalPooling2D):
     """The mean of each feature map: ``(N, H, W, C)`` -> ``(N, C)`` (``keepdims``: ``(N, 1, 1, C)``)."""
 
-    average, kind_name = True, "global_avg_pool2d"
+    average, op_name = True, "global_avg_pool2d"
 
     def _backprop(self, ops, x, y):
         shape = x.shape
@@ -58,7 +58,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """The maximum of each feature map; its gradient goes to the map's first maximum (row-major)."""
 
-    average, kind_name = False, "global_max_pool2d"
+    average, op_name = False, "global_max_pool2d"
 
     def _backprop(self, ops, x, y):
         return lambda dy: ops.global_max_pool2d_backward(dy, x, y)

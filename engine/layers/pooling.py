@@ -28,7 +28,7 @@ class _Pooling2D(Layer):
 
     def lower(self, lowering, step):
         average = self.average
-        return [Kernel(self.kind_name, lambda shape: lowering.kernels.pool2d_kernel(
+        return [Kernel(self.op_name, lambda shape: lowering.kernels.pool2d_kernel(
             shape, self.pool_size, self.strides, self.padding, average))]
 
 
@@ -36,7 +36,7 @@ class _Pooling2D(Layer):
 class MaxPooling2D(_Pooling2D):
     """The maximum over each window; the gradient goes to the window's first maximum."""
 
-    average, kind_name = False, "max_pool2d"
+    average, op_name = False, "max_pool2d"
 
     @property
     def fusable_pool(self):
@@ -53,7 +53,7 @@ class MaxPooling2D(_Pooling2D):
 class AveragePooling2D(_Pooling2D):
     """The mean over each window (with "same", over its non-padded positions, as TensorFlow)."""
 
-    average, kind_name = True, "avg_pool2d"
+    average, op_name = True, "avg_pool2d"
 
     def forward(self, ops, x, ctx):
         shape = x.shape
