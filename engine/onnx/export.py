@@ -104,16 +104,49 @@ def _per_channel(v, values):
     return values
 
 
-def _activation(g, v, act, label):
+#: activations that are one ONNX op without attributes
+_ONNX_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish", "softplus": "Softplus"}
+
+
+def _activation(g, v, act, label, **params):
+    """Activation ``act`` (with its parameters, ``activations.PARAMS``) on ``v``, as ONNX ops."""
     if act == "linear":
         return v
+    node = lambda op, inputs, **attrs: _Value(g.node(op, inputs, f"{label}/{act}", **attrs), v.shape, v.order)  # noqa
     if act == "softmax":
-        return _Value(g.node("Softmax", [v.name], f"{label}/softmax", axis=1 if len(v.shape) == 3 else -1),
-                      v.shape, v.order)
+        return node("Softmax", [v.name], axis=1 if len(v.shape) == 3 else -1)
     if act == "selu":
-        return _Value(g.node("Selu", [v.name], f"{label}/selu", alpha=SELU_ALPHA, gamma=SELU_SCALE), v.shape, v.order)
-    op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[act]
-    return _Value(g.node(op, [v.name], f"{label}/{act}"), v.shape, v.order)
+        return node("Selu", [v.name], alpha=SELU_ALPHA, gamma=SELU_SCALE)
+    if act in _ONNX_OPS:
+        return node(_ONNX_OPS[act], [v.name])
+    if act == "leaky_relu":
+        return node("LeakyRelu", [v.name], alpha=params.get("negative_slope", 0.2))
+    if act == "elu":
+        return node("Elu", [v.name], alpha=params.get("alpha", 1.0))
+    if act == "hard_sigmoid":
+        return node("HardSigmoid", [v.name], alpha=1 / 6, beta=0.5)
+    if act == "relu6":
+        return node("Clip", [v.name, g.const(0.0, f"{label}/min"), g.const(6.0, f"{label}/max")])
+    if act == "silu":  # x * sigmoid(x), as PyTorch exports SiLU
+        return node("Mul", [v.name, g.node("Sigmoid", [v.name], f"{label}/sigmoid")])
+    if act == "gelu":
+        if params.get("approximate"):
+            raise OnnxExportError(f"{label}: gelu(approximate=True) has no ONNX export")
+        if g.opset >= 20:
+            return node("Gelu", [v.name])
+        # x / 2 * (1 + erf(x / sqrt(2))), as PyTorch exports GELU before opset 20
+        erf = g.node("Erf", [g.node("Mul", [v.name, g.const(1 / np.sqrt(2), f"{label}/c")], f"{label}/scaled")],
+                     f"{label}/erf")
+        half = g.node("Mul", [v.name, g.const(0.5, f"{label}/half")], f"{label}/half_x")
+        return node("Mul", [half, g.node("Add", [erf, g.const(1.0, f"{label}/one")], f"{label}/cdf2")])
+    if act == "clipped_relu":  # Keras's ReLU(max_value, negative_slope, threshold)
+        hi, slope, t = params.get("max_value"), params.get("negative_slope", 0.0), params.get("threshold", 0.0)
+        top = v.name if hi is None else g.node("Min", [v.name, g.const(hi, f"{label}/max")], f"{label}/min")
+        below = g.node("Mul", [g.node("Sub", [v.name, g.const(t, f"{label}/threshold")], f"{label}/sub"),
+                               g.const(slope, f"{label}/slope")], f"{label}/below")
+        above = g.node("Greater", [v.name, g.const(t, f"{label}/t")], f"{label}/above")
+        return node("Where", [above, top, below])
+    raise OnnxExportError(f"{label}: activation {act!r} has no ONNX export")
 
 
 def _pads(layer, window, shape):
@@ -217,12 +250,7 @@ def _flatten(g, la, ins, shape):
 
 
 def _activation_layer(g, la, ins, shape):
-    return _activation(g, ins[0], la.activation, la.name)
-
-
-def _leaky_relu(g, la, ins, shape):
-    x = ins[0]
-    return _Value(g.node("LeakyRelu", [x.name], la.name, alpha=la.negative_slope), shape, x.order)
+    return _activation(g, ins[0], la.activation, la.name, **la.params)
 
 
 def _same_order(g, la, ins):
@@ -325,7 +353,7 @@ CONVERTERS = {
     global_pooling.GlobalMaxPooling2D: _global_pool("GlobalMaxPool"),
     normalization.BatchNormalization: _batch_norm, core.Dense: _dense, core.Flatten: _flatten,
     core.Activation: _activation_layer, core.ReLU: _activation_layer, core.Softmax: _activation_layer,
-    elementwise.LeakyReLU: _leaky_relu, elementwise.Rescaling: _rescaling, merge.Add: _add,
+    elementwise.LeakyReLU: _activation_layer, elementwise.ELU: _activation_layer, elementwise.Rescaling: _rescaling, merge.Add: _add,
     merge.Concatenate: _concatenate, reshaping.Reshape: _reshape, reshaping.ZeroPadding2D: _zero_padding,
     dropout.Dropout: _dropout, dropout.SpatialDropout2D: _dropout, noise.GaussianDropout: _dropout,
     noise.GaussianNoise: _dropout, noise.AlphaDropout: _dropout, block_dropout.DropBlock2D: _dropout,

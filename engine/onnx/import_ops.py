@@ -6,7 +6,7 @@ from onnx import helper, numpy_helper
 from ..activations import SELU_ALPHA, SELU_SCALE
 from ..kernels.geometry import window_1d, window_2d
 from ..layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-                      DepthwiseConv2D, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU,
+                      DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU,
                       MaxPooling2D, ReLU, Rescaling, Reshape, Softmax, ZeroPadding2D)
 from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken
 
@@ -243,9 +243,10 @@ def matmul(cx, node, attrs):
 
 # --- element-wise -----------------------------------------------------------------------------------------------
 def _activate(cx, node, act, make_layer):
-    """Activation ``act`` on input 0: inside the layer that produced it when it can take it, else a layer."""
+    """Activation ``act`` on input 0: inside the layer that produced it when it can take it (a Conv2D or Dense
+    applies it in its kernel's output pass), else a layer (``act`` None: always a layer)."""
     x = cx.tensor(node, 0)
-    if "activation" in x.remake and cx.sole_use(node.input[0]):
+    if act is not None and "activation" in x.remake and cx.sole_use(node.input[0]):
         return x.remake["activation"](act)
     return Tensor(cx.call(make_layer(cx.layer_name(node)), x.st), x.axes, x.order)
 
@@ -276,9 +277,45 @@ def selu(cx, node, attrs):
 
 
 def leaky_relu(cx, node, attrs):
-    x = cx.tensor(node, 0)
-    layer = LeakyReLU(float(attrs.get("alpha", 0.01)), name=cx.layer_name(node))
-    return Tensor(cx.call(layer, x.st), x.axes, x.order)
+    return _activate(cx, node, None, lambda n: LeakyReLU(float(attrs.get("alpha", 0.01)), name=n))
+
+
+def elu(cx, node, attrs):
+    alpha = float(attrs.get("alpha", 1.0))  # Keras's "elu" string is alpha 1: only that one goes into the producer
+    return _activate(cx, node, "elu" if alpha == 1.0 else None, lambda n: ELU(alpha, name=n))
+
+
+def hard_sigmoid(cx, node, attrs):
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if not (np.isclose(alpha, 1 / 6, rtol=1e-6) and beta == 0.5):
+        raise Unsupported(f"alpha={alpha}, beta={beta} not supported (dropcore's hard_sigmoid is Keras 3's and "
+                          f"PyTorch's: alpha=1/6, beta=0.5)")
+    return _activate(cx, node, "hard_sigmoid", lambda n: Activation("hard_sigmoid", name=n))
+
+
+def gelu(cx, node, attrs):
+    approximate = _text(attrs.get("approximate", "none"))
+    if approximate != "none":
+        raise Unsupported(f"approximate={approximate!r} not supported (Keras's 'gelu' activation, the one a layer "
+                          f"takes by name, is the exact erf form: approximate='none')")
+    return _activate(cx, node, "gelu", lambda n: Activation("gelu", name=n))
+
+
+def clip(cx, node, attrs):
+    """``Clip(x, 0, max)``: relu6 for a maximum of 6 (PyTorch's ``ReLU6``), ReLU without one, else Keras's
+    ``ReLU(max_value=max)``."""
+    if cx.opset >= 11:
+        lo, hi = _optional_const(cx, node, 1, "min"), _optional_const(cx, node, 2, "max")
+        lo, hi = (None if v is None else float(np.asarray(v).reshape(())) for v in (lo, hi))
+    else:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    if lo != 0.0 or (hi is not None and not hi >= 0.0):
+        raise Unsupported(f"min={lo}, max={hi} not supported (a clip from 0 to a maximum >= 0 or none: a ReLU)")
+    if hi is None or hi == np.inf:
+        return _activate(cx, node, "relu", lambda n: ReLU(name=n))
+    if hi == 6.0:
+        return _activate(cx, node, "relu6", lambda n: Activation("relu6", name=n))
+    return _activate(cx, node, None, lambda n: ReLU(max_value=hi, name=n))
 
 
 def _channel_values(t, c):
@@ -559,7 +596,8 @@ CONVERTERS = {
     "ReduceMean": _reduce(_global_avg), "ReduceMax": _reduce(_global_max),
     "BatchNormalization": batch_norm, "Gemm": gemm, "MatMul": matmul,
     "Relu": _simple("relu", ReLU), "Sigmoid": _simple("sigmoid"), "Tanh": _simple("tanh"), "Softmax": softmax,
-    "Selu": selu, "LeakyRelu": leaky_relu,
+    "Selu": selu, "LeakyRelu": leaky_relu, "Elu": elu, "HardSigmoid": hard_sigmoid, "Gelu": gelu, "Clip": clip,
+    "HardSwish": _simple("hard_swish"), "Softplus": _simple("softplus"),
     "Add": _arith("Add"), "Sub": _arith("Sub"), "Mul": _arith("Mul"), "Div": _arith("Div"), "Sum": sum_,
     "Flatten": flatten, "Reshape": reshape, "Transpose": transpose, "Gather": gather, "Concat": concat, "Pad": pad,
     "Dropout": dropout, "Identity": identity, "Constant": constant,

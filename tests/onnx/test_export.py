@@ -65,7 +65,7 @@ def _pools(x):
 
 def _norms(x):
     h = L.BatchNormalization(epsilon=1e-2)(L.Conv2D(4, 3)(x))
-    h = L.LeakyReLU(0.2)(h)
+    h = L.ELU(0.5)(L.LeakyReLU(0.2)(h))
     f = L.Flatten()(h)
     f = L.BatchNormalization()(f)  # on a flattened NCHW tensor: its parameters reordered
     f = L.Rescaling([float(i) / 10 for i in range(f.shape[0])], 0.5)(f)
