@@ -20,6 +20,12 @@ def add_commands(sub):
     p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: the CPUs "
                    "this process may use)")
     p.add_argument("--threads", type=positive_int, default=4, help="request threads per worker (default 4)")
+    p.add_argument("--server", choices=["asgi", "gthread"], default="asgi", help="asgi (default): gunicorn's "
+                   "asyncio worker reads requests whole in its event loop, then a request thread runs each (slow "
+                   "clients hold no thread); gthread: gunicorn's threaded worker, a request thread reads each "
+                   "connection")
+    p.add_argument("--max-connections", type=positive_int, default=1000, help="open connections per worker "
+                   "(default 1000)")
     p.add_argument("--predict-threads", type=positive_int, default=None, help="kernel threads of one prediction "
                    "(default: the CPUs shared out so that workers x threads do not oversubscribe them)")
     p.add_argument("--batching", action="store_true", help="coalesce concurrent requests into shared batches "
@@ -74,7 +80,7 @@ def run(args):
                  batching=args.batching, max_batch=args.max_batch or 64,
                  max_delay_ms=2.0 if args.max_delay_ms is None else args.max_delay_ms,
                  grace_s=args.grace, predict_threads=args.predict_threads, log_level=args.log_level,
-                 exact=not args.inexact_batching,
+                 exact=not args.inexact_batching, server=args.server, max_connections=args.max_connections,
                  max_body_bytes=args.max_body_bytes, max_instances=args.max_instances,
                  max_mc_samples=args.max_mc_samples, timeout_ms=args.timeout_ms,
                  body_timeout_s=args.body_timeout_s)

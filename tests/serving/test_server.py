@@ -1,5 +1,6 @@
-"""``dropcore serve`` as a process (gunicorn, 2 workers): a bounded load test, the limits over HTTP, metrics summed
-over workers, and SIGTERM draining a request under way. Correctness and boundedness only, never speed."""
+"""``dropcore serve`` as a process (gunicorn, 2 workers, each ``--server`` kind): a bounded load test, the limits
+over HTTP, metrics summed over workers, and SIGTERM draining a request under way. Correctness and boundedness
+only, never speed."""
 import argparse
 import io
 import json
@@ -23,11 +24,12 @@ CLIENTS = 16
 ROUNDS = 12  # requests per client per kind cycle below: 16 x 12 x 12 = 2,304 requests, a few seconds
 
 
-@pytest.fixture(scope="module")
-def loaded(saved_model):
+@pytest.fixture(scope="module", params=["asgi", "gthread"])
+def loaded(saved_model, request):
+    """A two-worker server of each kind (``--server``): the load, metrics and deadline tests run on both."""
     path, _ = saved_model
-    with server(path, "--workers", 2, "--threads", 4, "--max-instances", 32, "--max-body-bytes", 256 * 1024,
-                "--max-mc-samples", 10**6, "--timeout-ms", 2000) as (proc, port):
+    with server(path, "--server", request.param, "--workers", 2, "--threads", 4, "--max-instances", 32,
+                "--max-body-bytes", 256 * 1024, "--max-mc-samples", 10**6, "--timeout-ms", 2000) as (proc, port):
         yield proc, port, dropcore.Predictor(path)
 
 
@@ -132,19 +134,20 @@ def test_deadline_503_over_http(loaded):
     client.close()
 
 
-def test_sigterm_drains_a_request_under_way(tmp_path):
+@pytest.mark.parametrize("mode", ["asgi", "gthread"])
+def test_sigterm_drains_a_request_under_way(tmp_path, mode):
     dropcore.set_random_seed(0)
     path = tmp_path / "cifar.dropcore"
     dropcore.save_model(zoo.build("cifar_cnn", (32, 32, 3), 10), path)
     x = np.random.default_rng(0).random((256, 32, 32, 3), dtype=np.float32)
-    with server(path, "--workers", 1, "--threads", 2, "--max-instances", 256, "--max-body-bytes", 8 * 2**20,
-                "--max-mc-samples", 400, "--timeout-ms", 120_000, "--grace", 60) as (proc, port):
+    with server(path, "--server", mode, "--workers", 1, "--threads", 2, "--max-instances", 256, "--max-body-bytes",
+                8 * 2**20, "--max-mc-samples", 400, "--timeout-ms", 120_000, "--grace", 60) as (proc, port):
         answer = {}
 
-        def slow():  # 400 passes over 256 CIFAR images: seconds
+        def slow():  # 100 passes over 256 CIFAR images: ~2.5 s of CPU (tens of seconds on a loaded machine)
             t = time.monotonic()
             answer["status"], _, data = Client(port, timeout=120).call(
-                "POST", "/predict?mc_samples=400&seed=1", npy(x), {"Content-Type": NPY, "Accept": NPY})
+                "POST", "/predict?mc_samples=100&seed=1", npy(x), {"Content-Type": NPY, "Accept": NPY})
             answer["seconds"], answer["data"] = time.monotonic() - t, data
 
         worker = json.loads(Client(port).call("GET", "/health")[2])["pid"]
@@ -163,7 +166,7 @@ def test_sigterm_drains_a_request_under_way(tmp_path):
         assert code == 0 and time.monotonic() - sent < 60
         assert answer["status"] == 200, answer.get("data", b"")[:200]
         mean_std = np.load(io.BytesIO(answer["data"]))
-        want = dropcore.Predictor(path).predict(x, mc_samples=400, seed=1)
+        want = dropcore.Predictor(path).predict(x, mc_samples=100, seed=1)
         np.testing.assert_array_equal(mean_std, np.stack(want))  # the drained answer is the right one
 
 
@@ -190,6 +193,11 @@ def test_serve_command_arguments(monkeypatch):
     assert seen["model"] == "m.dropcore" and seen["port"] == 9000 and seen["workers"] == 3 and seen["batching"]
     assert seen["max_instances"] == 7 and seen["timeout_ms"] == 250.0 and seen["max_mc_samples"] == 100
     assert seen["exact"] is True  # --inexact-batching not given
+    assert seen["server"] == "asgi" and seen["max_connections"] == 1000  # the defaults
+    args = parser.parse_args(["serve", "m", "--server", "gthread", "--max-connections", "64"])
+    assert args.handler(args) == 0 and seen["server"] == "gthread" and seen["max_connections"] == 64
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "m", "--server", "tornado"])
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "m", "--max-instances", "0"])
 

@@ -1,0 +1,137 @@
+"""``dropcore serve --server asgi``: the ASGI front in process (answers equal the WSGI app's and the Predictor's, the
+body limits in the event loop), and over HTTP, slow clients that hold connections without starving valid requests."""
+import asyncio
+import io
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import dropcore
+from dropcore.serving import create_app
+from dropcore.serving.asgi import AsgiFront
+from dropcore.serving.limits import Limits
+
+from .conftest import NPY, SHAPE, Client, npy, server
+
+
+def _call(front, method, path, body=b"", headers=(), chunks=None, query=b""):
+    """One HTTP request through ``front``: ``(status, headers dict, body)``. ``chunks``: the body's pieces as the
+    server would hand them (default one piece); None in it: nothing more ever arrives."""
+    pieces = list(chunks) if chunks is not None else [body]
+    sent = []
+
+    async def receive():
+        if not pieces:
+            return {"type": "http.disconnect"}
+        piece = pieces.pop(0)
+        if piece is None:
+            await asyncio.Event().wait()  # a client that stopped sending: only the front's timeout ends this
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers], "server": ("127.0.0.1", 80),
+             "client": ("127.0.0.1", 5000), "scheme": "http", "http_version": "1.1"}
+    asyncio.run(front(scope, receive, send))
+    start, body_message = sent
+    return start["status"], dict(start["headers"]), body_message["body"]
+
+
+@pytest.fixture(scope="module")
+def front(saved_model):
+    path, _ = saved_model
+    predictor = dropcore.Predictor(path)
+    limits = Limits(max_body_bytes=64 * 1024, body_timeout_s=0.2)
+    app = AsgiFront(create_app(predictor, **limits.as_dict()), 2, limits)
+    yield app, predictor
+    app.pool.shutdown()
+
+
+def test_answers_equal_the_predictor(front):
+    app, predictor = front
+    x = np.random.default_rng(0).random((3,) + SHAPE, dtype=np.float32)
+    status, headers, body = _call(app, "POST", "/predict", npy(x), [("Content-Type", NPY), ("Accept", NPY)])
+    assert status == 200 and headers[b"content-type"] == NPY.encode()
+    assert int(headers[b"content-length"]) == len(body)
+    np.testing.assert_array_equal(np.load(io.BytesIO(body)), predictor.predict(x))
+    doc = json.dumps({"instances": x.tolist()}).encode()
+    status, _, body = _call(app, "POST", "/predict", headers=[("Content-Type", "application/json")],
+                            chunks=[doc[:100], doc[100:2000], doc[2000:]])  # a body in pieces, joined
+    assert status == 200
+    np.testing.assert_array_equal(np.asarray(json.loads(body)["predictions"], np.float32), predictor.predict(x))
+    mc = _call(app, "POST", "/predict", npy(x), [("Content-Type", NPY), ("Accept", NPY)],
+               query=b"mc_samples=4&seed=2")
+    np.testing.assert_array_equal(np.load(io.BytesIO(mc[2])), np.stack(predictor.predict(x, mc_samples=4, seed=2)))
+
+
+def test_other_routes_and_errors_pass_through(front):
+    app, _ = front
+    status, _, body = _call(app, "GET", "/health")
+    assert status == 200 and json.loads(body)["input_shape"] == list(SHAPE)
+    status, _, body = _call(app, "GET", "/v2/models/small/ready")
+    assert status == 200 and json.loads(body) == {"name": "small", "ready": True}
+    status, _, body = _call(app, "POST", "/predict", b"{instances", [("Content-Type", "application/json")])
+    assert status == 400 and "not valid JSON" in json.loads(body)["error"]
+    status, _, body = _call(app, "GET", "/nowhere")
+    assert status == 404 and "error" in json.loads(body)
+
+
+def test_body_over_the_limit_is_refused_before_reading(front):
+    app, _ = front
+    status, headers, body = _call(app, "POST", "/predict", headers=[("Content-Length", str(10**9))],
+                                  chunks=[None])  # never read: the declared size is refused first
+    assert status == 413 and "1000000000 bytes; at most 65536" in json.loads(body)["error"]
+    assert headers[b"connection"] == b"close"
+    status, _, body = _call(app, "POST", "/predict", chunks=[b"0" * 40_000, b"0" * 40_000])  # chunked, no length
+    assert status == 413 and "more than 65536 bytes" in json.loads(body)["error"]
+
+
+def test_a_body_that_stops_arriving_gets_408(front):
+    app, _ = front
+    status, _, body = _call(app, "POST", "/predict", headers=[("Content-Length", "100")], chunks=[b"x" * 10, None])
+    assert status == 408 and "nothing for 0.2 s (body_timeout_s)" in json.loads(body)["error"]
+
+
+def _hold_slow_connections(port, n):
+    """``n`` connections, each with a request line and one header sent, never finished."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: slow\r\nX-Slow: 1\r\n")
+        socks.append(s)
+    return socks
+
+
+def test_slow_clients_do_not_starve_valid_requests(saved_model):
+    """More unfinished requests than request threads: under gthread every thread would wait on one of them, and
+    the valid requests below would not be answered until the slow clients gave up (never, here)."""
+    path, _ = saved_model
+    predictor = dropcore.Predictor(path)
+    with server(path, "--server", "asgi", "--workers", 1, "--threads", 2) as (proc, port):
+        socks = _hold_slow_connections(port, 16)
+        try:
+            # the slow connections are accepted and parsing (a /health on a later connection was answered)
+            assert Client(port, timeout=30).call("GET", "/health")[0] == 200
+            x = np.random.default_rng(1).random((2,) + SHAPE, dtype=np.float32)
+
+            def valid(_):
+                client = Client(port, timeout=30)  # far above the milliseconds it takes: never a timing check
+                try:
+                    return client.call("POST", "/predict", npy(x), {"Content-Type": NPY, "Accept": NPY})
+                finally:
+                    client.close()
+
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(valid, range(32)))
+            for status, _, data in answers:
+                assert status == 200, data[:200]
+                np.testing.assert_array_equal(np.load(io.BytesIO(data)), predictor.predict(x))
+        finally:
+            for s in socks:
+                s.close()
+        assert proc.poll() is None
