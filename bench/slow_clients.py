@@ -3,7 +3,8 @@
 ``--slow`` clients (default 32) each open a connection to ``dropcore serve`` and send a request's header lines one
 per second for ``--seconds`` (default 10), never finishing it; meanwhile one client sends valid single-sample JSON
 requests back to back, each on a new connection. Prints their count and latency percentiles. Every flag after the
-model not listed below goes to ``dropcore serve`` (e.g. ``--workers 1 --threads 4``).
+model not listed below goes to ``dropcore serve`` (e.g. ``--workers 1 --threads 4 --server asgi``). ``python -m
+bench serve`` runs it for each server mode (:func:`bench_modes`).
 """
 import argparse
 import http.client
@@ -61,22 +62,19 @@ def _slow_client(port, stop):
         pass
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("--slow", type=int, default=32, help="slow clients (default 32)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="how long they send headers (default 10)")
-    args, serve_flags = parser.parse_known_args(argv)
+def measure(model, serve_flags, slow=32, seconds=10.0):
+    """Serve ``model`` with ``serve_flags``; ``slow`` clients send header lines for ``seconds`` while one client sends
+    valid requests: ``{"flags", "slow", "requests", "failed", "p50_ms", "p99_ms", "max_ms"}``."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dropcore", "serve", args.model, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "dropcore", "serve", model, "--port", str(port),
                              "--log-level", "error", *serve_flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         shape = _wait_ready(port, proc)
         body = json.dumps({"instances": np.zeros([1, *shape]).tolist()}).encode()
-        stop = time.monotonic() + args.seconds
-        slow = [threading.Thread(target=_slow_client, args=(port, stop)) for _ in range(args.slow)]
-        for thread in slow:
+        stop = time.monotonic() + seconds
+        slow_threads = [threading.Thread(target=_slow_client, args=(port, stop)) for _ in range(slow)]
+        for thread in slow_threads:
             thread.start()
         time.sleep(0.5)  # the slow clients have connected and started their headers
         latencies, failures = [], 0
@@ -87,15 +85,72 @@ def main(argv=None):
             except OSError:
                 failures += 1
             latencies.append(time.monotonic() - start)
-        for thread in slow:
+        for thread in slow_threads:
             thread.join()
-        ms = np.array(latencies) * 1000
-        print(f"{args.slow} slow clients, serve {' '.join(serve_flags) or '(defaults)'}: {len(ms)} valid requests, "
-              f"{failures} failed; p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
-              f"max {ms.max():.1f} ms")
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    ms = np.array(latencies) * 1000
+    return {"flags": " ".join(serve_flags) or "(defaults)", "slow": slow, "seconds": seconds, "requests": len(ms),
+            "failed": failures, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max())}
+
+
+#: The server modes ``python -m bench serve`` measures (each ``dropcore serve`` flag set, in one worker and in two)
+MODES = (["--server", "gthread", "--workers", "1", "--threads", "4"],
+         ["--server", "asgi", "--workers", "1", "--threads", "4"],
+         ["--server", "gthread", "--workers", "2", "--threads", "4"],
+         ["--server", "asgi", "--workers", "2", "--threads", "4"])
+
+
+def bench_modes(workdir, log, slow=32, seconds=10.0):
+    """:func:`measure` for each of :data:`MODES` on the serving tests' small model: the list of reports."""
+    import os
+
+    import dropcore
+
+    from .serve import build_model
+
+    path = os.path.join(workdir, "slow-clients-small.dropcore")
+    dropcore.save_model(build_model("small")[0], path)
+    reports = []
+    for flags in MODES:
+        reports.append(measure(path, flags, slow, seconds))
+        log("  " + line(reports[-1]))
+    return reports
+
+
+def line(r):
+    return (f"{r['slow']} slow clients, serve {r['flags']}: {r['requests']} valid requests, {r['failed']} failed; "
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms")
+
+
+def markdown(reports):
+    """The slow-clients table of ``python -m bench serve``."""
+    r0 = reports[0]
+    lines = ["### Slow clients (`python -m bench.slow_clients`)", "",
+             f"{r0['slow']} clients each send a request's header lines one a second for {r0['seconds']:g} s, never "
+             f"finishing; one client meanwhile sends valid single-sample JSON requests back to back, each on a new "
+             f"connection (the serving tests' small model).", "",
+             "| `dropcore serve` flags | valid requests | failed | p50 ms | p99 ms | max ms |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        lines.append(f"| `{r['flags']}` | {r['requests']} | {r['failed']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r['max_ms']:.1f} |")
+    return lines + ["", "Target: p99 under 1 s with 32 slow clients on 2 cores.", ""]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--slow", type=int, default=32, help="slow clients (default 32)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long they send headers (default 10)")
+    args, serve_flags = parser.parse_known_args(argv)
+    print(line(measure(args.model, serve_flags, args.slow, args.seconds)))
 
 
 if __name__ == "__main__":
