@@ -34,7 +34,7 @@ _spec = importlib.util.spec_from_file_location("fuzz_import", HARNESS)
 fuzz_import = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz_import)
 
-FUZZ_EXAMPLES = int(os.environ.get("DROPCORE_ONNX_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("DROPCORE_ONNX_FUZZ_EXAMPLES", "100"))
 CASE_S = 60  # a case's deadline: ~0.1 s normally; generous for a loaded 2-core machine, a hang fails the test
 STARTUP_S = 300  # the worker's imports and its warm-up on the seeds (Numba's kernels compile then), loaded
 
