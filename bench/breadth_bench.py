@@ -66,13 +66,19 @@ def measure_engine(name, engine, threads, repeats, warmup, latency_repeats):
 
 def measure_model(name, threads, repeats, warmup, latency_repeats, rounds):
     """``{engine: {metric: value}}``, every engine in ``rounds`` processes of its own."""
-    runs = {e: [] for e in ENGINES}
+    runs, failed = {e: [] for e in ENGINES}, {}
     for r in range(rounds):
         for engine in (ENGINES if r % 2 == 0 else ENGINES[::-1]):
-            runs[engine].append(_run_worker(["breadth", name, engine, str(threads), str(repeats), str(warmup),
-                                             str(latency_repeats)], threads))
+            try:
+                runs[engine].append(_run_worker(["breadth", name, engine, str(threads), str(repeats), str(warmup),
+                                                 str(latency_repeats)], threads))
+            except RuntimeError as exc:  # one engine failing leaves the rest of the table measured
+                failed[engine] = str(exc).strip().splitlines()[-1]
     out = {}
     for engine, results in runs.items():
+        if not results:
+            out[engine] = {**{k: None for k, _ in METRICS}, "error": failed[engine]}
+            continue
         out[engine] = {}
         for key, _ in METRICS:
             vals = [res[key] for res in results if res[key] is not None]
@@ -137,7 +143,12 @@ def markdown(report):
             out.append(f"| {name} | {engine} | " + " | ".join(cells) + " |")
     out.append("")
     for name, by_engine in report["results"].items():
+        for engine, vals in by_engine.items():
+            if vals.get("error"):
+                out.append(f"- {name}, {engine}: failed ({vals['error']})")
         un = by_engine["dropcore"].get("uncompiled")
+        if by_engine["dropcore"].get("error"):
+            continue
         if un is None:
             out.append(f"- {name}: no compiled program (the Cython kernels are not built)")
         else:

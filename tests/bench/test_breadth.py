@@ -52,6 +52,9 @@ def test_the_fusions_fire_on_the_breadth_models(folder):
     resnet = load(breadth.onnx_path("resnet8", folder=folder))._inference_program()
     assert "batch_norm" not in resnet.steps and "add" not in resnet.steps
     assert sum(s.endswith("+add+relu") for s in resnet.steps) == 3
+    mobilenet = load(breadth.onnx_path("mobilenet", folder=folder))._inference_program()
+    # the stem, then 4 depthwise-separable blocks of a depthwise and a pointwise conv, each with its batch norm
+    assert "batch_norm" not in mobilenet.steps and sum("+batch_norm" in s for s in mobilenet.steps) == 9
 
 
 def test_torch_and_dropcore_take_the_same_training_step():
@@ -95,3 +98,19 @@ def test_cli_takes_breadth_models_apart_from_the_reference_models(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--models", "resnet8,mnist_cnn"])
     assert "table of their own" in capsys.readouterr().err
+
+
+def test_a_failing_engine_leaves_the_rest_of_the_table(monkeypatch):
+    def worker(argv, threads):
+        if argv[2] == "torch":
+            raise RuntimeError("benchmark worker failed:\nTraceback ...\nImportError: no torch here")
+        return {"latency1": 1.0, "infer64": 10.0, "train64": None if argv[2] == "onnxruntime" else 5.0,
+                **({"steps": ["conv2d"], "uncompiled": []} if argv[2] == "dropcore" else {})}
+
+    monkeypatch.setattr(breadth_bench, "_run_worker", worker)
+    res = breadth_bench.measure_model("resnet8", 1, 1, 1, 1, 2)
+    assert res["torch"] == {"latency1": None, "infer64": None, "train64": None, "error": "ImportError: no torch here"}
+    assert res["dropcore"]["infer64"] == 10.0 and res["onnxruntime"]["latency1"] == 1.0
+    report = {"results": {"resnet8": res}, "ratios": breadth_bench.ratios({"resnet8": res})}
+    assert report["ratios"]["resnet8"]["train64"] is None and report["ratios"]["resnet8"]["infer64"] == 1.0
+    assert "- resnet8, torch: failed (ImportError: no torch here)" in breadth_bench.markdown(report)
