@@ -62,6 +62,8 @@ def parser():
     p.add_argument("--breadth", action="store_true", help="the breadth table instead (bench/breadth.py: five "
                    "CNNs from PyTorch through ONNX; latency @1 and throughput @64 against ONNX Runtime, training @64 "
                    "against PyTorch); --models may also name breadth models")
+    p.add_argument("--unfolded", action="store_true", help="with --breadth: dropcore's programs without the "
+                   "inference folds (batch norm, residual add, activations into the kernel), for a before/after")
     p.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (a smoke run, noisier)")
     p.add_argument("--repeats", type=_positive, default=None, help="timed repeats per measurement (default 5; "
                    "--quick: 2); latency uses 10x as many")
@@ -128,7 +130,7 @@ def _breadth(names, threads, repeats, args, t0):
     """The breadth table (``bench.breadth_bench``); its JSON with ``--json``."""
     from . import breadth_bench
 
-    report = breadth_bench.run(names, threads, repeats, quick=args.quick,
+    report = breadth_bench.run(names, threads, repeats, quick=args.quick, unfolded=args.unfolded,
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     print(breadth_bench.markdown(report))
     print(f"\n(measured in {time.perf_counter() - t0:.0f} s, {threads} threads)")

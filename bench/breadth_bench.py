@@ -8,6 +8,7 @@ its program folds batch norms once; ``Model.predict`` on a model that may train 
 ``rounds`` rounds alternating their order; each metric keeps its best round's median.
 """
 import math
+import os
 
 from .measure import _run_worker
 from .timing import median_seconds
@@ -44,9 +45,18 @@ def _tasks(name, engine, threads):
             "train64": lambda: trainer.train_step(x, y)}
 
 
+#: Set in a worker's environment (``--unfolded``): its programs apply only the inference rules older than the
+#: folds (ReLU into the kernel, max pooling into the convolution), for a before/after table.
+UNFOLDED_ENV = "DROPCORE_BENCH_UNFOLDED"
+
+
 def measure_engine(name, engine, threads, repeats, warmup, latency_repeats):
     """``{metric: value}`` (latency in ms, else images/s; ``None`` where the engine does not do it), in this
     process; with the dropcore engine also ``uncompiled``: its program's steps without a compiled kernel."""
+    if os.environ.get(UNFOLDED_ENV):
+        from dropcore import fusion
+
+        fusion.INFERENCE = (fusion.RELU_INTO_KERNEL, fusion.POOL_INTO_CONV)
     out = {k: None for k, _ in METRICS}
     for key, fn in _tasks(name, engine, threads).items():
         if key == "latency1":
@@ -64,14 +74,16 @@ def measure_engine(name, engine, threads, repeats, warmup, latency_repeats):
     return out
 
 
-def measure_model(name, threads, repeats, warmup, latency_repeats, rounds):
-    """``{engine: {metric: value}}``, every engine in ``rounds`` processes of its own."""
+def measure_model(name, threads, repeats, warmup, latency_repeats, rounds, unfolded=False):
+    """``{engine: {metric: value}}``, every engine in ``rounds`` processes of its own (dropcore's without the folds
+    with ``unfolded``)."""
+    env = {UNFOLDED_ENV: "1"} if unfolded else None
     runs, failed = {e: [] for e in ENGINES}, {}
     for r in range(rounds):
         for engine in (ENGINES if r % 2 == 0 else ENGINES[::-1]):
             try:
                 runs[engine].append(_run_worker(["breadth", name, engine, str(threads), str(repeats), str(warmup),
-                                                 str(latency_repeats)], threads))
+                                                 str(latency_repeats)], threads, env))
             except RuntimeError as exc:  # one engine failing leaves the rest of the table measured
                 failed[engine] = str(exc).strip().splitlines()[-1]
     out = {}
@@ -107,19 +119,21 @@ def ratios(results):
     return out
 
 
-def run(names, threads, repeats, quick=False, log=print):
-    """Measure the breadth models; the JSON-able report."""
+def run(names, threads, repeats, quick=False, log=print, unfolded=False):
+    """Measure the breadth models; the JSON-able report (``unfolded``: dropcore without its inference folds)."""
     from . import machine
     from .timing import threads as thread_limit
 
     warmup, rounds = (1, 1) if quick else (2, 2)
     report = {"machine": machine.info(threads), "settings": {"models": list(names), "repeats": repeats,
-                                                              "rounds": rounds, "threads": threads, "batch": BATCH},
+                                                              "rounds": rounds, "threads": threads, "batch": BATCH,
+                                                              "unfolded": unfolded},
               "results": {}}
     with thread_limit(threads):
         for name in names:
             log(f"measuring {name} on {', '.join(ENGINES)} (a process each) ...")
-            report["results"][name] = measure_model(name, threads, repeats, warmup, max(10, 10 * repeats), rounds)
+            report["results"][name] = measure_model(name, threads, repeats, warmup, max(10, 10 * repeats), rounds,
+                                                    unfolded)
     report["ratios"] = ratios(report["results"])
     return report
 

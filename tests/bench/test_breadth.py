@@ -101,7 +101,7 @@ def test_cli_takes_breadth_models_apart_from_the_reference_models(capsys):
 
 
 def test_a_failing_engine_leaves_the_rest_of_the_table(monkeypatch):
-    def worker(argv, threads):
+    def worker(argv, threads, env=None):
         if argv[2] == "torch":
             raise RuntimeError("benchmark worker failed:\nTraceback ...\nImportError: no torch here")
         return {"latency1": 1.0, "infer64": 10.0, "train64": None if argv[2] == "onnxruntime" else 5.0,
@@ -114,3 +114,17 @@ def test_a_failing_engine_leaves_the_rest_of_the_table(monkeypatch):
     report = {"results": {"resnet8": res}, "ratios": breadth_bench.ratios({"resnet8": res})}
     assert report["ratios"]["resnet8"]["train64"] is None and report["ratios"]["resnet8"]["infer64"] == 1.0
     assert "- resnet8, torch: failed (ImportError: no torch here)" in breadth_bench.markdown(report)
+
+
+def test_unfolded_runs_the_programs_without_the_folds(monkeypatch):
+    from dropcore import fusion
+
+    monkeypatch.setattr(fusion, "INFERENCE", fusion.INFERENCE)  # the worker's switch is process-wide: restored after
+    seen = []
+    monkeypatch.setattr(breadth_bench, "_run_worker", lambda argv, threads, env=None: seen.append(env) or {
+        "latency1": 1.0, "infer64": 1.0, "train64": 1.0})
+    breadth_bench.measure_model("resnet8", 1, 1, 1, 1, 1, unfolded=True)
+    assert seen and all(e == {breadth_bench.UNFOLDED_ENV: "1"} for e in seen)
+    monkeypatch.setenv(breadth_bench.UNFOLDED_ENV, "1")
+    steps = breadth_bench.measure_engine("resnet8", "dropcore", 1, 1, 1, 2)["steps"]
+    assert "batch_norm" in steps and "add" in steps
