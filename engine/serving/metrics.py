@@ -48,12 +48,20 @@ class Metrics:
         self.latency = Histogram("dropcore_http_request_seconds", "Time from a request's arrival to its answer, by "
                                  "route", ["route"], buckets=BUCKETS, registry=self.registry)
         self.instances = Counter("dropcore_predicted_instances", "Samples predicted", registry=self.registry)
+        self._children = {}  # (route, method, status, kind) -> the labelled metrics one answer updates
 
     def observe(self, route, method, status, seconds, kind=None):
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(route, str(status), kind or "error").inc()
+        key = (route, method, status, kind)
+        children = self._children.get(key)
+        if children is None:  # labels() looks its child up under a lock each call: once per label set here
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route),
+                        self.errors.labels(route, str(status), kind or "error") if status >= 400 else None)
+            if len(self._children) < 4096:  # routes, methods, statuses and kinds are few; bounded all the same
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if children[2] is not None:
+            children[2].inc()
 
     def render(self):
         """``(body, content_type)`` of a scrape: every worker's metrics in multiprocess mode, else this app's."""

@@ -27,6 +27,9 @@ def _refuse(reason):
     return BadRequest(f"the body is not a readable .npy array: {reason}")
 
 
+_parsed = {}  # header bytes -> (shape, fortran_order, dtype): a client sends the same few headers again and again
+
+
 def read_header(body):
     """``(shape, fortran_order, dtype, offset of the data)`` from a ``.npy`` body's header (format 1.0 or 2.0)."""
     if body[:6] != _MAGIC or len(body) < 10:
@@ -42,8 +45,14 @@ def read_header(body):
     if length > _MAX_HEADER or start + length > len(body):
         raise _refuse(f"its header declares {length} bytes; the body holds {len(body) - start} after the "
                       f"preamble, and at most {_MAX_HEADER} are read")
-    header = body[start:start + length].decode("latin-1")
-    return (*_parse_header(header), start + length)
+    raw = bytes(body[start:start + length])
+    parsed = _parsed.get(raw)
+    if parsed is None:  # only a header that parses is kept (a refused one raises here)
+        parsed = _parse_header(raw.decode("latin-1"))
+        if len(_parsed) >= 1024:  # headers vary with the instances per request: bounded
+            _parsed.clear()
+        _parsed[raw] = parsed
+    return (*parsed, start + length)
 
 
 def _parse_header(header):

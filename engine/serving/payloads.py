@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sys
+from itertools import chain
 from typing import Dict, List, Union
 
 import msgspec
@@ -123,7 +124,8 @@ def parse_json(body, input_shape, limits):
     except msgspec.DecodeError as exc:
         doc = _not_json(body, exc, request, instances_type, input_shape)
     mc_samples, seed = mc_params(doc.mc_samples, doc.seed, limits, "JSON body")
-    return check_batch(_instances(doc.instances, limits), input_shape, limits, "JSON body"), mc_samples, seed
+    return check_batch(_instances(doc.instances, limits, input_shape), input_shape, limits, "JSON body"), \
+        mc_samples, seed
 
 
 def _check_utf8(body):
@@ -223,17 +225,43 @@ def _schema_error(fields, instances_type, input_shape, convert):
     raise AssertionError(f"msgspec refused a request whose fields {sorted(fields)} each convert")  # a bug: 500
 
 
-def _instances(instances, limits):
+def _instances(instances, limits, input_shape):
     """The float32 array of a decoded "instances": a number or nested lists of numbers, by the schema."""
     if not isinstance(instances, list):
         raise BadRequest(f'"instances" must be a list of inputs, received a number ({instances!r})')
     if len(instances) > limits.max_instances:  # before converting: the limit bounds the work too
         raise BadRequest(f"{len(instances)} instances; at most {limits.max_instances} per request")
-    try:
+    x = _rectangular(instances, input_shape)
+    if x is not None:
+        return x
+    try:  # anything else: numpy finds the shape (check_batch then names what is wrong with it)
         with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused in check_batch
             return np.asarray(instances, dtype=np.float32)
     except ValueError as exc:  # ragged lists: the only thing left that numpy refuses
         raise BadRequest(f'"instances" must be a rectangular nested list of numbers: {exc}') from None
+
+
+def _rectangular(instances, input_shape):
+    """``instances`` as a float32 array of shape ``(n, *input_shape)`` when it is exactly that, else None. Why: the
+    lists are flattened a level at a time in C (``map(len)`` checks each level's lengths, ``chain`` joins it), then
+    one flat list becomes the array, where ``np.asarray`` on the nested lists discovers the shape element by
+    element (1.7x slower on one 28x28x1 image, 1.4x on a 32x32x3 one)."""
+    level = instances
+    for dim in input_shape:
+        try:
+            if set(map(len, level)) != {dim}:  # ragged, or no instances
+                return None
+        except TypeError:  # a number where a list belongs
+            return None
+        level = list(chain.from_iterable(level))
+    try:
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf: refused in check_batch
+            flat = np.array(level, dtype=np.float32)
+    except (ValueError, TypeError):
+        return None
+    if flat.ndim != 1:  # lists nested deeper than the input
+        return None
+    return flat.reshape((len(instances),) + tuple(input_shape))
 
 
 def parse_npy(body, query, input_shape, limits):

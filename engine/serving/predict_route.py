@@ -52,7 +52,8 @@ class PredictRoute:
         """``(status, content type, body, error kind)`` for one POST /predict."""
         limits = self.limits
         deadline = started + limits.timeout_ms / 1000.0
-        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        query_string = environ.get("QUERY_STRING")
+        query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
         try:
             body = read_body(environ, limits)
             if environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower() == payloads.NPY:

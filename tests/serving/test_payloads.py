@@ -27,6 +27,34 @@ def test_json_equals_the_standard_library_parse(shape, indent):
     assert (mc, seed) == (3, 2)
 
 
+RAGGED_OR_MISNESTED = [
+    [[[1.0], [2.0]], [[3.0]]],  # ragged at the second level
+    [[[1.0], [2.0]], [3.0, 4.0]],  # numbers where lists belong
+    [[[1.0, 2.0], [3.0]], [[4.0], [5.0]]],  # ragged at the last level
+    [[[[1.0]], [[2.0]]], [[[3.0]], [[4.0]]]],  # nested deeper than the input
+    [[1.0, 2.0], [3.0, 4.0]],  # shallower than the input
+    [],  # no instances
+]
+
+
+@pytest.mark.parametrize("instances", RAGGED_OR_MISNESTED)
+def test_json_flattening_fast_path_takes_only_exact_shapes(instances):
+    """The fast path either gives what np.asarray gives, or steps aside for it (which words the error)."""
+    assert payloads._rectangular(instances, (2, 1)) is None
+    body = json.dumps({"instances": instances}).encode()
+    with pytest.raises(payloads.BadRequest):
+        payloads.parse_json(body, (2, 1), LIMITS)
+
+
+@pytest.mark.parametrize("shape", [(10, 10, 1), (4, 3), (5,), (2, 1, 3, 1)])
+def test_json_flattening_fast_path_equals_asarray(shape):
+    x = np.random.default_rng(1).standard_normal((4,) + shape)
+    instances = x.tolist()
+    got = payloads._rectangular(instances, shape)
+    assert got.dtype == np.float32 and np.array_equal(got, np.asarray(instances, np.float32))
+    assert payloads._rectangular(instances, shape[:-1] + (shape[-1] + 1,)) is None
+
+
 def test_json_integers_and_floats_mix():
     got, mc, seed = payloads.parse_json(b'{"instances": [[[1, 2.5], [-3, 4e0]]]}', (2, 2), LIMITS)
     assert np.array_equal(got, np.array([[[1, 2.5], [-3, 4]]], np.float32)) and (mc, seed) == (None, None)
