@@ -23,12 +23,18 @@ cdef extern from "_depthwise.h" nogil:
     void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float* dwp, float* dbp, int h, int wd, int c,
                       int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
 
+cdef extern from "_act.h" nogil:
+    void dc_act_rows(int op, float alpha, float* y, long rows, int cols, long ld)
+
 HAVE_SIMD = bool(DC_HAVE_SIMD)
 
 
 def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, const float[::1] b, bint has_bias,
-                      int sh, int sw, int dh, int dw, int pt, int pl, float[:, :, :, ::1] y, bint relu):
-    """``y = relu?(depthwise(x, w) + b)`` for ``x`` (N, H, W, C), ``w`` (kh, kw, C), ``y`` (N, OH, OW, C)."""
+                      int sh, int sw, int dh, int dw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act,
+                      float alpha):
+    """``y = relu?(depthwise(x, w) + b)`` for ``x`` (N, H, W, C), ``w`` (kh, kw, C), ``y`` (N, OH, OW, C); then
+    activation ``act`` of ``_act.h`` (0: none) with parameter ``alpha`` on each output row while it is in cache,
+    the loop its stand-alone op runs (the same bits)."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
@@ -45,6 +51,8 @@ def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, con
         oy = <int>(t % oh)
         dc_dw_forward_row(xp + <Py_ssize_t>ni * h * wd * c, wp, bp, yp + t * ow * c, h, wd, c, kh, kw, sw, dh, dw,
                           oy * sh - pt, pl, ow, relu)
+        if act:
+            dc_act_rows(act, alpha, yp + t * ow * c, 1, ow * c, ow * c)
 
 
 def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro, bint has_ro,

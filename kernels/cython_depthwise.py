@@ -49,20 +49,26 @@ def _repeat(x, mult):
     return x if mult == 1 else np.repeat(x, mult, axis=3)
 
 
-def depthwise_conv2d_kernel(x_shape, w, b, strides, padding, relu=False, dilation=(1, 1)):
+def depthwise_conv2d_kernel(x_shape, w, b, strides, padding, relu=False, dilation=(1, 1), activation=None,
+                            alpha=None):
     """``(run, y_shape)``: ``run(x, y)`` fills the preallocated ``y`` with ``depthwise_conv2d(x, w, b, ...)`` for
     inputs of ``x_shape``. ``w`` and ``b`` are read by reference (a program bound to a model that trains follows
-    its in-place updates)."""
+    its in-place updates). ``activation`` (as ``cython_ops.conv2d_kernel``'s: ReLU6 after MobileNet's depthwise
+    layers) is applied to each output row right after it is written, with the bits of the stand-alone op."""
+    from .cython_ops import _epilogue  # cython_ops imports this module at its end
+
     w = _check(x_shape, w, b)
     n, _, _, c = x_shape
     kh, kw, _, mult = w.shape
     oh, ow, pt, pl = _geometry(x_shape, w.shape, strides, padding, dilation)
     w3 = w.reshape(kh, kw, c * mult)  # a view: the weights' updates show through
-    bias, has_bias, relu = _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
+    bias, has_bias = _NO_BIAS if b is None else _c32(b), b is not None
+    fused_relu, act, a = _epilogue(activation, alpha)
+    relu = bool(relu) or fused_relu
     (sh, sw), (dh, dw) = strides, dilation
 
     def run(x, y):
-        _dw.depthwise_forward(_repeat(x, mult), w3, bias, has_bias, sh, sw, dh, dw, pt, pl, y, relu)
+        _dw.depthwise_forward(_repeat(x, mult), w3, bias, has_bias, sh, sw, dh, dw, pt, pl, y, relu, act, a)
 
     return run, (n, oh, ow, c * mult)
 
@@ -108,7 +114,8 @@ def depthwise_conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True
             # size - 1 - pad): the forward's register tiles, 5x faster than the gather (56x56x128, one thread).
             eh, ew = dilated_size((kh, kw), dilation)
             flipped = np.ascontiguousarray(w.reshape(kh, kw, c * mult)[::-1, ::-1])
-            _dw.depthwise_forward(dy, flipped, _NO_BIAS, False, 1, 1, dh, dwd, eh - 1 - pt, ew - 1 - pl, dxr, False)
+            _dw.depthwise_forward(dy, flipped, _NO_BIAS, False, 1, 1, dh, dwd, eh - 1 - pt, ew - 1 - pl, dxr, False,
+                                  0, 0.0)
         else:
             _dw.depthwise_backward_dx(dy, _NO_RELU, False, w.reshape(kh, kw, c * mult), sh, sw, dh, dwd, pt, pl,
                                       dxr)

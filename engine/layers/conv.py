@@ -128,9 +128,9 @@ class Conv2D(Layer):
         if self.groups > 1:
             return grouped.lower(self, lowering, act) + (pooling if pool is not None else [])
         if self.dilation_rate != (1, 1):  # on the input's phases: the max pooling apart
-            return lower_activation(lowering, act, lambda relu: Kernel("conv2d", lambda shape: dilation.bind(
-                cy, shape, self.weights["kernel"], b, self.dilation_rate, padding, relu))) + \
-                (pooling if pool is not None else [])
+            return lower_activation(lowering, act, lambda relu, **epilogue: Kernel("conv2d", lambda shape: (
+                dilation.bind(cy, shape, self.weights["kernel"], b, self.dilation_rate, padding, relu, **epilogue))),
+                epilogue=True) + (pooling if pool is not None else [])
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
             sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch

@@ -114,10 +114,10 @@ class DepthwiseConv2D(_Depthwise):
 
     def lower(self, lowering, step):
         cy, dil = lowering.kernels, self.dilation_rate
-        return lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
+        return lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue: Kernel(
             "depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
                 shape, self.weights["depthwise_kernel"], self.weights.get("bias"), self.strides, self.padding, relu,
-                dil)))
+                dil, **epilogue)), epilogue=True)
 
     def get_config(self):
         return {**super().get_config(), "depthwise_constraint": _constraint_config(self.depthwise_constraint)}
@@ -170,9 +170,10 @@ class SeparableConv2D(_Depthwise):
         cy, dil = lowering.kernels, self.dilation_rate
         depthwise = Kernel("depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
             shape, self.weights["depthwise_kernel"], None, self.strides, self.padding, False, dil))
-        return [depthwise] + lower_activation(lowering, self.final_activation(step.opts), lambda relu: Kernel(
-            "conv2d", lambda shape: cy.conv2d_kernel(shape, self.weights["pointwise_kernel"],
-                                                     self.weights.get("bias"), (1, 1), "valid", relu)))
+        return [depthwise] + lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue:
+                                              Kernel("conv2d", lambda shape: cy.conv2d_kernel(
+                                                  shape, self.weights["pointwise_kernel"], self.weights.get("bias"),
+                                                  (1, 1), "valid", relu, **epilogue)), epilogue=True)
 
     def get_config(self):
         config = super().get_config()

@@ -94,14 +94,14 @@ def forward(ops, x, w, b, rate, padding, relu, need_dx, has_bias):
     return geo.merge(zp), backprop
 
 
-def bind(cy, shape, w, b, rate, padding, relu):
+def bind(cy, shape, w, b, rate, padding, relu, **epilogue):
     """``(run, y_shape)`` of the dilated convolution for inputs of ``shape``: the bound ``conv2d_kernel`` of the
-    phases on buffers of the calling thread's (a program's kernels are shared by the threads that predict), the
-    weights and bias read by reference."""
+    phases (with its ``activation`` epilogue) on buffers of the calling thread's (a program's kernels are shared by
+    the threads that predict), the weights and bias read by reference."""
     n, h, wd, c = shape
     geo = Phases((h, wd), w.shape[:2], rate, padding)
     phase_shape = (rate[0] * rate[1] * n, geo.rows, geo.cols, c)
-    run_phases, z_shape = cy.conv2d_kernel(phase_shape, w, b, (1, 1), "valid", relu)
+    run_phases, z_shape = cy.conv2d_kernel(phase_shape, w, b, (1, 1), "valid", relu, **epilogue)
     local = threading.local()
 
     def run(x, y):

@@ -70,14 +70,15 @@ def lower(layer, lowering, act):
     """The grouped convolution's bound kernels, ``act`` after it (a ReLU fused into it)."""
     cy, cin = lowering.kernels, layer.input_shape[2]
     if cin == layer.groups:
-        return lower_activation(lowering, act, lambda relu: Kernel("depthwise_conv2d", lambda shape: (
+        return lower_activation(lowering, act, lambda relu, **epilogue: Kernel("depthwise_conv2d", lambda shape: (
             cy.depthwise_conv2d_kernel(shape, depthwise_view(layer.weights["kernel"], cin), layer.weights.get("bias"),
-                                       layer.strides, layer.padding, relu, layer.dilation_rate))))
-    return lower_activation(lowering, act, lambda relu: Kernel(
-        "grouped_conv2d", lambda shape: _bind_groups(layer, cy, tuple(shape), relu)))
+                                       layer.strides, layer.padding, relu, layer.dilation_rate, **epilogue))),
+            epilogue=True)
+    return lower_activation(lowering, act, lambda relu, **epilogue: Kernel(
+        "grouped_conv2d", lambda shape: _bind_groups(layer, cy, tuple(shape), relu, epilogue)), epilogue=True)
 
 
-def _bind_groups(layer, cy, shape, relu):
+def _bind_groups(layer, cy, shape, relu, epilogue):
     """``(run, y_shape)``: each group's bound ``conv2d_kernel`` on buffers of the calling thread's (a program's
     bound kernels are shared by the threads that predict), the group's input channels and weights copied into them
     on each call (the weights change in place while a model trains)."""
@@ -93,8 +94,8 @@ def _bind_groups(layer, cy, shape, relu):
         s = getattr(local, "s", None)
         if s is None:
             ws = [np.zeros(eff, _F32) for _ in range(groups)]
-            runs = [cy.conv2d_kernel(x_shape, wg, None if b is None else b[o], layer.strides, layer.padding, relu)[0]
-                    for wg, o in zip(ws, outs)]
+            runs = [cy.conv2d_kernel(x_shape, wg, None if b is None else b[o], layer.strides, layer.padding, relu,
+                                     **epilogue)[0] for wg, o in zip(ws, outs)]
             s = local.s = (np.empty(x_shape, _F32), ws, runs, np.empty(y_shape, _F32))
         return s
 

@@ -142,6 +142,25 @@ def test_grouped_trains_like_the_reference_and_programs_agree(pool, tmp_path):
     assert_predictor_matches(tmp_path / "m.dropcore", fast, x)
 
 
+def test_activations_run_in_the_depthwise_kernels_epilogue():
+    """MobileNet's ReLU6 (and any element-wise activation) after a depthwise, separable, grouped or dilated layer
+    runs inside its bound kernel: no step of its own, the executor's outputs."""
+    dropcore.set_random_seed(1)
+    inp = Input((11, 10, 4))
+    h = DepthwiseConv2D(3, padding="same", activation="relu6", name="dw")(inp)
+    h = SeparableConv2D(8, 3, strides=2, activation="hard_swish", name="sep")(h)
+    h = Conv2D(8, 3, padding="same", groups=8, activation="relu6", name="grouped_dw")(h)
+    h = Conv2D(6, 3, padding="same", groups=2, activation="tanh", name="grouped")(h)
+    h = Conv2D(4, 3, padding="same", dilation_rate=2, activation="relu6", name="dilated")(h)
+    model = dropcore.Model(inp, h)
+    x = _x((3, 11, 10, 4), seed=8) * 4
+    steps = model._inference_program().steps
+    assert steps == ["depthwise_conv2d", "depthwise_conv2d", "conv2d", "depthwise_conv2d", "grouped_conv2d",
+                     "conv2d"], steps
+    np.testing.assert_allclose(model.predict(x), predict_outputs(model._plan, get_ops("numba"), x, 256), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_forward_and_gradients_match_pytorch():
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
     F = torch.nn.functional

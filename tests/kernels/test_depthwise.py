@@ -212,3 +212,25 @@ def test_same_bits_at_any_thread_count(case, pool):
                 assert g is None
             else:
                 np.testing.assert_array_equal(g, e, err_msg=f"{n} threads")
+
+
+@pytest.mark.parametrize("activation", ["relu6", "hard_swish", "tanh", "leaky_relu", "linear", "relu"])
+def test_bound_kernel_applies_an_activation_in_its_epilogue(activation):
+    """An activation fused into the bound kernel (each output row right after it is written) has the bits of the
+    stand-alone op after the convolution."""
+    pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built")
+    from dropcore.ops import get_ops
+
+    ops = get_ops("cython")
+    case = CASES[2]
+    x, w, b = _data(case, np.float32, 11)
+    x *= np.float32(3)  # past relu6's and hard_swish's bends
+    strides, padding, dilation, _ = _args(case)
+    from dropcore.kernels import cython_ops
+
+    run, shape = cython_ops.depthwise_conv2d_kernel(x.shape, w, b, strides, padding, False, dilation, activation)
+    y = np.full(shape, np.nan, np.float32)
+    run(x, y)
+    z = ops.depthwise_conv2d(x, w, b, strides, padding, False, dilation)
+    want = z if activation == "linear" else getattr(ops, activation)(z)
+    np.testing.assert_array_equal(y, want)
