@@ -16,9 +16,11 @@ import asyncio
 import io
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .bad_request import BadRequest
+from .predict_route import ARRIVED
 
 _log = logging.getLogger("dropcore.serving")
 _PLAIN_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
@@ -59,6 +61,7 @@ class AsgiFront:
                                                     (b"connection", b"close")],
                                  json.dumps({"error": str(exc)}, separators=(",", ":")).encode())
         environ = _environ(scope, body)
+        environ[ARRIVED] = time.monotonic()  # whole now; it may wait for a request thread, within its deadline
         status, headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call, environ)
         await _answer(send, status, headers, chunks)
 

@@ -18,6 +18,9 @@ _REASONS = {200: "200 OK", 400: "400 BAD REQUEST", 405: "405 METHOD NOT ALLOWED"
             413: "413 REQUEST ENTITY TOO LARGE", 500: "500 INTERNAL SERVER ERROR", 503: "503 SERVICE UNAVAILABLE"}
 _KINDS = {408: "body_timeout", 413: "too_large"}  # the metrics' error kind of a BadRequest's status (else bad_request)
 _log = logging.getLogger("dropcore.serving")
+#: The environ key of a request's ``time.monotonic()`` once whole, set by a front that queues whole requests for
+#: the request threads (:class:`dropcore.serving.asgi.AsgiFront`): the time spent queued counts toward the deadline.
+ARRIVED = "dropcore.arrived"
 
 
 class PredictRoute:
@@ -30,7 +33,7 @@ class PredictRoute:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != "/predict":
             return self.app(environ, start_response)
-        started = time.monotonic()
+        started = environ.get(ARRIVED) or time.monotonic()  # the deadline and latency count from arrival
         method = environ.get("REQUEST_METHOD", "")
         headers = []
         if method != "POST":

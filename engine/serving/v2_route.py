@@ -18,7 +18,7 @@ from .. import __version__
 from . import v2_payloads
 from .body import read_body
 from .payloads import BadRequest, json_dumps
-from .predict_route import CLIENT_ERRORS, client_error
+from .predict_route import ARRIVED, CLIENT_ERRORS, client_error
 
 #: The one version of the one model a server serves (dropcore models carry no version of their own)
 MODEL_VERSION = "1"
@@ -44,7 +44,7 @@ class V2Route:
         path = environ.get("PATH_INFO", "")
         if path != "/v2" and not path.startswith("/v2/"):
             return self.app(environ, start_response)
-        started = time.monotonic()
+        started = environ.get(ARRIVED) or time.monotonic()  # the deadline and latency count from arrival
         method = environ.get("REQUEST_METHOD", "")
         headers = []
         route, name, version, action = _match(path)

@@ -135,3 +135,33 @@ def test_slow_clients_do_not_starve_valid_requests(saved_model):
             for s in socks:
                 s.close()
         assert proc.poll() is None
+
+
+def test_time_queued_for_a_request_thread_counts_toward_the_deadline(saved_model):
+    """The front stamps each whole request's arrival; /predict and /v2 count their deadline from it, so a request
+    that waited longer than ``timeout_ms`` for a thread is answered 503 without predicting."""
+    import time
+
+    from dropcore.serving.predict_route import ARRIVED
+
+    path, _ = saved_model
+    app = create_app(dropcore.Predictor(path), timeout_ms=5000)
+    seen = []
+    front = AsgiFront(lambda environ, start: seen.append(environ[ARRIVED]) or app(environ, start), 1, Limits())
+    before = time.monotonic()
+    assert _call(front, "GET", "/health")[0] == 200
+    assert before <= seen[0] <= time.monotonic()
+    front.pool.shutdown()
+    x = np.zeros((1,) + SHAPE, np.float32)
+    for route in ("/predict", "/v2/models/small/infer"):
+        body = npy(x) if route == "/predict" else json.dumps(
+            {"inputs": [{"name": "input", "shape": [1, *SHAPE], "datatype": "FP32", "data": x.ravel().tolist()}]})
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": route, "QUERY_STRING": "", "SERVER_NAME": "t",
+                   "SERVER_PORT": "80", "CONTENT_TYPE": NPY if route == "/predict" else "application/json",
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body if isinstance(body, bytes)
+                                                                             else body.encode()),
+                   "wsgi.url_scheme": "http", ARRIVED: time.monotonic() - 10.0}  # queued for 10 s
+        statuses = []
+        answer = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+        assert statuses[0].startswith("503"), (route, answer[:200])
+        assert "deadline of 5000 ms" in json.loads(answer)["error"]
