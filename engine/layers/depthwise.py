@@ -14,8 +14,9 @@ from .registry import register
 
 
 class _Depthwise(Layer):
-    """What both layers share: the depthwise kernel ``(kh, kw, C, mult)`` (dilated by ``dilation_rate``), then the
-    subclass's ``_pointwise`` step, the bias and the activation."""
+    """What both layers share: the depthwise kernel ``(kh, kw, C, mult)`` (dilated by ``dilation_rate``), the
+    arguments, shapes and config; each subclass's ``_forward`` runs its convolutions with the bias (and a ReLU)
+    fused, and ``lower`` binds them. The activation comes last."""
 
     #: ``activation``: a ReLU after it fused into its last kernel; ``need_dx``: false for the first layer
     OPTIONS = ("activation", "need_dx")
