@@ -72,9 +72,10 @@ def bodies(x):
             "json": (json.dumps({"instances": x.tolist()}).encode(), "application/json")}
 
 
-def breakdown(model_path, onnx_path, x, predict_threads=1):
+def breakdown(model_path, onnx_path, x, predict_threads=1, seconds=0.3, repeats=5):
     """``{payload: {endpoint: {stage: us}}}`` for one request with the single image ``x``: endpoints "dropcore",
-    "flask-ort" and "bare"; stages parse, predict, encode, app (the whole WSGI call)."""
+    "flask-ort" and "bare"; stages parse, predict, encode, app (the whole WSGI call); each :func:`per_call_us`
+    over ``repeats`` of ``seconds``."""
     import dropcore
     from dropcore.serving import create_app, payloads
     from dropcore.serving.limits import Limits
@@ -89,6 +90,10 @@ def breakdown(model_path, onnx_path, x, predict_threads=1):
     limits, shape = Limits(), x.shape[1:]
     y = predictor.predict(x)
     out = {}
+
+    def us(fn):
+        return per_call_us(fn, seconds, repeats)
+
     for payload, (body, content_type) in bodies(x).items():
         if payload == "npy":
             parse = lambda: payloads.parse_npy(body, {}, shape, limits)  # noqa: E731
@@ -101,12 +106,12 @@ def breakdown(model_path, onnx_path, x, predict_threads=1):
             peer_parse = lambda: np.asarray(json.loads(body)["instances"], dtype=np.float32)  # noqa: E731
             peer_encode = lambda: json.dumps({"predictions": y.tolist()}).encode()  # noqa: E731
         out[payload] = {
-            "dropcore": {"parse": per_call_us(parse), "predict": per_call_us(lambda: predictor.predict(x)),
-                         "encode": per_call_us(encode), "app": per_call_us(wsgi_call(app, body, content_type))},
-            "flask-ort": {"parse": per_call_us(peer_parse),
-                          "predict": per_call_us(lambda: session.run(None, {"input": x})),
-                          "encode": per_call_us(peer_encode), "app": per_call_us(wsgi_call(peer, body, content_type))},
-            "bare": {"app": per_call_us(wsgi_call(bare, body, content_type))},
+            "dropcore": {"parse": us(parse), "predict": us(lambda: predictor.predict(x)),
+                         "encode": us(encode), "app": us(wsgi_call(app, body, content_type))},
+            "flask-ort": {"parse": us(peer_parse),
+                          "predict": us(lambda: session.run(None, {"input": x})),
+                          "encode": us(peer_encode), "app": us(wsgi_call(peer, body, content_type))},
+            "bare": {"app": us(wsgi_call(bare, body, content_type))},
         }
     return out
 
