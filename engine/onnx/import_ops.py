@@ -8,11 +8,11 @@ from ..kernels.geometry import window_1d, window_2d
 from ..layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
                       DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU,
                       MaxPooling2D, ReLU, Rescaling, Reshape, Softmax, ZeroPadding2D)
-from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken
+from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken, check_finite
 
 
 def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value  # a damaged file's: not UTF-8
 
 
 def _image(cx, node, i=0):
@@ -32,6 +32,8 @@ def _auto_pad(attrs):
     auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad == "SAME_LOWER":
         raise Unsupported("auto_pad=SAME_LOWER not supported (dropcore pads as SAME_UPPER, TensorFlow's 'same')")
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "VALID"):  # read as NOTSET, it would pad otherwise than ONNX says
+        raise Unsupported(f"auto_pad={auto_pad!r}: expected NOTSET, SAME_UPPER, SAME_LOWER or VALID")
     return auto_pad
 
 
@@ -359,6 +361,7 @@ def _arith(op):
         if op == "Div" and not t_first:
             raise Unsupported("a constant divided by a computed tensor not supported")
         c = c.astype(np.float32)
+        check_finite(c, f"the constant '{node.input[1 if t_first else 0]}'")
         sole, name = cx.sole_use(node.input[0 if t_first else 1]), cx.layer_name(node)
         if op in ("Add", "Sub"):
             values = _channel_values(t, -c if (op == "Sub" and t_first) else c)
@@ -472,7 +475,13 @@ def gather(cx, node, attrs):
 def concat(cx, node, attrs):
     values = [cx.value(node, i) for i in range(len(node.input))]
     if values and all(isinstance(v, Const) for v in values):  # shape arithmetic
-        return Const(np.concatenate([v.array for v in values], axis=int(attrs["axis"])))
+        arrays, axis = [v.array for v in values], int(attrs["axis"])
+        rank = arrays[0].ndim
+        if any(a.ndim != rank for a in arrays) or not -rank <= axis < rank or \
+                len({a.shape[:axis % rank] + a.shape[axis % rank + 1:] for a in arrays}) != 1:
+            raise Unsupported(f"axis={axis} on constants of shapes {[list(a.shape) for a in arrays]}: expected one "
+                              f"rank, an axis of it, and the same sizes on the other axes")
+        return Const(np.concatenate(arrays, axis=axis))
     ts = [cx.tensor(node, i) for i in range(len(node.input))]
     axis = int(attrs["axis"]) % len(ts[0].axes)
     if len({t.axes for t in ts}) != 1 or any(t.order is not None for t in ts) or axis == 0:

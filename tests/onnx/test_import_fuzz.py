@@ -1,6 +1,6 @@
 """A Hypothesis-driven fuzz of the ONNX importer that runs what it loads.
 
-Each example mutates one of four small seed models (``fuzz_import.SEEDS``, between them every op the importer
+Each example mutates one of four small seed models (``fuzz_import.SEEDS``, between them most ops the importer
 converts): byte flips anywhere in the file, a truncation anywhere, or structural mutations through the onnx protobuf
 API (wrong, huge, negative or zero dims; wrong dtypes; missing or non-finite initializers; cycles; unknown ops and
 domains; attributes out of range; dangling inputs; graph inputs and outputs changed; opsets changed). The case runs
@@ -485,3 +485,28 @@ def test_a_model_too_large_to_run_is_refused_by_predicts_workspace_check(worker)
     proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 2**31 - 1
     outcome, rest = assert_case_passes(worker, proto.SerializeToString(), "huge input")
     assert outcome == "refused" and "predict: WorkspaceLimitError" in rest[0], rest
+
+
+def test_auto_pad_of_no_known_value(tmp_path):
+    """Read as NOTSET, it would pad otherwise than the file says (ONNX Runtime refuses it)."""
+    proto = _seed("branches")
+    attr = next(a for a in proto.graph.node[0].attribute if a.name == "auto_pad")
+    attr.s = b"SAME_\xffPPER"
+    assert "node 'conv_a' (Conv, opset 17): auto_pad='SAME_\ufffdPPER': expected NOTSET, SAME_UPPER, SAME_LOWER or " \
+        "VALID" in _refusal(proto, tmp_path)
+
+
+def test_concat_of_constants_of_different_ranks(tmp_path):
+    proto = _seed("shape_arithmetic")
+    i = next(i for i, t in enumerate(proto.graph.initializer) if t.name == "minus1")
+    proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.array(-1, np.int64), "minus1"))
+    assert ("(Concat, opset 18): axis=0 on constants of shapes [[1], []]: expected one rank, an axis of it, and the "
+            "same sizes on the other axes") in _refusal(proto, tmp_path)
+
+
+def test_non_finite_scale(tmp_path):
+    proto = _seed("shape_arithmetic")
+    i = next(i for i, t in enumerate(proto.graph.initializer) if t.name == "scale")
+    proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.float32(np.nan), "scale"))
+    assert ("(Mul, opset 18): the constant 'scale' holds 1 non-finite value (nan at index ()); expected finite "
+            "numbers") in _refusal(proto, tmp_path)
