@@ -28,12 +28,20 @@ _PLAIN_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_L
 
 class AsgiFront:
     """The ASGI app running the WSGI app ``wsgi_app`` (a Flask app from :func:`create_app`) on ``threads`` request
-    threads, each request's body received whole first within ``limits`` (a :class:`Limits`)."""
+    threads, each request's body received whole first within ``limits`` (a :class:`Limits`).
 
-    def __init__(self, wsgi_app, threads, limits):
+    ``body_budget``: the bytes of request bodies the front holds at once, received or queued or running (default
+    ``(threads + 1) * max_body_bytes``). Under a threaded server the threads bounded that; here any number of
+    connections may send bodies at once, so a request whose next piece would pass the budget is answered 503 and
+    its bytes dropped: many large bodies at once cannot exhaust the worker's memory.
+    """
+
+    def __init__(self, wsgi_app, threads, limits, body_budget=None):
         self.wsgi_app, self.limits = wsgi_app, limits
         self.extensions = getattr(wsgi_app, "extensions", {})  # the predictor, for the server's exit hook
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dropcore-request")
+        self.body_budget = (threads + 1) * limits.max_body_bytes if body_budget is None else body_budget
+        self.held = 0  # bytes of bodies held now (the event loop's thread alone changes it)
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -54,20 +62,26 @@ class AsgiFront:
                 return
 
     async def _http(self, scope, receive, send):
+        held = [0]  # this request's share of self.held
         try:
-            body = await self._body(scope, receive)
-        except BadRequest as exc:
-            return await _answer(send, exc.status, [(b"content-type", b"application/json"),
-                                                    (b"connection", b"close")],
-                                 json.dumps({"error": str(exc)}, separators=(",", ":")).encode())
-        environ = _environ(scope, body)
-        environ[ARRIVED] = time.monotonic()  # whole now; it may wait for a request thread, within its deadline
-        status, headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call, environ)
-        await _answer(send, status, headers, chunks)
+            try:
+                body = await self._body(scope, receive, held)
+            except BadRequest as exc:
+                return await _answer(send, exc.status, [(b"content-type", b"application/json"),
+                                                        (b"connection", b"close")],
+                                     json.dumps({"error": str(exc)}, separators=(",", ":")).encode())
+            environ = _environ(scope, body)
+            environ[ARRIVED] = time.monotonic()  # whole now; it may wait for a request thread, within its deadline
+            status, headers, chunks = await asyncio.get_running_loop().run_in_executor(self.pool, self._call,
+                                                                                       environ)
+            await _answer(send, status, headers, chunks)
+        finally:
+            self.held -= held[0]
 
-    async def _body(self, scope, receive):
+    async def _body(self, scope, receive, held):
         """The whole request body, read in the event loop: 413 past ``max_body_bytes`` (from Content-Length before
-        reading, else as the chunks come), 408 when nothing arrives for ``body_timeout_s``."""
+        reading, else as the chunks come), 408 when nothing arrives for ``body_timeout_s``, 503 past the front's
+        ``body_budget``. ``held[0]`` counts the bytes this request holds of it."""
         limit, timeout = self.limits.max_body_bytes, self.limits.body_timeout_s
         declared = None  # (gunicorn has refused a Content-Length that is not one number)
         for name, value in scope["headers"]:
@@ -93,6 +107,11 @@ class AsgiFront:
             size += len(chunk)
             if size > limit:
                 raise BadRequest(f"the request body has more than {limit} bytes (max_body_bytes)", 413)
+            if self.held + len(chunk) > self.body_budget:
+                raise BadRequest(f"the server is holding {self.held} bytes of request bodies, its budget of "
+                                 f"{self.body_budget}: retry later", 503)
+            self.held += len(chunk)
+            held[0] += len(chunk)
             parts.append(chunk)
             if not message.get("more_body", False):
                 return parts[0] if len(parts) == 1 else b"".join(parts)

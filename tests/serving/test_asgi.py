@@ -165,3 +165,52 @@ def test_time_queued_for_a_request_thread_counts_toward_the_deadline(saved_model
         answer = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
         assert statuses[0].startswith("503"), (route, answer[:200])
         assert "deadline of 5000 ms" in json.loads(answer)["error"]
+
+
+def test_bodies_beyond_the_budget_get_503_and_the_budget_is_released(saved_model):
+    """Any number of connections may send bodies at once: past ``body_budget`` bytes held, a request gets 503."""
+    path, _ = saved_model
+    limits = Limits(max_body_bytes=64 * 1024, body_timeout_s=30)
+    front = AsgiFront(create_app(dropcore.Predictor(path), **limits.as_dict()), 1, limits, body_budget=100_000)
+    scope = {"type": "http", "method": "POST", "path": "/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "server": ("t", 80), "client": ("t", 1)}
+
+    async def request(pieces, sent, before=None, after_first=None):
+        """One request whose body comes in ``pieces``; ``before``: wait for it first; ``after_first``: set once
+        the first piece was handed over, then wait for ``release`` before ending the body."""
+        if before is not None:
+            await before.wait()
+        queue, answer = list(pieces), []
+
+        async def receive():
+            piece = queue.pop(0)
+            if after_first is not None and not after_first[0].is_set():
+                after_first[0].set()
+            elif after_first is not None:
+                await after_first[1].wait()  # holds its first piece until released
+            return {"type": "http.request", "body": piece, "more_body": bool(queue)}
+
+        async def send(message):
+            answer.append(message)
+
+        await front(scope, receive, send)
+        sent.append((answer[0]["status"], json.loads(answer[1]["body"])["error"]))
+
+    async def main():
+        first_in, release, sent_a, sent_b = asyncio.Event(), asyncio.Event(), [], []
+        a = asyncio.create_task(request([b"x" * 60_000, b""], sent_a, after_first=(first_in, release)))
+        await request([b"y" * 50_000], sent_b, before=first_in)  # 60,000 held + 50,000 > 100,000
+        held_meanwhile = front.held
+        release.set()
+        await a
+        sent_c = []
+        await request([b"z" * 50_000], sent_c)  # A's bytes are released: within the budget again
+        return sent_a, sent_b, sent_c, held_meanwhile
+
+    sent_a, sent_b, sent_c, held_meanwhile = asyncio.run(main())
+    assert sent_b[0][0] == 503 and "budget of 100000" in sent_b[0][1]
+    assert held_meanwhile == 60_000  # B's refused piece was never counted
+    assert sent_a[0][0] == 400 and "not valid JSON" in sent_a[0][1]  # A went on to the app
+    assert sent_c[0][0] == 400 and "not valid JSON" in sent_c[0][1]
+    assert front.held == 0
+    front.pool.shutdown()
