@@ -14,7 +14,7 @@ the Box-Muller transform of the 32-bit values at stream indices ``2 (offset + i)
 (:func:`gaussian_noise`), computed in float64 and rounded once to float32.
 """
 import numpy as np
-from scipy.special import erf
+from scipy.special import erfc
 
 from .rng import keep_mask, random_bits
 
@@ -201,10 +201,11 @@ def hard_swish_backward(dy, x):
 
 def gelu(x, approximate=False):
     """Keras's ``gelu``: ``x / 2 * (1 + erf(x / sqrt(2)))``, or with ``approximate`` the tanh form ``x / 2 * (1 +
-    tanh(sqrt(2 / pi) * (x + 0.044715 x**3)))``."""
+    tanh(sqrt(2 / pi) * (x + 0.044715 x**3)))``. The erf form is evaluated as ``x / 2 * erfc(-x / sqrt(2))``, the
+    same function without the cancellation of ``1 + erf`` for negative ``x``."""
     if approximate:
         return _const(x, 0.5) * x * (1 + np.tanh(_const(x, _SQRT_2_OVER_PI) * (x + _const(x, _GELU_C) * x ** 3)))
-    return _const(x, 0.5) * x * (1 + erf(x * _const(x, 1 / np.sqrt(2))))
+    return _const(x, 0.5) * x * erfc(x * _const(x, -1 / np.sqrt(2)))
 
 
 def gelu_backward(dy, x, approximate=False):
@@ -214,7 +215,7 @@ def gelu_backward(dy, x, approximate=False):
         d = _const(x, 0.5) * (1 + t) + _const(x, 0.5 * _SQRT_2_OVER_PI) * x * (1 - t * t) * (
             1 + _const(x, 3 * _GELU_C) * x * x)
         return dy * d
-    cdf = _const(x, 0.5) * (1 + erf(x * _const(x, 1 / np.sqrt(2))))
+    cdf = _const(x, 0.5) * erfc(x * _const(x, -1 / np.sqrt(2)))
     return dy * (cdf + x * np.exp(_const(x, -0.5) * x * x) * _const(x, 1 / np.sqrt(2 * np.pi)))
 
 
