@@ -18,8 +18,8 @@ cdef extern from "_depthwise.h" nogil:
     int DC_HAVE_SIMD
     void dc_dw_forward_row(const float* x, const float* w, const float* b, float* y, int h, int wd, int c, int kh,
                            int kw, int sw, int dh, int dw, int iy0, int pl, int ow, int relu)
-    void dc_dw_dx_row(const float* dy, const float* ro, const float* w, float* dx, int wd, int c, int kh, int kw,
-                      int sh, int sw, int dh, int dw, int pt, int pl, int oh, int ow, int iy)
+    void dc_dw_dx_row(const float* dy, const float* w, float* dx, int wd, int c, int kh, int kw, int sh, int sw,
+                      int dh, int dw, int pt, int pl, int oh, int ow, int iy)
     void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float* dwp, float* dbp, int h, int wd, int c,
                       int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
 
@@ -55,11 +55,10 @@ def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, con
             dc_act_rows(act, alpha, yp + t * ow * c, 1, ow * c, ow * c)
 
 
-def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro, bint has_ro,
-                          const float[:, :, ::1] w, int sh, int sw, int dh, int dw, int pt, int pl,
-                          float[:, :, :, ::1] dx):
-    """The input gradient ``dx`` (N, H, W, C) from ``dy`` (N, OH, OW, C) (masked where ``ro``, the forward's fused
-    ReLU output, is not positive, when ``has_ro``)."""
+def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, ::1] w, int sh, int sw, int dh, int dw,
+                          int pt, int pl, float[:, :, :, ::1] dx):
+    """The input gradient ``dx`` (N, H, W, C) from ``dy`` (N, OH, OW, C), any strides (at stride 1
+    ``cython_depthwise`` runs the forward on ``dy`` instead)."""
     cdef int n = dx.shape[0], h = dx.shape[1], wd = dx.shape[2], c = dx.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], oh = dy.shape[1], ow = dy.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * h, t, osz = <Py_ssize_t>oh * ow * c
@@ -67,15 +66,13 @@ def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, :, ::1
     if rows == 0 or wd == 0 or c == 0:
         return
     cdef const float* dyp = &dy[0, 0, 0, 0]
-    cdef const float* rop = &ro[0, 0, 0, 0] if has_ro else NULL
     cdef const float* wp = &w[0, 0, 0]
     cdef float* dxp = &dx[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * wd * c * kh * kw, rows)
     for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
         ni = <int>(t // h)
         iy = <int>(t % h)
-        dc_dw_dx_row(dyp + ni * osz, (rop + ni * osz) if has_ro else NULL, wp, dxp + t * wd * c, wd, c, kh, kw,
-                     sh, sw, dh, dw, pt, pl, oh, ow, iy)
+        dc_dw_dx_row(dyp + ni * osz, wp, dxp + t * wd * c, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, iy)
 
 
 def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro,

@@ -2,8 +2,9 @@
  * channel c of the output is the channel c of the input convolved with its own kh x kw filter w[i, j, c]. A tap is a
  * vector multiply-add along the channel axis, so the kernels below are written over _simd.h's vectors of channels:
  * the forward keeps 4 neighbouring output pixels of a row in registers over the window (each weight vector loaded
- * once for the 4), the input gradient gathers each input pixel's taps from the output gradient, and the weight
- * gradient keeps one tap's channel vector in registers along a whole output row.
+ * once for the 4), the input gradient scatters each output's gradient into the input row it read (the drivers run
+ * the forward on the gradient at stride 1), and the weight gradient keeps the channel vectors of a kernel row's
+ * taps in registers along a whole output row.
  *
  * Every output element's sum runs over the taps in row-major order from zero, then the bias: the same order on the
  * vector and scalar paths, in the interior and at the borders (a padded tap is skipped, where the reference adds
@@ -131,47 +132,83 @@ static void dc_dw_forward_row(const float* x, const float* w, const float* b, fl
     }
 }
 
-/* Input row iy of one sample's input gradient: dx (wd, c) = the sum over the taps that read each input pixel of
- * dy (oh, ow, c) times the tap's weights (a gather: each row is one task's own). */
-static void dc_dw_dx_row(const float* dy, const float* ro, const float* w, float* dx, int wd, int c, int kh,
-                         int kw, int sh, int sw, int dh, int dw, int pt, int pl, int oh, int ow, int iy) {
-    for (int ix = 0; ix < wd; ++ix) {
-        float* d = dx + (size_t)ix * c;
+/* Input row iy of one sample's input gradient dx (wd, c): for each tap (i, j) in row-major order whose kernel row
+ * reads input row iy, each output of dy (oh, ow, c) reading the row through tap j adds its gradient times the tap's
+ * weights into the input pixel it read (a scatter within the row: each row is one task's own). Each element's sum
+ * runs over its taps in row-major order from zero. (A gather over each input pixel's taps tested every tap for
+ * divisibility by the stride, per pixel and vector: 10x the forward at stride 2.) */
+static void dc_dw_dx_row(const float* dy, const float* w, float* dx, int wd, int c, int kh, int kw, int sh, int sw,
+                         int dh, int dw, int pt, int pl, int oh, int ow, int iy) {
+    for (size_t k = 0; k < (size_t)wd * c; ++k) dx[k] = 0.0f;
+    for (int i = 0; i < kh; ++i) {
+        const int ny = iy + pt - i * dh;
+        if (ny < 0 || ny % sh || ny / sh >= oh) continue;
+        const float* g = dy + (size_t)(ny / sh) * ow * c;
+        for (int j = 0; j < kw; ++j) {
+            const int lo = j * dw - pl; /* output ox reads input column ox * sw + lo */
+            int o0 = lo >= 0 ? 0 : (-lo + sw - 1) / sw;
+            int o1 = wd - 1 - lo < 0 ? 0 : (wd - 1 - lo) / sw + 1;
+            if (o1 > ow) o1 = ow;
+            const float* wv = w + ((size_t)i * kw + j) * c;
+            for (int ox = o0; ox < o1; ++ox) {
+                float* d = dx + (size_t)(ox * sw + lo) * c;
+                const float* gv = g + (size_t)ox * c;
 #if DC_HAVE_SIMD
-        for (int c0 = 0; c0 < c; c0 += V_LANES) {
-            const vmask_t m = V_MASK(c - c0);
-            const int full = c - c0 >= V_LANES;
-            vf_t a = V_ZERO;
-            for (int i = 0; i < kh; ++i) {
-                const int ny = iy + pt - i * dh;
-                if (ny < 0 || ny % sh || ny / sh >= oh) continue;
-                for (int j = 0; j < kw; ++j) {
-                    const int nx = ix + pl - j * dw;
-                    if (nx < 0 || nx % sw || nx / sw >= ow) continue;
-                    const size_t p = ((size_t)(ny / sh) * ow + nx / sw) * c + c0;
-                    vf_t g = DC_DW_LD(full, m, dy + p);
-                    if (ro) g = V_SELECT(V_GT(DC_DW_LD(full, m, ro + p), V_ZERO), V_ZERO, g);
-                    a = V_FMA(g, DC_DW_LD(full, m, w + ((size_t)i * kw + j) * c + c0), a);
+                int c0 = 0;
+                for (; c0 + V_LANES <= c; c0 += V_LANES)
+                    V_STOREU(d + c0, V_FMA(V_LOADU(gv + c0), V_LOADU(wv + c0), V_LOADU(d + c0)));
+                if (c0 < c) {
+                    const vmask_t m = V_MASK(c - c0);
+                    V_STORE(d + c0, m, V_FMA(V_LOAD(m, gv + c0), V_LOAD(m, wv + c0), V_LOAD(m, d + c0)));
                 }
-            }
-            dc_dw_put(d + c0, a, m, full);
-        }
 #else
-        for (int k = 0; k < c; ++k) d[k] = 0.0f;
-        for (int i = 0; i < kh; ++i) {
-            const int ny = iy + pt - i * dh;
-            if (ny < 0 || ny % sh || ny / sh >= oh) continue;
-            for (int j = 0; j < kw; ++j) {
-                const int nx = ix + pl - j * dw;
-                if (nx < 0 || nx % sw || nx / sw >= ow) continue;
-                const size_t p = ((size_t)(ny / sh) * ow + nx / sw) * c;
-                const float* wp = w + ((size_t)i * kw + j) * c;
-                for (int k = 0; k < c; ++k) d[k] += dc_dw_grad(dy, ro, p + k) * wp[k];
+                for (int k = 0; k < c; ++k) d[k] += gv[k] * wv[k];
+#endif
             }
         }
-#endif
     }
 }
+
+#if DC_HAVE_SIMD
+/* Taps 0, 1 and 2 of a kernel row (partials t, t + c, t + 2c) for the channels c0 .. of one vector, summed along an
+ * output row: each gradient vector loaded once for the three taps (1.33 loads a multiply-add instead of 2). Each
+ * tap's sum still runs over the outputs in order (the borders, where fewer taps read the row, before and after):
+ * the bits of one tap at a time. */
+static inline __attribute__((always_inline)) void dc_dw_dw3(const float* xr, const float* dy, float* t, int c,
+                                                            int sw, int dw, int pl, int ow, int wd, int c0,
+                                                            vmask_t m, const int full) {
+    int o0[3], o1[3], lo[3];
+    vf_t a[3];
+    int first = 0, last = ow;
+    DC_UNROLL for (int j = 0; j < 3; ++j) {
+        lo[j] = j * dw - pl;
+        o0[j] = lo[j] >= 0 ? 0 : (-lo[j] + sw - 1) / sw;
+        o1[j] = wd - 1 - lo[j] < 0 ? 0 : (wd - 1 - lo[j]) / sw + 1;
+        if (o1[j] > ow) o1[j] = ow;
+        if (o0[j] > first) first = o0[j];
+        if (o1[j] < last) last = o1[j];
+        a[j] = DC_DW_LD(full, m, t + (size_t)j * c + c0);
+    }
+    if (last < first) last = first; /* no output reads the row through all three: each tap alone */
+    DC_UNROLL for (int j = 0; j < 3; ++j)
+        for (int ox = o0[j]; ox < (first < o1[j] ? first : o1[j]); ++ox)
+            a[j] = V_FMA(DC_DW_LD(full, m, xr + (size_t)(ox * sw + lo[j]) * c + c0),
+                         DC_DW_LD(full, m, dy + (size_t)ox * c + c0), a[j]);
+    for (int ox = first; ox < last; ++ox) {
+        const vf_t g = DC_DW_LD(full, m, dy + (size_t)ox * c + c0);
+        const float* xp = xr + (size_t)(ox * sw) * c + c0;
+        a[0] = V_FMA(DC_DW_LD(full, m, xp + (ptrdiff_t)lo[0] * c), g, a[0]);
+        a[1] = V_FMA(DC_DW_LD(full, m, xp + (ptrdiff_t)lo[1] * c), g, a[1]);
+        a[2] = V_FMA(DC_DW_LD(full, m, xp + (ptrdiff_t)lo[2] * c), g, a[2]);
+    }
+    DC_UNROLL for (int j = 0; j < 3; ++j) {
+        for (int ox = (last > o0[j] ? last : o0[j]); ox < o1[j]; ++ox)
+            a[j] = V_FMA(DC_DW_LD(full, m, xr + (size_t)(ox * sw + lo[j]) * c + c0),
+                         DC_DW_LD(full, m, dy + (size_t)ox * c + c0), a[j]);
+        dc_dw_put(t + (size_t)j * c + c0, a[j], m, full);
+    }
+}
+#endif
 
 /* Output row oy of one sample added into the partial weight gradient dwp (kh, kw, c) and, when dbp is not NULL,
  * bias gradient dbp (c): each tap's channel vector summed along the row in registers. dy, ro: the row (ow, c). */
@@ -179,6 +216,19 @@ static void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float
                          int c, int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow) {
     int i0, i1;
     dc_dw_span(iy0, kh, dh, h, &i0, &i1);
+#if DC_HAVE_SIMD
+    if (kw == 3 && !ro) { /* 3-wide kernels (MobileNets'): three taps a pass */
+        const int cf = c - c % V_LANES;
+        const vmask_t tail = V_MASK(c - cf);
+        for (int i = i0; i < i1; ++i) {
+            const float* xr = x + (size_t)(iy0 + i * dh) * wd * c;
+            float* t = dwp + (size_t)i * kw * c;
+            for (int c0 = 0; c0 < cf; c0 += V_LANES) dc_dw_dw3(xr, dy, t, c, sw, dw, pl, ow, wd, c0, tail, 1);
+            if (cf < c) dc_dw_dw3(xr, dy, t, c, sw, dw, pl, ow, wd, cf, tail, 0);
+        }
+        kw = 0; /* done: only the bias below */
+    }
+#endif
     for (int j = 0; j < kw; ++j) {
         /* the outputs ox whose tap j is inside the row: ox * sw + j * dw - pl in 0 .. wd - 1 */
         const int lo = j * dw - pl;

@@ -117,7 +117,6 @@ def depthwise_conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True
             _dw.depthwise_forward(dy, flipped, _NO_BIAS, False, 1, 1, dh, dwd, eh - 1 - pt, ew - 1 - pl, dxr, False,
                                   0, 0.0)
         else:
-            _dw.depthwise_backward_dx(dy, _NO_RELU, False, w.reshape(kh, kw, c * mult), sh, sw, dh, dwd, pt, pl,
-                                      dxr)
+            _dw.depthwise_backward_dx(dy, w.reshape(kh, kw, c * mult), sh, sw, dh, dwd, pt, pl, dxr)
         dx = dxr if mult == 1 else dxr.reshape(n, h, wd, c, mult).sum(axis=4)
     return dx, dw, db
