@@ -11,8 +11,8 @@
  *
  * Codes (DC_ACT_*) are reference.activation.CODES'; `alpha` is the op's parameter (leaky_relu's negative_slope,
  * elu's alpha), unused by the others; clipped_relu (Keras's ReLU layer) takes three: `alpha` its negative_slope,
- * `hi` its max_value, `th` its threshold. Backward ops read `v`: the forward's output for tanh, sigmoid and selu, its input
- * for the rest. NaN propagates through every forward.
+ * `hi` its max_value, `th` its threshold. Backward ops read `v`: the forward's output for tanh, sigmoid and selu,
+ * its input for the rest. NaN propagates through every forward.
  */
 #ifndef DROPCORE_ACT_H
 #define DROPCORE_ACT_H
