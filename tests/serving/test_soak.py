@@ -160,7 +160,8 @@ def test_soak_mixed_requests(saved_model):
     report = (f"soak {elapsed:.0f} s after {WARM_UP_S:.0f} s of warm-up, {CLIENTS} clients: "
               f"{tally.counts['valid']} valid and {tally.counts['hostile']} hostile requests "
               f"({sum(tally.counts.values()) / elapsed:.0f}/s), statuses {statuses};"
-              f" RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MB (max {max(samples + [after]) / 2**20:.1f} MB)")
+              f" RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MB (max {max(samples + [after]) / 2**20:.1f} MB;"
+              f" through the soak: {' '.join(f'{m / 2**20:.0f}' for m in samples)})")
     print(report)
     for problems in (warm.problems, tally.problems):
         assert not problems, report + "\n" + "\n".join(problems)
