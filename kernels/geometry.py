@@ -8,7 +8,15 @@ PADDINGS = ("valid", "same")
 
 
 def window_1d(size, k, s, padding):
-    """Return ``(out, pad_before, pad_after)`` for one spatial axis. ``out`` may be <= 0 for impossible geometry."""
+    """Return ``(out, pad_before, pad_after)`` for one spatial axis. ``out`` may be <= 0 for impossible geometry.
+
+    ``padding``: "valid", "same", or explicit ``(before, after)`` zeros (an ONNX ``pads`` or PyTorch ``padding``;
+    inference programs fold a ``ZeroPadding2D`` into the convolution after it this way). Kernels read only
+    ``pad_before`` and the output size, so any explicit padding runs on every path."""
+    if isinstance(padding, tuple):
+        before, after = padding
+        size += before + after
+        return ((size - k) // s + 1 if size >= k else 0), before, after
     if padding == "valid":
         return (size - k) // s + 1 if size >= k else 0, 0, 0
     if padding == "same":
@@ -19,9 +27,11 @@ def window_1d(size, k, s, padding):
 
 
 def window_2d(h, w, kernel, strides, padding):
-    """Return ``(oh, ow, (pad_top, pad_bottom), (pad_left, pad_right))`` for an (h, w) input."""
-    oh, pt, pb = window_1d(h, kernel[0], strides[0], padding)
-    ow, pl, pr = window_1d(w, kernel[1], strides[1], padding)
+    """Return ``(oh, ow, (pad_top, pad_bottom), (pad_left, pad_right))`` for an (h, w) input; ``padding``:
+    "valid", "same" or explicit ``((top, bottom), (left, right))``."""
+    rows, cols = padding if isinstance(padding, tuple) else (padding, padding)
+    oh, pt, pb = window_1d(h, kernel[0], strides[0], rows)
+    ow, pl, pr = window_1d(w, kernel[1], strides[1], cols)
     return oh, ow, (pt, pb), (pl, pr)
 
 

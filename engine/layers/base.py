@@ -112,6 +112,11 @@ class Layer:
     pure_activation = False
     #: a pool size when a convolution right before it can run this (max) pooling in its own kernel
     fusable_pool = None
+    #: ``((top, bottom), (left, right))`` when the layer only pads with zeros (ZeroPadding2D): a convolution after
+    #: it that ``takes_pads`` reads its input with those pads instead (inference programs; no padded copy)
+    zero_pads = None
+    #: its bound kernels can take explicit pads as their ``padding`` option (an unpadded convolution)
+    takes_pads = False
     #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
     identity_in_inference = False
     #: it draws random numbers when ``ctx.dropout`` is on (training, Monte-Carlo predictions); the dropout family

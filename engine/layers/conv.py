@@ -39,6 +39,14 @@ def dilated(w, rate):
     return eff
 
 
+def _unpadded(shape, padding):
+    """The input shape of a convolution whose explicit pads (a folded ZeroPadding2D) are not in its input."""
+    if not isinstance(padding, tuple):
+        return tuple(shape)
+    (t, b), (l, r) = padding
+    return (shape[0] - t - b, shape[1] - l - r) + tuple(shape[2:])
+
+
 @register
 class Conv2D(Layer):
     """``activation(conv2d(x, kernel) + bias)`` with strides and "valid"/"same" padding (TensorFlow's rule).
@@ -54,7 +62,7 @@ class Conv2D(Layer):
 
     #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: the pool size
     #: of the max pooling fused after it (``dropcore.fusion``)
-    OPTIONS = ("activation", "need_dx", "pool")
+    OPTIONS = ("activation", "need_dx", "pool", "padding")
     fuses_relu = True
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
     ADDED_CONFIG = {"dilation_rate": [1, 1], "groups": 1}
@@ -120,9 +128,14 @@ class Conv2D(Layer):
         weights' in-place updates while the model trains). Dilated and grouped layers bind their own."""
         return make(self.weights["kernel"])
 
+    @property
+    def takes_pads(self):
+        """An unpadded, undilated, ungrouped convolution: its kernels take a ZeroPadding2D's pads as ``padding``."""
+        return self.padding == "valid" and self.dilation_rate == (1, 1) and self.groups == 1
+
     def lower(self, lowering, step):
         cy, act = lowering.kernels, self.final_activation(step.opts)
-        b, strides, padding = self.weights.get("bias"), self.strides, self.padding
+        b, strides, padding = self.weights.get("bias"), self.strides, step.opts.get("padding", self.padding)
         pool = step.opts.get("pool")
         pooling = [Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False))]
         if self.groups > 1:
@@ -133,7 +146,7 @@ class Conv2D(Layer):
                 epilogue=True) + (pooling if pool is not None else [])
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
-            sample = (1,) + tuple(self.input_shape)  # what a kernel can run depends on the sample, not the batch
+            sample = (1,) + _unpadded(self.input_shape, padding)  # what a kernel runs depends on the sample only
             if self._bind(lambda w: cy.conv2d_max_pool_kernel(sample, w, b, strides, padding, relu, pool)) \
                     is not None:
                 return [Kernel("conv2d+max_pool2d", lambda shape: self._bind(

@@ -18,9 +18,15 @@ class _Depthwise(Layer):
     arguments, shapes and config; each subclass's ``_forward`` runs its convolutions with the bias (and a ReLU)
     fused, and ``lower`` binds them. The activation comes last."""
 
-    #: ``activation``: a ReLU after it fused into its last kernel; ``need_dx``: false for the first layer
-    OPTIONS = ("activation", "need_dx")
+    #: ``activation``: a ReLU after it fused into its last kernel; ``need_dx``: false for the first layer;
+    #: ``padding``: a ZeroPadding2D's pads, folded in (inference programs)
+    OPTIONS = ("activation", "need_dx", "padding")
     fuses_relu = True
+
+    @property
+    def takes_pads(self):
+        """Unpadded and undilated: the depthwise kernel takes a ZeroPadding2D's pads as ``padding``."""
+        return self.padding == "valid" and self.dilation_rate == (1, 1)
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
     ADDED_CONFIG = {"dilation_rate": [1, 1]}
     depthwise_constraint = None
@@ -114,10 +120,10 @@ class DepthwiseConv2D(_Depthwise):
         return z, backprop
 
     def lower(self, lowering, step):
-        cy, dil = lowering.kernels, self.dilation_rate
+        cy, dil, padding = lowering.kernels, self.dilation_rate, step.opts.get("padding", self.padding)
         return lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue: Kernel(
             "depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
-                shape, self.weights["depthwise_kernel"], self.weights.get("bias"), self.strides, self.padding, relu,
+                shape, self.weights["depthwise_kernel"], self.weights.get("bias"), self.strides, padding, relu,
                 dil, **epilogue)), epilogue=True)
 
     def get_config(self):
@@ -168,9 +174,9 @@ class SeparableConv2D(_Depthwise):
         return z, backprop
 
     def lower(self, lowering, step):
-        cy, dil = lowering.kernels, self.dilation_rate
+        cy, dil, padding = lowering.kernels, self.dilation_rate, step.opts.get("padding", self.padding)
         depthwise = Kernel("depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
-            shape, self.weights["depthwise_kernel"], None, self.strides, self.padding, False, dil))
+            shape, self.weights["depthwise_kernel"], None, self.strides, padding, False, dil))
         return [depthwise] + lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue:
                                               Kernel("conv2d", lambda shape: cy.conv2d_kernel(
                                                   shape, self.weights["pointwise_kernel"], self.weights.get("bias"),

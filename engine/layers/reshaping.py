@@ -82,6 +82,10 @@ class ZeroPadding2D(Layer):
         self.data_format = check_choice("channels_last" if data_format is None else data_format, "data_format",
                                         ("channels_last",), "ZeroPadding2D")
 
+    @property
+    def zero_pads(self):
+        return self.padding
+
     def build(self, input_shape):
         self.check_rank(input_shape, 3, "(batch, height, width, channels)")
         super().build(input_shape)
