@@ -3,16 +3,12 @@ raises ``Unsupported`` saying which attribute (or input) is at fault. See :mod:`
 import numpy as np
 from onnx import helper, numpy_helper
 
-from ..activations import SELU_ALPHA, SELU_SCALE
 from ..kernels.geometry import window_1d, window_2d
-from ..layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-                      DepthwiseConv2D, Dropout, ELU, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, LeakyReLU,
-                      MaxPooling2D, ReLU, Rescaling, Reshape, Softmax, ZeroPadding2D)
-from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken, check_finite
-
-
-def _text(value):
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value  # a damaged file's: not UTF-8
+from ..layers import (Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense, DepthwiseConv2D,
+                      Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, ReLU, Rescaling,
+                      Reshape, ZeroPadding2D)
+from .import_activations import clip, elu, gelu, hard_sigmoid, leaky_relu, selu, simple, softmax
+from .values import BROKEN, NCHW, Const, Tensor, Unsupported, _Broken, check_finite, optional_const, text
 
 
 def _image(cx, node, i=0):
@@ -24,12 +20,8 @@ def _image(cx, node, i=0):
     return t
 
 
-def _optional_const(cx, node, i, what):
-    return cx.const(node, i, what) if i < len(node.input) and node.input[i] else None
-
-
 def _auto_pad(attrs):
-    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    auto_pad = text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad == "SAME_LOWER":
         raise Unsupported("auto_pad=SAME_LOWER not supported (dropcore pads as SAME_UPPER, TensorFlow's 'same')")
     if auto_pad not in ("NOTSET", "SAME_UPPER", "VALID"):  # read as NOTSET, it would pad otherwise than ONNX says
@@ -72,7 +64,7 @@ def conv(cx, node, attrs):
     if tuple(attrs.get("kernel_shape", (kh, kw))) != (kh, kw):
         raise Unsupported(f"kernel_shape={list(attrs['kernel_shape'])} disagrees with the weights {list(w.shape)}")
     _auto_pad(attrs)
-    b = _optional_const(cx, node, 2, "bias")
+    b = optional_const(cx, node, 2, "bias")
     x = _image(cx, node)
     h, wd, c = x.st.shape
     if group < 1 or per_group * group != c or out_c % group:
@@ -218,7 +210,7 @@ def gemm(cx, node, attrs):
     if w.ndim != 2:
         raise Unsupported(f"weights of shape {list(w.shape)} (expected a matrix)")
     w = (w.T if attrs.get("transB", 0) else w) * np.float32(attrs.get("alpha", 1.0))
-    c = _optional_const(cx, node, 2, "bias")
+    c = optional_const(cx, node, 2, "bias")
     bias = None
     if c is not None:
         if c.size not in (1, w.shape[1]) or c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1):
@@ -243,83 +235,7 @@ def matmul(cx, node, attrs):
     return _dense(cx, node, x, w, None)
 
 
-# --- element-wise -----------------------------------------------------------------------------------------------
-def _activate(cx, node, act, make_layer):
-    """Activation ``act`` on input 0: inside the layer that produced it when it can take it (a Conv2D or Dense
-    applies it in its kernel's output pass), else a layer (``act`` None: always a layer)."""
-    x = cx.tensor(node, 0)
-    if act is not None and "activation" in x.remake and cx.sole_use(node.input[0]):
-        return x.remake["activation"](act)
-    return Tensor(cx.call(make_layer(cx.layer_name(node)), x.st), x.axes, x.order)
-
-
-def _simple(act, cls=None):
-    return lambda cx, node, attrs: _activate(cx, node, act, lambda n: cls(name=n) if cls else Activation(act, name=n))
-
-
-def softmax(cx, node, attrs):
-    x = cx.tensor(node, 0)
-    rank = len(x.axes)
-    axis = int(attrs.get("axis", -1 if cx.opset >= 13 else 1))
-    a = axis % rank
-    if cx.opset < 13 and a != rank - 1:
-        raise Unsupported(f"axis={axis} not supported at opset {cx.opset} (a softmax over the flattened axes "
-                          f"{a}..{rank - 1})")
-    if x.axes[a] != rank - 1:
-        raise Unsupported(f"axis={axis} not supported (dropcore's softmax is over the channels, its last axis)")
-    return _activate(cx, node, "softmax", lambda n: Softmax(name=n))
-
-
-def selu(cx, node, attrs):
-    alpha, gamma = attrs.get("alpha", 1.67326319217681884765625), attrs.get("gamma", 1.05070102214813232421875)
-    if not (np.isclose(alpha, SELU_ALPHA, rtol=1e-6) and np.isclose(gamma, SELU_SCALE, rtol=1e-6)):
-        raise Unsupported(f"alpha={alpha}, gamma={gamma} not supported (dropcore's selu has alpha={SELU_ALPHA}, "
-                          f"gamma={SELU_SCALE})")
-    return _activate(cx, node, "selu", lambda n: Activation("selu", name=n))
-
-
-def leaky_relu(cx, node, attrs):
-    return _activate(cx, node, None, lambda n: LeakyReLU(float(attrs.get("alpha", 0.01)), name=n))
-
-
-def elu(cx, node, attrs):
-    alpha = float(attrs.get("alpha", 1.0))  # Keras's "elu" string is alpha 1: only that one goes into the producer
-    return _activate(cx, node, "elu" if alpha == 1.0 else None, lambda n: ELU(alpha, name=n))
-
-
-def hard_sigmoid(cx, node, attrs):
-    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-    if not (np.isclose(alpha, 1 / 6, rtol=1e-6) and beta == 0.5):
-        raise Unsupported(f"alpha={alpha}, beta={beta} not supported (dropcore's hard_sigmoid is Keras 3's and "
-                          f"PyTorch's: alpha=1/6, beta=0.5)")
-    return _activate(cx, node, "hard_sigmoid", lambda n: Activation("hard_sigmoid", name=n))
-
-
-def gelu(cx, node, attrs):
-    approximate = _text(attrs.get("approximate", "none"))
-    if approximate != "none":
-        raise Unsupported(f"approximate={approximate!r} not supported (Keras's 'gelu' activation, the one a layer "
-                          f"takes by name, is the exact erf form: approximate='none')")
-    return _activate(cx, node, "gelu", lambda n: Activation("gelu", name=n))
-
-
-def clip(cx, node, attrs):
-    """``Clip(x, 0, max)``: relu6 for a maximum of 6 (PyTorch's ``ReLU6``), ReLU without one, else Keras's
-    ``ReLU(max_value=max)``."""
-    if cx.opset >= 11:
-        lo, hi = _optional_const(cx, node, 1, "min"), _optional_const(cx, node, 2, "max")
-        lo, hi = (None if v is None else float(np.asarray(v).reshape(())) for v in (lo, hi))
-    else:
-        lo, hi = attrs.get("min"), attrs.get("max")
-    if lo != 0.0 or (hi is not None and not hi >= 0.0):
-        raise Unsupported(f"min={lo}, max={hi} not supported (a clip from 0 to a maximum >= 0 or none: a ReLU)")
-    if hi is None or hi == np.inf:
-        return _activate(cx, node, "relu", lambda n: ReLU(name=n))
-    if hi == 6.0:
-        return _activate(cx, node, "relu6", lambda n: Activation("relu6", name=n))
-    return _activate(cx, node, None, lambda n: ReLU(max_value=hi, name=n))
-
-
+# --- arithmetic -------------------------------------------------------------------------------------------------
 def _channel_values(t, c):
     """Constant ``c`` broadcast on ``t``: a float, or one value per channel (dropcore's last axis), as Rescaling
     takes them."""
@@ -491,7 +407,7 @@ def concat(cx, node, attrs):
 
 
 def pad(cx, node, attrs):
-    mode = _text(attrs.get("mode", "constant"))
+    mode = text(attrs.get("mode", "constant"))
     if mode != "constant":
         raise Unsupported(f"mode={mode} not supported (zero padding only)")
     if cx.opset >= 11:
@@ -604,9 +520,9 @@ CONVERTERS = {
     "GlobalAveragePool": _global_avg, "GlobalMaxPool": _global_max,
     "ReduceMean": _reduce(_global_avg), "ReduceMax": _reduce(_global_max),
     "BatchNormalization": batch_norm, "Gemm": gemm, "MatMul": matmul,
-    "Relu": _simple("relu", ReLU), "Sigmoid": _simple("sigmoid"), "Tanh": _simple("tanh"), "Softmax": softmax,
+    "Relu": simple("relu", ReLU), "Sigmoid": simple("sigmoid"), "Tanh": simple("tanh"), "Softmax": softmax,
     "Selu": selu, "LeakyRelu": leaky_relu, "Elu": elu, "HardSigmoid": hard_sigmoid, "Gelu": gelu, "Clip": clip,
-    "HardSwish": _simple("hard_swish"), "Softplus": _simple("softplus"),
+    "HardSwish": simple("hard_swish"), "Softplus": simple("softplus"),
     "Add": _arith("Add"), "Sub": _arith("Sub"), "Mul": _arith("Mul"), "Div": _arith("Div"), "Sum": sum_,
     "Flatten": flatten, "Reshape": reshape, "Transpose": transpose, "Gather": gather, "Concat": concat, "Pad": pad,
     "Dropout": dropout, "Identity": identity, "Constant": constant,

@@ -92,3 +92,13 @@ def check_finite(array, what):
         raise Unsupported(f"{what} holds {len(bad)} non-finite value{'s' if len(bad) > 1 else ''} "
                           f"({array[tuple(bad[0])]} at index {tuple(int(i) for i in bad[0])}); expected finite "
                           f"numbers")
+
+
+def text(value):
+    """A string attribute as text (a damaged file's bytes need not be UTF-8: replaced, never an error)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def optional_const(cx, node, i, what):
+    """Input ``i`` of ``node`` as a constant, or ``None`` where the node leaves that optional input out."""
+    return cx.const(node, i, what) if i < len(node.input) and node.input[i] else None
