@@ -467,6 +467,9 @@ def unsqueeze(cx, node, attrs):
         raise Unsupported("Unsqueeze of a computed tensor not supported (shape arithmetic only)")
     out = v.array
     rank = out.ndim + len(axes)
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise Unsupported(f"axes={axes} on the constant '{node.input[0]}' of shape {list(out.shape)}: expected "
+                          f"distinct axes of the rank-{rank} result")
     for a in sorted(a % rank for a in axes):
         out = np.expand_dims(out, a)
     return Const(out)
@@ -478,7 +481,11 @@ def squeeze(cx, node, attrs):
         raise _Broken()
     if not isinstance(v, Const):
         raise Unsupported("Squeeze of a computed tensor not supported (shape arithmetic only)")
-    return Const(np.squeeze(v.array, axis=tuple(a % v.array.ndim for a in axes) if axes else None))
+    shape = v.array.shape
+    if any(not -len(shape) <= a < len(shape) or shape[a] != 1 for a in axes):
+        raise Unsupported(f"axes={axes} on the constant '{node.input[0]}' of shape {list(shape)}: expected axes of "
+                          f"it, each of size 1")
+    return Const(np.squeeze(v.array, axis=tuple(a % len(shape) for a in axes) if axes else None))
 
 
 # --- the rest ---------------------------------------------------------------------------------------------------

@@ -154,11 +154,11 @@ def extreme_constants(data):
 
 
 def judge(y, references, agree=True):
-    """Raise :class:`Finding` unless dropcore's ``y`` is finite (or ONNX Runtime's is not either) and, with
-    ``agree``, agrees with one of ONNX Runtime's ``references`` (one per input layout that fits; ``None``: it
-    refused the file)."""
+    """Raise :class:`Finding` unless dropcore's ``y`` is finite (or ONNX Runtime's is not either, or, when it
+    refused the file, ``agree`` is false: extreme constants) and, with ``agree``, agrees with one of ONNX Runtime's
+    ``references`` (one per input layout that fits; ``None``: it refused the file)."""
     if references is None:
-        if not np.isfinite(y).all():
+        if agree and not np.isfinite(y).all():  # extreme constants: the file's own arithmetic may overflow
             raise Finding(f"non-finite predictions ({np.count_nonzero(~np.isfinite(y))} of {y.size}) from a model "
                           f"ONNX Runtime refuses")
         return
