@@ -24,6 +24,10 @@ case; the tests and benchmarks follow.
 import inspect
 from collections import namedtuple
 
+# The one way a layer keys its random stream (``dropout_key(seed, step, layer)``): the dropout family's ops draw
+# every mask and noise value from it (``kernels/README.md``, "Dropout randomness").
+from .reference.rng import dropout_key  # noqa: F401
+
 Op = namedtuple("Op", "name family params inference case bound")
 
 _REQUIRED = object()
@@ -31,7 +35,7 @@ _REQUIRED = object()
 #: Every kernel set that implements the whole contract (``dropcore.ops.NAMES``).
 SETS = ("reference", "numba", "cython")
 
-FAMILIES = ("conv", "depthwise", "pool", "activation", "dense", "norm", "loss")
+FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss")
 
 
 class Case(namedtuple("Case", "args grad_of wrt tol")):
@@ -177,19 +181,19 @@ OPS = (
     _op("relu", "activation", ("x",), Case(x=normal(*_IMG)), inference=True,
         bound=bind("activation_kernel", name="relu")),
     _op("relu_backward", "activation", ("dy", "y"), Case(grad_of="relu", wrt=("x",), dy=DY, y=out(0))),
-    _op("dropout", "activation", ("x", "rate", "key", ("per_channel", False), ("offset", 0)),
+    _op("dropout", "dropout", ("x", "rate", "key", ("per_channel", False), ("offset", 0)),
         Case(x=normal(*_IMG), rate=0.3, key=KEY, offset=5), inference=True,
         bound=bind("dropout_kernel", after=("key", "offset"))),
-    _op("dropout_backward", "activation", ("dy", "rate", "key", ("per_channel", False), ("offset", 0)),
+    _op("dropout_backward", "dropout", ("dy", "rate", "key", ("per_channel", False), ("offset", 0)),
         Case(grad_of="dropout", wrt=("x",), dy=DY, rate=fwd("rate"), key=fwd("key"), offset=fwd("offset"))),
-    _op("dropout_mask", "activation", ("noise_shape", "rate", "key", ("offset", 0)),
+    _op("dropout_mask", "dropout", ("noise_shape", "rate", "key", ("offset", 0)),
         Case(noise_shape=(2, 1, 1, 8), rate=0.5, key=KEY), inference=True),
-    _op("gaussian_noise", "activation", ("shape", "key", ("offset", 0)),
+    _op("gaussian_noise", "dropout", ("shape", "key", ("offset", 0)),
         Case(shape=(3, 5, 7), key=KEY, offset=11, tol=(1e-6, 1e-6))),
-    _op("relu_dropout", "activation", ("x", "rate", "key", ("per_channel", False), ("offset", 0)),
+    _op("relu_dropout", "dropout", ("x", "rate", "key", ("per_channel", False), ("offset", 0)),
         Case(x=normal(*_IMG), rate=0.5, key=KEY, per_channel=True), inference=True,
         bound=bind("dropout_kernel", after=("key",), relu=True)),
-    _op("relu_dropout_backward", "activation", ("dy", "y", "rate"),
+    _op("relu_dropout_backward", "dropout", ("dy", "y", "rate"),
         Case(grad_of="relu_dropout", wrt=("x",), dy=DY, y=out(0), rate=fwd("rate"))),
     _op("softmax", "activation", ("x",), Case(x=normal(6, 10)), inference=True,
         bound=bind("activation_kernel", name="softmax")),

@@ -17,7 +17,8 @@ from .compiled import gemm as _gemm
 from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
-from .reference.activation import CODES, dropout_scale
+from .reference.activation import CODES
+from .reference.dropout import dropout_scale
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)

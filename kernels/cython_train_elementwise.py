@@ -18,7 +18,8 @@ import numpy as np
 from .compiled import elementwise as _ew
 from .compiled import pool as _pool
 from .geometry import window_2d
-from .reference.activation import CODES, dropout_scale
+from .reference.activation import CODES
+from .reference.dropout import dropout_scale
 from .reference.rng import keep_threshold
 
 _F32 = np.float32

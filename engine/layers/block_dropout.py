@@ -25,7 +25,7 @@ padded positions never win and do not count in ``n``. Monte-Carlo dropout sample
 import numpy as np
 
 from ..kernels.geometry import window_2d
-from ..kernels.reference.rng import dropout_key
+from ..kernels.contract import dropout_key
 from ..validation import check_int
 from .base import Layer
 from .dropout import _check_rate, _check_seed

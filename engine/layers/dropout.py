@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from ..kernels.reference.rng import dropout_key
+from ..kernels.contract import dropout_key
 from ..lowering import Kernel, activation_kernels
 from ..validation import check_float, check_int, invalid
 from .base import Layer

@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from ..activations import SELU_ALPHA, SELU_SCALE
-from ..kernels.reference.activation import noise_shape as channel_noise_shape
-from ..kernels.reference.rng import dropout_key
+from ..kernels.contract import dropout_key
+from ..kernels.reference.dropout import noise_shape as channel_noise_shape
 from ..validation import check_float
 from .base import Layer
 from .dropout import Dropout, _check_rate, _check_seed

@@ -5,6 +5,7 @@ import pytest
 cy = pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
 
 from dropcore.kernels import activation as nb_act  # noqa: E402
+from dropcore.kernels import dropout as nb_drop  # noqa: E402
 from dropcore.kernels import conv as nb_conv  # noqa: E402
 from dropcore.kernels import dense as nb_dense  # noqa: E402
 from dropcore.kernels import norm as nb_norm  # noqa: E402
@@ -12,6 +13,7 @@ from dropcore.kernels import pool as nb_pool  # noqa: E402
 from dropcore.kernels.geometry import conv_path, winograd_pays  # noqa: E402
 from dropcore.kernels.threads import threads  # noqa: E402
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
+from dropcore.kernels.reference import dropout as ref_drop  # noqa: E402
 from dropcore.kernels.reference import conv as ref_conv  # noqa: E402
 from dropcore.kernels.reference import dense as ref_dense  # noqa: E402
 from dropcore.kernels.reference import norm as ref_norm  # noqa: E402
@@ -241,13 +243,13 @@ def test_dropout_masks_bit_identical(shape, rate, per_channel):
     x, key = _rand(*shape), dropout_key(11, 2, 1)
     for fn in ("dropout", "relu_dropout"):
         y = getattr(cy, fn)(x, rate, key, per_channel)
-        np.testing.assert_array_equal(y, getattr(ref_act, fn)(x, rate, key, per_channel))
-        np.testing.assert_array_equal(y, getattr(nb_act, fn)(x, rate, key, per_channel))
+        np.testing.assert_array_equal(y, getattr(ref_drop, fn)(x, rate, key, per_channel))
+        np.testing.assert_array_equal(y, getattr(nb_drop, fn)(x, rate, key, per_channel))
 
 
 def test_dropout_mask_general_noise_shape():
     key = dropout_key(5, 0, 2)
-    np.testing.assert_array_equal(cy.dropout_mask((3, 1, 4, 2), 0.3, key), ref_act.dropout_mask((3, 1, 4, 2), 0.3, key))
+    np.testing.assert_array_equal(cy.dropout_mask((3, 1, 4, 2), 0.3, key), ref_drop.dropout_mask((3, 1, 4, 2), 0.3, key))
 
 
 def test_relu_softmax_sigmoid():

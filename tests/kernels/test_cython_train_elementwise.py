@@ -15,6 +15,7 @@ cy = pytest.importorskip("dropcore.kernels.cython_train_elementwise",
 from dropcore.kernels import contract  # noqa: E402
 from dropcore.kernels import cython_ops  # noqa: E402,F401  (caps the extensions' OpenMP, as in the engine)
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
+from dropcore.kernels.reference import dropout as ref_drop  # noqa: E402
 from dropcore.kernels.reference import loss as ref_loss  # noqa: E402
 from dropcore.kernels.reference import norm as ref_norm  # noqa: E402
 from dropcore.kernels.reference import pool as ref_pool  # noqa: E402
@@ -69,7 +70,7 @@ def test_elementwise_backwards_bit_identical_to_reference(shape):
     np.testing.assert_array_equal(dx, ref_act.relu_backward(dy, y))
     for rate in (0.25, 0.5):
         np.testing.assert_array_equal(cy.relu_dropout_backward(dy, y, rate),
-                                      ref_act.relu_dropout_backward(dy, y, rate))
+                                      ref_drop.relu_dropout_backward(dy, y, rate))
     s = ref_act.sigmoid(x)
     np.testing.assert_array_equal(cy.sigmoid_backward(dy, s), ref_act.sigmoid_backward(dy, s))
 
@@ -94,9 +95,9 @@ def test_dropout_backward_bit_identical_to_reference(shape, per_channel):
     for rate in (0.3, 0.9):
         dx = cy.dropout_backward(dy, rate, KEY, per_channel)
         _assert_f32(dx, shape)
-        np.testing.assert_array_equal(dx, ref_act.dropout_backward(dy, rate, KEY, per_channel))
+        np.testing.assert_array_equal(dx, ref_drop.dropout_backward(dy, rate, KEY, per_channel))
     # The mask is the reference's dropout_mask of the noise shape, times dy.
-    mask = ref_act.dropout_mask(ref_act.noise_shape(shape, per_channel), 0.3, KEY)
+    mask = ref_drop.dropout_mask(ref_drop.noise_shape(shape, per_channel), 0.3, KEY)
     np.testing.assert_array_equal(cy.dropout_backward(np.ones(shape, np.float32), 0.3, KEY, per_channel),
                                   np.broadcast_to(mask, shape))
 
@@ -109,7 +110,7 @@ def test_dropout_backward_offset_is_the_whole_calls_mask(per_channel):
     for k in (1, 4, 8):
         got = cy.dropout_backward(dy[k:], 0.4, KEY, per_channel, offset=k * per_row)
         np.testing.assert_array_equal(got, whole[k:])
-        np.testing.assert_array_equal(got, ref_act.dropout_backward(dy[k:], 0.4, KEY, per_channel, k * per_row))
+        np.testing.assert_array_equal(got, ref_drop.dropout_backward(dy[k:], 0.4, KEY, per_channel, k * per_row))
     assert not np.array_equal(cy.dropout_backward(dy[4:], 0.4, KEY, per_channel), whole[4:])
 
 
@@ -118,7 +119,7 @@ def test_dropout_backward_offset_keeps_the_low_32_bits():
     dy = _x((3, 1000), 15)
     for offset in (2**32 - 1500, 2**32 + 7, 3 * 2**32 + 5):
         got = cy.dropout_backward(dy, 0.5, KEY, offset=offset)
-        np.testing.assert_array_equal(got, ref_act.dropout_backward(dy, 0.5, KEY, offset=offset))
+        np.testing.assert_array_equal(got, ref_drop.dropout_backward(dy, 0.5, KEY, offset=offset))
         np.testing.assert_array_equal(got, cy.dropout_backward(dy, 0.5, KEY, offset=offset % 2**32))
 
 
@@ -152,7 +153,7 @@ def _assert_within_float32_rounding(a, b):
 def test_gaussian_noise_equals_the_reference(shape, offset):
     z = cy.gaussian_noise(shape, KEY, offset)
     _assert_f32(z, shape)
-    _assert_within_float32_rounding(z, ref_act.gaussian_noise(shape, KEY, offset))
+    _assert_within_float32_rounding(z, ref_drop.gaussian_noise(shape, KEY, offset))
 
 
 def test_gaussian_noise_is_box_muller_on_hash_pairs():
@@ -189,7 +190,7 @@ def test_activation_nan_propagates():
     dy = np.array([[np.nan, np.nan, 3.0, 4.0]], np.float32)
     # relu: a NaN gradient passes where y > 0; a NaN output passes nothing (the reference's np.where)
     for got, want in ((cy.relu_backward(dy, y), ref_act.relu_backward(dy, y)),
-                      (cy.relu_dropout_backward(dy, y, 0.5), ref_act.relu_dropout_backward(dy, y, 0.5))):
+                      (cy.relu_dropout_backward(dy, y, 0.5), ref_drop.relu_dropout_backward(dy, y, 0.5))):
         np.testing.assert_array_equal(got, want)
         assert np.isnan(got[0, 0])
     s = np.array([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]], np.float32)
@@ -198,7 +199,7 @@ def test_activation_nan_propagates():
     assert np.isnan(got[0]).all() and np.isfinite(got[1]).all()  # a row's NaN reaches its row only
     assert np.isnan(cy.sigmoid_backward(ds, s)[0, 0]) and np.isnan(cy.sigmoid_backward(s, ds)[0, 0])
     # dropout: a NaN gradient of a kept unit passes (element 0 is kept by this stream at rate 0.5)
-    key = next(k for k in (dropout_key(s, 0, 0) for s in range(100)) if ref_act.dropout_mask((1,), 0.5, k)[0])
+    key = next(k for k in (dropout_key(s, 0, 0) for s in range(100)) if ref_drop.dropout_mask((1,), 0.5, k)[0])
     for pc in (False, True):
         assert np.isnan(cy.dropout_backward(np.full((1, 1, 1, 3), np.nan, np.float32), 0.5, key, pc)[0, 0, 0, 0])
 

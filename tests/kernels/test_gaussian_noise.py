@@ -7,8 +7,8 @@ import numba
 import numpy as np
 import pytest
 
-from dropcore.kernels import activation as act
-from dropcore.kernels.reference import activation as ref
+from dropcore.kernels import dropout as nb_drop
+from dropcore.kernels.reference import dropout as ref_drop
 from dropcore.kernels.reference.rng import dropout_key, random_bits
 from dropcore.kernels.threads import threads
 from dropcore.ops import get_ops
@@ -26,14 +26,14 @@ def _assert_within_float32_rounding(a, b):
 
 @pytest.mark.parametrize("shape, offset", [((1,), 0), ((7, 5, 3), 0), ((300, 1000), 12345), ((3, 4), 2**31 - 5)])
 def test_numba_equals_the_reference(shape, offset):
-    _assert_within_float32_rounding(act.gaussian_noise(shape, KEY, offset), ref.gaussian_noise(shape, KEY, offset))
+    _assert_within_float32_rounding(nb_drop.gaussian_noise(shape, KEY, offset), ref_drop.gaussian_noise(shape, KEY, offset))
 
 
 def test_does_not_depend_on_the_thread_count():
     results = []
     for n in (1, 2):
         with threads(min(n, numba.config.NUMBA_NUM_THREADS)):
-            results.append(act.gaussian_noise((40, 3000), KEY, 7))
+            results.append(nb_drop.gaussian_noise((40, 3000), KEY, 7))
     np.testing.assert_array_equal(results[0], results[1])
 
 
@@ -50,7 +50,7 @@ def test_a_slice_with_its_offset_draws_the_whole_calls_noise(name):
 
 
 def test_the_reference_is_box_muller_on_hash_pairs():
-    z = ref.gaussian_noise((6,), KEY, offset=3)
+    z = ref_drop.gaussian_noise((6,), KEY, offset=3)
     bits = random_bits(20, KEY)
     for i in range(6):
         j = 3 + i
@@ -58,7 +58,7 @@ def test_the_reference_is_box_muller_on_hash_pairs():
         assert z[i] == np.float32(math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2))
 
 
-@pytest.mark.parametrize("impl", [act, ref], ids=["numba", "reference"])
+@pytest.mark.parametrize("impl", [nb_drop, ref_drop], ids=["numba", "reference"])
 def test_is_standard_normal(impl):
     n = 1 << 20
     z = impl.gaussian_noise((n,), dropout_key(5, 0, 1)).astype(np.float64)

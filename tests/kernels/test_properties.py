@@ -3,10 +3,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropcore.kernels import activation, conv, pool
+from dropcore.kernels import conv, pool
+from dropcore.kernels import dropout as dropout_kernels
 from dropcore.kernels.geometry import window_2d
-from dropcore.kernels.reference import activation as ref_activation
 from dropcore.kernels.reference import conv as ref_conv
+from dropcore.kernels.reference import dropout as ref_dropout
 from dropcore.kernels.reference import pool as ref_pool
 from dropcore.kernels.reference.rng import dropout_key
 
@@ -72,7 +73,7 @@ def test_pools_match_reference(case):
 def test_dropout_masks_match_reference(shape, rate, per_channel, seed, step):
     x = np.random.default_rng(seed % 1000).normal(size=shape).astype(np.float32)
     key = dropout_key(seed, step, 3)
-    np.testing.assert_array_equal(activation.dropout(x, rate, key, per_channel),
-                                  ref_activation.dropout(x, rate, key, per_channel))
-    np.testing.assert_array_equal(activation.relu_dropout(x, rate, key, per_channel),
-                                  ref_activation.relu_dropout(x, rate, key, per_channel))
+    np.testing.assert_array_equal(dropout_kernels.dropout(x, rate, key, per_channel),
+                                  ref_dropout.dropout(x, rate, key, per_channel))
+    np.testing.assert_array_equal(dropout_kernels.relu_dropout(x, rate, key, per_channel),
+                                  ref_dropout.relu_dropout(x, rate, key, per_channel))
