@@ -150,3 +150,21 @@ def stop(server):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def build_model(name):
+    """``(model, sample shape)``: the zoo's "mnist_cnn" and "cifar_cnn", or "small" (the serving tests' 10x10x1 conv
+    net with dropout: the prediction is a small part of a request, so its numbers are the server's own cost)."""
+    import dropcore
+    from dropcore import zoo
+    from dropcore.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+
+    dropcore.set_random_seed(0)
+    if name == "cifar_cnn":
+        return zoo.build("cifar_cnn", (32, 32, 3), 10), (32, 32, 3)
+    if name == "mnist_cnn":
+        return zoo.build("mnist_cnn", (28, 28, 1), 10), (28, 28, 1)
+    if name != "small":
+        raise ValueError(f"--models: expected small, mnist_cnn or cifar_cnn, received {name!r}")
+    return dropcore.Sequential([Input((10, 10, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Dropout(0.3),
+                                Flatten(), Dense(3, activation="softmax")], name="small"), (10, 10, 1)

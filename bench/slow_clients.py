@@ -113,7 +113,7 @@ def bench_modes(workdir, log, slow=32, seconds=10.0):
 
     import dropcore
 
-    from .serve import build_model
+    from .serve_load import build_model
 
     path = os.path.join(workdir, "slow-clients-small.dropcore")
     dropcore.save_model(build_model("small")[0], path)

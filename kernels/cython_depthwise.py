@@ -14,6 +14,7 @@ import numpy as np
 from .blocking import BACKWARD_CHUNKS
 from .compiled import depthwise as _dw
 from .geometry import window_2d
+from .reference.activation import epilogue as _epilogue
 from .reference.depthwise import dilated_size
 
 _F32 = np.dtype(np.float32)
@@ -55,7 +56,6 @@ def depthwise_conv2d_kernel(x_shape, w, b, strides, padding, relu=False, dilatio
     inputs of ``x_shape``. ``w`` and ``b`` are read by reference (a program bound to a model that trains follows
     its in-place updates). ``activation`` (as ``cython_ops.conv2d_kernel``'s: ReLU6 after MobileNet's depthwise
     layers) is applied to each output row right after it is written, with the bits of the stand-alone op."""
-    from .cython_ops import _epilogue  # cython_ops imports this module at its end
 
     w = _check(x_shape, w, b)
     n, _, _, c = x_shape

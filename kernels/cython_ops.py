@@ -17,7 +17,7 @@ from .compiled import gemm as _gemm
 from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
-from .reference.activation import CODES
+from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
 from .reference.dropout import dropout_scale
 from .reference.rng import keep_threshold
 
@@ -59,18 +59,6 @@ def _winograd(w):
         return u
 
     return transform
-
-
-#: The parameter an activation of ``_act.h`` takes, and its default (Keras's): ``alpha`` of the bound kernels.
-ACTIVATION_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
-
-
-def _epilogue(activation, alpha):
-    """``(relu, code, alpha)`` for a kernel's output pass: ReLU as its own flag (the kernels' fastest form), any
-    other activation of ``_act.h`` by its code, applied to each block of outputs right after it is written."""
-    if activation in (None, "linear", "relu"):
-        return activation == "relu", 0, 0.0
-    return False, CODES[activation], float(ACTIVATION_ALPHA.get(activation, 0.0) if alpha is None else alpha)
 
 
 # --- bound kernels: the call a layer makes, with its geometry worked out once, filling preallocated outputs -------

@@ -1,5 +1,4 @@
 """The 2-D convolution layer (channels-last, Keras kernel layout ``(kh, kw, in, out)``), dilated or not."""
-import numpy as np
 
 from .. import activations, constraints, initializers
 from ..lowering import Kernel
@@ -26,17 +25,6 @@ def window_config(layer):
     """The config entries of the arguments :func:`window_options` checks."""
     return {"kernel_size": list(layer.kernel_size), "strides": list(layer.strides), "padding": layer.padding,
             "activation": layer.activation, "use_bias": layer.use_bias}
-
-
-def dilated(w, rate):
-    """The effective kernel of a dilated convolution: ``w``'s taps ``rate`` apart, zeros between, so that an
-    ordinary convolution with it is the dilated one. ``w`` itself (no copy) at rate ``(1, 1)``."""
-    if rate == (1, 1):
-        return w
-    (kh, kw), (dh, dw) = w.shape[:2], rate
-    eff = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + w.shape[2:], dtype=w.dtype)
-    eff[::dh, ::dw] = w
-    return eff
 
 
 def _unpadded(shape, padding):

@@ -114,3 +114,14 @@ def bind(cy, shape, w, b, rate, padding, relu, **epilogue):
         geo.merge(zp, y)
 
     return run, (n, geo.oh, geo.ow, w.shape[3])
+
+
+def dilated(w, rate):
+    """The effective kernel of a dilated convolution: ``w``'s taps ``rate`` apart, zeros between, so that an
+    ordinary convolution with it is the dilated one. ``w`` itself (no copy) at rate ``(1, 1)``."""
+    if rate == (1, 1):
+        return w
+    (kh, kw), (dh, dw) = w.shape[:2], rate
+    eff = np.zeros(((kh - 1) * dh + 1, (kw - 1) * dw + 1) + w.shape[2:], dtype=w.dtype)
+    eff[::dh, ::dw] = w
+    return eff

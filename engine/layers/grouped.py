@@ -14,6 +14,7 @@ import numpy as np
 
 from ..lowering import Kernel
 from .core import lower_activation
+from .dilation import dilated
 
 _F32 = np.float32
 
@@ -34,7 +35,6 @@ def forward(layer, ops, x, relu, need_dx):
     """``(z, backprop)`` of the grouped convolution of ``layer`` on ``x``, the bias and (with ``relu``) ReLU fused;
     ``backprop(dz) -> (dx, dw, db)`` with ``dw`` in the layer's kernel shape (``dz`` taken before the ReLU's mask:
     the kernels apply it)."""
-    from .conv import dilated  # conv imports this module
 
     w, b, rate = layer.weights["kernel"], layer.weights.get("bias"), layer.dilation_rate
     strides, padding, has_bias, cin = layer.strides, layer.padding, layer.use_bias, x.shape[3]

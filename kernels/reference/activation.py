@@ -185,3 +185,15 @@ def clipped_relu_backward(dy, x, max_value=None, negative_slope=0.0, threshold=0
     hi = np.inf if max_value is None else max_value
     inside = np.where(x < hi, _const(x, 1), _const(x, 0))
     return dy * np.where(x > threshold, inside, _const(x, negative_slope))
+
+
+#: The parameter an activation of ``_act.h`` takes, and its default (Keras's): ``alpha`` of the bound kernels.
+ACTIVATION_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
+
+
+def epilogue(activation, alpha):
+    """``(relu, code, alpha)`` for a kernel's output pass: ReLU as its own flag (the kernels' fastest form), any
+    other activation of ``_act.h`` by its code, applied to each block of outputs right after it is written."""
+    if activation in (None, "linear", "relu"):
+        return activation == "relu", 0, 0.0
+    return False, CODES[activation], float(ACTIVATION_ALPHA.get(activation, 0.0) if alpha is None else alpha)

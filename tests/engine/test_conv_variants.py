@@ -14,7 +14,7 @@ from dropcore.constraints import MaxNorm
 from dropcore.layers import (Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, Input, MaxPooling2D,
                              SeparableConv2D)
 from dropcore.layers.base import Context
-from dropcore.layers.conv import dilated
+from dropcore.layers.dilation import dilated
 from dropcore.inference import predict_outputs
 from dropcore.ops import get_ops
 from dropcore.testing import (assert_predictor_matches, assert_trains_like_reference, assert_weight_gradients,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dropcore.layers import dilation
-from dropcore.layers.conv import dilated
+from dropcore.layers.dilation import dilated
 from dropcore.ops import get_ops
 
 # (N, H, W, C, kernel, F, rate, padding): odd sizes, both paddings, rates 2, 3 and mixed, outputs that do not fill
