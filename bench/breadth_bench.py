@@ -4,7 +4,8 @@ Per model: latency at batch 1 (dropcore's ``Predictor``, the inference object as
 against that session on the same ONNX file), inference throughput at batch 64 (against ONNX Runtime) and a training
 step at batch 64 (``Model.train_on_batch``: forward + backward + SGD with momentum, against PyTorch training the
 module the file was exported from), and the geometric mean of each ratio. A Predictor's weights are read-only, so
-its program folds batch norms once; ``Model.predict`` on a model that may train derives them before each call. Each engine runs in processes of its own with the same thread count (``bench.measure``'s rule), in
+its program folds batch norms once; ``Model.predict`` on a model that may train derives them before each call. Each
+engine runs in processes of its own with the same thread count (``bench.measure``'s rule), in
 ``rounds`` rounds alternating their order; each metric keeps its best round's median.
 """
 import math

@@ -2,7 +2,8 @@
 
 At batch 1 a prediction is mostly fixed costs (Python per call, each kernel's start-up, reading every weight once
 per call); many callers each predicting one sample pay them many times. A BatchingPredictor queues the callers'
-samples, and a runner thread (or several) takes up to ``max_batch`` rows that arrived within ``max_delay_ms`` of the first,
+samples, and a runner thread (or several) takes up to ``max_batch`` rows that arrived within ``max_delay_ms`` of the
+first,
 runs them as one batch and hands each caller its own rows.
 
 Answers are identical (bit for bit) to :meth:`dropcore.Predictor.predict` on the caller's samples alone:

@@ -3,7 +3,8 @@
 Each rule looks at a step and its sole consumer (fusion only happens where the intermediate value has exactly one
 consumer and is not the model's output) and asks the layers what they can do (``fuses_relu``, ``absorbs_relu``,
 ``pure_activation``, ``fusable_pool``: see ``layers/base.py``; ``channel_affine``, ``residual_sum`` and
-``folding.folded_weight`` for the inference-only folds of ``dropcore.folding``), never which class they are. The training lowering
+``folding.folded_weight`` for the inference-only folds of ``dropcore.folding``), never which class they are. The
+training lowering
 and the inference lowering each apply their own list, in order.
 """
 from collections import namedtuple
@@ -126,7 +127,8 @@ PADS_INTO_CONV = Rule("zero_pad->conv (pads)", lambda s: s.layer.zero_pads is no
 #: convolution before them.
 TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT, POOL_INTO_CONV_TRAINING)
 #: Inference (dropout is the identity, or a Monte-Carlo kernel of its own): zero paddings into the convolution
-#: after them, batch norms folded into the kernel before them, then residual adds into the convolution before them, ReLUs into the kernel before them (a residual
+#: after them, batch norms folded into the kernel before them, then residual adds into the convolution before them,
+#: ReLUs into the kernel before them (a residual
 #: step's included), max poolings into the convolution before them, then the other activations into the kernel.
 #: Not fused, measured on the breadth models (bench/breadth.py, @64, one thread): a global average pooling ending a
 #: block (0.3% of resnet8's inference, 0.6% of mobilenet's: nothing to win); a Concatenate as branches writing into

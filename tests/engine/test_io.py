@@ -317,7 +317,8 @@ BAD_EDITS = {
     "layer-class": (lambda d: layer(d, 1).update(class_name="Lambda"), r"layer 1 \('flatten.*'\): unknown layer "
                                                                        r"class 'Lambda'"),
     "module-path": (lambda d: layer(d, 1).update(class_name="os.system"), r"unknown layer class 'os.system'"),
-    "config-key": (lambda d: layer(d, 0)["config"].update(bias_groups=2), r"'conv'.*unknown key\(s\) \['bias_groups'\]"),
+    "config-key": (lambda d: layer(d, 0)["config"].update(bias_groups=2),
+                   r"'conv'.*unknown key\(s\) \['bias_groups'\]"),
     "config-missing": (lambda d: layer(d, 0)["config"].pop("padding"), r"missing the key\(s\) \['padding'\]"),
     "not-exact": (lambda d: layer(d, 3)["config"].update(activation="SOFTMAX"), r"does not rebuild exactly"),
     "bad-value": (lambda d: layer(d, 2)["config"].update(rate=1.5), r"invalid Dropout config: .*`rate`"),

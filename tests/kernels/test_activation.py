@@ -87,7 +87,8 @@ def test_rate_zero_is_identity(impl):
 
 def test_different_keys_give_different_masks():
     shape = (64, 64)
-    masks = [nb_drop.dropout_mask(shape, 0.5, rng.dropout_key(*k)) for k in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]]
+    masks = [nb_drop.dropout_mask(shape, 0.5, rng.dropout_key(*k))
+             for k in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]]
     for i in range(len(masks)):
         for j in range(i):
             # Independent masks at rate 0.5 differ on about half the elements.
@@ -147,7 +148,8 @@ def test_numba_elementwise_and_softmax_match_reference(shape):
     np.testing.assert_array_equal(act.relu(x), ref.relu(x))
     y = ref.relu(x)
     np.testing.assert_array_equal(act.relu_backward(dy, y), ref.relu_backward(dy, y))
-    np.testing.assert_array_equal(nb_drop.relu_dropout_backward(dy, y, 0.25), ref_drop.relu_dropout_backward(dy, y, 0.25))
+    np.testing.assert_array_equal(nb_drop.relu_dropout_backward(dy, y, 0.25),
+                                  ref_drop.relu_dropout_backward(dy, y, 0.25))
     for fwd in ("sigmoid", "softmax"):
         y = getattr(ref, fwd)(x)
         np.testing.assert_allclose(getattr(act, fwd)(x), y, **TOL, err_msg=fwd)

@@ -249,7 +249,8 @@ def test_dropout_masks_bit_identical(shape, rate, per_channel):
 
 def test_dropout_mask_general_noise_shape():
     key = dropout_key(5, 0, 2)
-    np.testing.assert_array_equal(cy.dropout_mask((3, 1, 4, 2), 0.3, key), ref_drop.dropout_mask((3, 1, 4, 2), 0.3, key))
+    np.testing.assert_array_equal(cy.dropout_mask((3, 1, 4, 2), 0.3, key),
+                                  ref_drop.dropout_mask((3, 1, 4, 2), 0.3, key))
 
 
 def test_relu_softmax_sigmoid():

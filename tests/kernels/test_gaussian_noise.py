@@ -26,7 +26,8 @@ def _assert_within_float32_rounding(a, b):
 
 @pytest.mark.parametrize("shape, offset", [((1,), 0), ((7, 5, 3), 0), ((300, 1000), 12345), ((3, 4), 2**31 - 5)])
 def test_numba_equals_the_reference(shape, offset):
-    _assert_within_float32_rounding(nb_drop.gaussian_noise(shape, KEY, offset), ref_drop.gaussian_noise(shape, KEY, offset))
+    _assert_within_float32_rounding(nb_drop.gaussian_noise(shape, KEY, offset),
+                                    ref_drop.gaussian_noise(shape, KEY, offset))
 
 
 def test_does_not_depend_on_the_thread_count():

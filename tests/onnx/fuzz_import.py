@@ -336,7 +336,8 @@ def limit_memory(extra_bytes):
 def worker():
     """Read cases (bytes) from stdin; for each, write ``("refused", message)``, ``("ran", x, y)`` or
     ``("finding", message)``, then, after a run, ``("onnxruntime", outputs, agree)`` (:func:`judge`'s arguments) in a
-    second message (ONNX Runtime may crash on a hostile file: the first message is out by then). Messages are length-prefixed pickles on the original stdout; the
+    second message (ONNX Runtime may crash on a hostile file: the first message is out by then). Messages are
+    length-prefixed pickles on the original stdout; the
     libraries' own output goes to stderr."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
