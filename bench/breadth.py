@@ -27,11 +27,9 @@ import warnings
 
 import numpy as np
 
+from .models import LEARNING_RATE, MOMENTUM, NUM_CLASSES, compile_for_bench, random_batch
 from .peers_torch import import_torch
 
-LEARNING_RATE = 0.01
-MOMENTUM = 0.9
-NUM_CLASSES = 10
 OPSET = 17
 SEED = 0
 
@@ -199,22 +197,14 @@ def onnx_path(name, seed=SEED, folder=None):
 def dropcore_model(name, seed=SEED, ops=None):
     """The imported dropcore model of ``name``, compiled as the reference models are (SGD with momentum, sparse
     categorical cross-entropy) on the kernel set ``ops`` (``None``: the default)."""
-    import dropcore
     from dropcore.onnx import load
 
-    model = load(onnx_path(name, seed), name=name)
-    if ops is not None:
-        model.set_ops(ops)
-    model.compile(optimizer=dropcore.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
-                  loss="sparse_categorical_crossentropy")
-    return model
+    return compile_for_bench(load(onnx_path(name, seed), name=name), ops)
 
 
 def batch(name, n, seed=0):
     """A deterministic float32 NHWC batch ``(x, y)`` of ``n`` images in [0, 1) and int labels."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((n,) + MODELS[check_name(name)][1], dtype=np.float32)
-    return x, rng.integers(0, NUM_CLASSES, n).astype(np.int64)
+    return random_batch(MODELS[check_name(name)][1], n, seed)
 
 
 class TorchBreadthPeer:

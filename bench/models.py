@@ -62,7 +62,12 @@ def build(name, seed=0, ops=None):
     default set, as a user's model runs)."""
     factory, _ = MODELS[check_name(name)]
     dropcore.set_random_seed(seed)
-    model = dropcore.Sequential(factory(), name=name)
+    return compile_for_bench(dropcore.Sequential(factory(), name=name), ops)
+
+
+def compile_for_bench(model, ops=None):
+    """``model`` on the kernel set ``ops`` (``None``: the default), compiled as every benchmarked model is: SGD with
+    momentum and sparse categorical cross-entropy, the step the PyTorch peers reproduce."""
     if ops is not None:
         model.set_ops(ops)
     model.compile(optimizer=dropcore.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
@@ -72,8 +77,12 @@ def build(name, seed=0, ops=None):
 
 def batch(name, n, seed=0):
     """A deterministic float32 batch ``(x, y)`` of ``n`` images in [0, 1) and int labels for model ``name``."""
-    _, shape = MODELS[check_name(name)]
+    return random_batch(MODELS[check_name(name)][1], n, seed)
+
+
+def random_batch(shape, n, seed=0):
+    """``n`` deterministic float32 images of ``shape`` in [0, 1) and int labels below :data:`NUM_CLASSES`."""
     rng = np.random.default_rng(seed)
-    x = rng.random((n,) + shape, dtype=np.float32)
+    x = rng.random((n,) + tuple(shape), dtype=np.float32)
     y = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
     return x, y
