@@ -95,10 +95,13 @@ class Program:
         self._local = threading.local()
         # Bound once at batch 1 (every kernel checks its operands' shapes), for the output's shape.
         shapes = [(1,) + self._sample_shape] + [None] * (self._nslots - 1)
-        self._compiled = []
+        #: the module each of :attr:`steps`'s kernels is defined in ("" for a reshape, which runs nothing):
+        #: ``dropcore.kernels...`` for a compiled kernel, ``dropcore.lowering`` for a layer's own forward
+        self.step_sources = []
         for (run, shape), (_, _, slot, _, _) in zip(self._bind(1), self._ops):
             shapes[slot] = shape
-            self._compiled.append(_compiled(run))
+            self.step_sources.append(_source(run))
+        self._compiled = [not source or source.startswith("dropcore.kernels") for source in self.step_sources]
         self._output_shape = tuple(shapes[self._out_slot][1:])
 
     @staticmethod
@@ -130,6 +133,12 @@ class Program:
     def uncompiled_layers(self):
         """``(step name, layer name)`` for each of :attr:`uncompiled`."""
         return [(name, layer) for name, layer, ok in zip(self._names, self.step_layers, self._compiled) if not ok]
+
+    def bound_steps(self, n):
+        """Each step bound for batches of ``n``, for tools that examine a program (``dropcore.compiled_paths``):
+        ``(name, layer name, source module, run, output shape, uses_ctx)`` (``run`` is ``None`` for a reshape)."""
+        return [(name, layer, source, run, shape, op[4]) for name, layer, source, (run, shape), op in
+                zip(self._names, self.step_layers, self.step_sources, self._bind(n), self._ops)]
 
     def _bind(self, n):
         bound = self._bound.get(n)
@@ -210,12 +219,12 @@ class Program:
                 run(parts[0], y[start:stop], at)
 
 
-def _compiled(run):
-    """Whether a bound ``run`` is one of the compiled kernels (defined in ``dropcore.kernels``, seen through
-    wrappers that set ``__wrapped__``); ``None`` (a reshape) counts as compiled: it runs nothing."""
+def _source(run):
+    """The module a bound ``run`` is defined in, seen through wrappers that set ``__wrapped__`` ("" for ``None``, a
+    reshape)."""
     while run is not None and hasattr(run, "__wrapped__"):
         run = run.__wrapped__
-    return run is None or (getattr(run, "__module__", None) or "").startswith("dropcore.kernels")
+    return "" if run is None else getattr(run, "__module__", None) or "?"
 
 
 def compile_program(graph, sample_shape, mc=False, logits=False):

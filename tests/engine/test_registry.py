@@ -9,6 +9,7 @@ import pytest
 
 import dropcore
 from dropcore import layers, serialization, zoo
+from dropcore.compiled_paths import EXAMPLES
 from dropcore.graph import Step
 from dropcore.layers.registry import LAYERS, register
 
@@ -17,14 +18,9 @@ DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 
 
 def _default(cls):
-    """An instance with its required constructor arguments filled in."""
-    required = {"Dense": dict(units=3), "Conv2D": dict(filters=2, kernel_size=3), "Dropout": dict(rate=0.5),
-                "SpatialDropout2D": dict(rate=0.5), "Activation": dict(activation="tanh"),
-                "Reshape": dict(target_shape=(-1,)), "Rescaling": dict(scale=0.5),
-                "DepthwiseConv2D": dict(kernel_size=3), "SeparableConv2D": dict(filters=2, kernel_size=3),
-                "GaussianDropout": dict(rate=0.3), "GaussianNoise": dict(stddev=0.2), "AlphaDropout": dict(rate=0.2),
-                "DropBlock2D": dict(rate=0.1, block_size=3), "MaxPoolingDropout2D": dict(rate=0.3)}
-    return cls(**required.get(cls.__name__, {}))
+    """An instance with its required constructor arguments filled in: the first example of the compiled-paths
+    table (``dropcore.compiled_paths.EXAMPLES``, which has one for every registered layer)."""
+    return cls(**next(e.kwargs for e in EXAMPLES if e.cls == cls.__name__))
 
 
 def test_the_package_the_model_file_and_the_descriptions_read_one_registry():
