@@ -43,6 +43,12 @@ def elementwise(name):
     return name not in ("linear", "softmax")
 
 
+def one_parameter(name, params):
+    """Whether activation ``name`` with ``params`` is what the bound kernels apply: at most the one parameter of
+    ``PARAMS`` (not Keras's ``clipped_relu``, which takes three)."""
+    return set(params or ()) <= {PARAMS.get(name)}
+
+
 def apply(ops, name, z, **params):
     """Apply activation ``name`` (normalized) to ``z`` with its parameter (``PARAMS``); return ``(y, backprop)``
     with ``backprop(dy) -> dz``."""

@@ -119,7 +119,7 @@ class ResidualAdd(_Fused):
 
     n_inputs = None
     #: only the activation after the add may still fuse in (a pooling would have to come before the add)
-    OPTIONS = ("activation",)
+    OPTIONS = ("activation", "activation_params")
 
     def lower(self, lowering, step):
         act = step.activation
@@ -139,4 +139,5 @@ class ResidualAdd(_Fused):
             return lowering.kernels.residual_kernel((run, y_shape), relu)
 
         name = k.name + "+add" + ("+relu" if relu else "")
-        return [Kernel(name, bind)] + activation_kernels(lowering, "linear" if relu else act)
+        return [Kernel(name, bind)] + activation_kernels(lowering, "linear" if relu else act,
+                                                         **(step.opts.get("activation_params") or {}))

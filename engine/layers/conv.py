@@ -50,7 +50,7 @@ class Conv2D(Layer):
 
     #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: the pool size
     #: of the max pooling fused after it (``dropcore.fusion``)
-    OPTIONS = ("activation", "need_dx", "pool", "padding")
+    OPTIONS = ("activation", "activation_params", "need_dx", "pool", "padding")
     fuses_relu = True
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
     ADDED_CONFIG = {"dilation_rate": [1, 1], "groups": 1}
@@ -122,16 +122,16 @@ class Conv2D(Layer):
         return self.padding == "valid" and self.dilation_rate == (1, 1) and self.groups == 1
 
     def lower(self, lowering, step):
-        cy, act = lowering.kernels, self.final_activation(step.opts)
+        cy, act, params = lowering.kernels, self.final_activation(step.opts), step.opts.get("activation_params")
         b, strides, padding = self.weights.get("bias"), self.strides, step.opts.get("padding", self.padding)
         pool = step.opts.get("pool")
         pooling = [Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False))]
         if self.groups > 1:
-            return grouped.lower(self, lowering, act) + (pooling if pool is not None else [])
+            return grouped.lower(self, lowering, act, params) + (pooling if pool is not None else [])
         if self.dilation_rate != (1, 1):  # on the input's phases: the max pooling apart
             return lower_activation(lowering, act, lambda relu, **epilogue: Kernel("conv2d", lambda shape: (
                 dilation.bind(cy, shape, self.weights["kernel"], b, self.dilation_rate, padding, relu, **epilogue))),
-                epilogue=True) + (pooling if pool is not None else [])
+                epilogue=True, params=params) + (pooling if pool is not None else [])
         if pool is not None:  # one pass with the max pooling after it, where the fused kernel covers the layer
             relu = act == "relu"
             sample = (1,) + _unpadded(self.input_shape, padding)  # what a kernel runs depends on the sample only
@@ -140,7 +140,8 @@ class Conv2D(Layer):
                 return [Kernel("conv2d+max_pool2d", lambda shape: self._bind(
                     lambda w: cy.conv2d_max_pool_kernel(shape, w, b, strides, padding, relu, pool)))]
         kernels = lower_activation(lowering, act, lambda relu, **epilogue: Kernel("conv2d", lambda shape: self._bind(
-            lambda w: cy.conv2d_kernel(shape, w, b, strides, padding, relu, **epilogue))), epilogue=True)
+            lambda w: cy.conv2d_kernel(shape, w, b, strides, padding, relu, **epilogue))), epilogue=True,
+            params=params)
         if pool is not None:
             kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
         return kernels

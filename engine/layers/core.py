@@ -15,15 +15,17 @@ def apply_activation(ops, act, z, relu_fused):
     return activations.apply(ops, act, z)
 
 
-def lower_activation(lowering, act, kernel, epilogue=False):
-    """``kernel`` (a bound kernel factory taking ``relu``) followed by activation ``act``: a ReLU goes into it. With
+def lower_activation(lowering, act, kernel, epilogue=False, params=None):
+    """``kernel`` (a bound kernel factory taking ``relu``) followed by activation ``act`` with its ``params``
+    (``activations.PARAMS``: a LeakyReLU layer's slope fused into the kernel): a ReLU goes into it. With
     ``epilogue`` (the factory also takes the bound kernels' ``activation`` and ``alpha``), so does every
     element-wise activation: the kernel applies it to each block of outputs right after writing it, while in
     cache, instead of a second pass over the whole output."""
+    params = params or {}
     if epilogue and act != "relu" and activations.elementwise(act):
-        name, alpha = activations.kernel_form(act)
+        name, alpha = activations.kernel_form(act, **params)
         return [kernel(False, activation=name, alpha=alpha)]
-    return [kernel(act == "relu")] + activation_kernels(lowering, "linear" if act == "relu" else act)
+    return [kernel(act == "relu")] + activation_kernels(lowering, "linear" if act == "relu" else act, **params)
 
 
 @register
@@ -33,7 +35,7 @@ class Dense(Layer):
     Inputs of rank > 2 are applied on the last axis.
     """
 
-    OPTIONS = ("activation",)
+    OPTIONS = ("activation", "activation_params")
     fuses_relu = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -66,7 +68,8 @@ class Dense(Layer):
     def lower(self, lowering, step):
         w, b = self.weights["kernel"], self.weights.get("bias")
         kernels = lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue: Kernel(
-            "dense", lambda shape: lowering.kernels.dense_kernel(shape, w, b, relu, **epilogue)), epilogue=True)
+            "dense", lambda shape: lowering.kernels.dense_kernel(shape, w, b, relu, **epilogue)), epilogue=True,
+            params=step.opts.get("activation_params"))
         lead = tuple(self.input_shape[:-1])
         if not lead:
             return kernels

@@ -18,9 +18,10 @@ class _Depthwise(Layer):
     arguments, shapes and config; each subclass's ``_forward`` runs its convolutions with the bias (and a ReLU)
     fused, and ``lower`` binds them. The activation comes last."""
 
-    #: ``activation``: a ReLU after it fused into its last kernel; ``need_dx``: false for the first layer;
-    #: ``padding``: a ZeroPadding2D's pads, folded in (inference programs)
-    OPTIONS = ("activation", "need_dx", "padding")
+    #: ``activation``: a ReLU after it fused into its last kernel (inference: any element-wise activation, with its
+    #: ``activation_params``); ``need_dx``: false for the first layer; ``padding``: a ZeroPadding2D's pads, folded
+    #: in (inference programs)
+    OPTIONS = ("activation", "activation_params", "need_dx", "padding")
     fuses_relu = True
 
     @property
@@ -124,7 +125,7 @@ class DepthwiseConv2D(_Depthwise):
         return lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue: Kernel(
             "depthwise_conv2d", lambda shape: cy.depthwise_conv2d_kernel(
                 shape, self.weights["depthwise_kernel"], self.weights.get("bias"), self.strides, padding, relu,
-                dil, **epilogue)), epilogue=True)
+                dil, **epilogue)), epilogue=True, params=step.opts.get("activation_params"))
 
     def get_config(self):
         return {**super().get_config(), "depthwise_constraint": _constraint_config(self.depthwise_constraint)}
@@ -180,7 +181,8 @@ class SeparableConv2D(_Depthwise):
         return [depthwise] + lower_activation(lowering, self.final_activation(step.opts), lambda relu, **epilogue:
                                               Kernel("conv2d", lambda shape: cy.conv2d_kernel(
                                                   shape, self.weights["pointwise_kernel"], self.weights.get("bias"),
-                                                  (1, 1), "valid", relu, **epilogue)), epilogue=True)
+                                                  (1, 1), "valid", relu, **epilogue)), epilogue=True,
+                                              params=step.opts.get("activation_params"))
 
     def get_config(self):
         config = super().get_config()

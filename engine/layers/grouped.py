@@ -66,16 +66,17 @@ def forward(layer, ops, x, relu, need_dx):
     return z, backprop
 
 
-def lower(layer, lowering, act):
-    """The grouped convolution's bound kernels, ``act`` after it (a ReLU fused into it)."""
+def lower(layer, lowering, act, params=None):
+    """The grouped convolution's bound kernels, ``act`` (with its ``params``) after it (a ReLU fused into it)."""
     cy, cin = lowering.kernels, layer.input_shape[2]
     if cin == layer.groups:
         return lower_activation(lowering, act, lambda relu, **epilogue: Kernel("depthwise_conv2d", lambda shape: (
             cy.depthwise_conv2d_kernel(shape, depthwise_view(layer.weights["kernel"], cin), layer.weights.get("bias"),
                                        layer.strides, layer.padding, relu, layer.dilation_rate, **epilogue))),
-            epilogue=True)
+            epilogue=True, params=params)
     return lower_activation(lowering, act, lambda relu, **epilogue: Kernel(
-        "grouped_conv2d", lambda shape: _bind_groups(layer, cy, tuple(shape), relu, epilogue)), epilogue=True)
+        "grouped_conv2d", lambda shape: _bind_groups(layer, cy, tuple(shape), relu, epilogue)), epilogue=True,
+        params=params)
 
 
 def _bind_groups(layer, cy, shape, relu, epilogue):

@@ -8,8 +8,8 @@ import pytest
 
 import dropcore
 from dropcore.inference import predict_outputs
-from dropcore.layers import (Add, BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D, Input,
-                             MaxPooling2D, ReLU)
+from dropcore.layers import (ELU, Add, BatchNormalization, Conv2D, Dense, Flatten, GlobalAveragePooling2D, Input,
+                             LeakyReLU, MaxPooling2D, ReLU)
 from dropcore.ops import get_ops
 
 pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
@@ -201,3 +201,21 @@ def test_batch_norm_folds_into_a_depthwise_convolution(multiplier):
     model = _compiled(inp, Dense(3, activation="softmax")(Flatten()(h)))
     program = _check(model, model._inference_program().steps)
     assert program.fused[0][0] == "kernel->batch_norm (folded)" and "batch_norm" not in program.steps
+
+
+
+@pytest.mark.parametrize("make, fused", [
+    (lambda: LeakyReLU(0.1), True), (lambda: ELU(0.7), True), (lambda: ReLU(negative_slope=0.2), True),
+    # three parameters (Keras's clipped ReLU): not what a kernel's epilogue takes, so a step of its own
+    (lambda: ReLU(max_value=2.0, negative_slope=0.1, threshold=0.5), False)])
+def test_an_activation_layer_with_a_parameter_goes_into_the_kernel_with_it(make, fused):
+    """conv -> batch norm -> LeakyReLU(0.1) / ELU(0.7), then dense -> the same: each kernel applies the activation
+    with the layer's parameter, and the answers equal the unfused forward's."""
+    dropcore.set_random_seed(11)
+    inp = Input((8, 8, 3))
+    h = make()(_conv_bn(inp, 6))
+    h = make()(Dense(7)(Flatten()(h)))
+    model = _compiled(inp, Dense(3, activation="softmax")(h))
+    own = [] if fused else ["re_lu"]  # the layer's own forward, as a step
+    program = _check(model, ["conv2d+batch_norm", *own, "reshape", "dense", *own, "dense", "softmax"])
+    assert [r for r, _, _ in program.fused].count("linear kernel->activation") == (2 if fused else 0)
