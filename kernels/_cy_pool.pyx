@@ -20,6 +20,8 @@ cdef extern from "_pool.h" nogil:
     int DC_HAVE_SIMD
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
                          int pl)
+    void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
+                         int pl)
 
 
 cdef inline void _max_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
@@ -80,7 +82,10 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
     for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
         ni = <int>(t // oh)
         oy = <int>(t % oh)
-        if average:
+        if average and DC_HAVE_SIMD:  # sums in registers, masked vectors (see _pool.h)
+            dc_avg_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw,
+                            sw, pl)
+        elif average:
             _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
         elif DC_HAVE_SIMD:  # masked vectors: fast for any channel count (see _pool.h)
             dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw,

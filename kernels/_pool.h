@@ -1,9 +1,12 @@
-/* Max pooling of one output row, NHWC float32, on the vectors of _simd.h (AVX-512 or AVX2 + FMA): channels in
- * vectors, the last one masked.
+/* Max and average pooling of one output row, NHWC float32, on the vectors of _simd.h (AVX-512 or AVX2 + FMA):
+ * channels in vectors, the last one masked.
  *
  * Why: the channel loop of the portable Cython kernel only vectorizes for channel counts the compiler's vector
  * loop covers; with LeNet's 6 channels it ran scalar, 6x slower than the Numba kernel. Masked vectors cover any
  * channel count. A NaN in a window reaches the output, as in the reference (as a NaN, not necessarily that one).
+ * The average keeps its sums in registers across the taps (the portable loop adds into the output row in memory,
+ * a store and a load per tap) and adds the taps in the reference's row-major order from 0, then divides by the
+ * count: the reference's bits.
  */
 #ifndef DROPCORE_POOL_H
 #define DROPCORE_POOL_H
@@ -54,6 +57,42 @@ static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int 
             dc_max_pool_pixel_1(x, yp, wd, c, 0, y0, y1, x0, x1);
         else
             for (int k0 = 0; k0 < c; k0 += 4 * V_LANES) dc_max_pool_pixel_4(x, yp, wd, c, k0, y0, y1, x0, x1);
+    }
+}
+
+/* Up to NV vectors of channels from k0 on: the sum over the taps, divided by their count. */
+#define DC_AVG_POOL_PIXEL(NV)                                                                                      \
+static inline void dc_avg_pool_pixel_##NV(const float* x, float* y, int wd, int c, int k0, int y0, int y1, int x0, \
+                                          int x1) {                                                               \
+    vf_t sum[NV];                                                                                                 \
+    vmask_t m[NV];                                                                                                \
+    for (int j = 0; j < NV; ++j) {                                                                                \
+        m[j] = V_MASK(c - k0 - V_LANES * j);                                                                      \
+        sum[j] = V_ZERO;                                                                                          \
+    }                                                                                                             \
+    for (int iy = y0; iy < y1; ++iy)                                                                              \
+        for (int ix = x0; ix < x1; ++ix) {                                                                        \
+            const float* px = x + ((long)iy * wd + ix) * c + k0;                                                  \
+            for (int j = 0; j < NV; ++j) sum[j] = V_ADD(sum[j], V_LOAD(m[j], px + V_LANES * j));                  \
+        }                                                                                                         \
+    const vf_t count = V_SET1((float)((y1 - y0) * (x1 - x0)));                                                    \
+    for (int j = 0; j < NV; ++j) V_STORE(y + k0 + V_LANES * j, m[j], V_DIV(sum[j], count));                       \
+}
+DC_AVG_POOL_PIXEL(1)
+DC_AVG_POOL_PIXEL(4)
+
+/* y[ox, :] = the mean over the window's taps inside the input (TensorFlow's "same" rule: padding never counts). */
+static inline void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
+                                   int sw, int pl) {
+    const int y0 = iy0 < 0 ? 0 : iy0, y1 = (iy0 + ph < h) ? iy0 + ph : h;
+    for (int ox = 0; ox < ow; ++ox) {
+        const int ix0 = ox * sw - pl;
+        const int x0 = ix0 < 0 ? 0 : ix0, x1 = (ix0 + pw < wd) ? ix0 + pw : wd;
+        float* yp = y + (long)ox * c;
+        if (c <= V_LANES)
+            dc_avg_pool_pixel_1(x, yp, wd, c, 0, y0, y1, x0, x1);
+        else
+            for (int k0 = 0; k0 < c; k0 += 4 * V_LANES) dc_avg_pool_pixel_4(x, yp, wd, c, k0, y0, y1, x0, x1);
     }
 }
 
@@ -175,6 +214,10 @@ static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int 
 }
 /* Never called on the generic target (callers check DC_HAVE_SIMD); defined so that the extension links. */
 static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
+                                   int sw, int pl) {
+    (void)x; (void)y; (void)h; (void)wd; (void)c; (void)ow; (void)iy0; (void)ph; (void)pw; (void)sw; (void)pl;
+}
+static inline void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
                                    int sw, int pl) {
     (void)x; (void)y; (void)h; (void)wd; (void)c; (void)ow; (void)iy0; (void)ph; (void)pw; (void)sw; (void)pl;
 }

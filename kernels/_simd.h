@@ -29,6 +29,7 @@ static inline __mmask16 dc_mask(int n) { return (__mmask16)((n >= 16) ? 0xFFFF :
 #define V_ADD _mm512_add_ps
 #define V_SUB _mm512_sub_ps
 #define V_MUL _mm512_mul_ps
+#define V_DIV _mm512_div_ps
 #define V_MAX _mm512_max_ps
 #define V_SET1 _mm512_set1_ps
 #define V_ZERO _mm512_setzero_ps()
@@ -86,6 +87,7 @@ static inline void dc2_store(float* p, __m256i m, __m256 v) { dc2_store_first(p,
 #define V_ADD _mm256_add_ps
 #define V_SUB _mm256_sub_ps
 #define V_MUL _mm256_mul_ps
+#define V_DIV _mm256_div_ps
 #define V_MAX _mm256_max_ps
 #define V_SET1 _mm256_set1_ps
 #define V_ZERO _mm256_setzero_ps()

@@ -13,7 +13,7 @@ cy = pytest.importorskip("dropcore.kernels.cython_train_elementwise",
                          reason="the Cython kernels are not built (no compiler)")
 
 from dropcore.kernels import contract  # noqa: E402
-from dropcore.kernels import cython_ops  # noqa: E402,F401  (caps the extensions' OpenMP, as in the engine)
+from dropcore.kernels import cython_ops  # noqa: E402  (also caps the extensions' OpenMP, as in the engine)
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
 from dropcore.kernels.reference import dropout as ref_drop  # noqa: E402
 from dropcore.kernels.reference import loss as ref_loss  # noqa: E402
@@ -245,6 +245,17 @@ def test_avg_pool_backward_bit_identical_to_reference(shape, size, strides, padd
     dx = cy.avg_pool2d_backward(dy, shape, size, strides, padding)
     _assert_f32(dx, shape)
     np.testing.assert_array_equal(dx, ref_pool.avg_pool2d_backward(dy, shape, size, strides, padding))
+
+
+@pytest.mark.parametrize("shape,size,strides,padding", POOL_CASES + [((2, 9, 9, 13), (3, 3), (1, 1), "same"),
+                                                       ((1, 8, 8, 40), (3, 3), (1, 1), "same")])
+def test_avg_pool_forward_bit_identical_to_reference(shape, size, strides, padding):
+    """The taps add in the reference's order from 0, then one division by the count: the same bits, for channel
+    counts below one vector, between vectors and past four (the masked SIMD path's cases)."""
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    y = cython_ops.avg_pool2d(x, size, strides, padding)
+    _assert_f32(y, ref_pool.avg_pool2d(x, size, strides, padding).shape)
+    np.testing.assert_array_equal(y, ref_pool.avg_pool2d(x, size, strides, padding))
 
 
 def test_pool_backward_without_windows_is_zero():
