@@ -239,7 +239,7 @@ class Model:
         if isinstance(x, SymbolicTensor):
             raise TypeError("calling a Model on a symbolic tensor (nesting models) is not supported")
         x = self.check_input(x)
-        workspace.check(self, len(x), bool(training))
+        workspace.check(self, len(x), bool(training), None if training else self._inference_program())
         if not training:
             return self._infer(x, max(1, len(x)))
         # Each call draws new masks, as Keras does (a hand-written Monte-Carlo loop over model(x, training=True)).
@@ -265,7 +265,7 @@ class Model:
         """
         x = self.check_input(x)
         batch_size = 256 if batch_size is None else check_int(batch_size, "batch_size", 1, "predict")
-        workspace.check(self, min(batch_size, len(x)), False)
+        workspace.check(self, min(batch_size, len(x)), False, self._inference_program(mc=mc_samples is not None))
         return self._inference().predict(x, batch_size, mc_samples, seed)
 
     # --- training -------------------------------------------------------------------------------------------
@@ -496,7 +496,7 @@ class Model:
                 raise ValueError(f"{where}: `y` is required when `x` is an array; received y=None")
             x, y = self._check_xy(x, y)
             w = sample_weights(y, sample_weight, None, where)
-            workspace.check(self, min(batch_size, len(x)), False)
+            workspace.check(self, min(batch_size, len(x)), False, self._inference_program(logits=self.fuses_loss))
             with _engine_call(self.kernel_set.name):
                 res = self._evaluate_arrays(x, y, batch_size, w)
         if verbose:

@@ -114,7 +114,7 @@ class Predictor:
         if deadline is not None:
             deadline = float(deadline)
             check_deadline(deadline, "before it started")
-        workspace.check(model, min(batch_size, len(x)), False)
+        workspace.check(model, min(batch_size, len(x)), False, self._inference.program(mc=mc_samples is not None))
         return self._inference.predict(x, batch_size, mc_samples, seed, deadline, row)
 
     def _predict_segments(self, x, segments, mc_samples, seed, deadline=None):

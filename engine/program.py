@@ -43,7 +43,7 @@ KEEP_BYTES = 128 * 2**20
 def _lower(graph, lowering, logits, fused=None, layers=None):
     """The graph's steps, fused with the inference rules and lowered: ``(ops, output_id)`` with each op
     ``(kernel, input ids, output id, several_inputs)``. ``fused``: a list that gets the fusions made
-    (``fusion.apply``'s log); ``layers``: a list that gets the name of each op's layer."""
+    (``fusion.apply``'s log); ``layers``: a list that gets each op's layer."""
     steps, output_id = graph.copy_steps(), graph.output_id
     if not lowering.mc:
         steps, output_id = fusion.remove_identities(steps, output_id)
@@ -68,7 +68,7 @@ def _lower(graph, lowering, logits, fused=None, layers=None):
             fresh -= 1
             ops.append((kernel, ins, out, several and j == 0))
             if layers is not None:
-                layers.append(step.layer.name)
+                layers.append(step.layer)
             ins = (out,)
     return ops, alias.get(output_id, output_id)
 
@@ -79,8 +79,9 @@ class Program:
     def __init__(self, ops, input_id, output_id, sample_shape, fused=(), layers=None):
         #: the fusions the inference rules made: ``(rule name, producer layer, consumer layer)`` each
         self.fused = list(fused)
+        layers = list(layers) if layers is not None else [None] * len(ops)
         #: the name of the layer each of :attr:`steps` runs (a fused step: the layer the others went into)
-        self.step_layers = list(layers) if layers is not None else [None] * len(ops)
+        self.step_layers = [getattr(layer, "name", None) for layer in layers]
         slots = {input_id: 0}
         for _, ins, out, _ in ops:
             slots.setdefault(out, len(slots))
@@ -103,6 +104,16 @@ class Program:
             self.step_sources.append(_source(run))
         self._compiled = [not source or source.startswith("dropcore.kernels") for source in self.step_sources]
         self._output_shape = tuple(shapes[self._out_slot][1:])
+        #: bytes one sample needs while this program runs: every step's output buffer (the last kernel writes the
+        #: caller's array, counted once as the output), the input and output, and the largest scratch a layer's
+        #: kernel takes (``Layer.workspace_bytes``: an im2col panel). The workspace limit checks predictions
+        #: against it (``dropcore.workspace``), not against the training plan's estimate: the program keeps every
+        #: intermediate buffer, so that it allocates nothing per call.
+        self.sample_bytes = 4 * (sum(int(np.prod(shape[1:])) for i, (run, shape) in enumerate(self._bind(1))
+                                     if run is not None and i != self._last)
+                                 + int(np.prod(self._sample_shape)) + int(np.prod(self._output_shape)))
+        self.sample_bytes += max((layer.workspace_bytes(shape[1:]) for layer, (run, shape) in
+                                  zip(layers, self._bind(1)) if layer is not None and run is not None), default=0)
 
     @staticmethod
     def _writer_of_output(ops, input_id, output_id):

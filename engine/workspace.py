@@ -58,11 +58,13 @@ def per_sample_bytes(plan, shapes, training):
     return max(steps, default=0) + scratch
 
 
-def check(model, batch, training):
-    """Raise WorkspaceLimitError when a batch of ``batch`` samples would exceed the limit."""
+def check(model, batch, training, program=None):
+    """Raise WorkspaceLimitError when a batch of ``batch`` samples would exceed the limit. ``program``: the compiled
+    inference program that will run the batch (its buffers, :attr:`dropcore.program.Program.sample_bytes`), else
+    the estimate from the model's training plan (:func:`per_sample_bytes`)."""
     if _limit is None:
         return
-    need = batch * model._sample_bytes(training)
+    need = batch * (program.sample_bytes if program is not None else model._sample_bytes(training))
     if need > _limit:
         per = need // batch
         raise WorkspaceLimitError(
