@@ -53,31 +53,21 @@ def program_steps(name, batch, repeats):
     """``[(step, median seconds)]``: each kernel call of the model's inference program (the Predictor's), timed
     alone on its real input, in this process."""
     import dropcore
-    from dropcore.layers import Context
 
     from . import models
 
-    INFERENCE = Context()
     program = dropcore.Predictor(models.build(name))._inference.program()
     x = models.batch(name, batch)[0]
-    program.predict(x, batch)  # binds and allocates
-    bound = program._bind(batch)
-    buffers = program._buffers(batch, bound)
-    values = [None] * program._nslots
-    values[0] = x
     out = []
-    for i, ((run, shape), (_, ins, slot, _, uses_ctx), step) in enumerate(zip(bound, program._ops, program.steps)):
-        if run is None:
-            values[slot] = values[ins[0]].reshape(shape)
+    for call in program.step_calls(x):
+        if call.run is None:
             continue
-        args = [values[j] for j in ins] + [buffers[i]] + ([INFERENCE] if uses_ctx else [])
         times = []
         for _ in range(repeats + 2):  # two warm-up calls
             t = time.perf_counter()
-            run(*args)
+            call()
             times.append(time.perf_counter() - t)
-        values[slot] = buffers[i]
-        out.append((f"{len(out) + 1}. {step}", statistics.median(times[2:])))
+        out.append((f"{len(out) + 1}. {call.name}", statistics.median(times[2:])))
     return out
 
 

@@ -11,10 +11,10 @@ stochastic layers differ there). Each is one of:
 
 How: training runs the layer's forward and backward on inputs of an ``ndarray`` subclass that notes every NumPy
 ufunc or array function applied to it (or to an array derived from it) from code outside ``dropcore.kernels``; the
-inference paths compile the layer alone into a program (:meth:`dropcore.program.Program.bound_steps` says where each
-bound kernel is defined) and run any step defined outside the kernels on tripwired inputs the same way. A copy made by slice
-assignment calls no NumPy function and is not seen: a layer whose only work is one (ZeroPadding2D) reads "NumPy (a
-copy)". Nothing is declared by hand: a layer that moves onto kernels changes the table, and
+inference paths compile the layer alone into a program (:meth:`dropcore.program.Program.step_calls` says where
+each bound kernel is defined) and run any step defined outside the kernels on tripwired inputs the same way. A copy
+made by slice assignment calls no NumPy function and is not seen: a layer whose only work is one (ZeroPadding2D)
+reads "NumPy (a copy)". Nothing is declared by hand: a layer that moves onto kernels changes the table, and
 ``tests/engine/test_compiled_paths.py`` asks for ``docs/layers.md`` to be written again
 (``python -m dropcore.compiled_paths docs/layers.md``).
 """
@@ -184,28 +184,27 @@ def _inference(model, layer, example, mc):
     program = compile_program(model.graph, example.inputs[0], mc=mc)
     if program is None:
         raise ImportError("the Cython kernels are not built: the inference paths cannot be examined")
-    xs = _inputs(example)
-    own = [step for step in program.bound_steps(len(xs[0])) if step[1] == layer.name]
+    ctx = Context(dropout=mc)
+    own = [call for call in program.step_calls(_inputs(example)[0], ctx) if call.layer == layer.name]
     if not own:
         return "identity"
-    if all(run is None for _, _, _, run, _, _ in own):
+    if all(call.run is None for call in own):
         return "view"
-    ctx, verdicts = Context(dropout=mc), set()
-    for name, _, source, run, shape, uses_ctx in own:
-        if run is None or source.startswith(_KERNELS):
+    verdicts = set()
+    for call in own:
+        if call.run is None or call.source.startswith(_KERNELS):
             continue
-        if source == lowering.__name__:  # the layer's own forward, on the inference kernel set
-            verdicts.add(_verdict(layer, xs, ctx, get_ops("cython"), False))
+        if call.source == lowering.__name__:  # the layer's own forward, on the inference kernel set
+            verdicts.add(_verdict(layer, [a.copy() for a in call.inputs], ctx, get_ops("cython"), False))
         else:  # kernels called from the layer's own code: which NumPy work it adds
-            verdicts.add(_run_verdict(run, xs, shape, ctx if uses_ctx else None, source))
-        xs = None  # a later step of the same layer takes the previous one's output: only the first is run here
+            verdicts.add(_run_verdict(call))
     return "; ".join(sorted(verdicts)) or "compiled"
 
 
-def _run_verdict(run, xs, shape, ctx, source):
+def _run_verdict(call):
     _Tripwire.seen = set()
     try:
-        run(*[x.view(_Tripwire) for x in xs], np.empty(shape, np.float32), *(() if ctx is None else (ctx,)))
+        call._replace(inputs=tuple(a.view(_Tripwire) for a in call.inputs))()
         seen = sorted(_Tripwire.seen)
     finally:
         _Tripwire.seen = None

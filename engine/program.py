@@ -24,6 +24,7 @@ its last two batch sizes, up to ``KEEP_BYTES`` each: a service holds its interme
 thread).
 """
 import threading
+from collections import namedtuple
 from dataclasses import replace
 
 import numpy as np
@@ -73,6 +74,19 @@ def _lower(graph, lowering, logits, fused=None, layers=None):
     return ops, alias.get(output_id, output_id)
 
 
+class StepCall(namedtuple("StepCall", "name layer source run inputs output ctx")):
+    """One step of a program bound to its arrays (:meth:`Program.step_calls`): its ``name`` (as
+    :attr:`Program.steps`), ``layer`` name, ``source`` (:attr:`Program.step_sources`), bound ``run`` (``None`` for a
+    reshape, whose ``output`` is a view of its input), ``inputs``, ``output`` buffer and the ``ctx`` it reads (or
+    ``None``). Calling it runs the step once."""
+
+    __slots__ = ()
+
+    def __call__(self):
+        if self.run is not None:
+            self.run(*self.inputs, self.output, *(() if self.ctx is None else (self.ctx,)))
+
+
 class Program:
     """A compiled inference program (see the module docstring); built by :func:`compile_program`."""
 
@@ -86,8 +100,9 @@ class Program:
         for _, ins, out, _ in ops:
             slots.setdefault(out, len(slots))
         self._names = [kernel.name for kernel, _, _, _ in ops]
-        self._ops = [(kernel.bind, tuple(slots[t] for t in ins), slots[out], several, kernel.uses_ctx)
-                     for kernel, ins, out, several in ops]
+        # how each step is called: (bind, input slots, output slot, several inputs, uses ctx)
+        self._wiring = [(kernel.bind, tuple(slots[t] for t in ins), slots[out], several, kernel.uses_ctx)
+                        for kernel, ins, out, several in ops]
         self._nslots = len(slots)
         self._out_slot = slots[output_id]
         self._last = self._writer_of_output(ops, input_id, output_id)
@@ -99,7 +114,7 @@ class Program:
         #: the module each of :attr:`steps`'s kernels is defined in ("" for a reshape, which runs nothing):
         #: ``dropcore.kernels...`` for a compiled kernel, ``dropcore.lowering`` for a layer's own forward
         self.step_sources = []
-        for (run, shape), (_, _, slot, _, _) in zip(self._bind(1), self._ops):
+        for (run, shape), (_, _, slot, _, _) in zip(self._bind(1), self._wiring):
             shapes[slot] = shape
             self.step_sources.append(_source(run))
         self._compiled = [not source or source.startswith("dropcore.kernels") for source in self.step_sources]
@@ -145,18 +160,28 @@ class Program:
         """``(step name, layer name)`` for each of :attr:`uncompiled`."""
         return [(name, layer) for name, layer, ok in zip(self._names, self.step_layers, self._compiled) if not ok]
 
-    def bound_steps(self, n):
-        """Each step bound for batches of ``n``, for tools that examine a program (``dropcore.compiled_paths``):
-        ``(name, layer name, source module, run, output shape, uses_ctx)`` (``run`` is ``None`` for a reshape)."""
-        return [(name, layer, source, run, shape, op[4]) for name, layer, source, (run, shape), op in
-                zip(self._names, self.step_layers, self.step_sources, self._bind(n), self._ops)]
+    def step_calls(self, x, ctx=INFERENCE):
+        """The steps of a run on the checked float32 batch ``x``, one :class:`StepCall` each, for tools that time or
+        examine them one at a time (``bench.scaling``, ``dropcore.compiled_paths``). Each reads its real inputs:
+        call them in order, since a step reads what the ones before it wrote (on this thread's buffers)."""
+        bound = self._bind(len(x))
+        buffers = self._buffers(len(x), bound)
+        values = [None] * self._nslots
+        values[0] = np.ascontiguousarray(x)
+        calls = []
+        for i, ((run, shape), (_, ins, slot, _, uses_ctx)) in enumerate(zip(bound, self._wiring)):
+            inputs = tuple(values[j] for j in ins)
+            values[slot] = inputs[0].reshape(shape) if run is None else buffers[i]
+            calls.append(StepCall(self._names[i], self.step_layers[i], self.step_sources[i], run, inputs,
+                                  values[slot], ctx if uses_ctx else None))
+        return calls
 
     def _bind(self, n):
         bound = self._bound.get(n)
         if bound is None:
             shapes, bound = [None] * self._nslots, []
             shapes[0] = (n,) + self._sample_shape
-            for bind, ins, out, several, _ in self._ops:
+            for bind, ins, out, several, _ in self._wiring:
                 run, shape = bind([shapes[i] for i in ins] if several else shapes[ins[0]])
                 shapes[out] = tuple(shape)
                 bound.append((run, tuple(shape)))
@@ -198,7 +223,7 @@ class Program:
         values = [None] * self._nslots
         values[0] = np.ascontiguousarray(x)
         last = self._last
-        for i, ((run, shape), (_, ins, slot, several, uses_ctx)) in enumerate(zip(bound, self._ops)):
+        for i, ((run, shape), (_, ins, slot, several, uses_ctx)) in enumerate(zip(bound, self._wiring)):
             if run is None:
                 values[slot] = values[ins[0]].reshape(shape)
                 continue
@@ -219,7 +244,7 @@ class Program:
     def _run_segments(self, i, inputs, y, ctx):
         """Step ``i`` (one that draws masks) on each of ``ctx.segments`` apart: rows ``start:stop`` as an input of
         their own starting at ``row``, with the step bound for that many rows (its masks' shapes are)."""
-        several = self._ops[i][3]
+        several = self._wiring[i][3]
         for start, stop, row in ctx.segments:
             run = self._bind(stop - start)[i][0]
             at = replace(ctx, row=row, segments=None)
