@@ -478,6 +478,138 @@ def gaussian_noise(float[::1] z, uint32_t k0, uint32_t k1, Py_ssize_t offset=0):
         _gaussian_run(zp + lo, <uint32_t>(2 * (offset + lo)), min(n, lo + CHUNK) - lo, k0, k1)
 
 
+# The noise layers' formulas on these draws (GaussianDropout, GaussianNoise, AlphaDropout), as the reference writes
+# them: each product goes to a buffer of its own before the add, so that GCC cannot contract the two into one FMA
+# (-ffp-contract=fast is its default): the result keeps the reference's two float32 roundings, bit for bit.
+
+cdef inline void _noise_apply_run(const float* x, float* y, float* mult, uint32_t j2, Py_ssize_t count,
+                                  uint32_t k0, uint32_t k1, float s, int add) noexcept nogil:
+    """``count`` elements whose first hash index (``2 j``) is ``j2``: ``y = x + z s`` (``add``) or ``y = x m`` with
+    ``m = z s + 1`` (written to ``mult`` unless it is NULL), ``z`` the standard normal noise of
+    :func:`gaussian_noise`, by blocks of ``NOISE_BLOCK``."""
+    cdef float z[NOISE_BLOCK]
+    cdef uint32_t i, b, b0, m, n = <uint32_t>count
+    cdef float v
+    for b in range((n + NOISE_BLOCK - 1) // NOISE_BLOCK):
+        b0 = b * NOISE_BLOCK
+        m = min(<uint32_t>NOISE_BLOCK, n - b0)
+        _gaussian_run(z, j2 + 2 * b0, m, k0, k1)
+        for i in range(m):
+            z[i] = z[i] * s
+        if add:
+            for i in range(m):
+                y[b0 + i] = x[b0 + i] + z[i]
+        elif mult != NULL:
+            for i in range(m):
+                v = z[i] + ONE
+                mult[b0 + i] = v
+                y[b0 + i] = x[b0 + i] * v
+        else:
+            for i in range(m):
+                y[b0 + i] = x[b0 + i] * (z[i] + ONE)
+
+
+def gaussian_noise_apply(const float[::1] x, float[::1] y, float[::1] mult, uint32_t k0, uint32_t k1, float s,
+                         bint add, Py_ssize_t offset=0):
+    """GaussianNoise (``add``: ``y = x + z s``) or GaussianDropout (``y = x m``, ``m = z s + 1``, written to
+    ``mult`` unless it is empty) in one pass, element ``i``'s noise ``z`` that of :func:`gaussian_noise` at stream
+    index ``offset + i``."""
+    cdef Py_ssize_t n = x.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
+    cdef float* mp = &mult[0] if n and mult.shape[0] == n else NULL
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n * NOISE_WORK, tasks)):
+        lo = t * CHUNK
+        _noise_apply_run(xp + lo, yp + lo, mp + lo if mp != NULL else NULL, <uint32_t>(2 * (offset + lo)),
+                         min(n, lo + CHUNK) - lo, k0, k1, s, add)
+
+
+cdef inline void _multiply_run(const float* a, const float* b, float_restrict out, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):
+        out[i] = a[i] * b[i]
+
+
+def multiply(const float[::1] a, const float[::1] b, float[::1] out):
+    """``out = a * b`` element by element (GaussianDropout's backward: ``dy`` times the forward's multiplier)."""
+    cdef Py_ssize_t n = a.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* ap = &a[0] if n else NULL
+    cdef const float* bp = &b[0] if n else NULL
+    cdef float* op = &out[0] if n else NULL
+    cdef int nthreads = team_size(n, tasks)
+    if nthreads == 1:
+        with nogil:
+            _multiply_run(ap, bp, op, n)
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
+        lo = t * CHUNK
+        _multiply_run(ap + lo, bp + lo, op + lo, min(n, lo + CHUNK) - lo)
+
+
+cdef inline void _alpha_run(const float* x, float* y, uint32_t base, Py_ssize_t count, uint32_t k0, uint32_t k1,
+                            uint32_t thr, float a, float b, float c) noexcept nogil:
+    """AlphaDropout of ``count`` elements whose noise indices start at ``base``: ``x a + b`` where kept, ``c``
+    elsewhere (the product buffered, see above; the choice on the bits, so that it vectorizes)."""
+    cdef float t[NOISE_BLOCK]
+    cdef uint32_t i, blk, b0, m, n = <uint32_t>count
+    for blk in range((n + NOISE_BLOCK - 1) // NOISE_BLOCK):
+        b0 = blk * NOISE_BLOCK
+        m = min(<uint32_t>NOISE_BLOCK, n - b0)
+        for i in range(m):
+            t[i] = x[b0 + i] * a
+        for i in range(m):
+            y[b0 + i] = _pick_f(_keep(base + b0 + i, k0, k1, thr), t[i] + b, c)
+
+
+def alpha_dropout_forward(const float[::1] x, float[::1] y, uint32_t k0, uint32_t k1, uint32_t thr, float a,
+                          float b, float c, Py_ssize_t offset=0):
+    """Per-element AlphaDropout (Dropout's keep bits, index ``offset`` + flat index): ``x a + b`` kept, ``c``
+    dropped. Its backward is :func:`dropout_forward` on ``dy`` with ``a`` for the scale."""
+    cdef Py_ssize_t n = x.shape[0], t, lo
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+        lo = t * CHUNK
+        _alpha_run(xp + lo, yp + lo, <uint32_t>(offset + lo), min(n, lo + CHUNK) - lo, k0, k1, thr, a, b, c)
+
+
+cdef inline void _alpha_channels_sample(const float* x, float* y, Py_ssize_t s, Py_ssize_t c, uint32_t base,
+                                        uint32_t k0, uint32_t k1, uint32_t thr, float a, float b,
+                                        float d) noexcept nogil:
+    """One sample (``s`` rows of ``c`` channels) of per-channel AlphaDropout, channel ``k``'s noise index ``base +
+    k``; each block of channels' bits hashed once, as ``_dropout_channels_sample``."""
+    cdef uint32_t keep[KEEP_BLOCK]
+    cdef float t[KEEP_BLOCK]
+    cdef uint32_t k, m, kb
+    cdef Py_ssize_t si
+    for kb in range(<uint32_t>((c + KEEP_BLOCK - 1) // KEEP_BLOCK)):
+        m = <uint32_t>min(<Py_ssize_t>KEEP_BLOCK, c - kb * KEEP_BLOCK)
+        for k in range(m):
+            keep[k] = _keep(base + kb * KEEP_BLOCK + k, k0, k1, thr)
+        for si in range(s):
+            for k in range(m):
+                t[k] = x[si * c + kb * KEEP_BLOCK + k] * a
+            for k in range(m):
+                y[si * c + kb * KEEP_BLOCK + k] = _pick_f(keep[k], t[k] + b, d)
+
+
+def alpha_dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y, uint32_t k0, uint32_t k1,
+                                   uint32_t thr, float a, float b, float c, Py_ssize_t offset=0):
+    """Per-channel AlphaDropout of ``x`` viewed as (N, S, C): noise index ``offset + n * C + c``; one task a
+    sample. Its backward is :func:`dropout_channels_forward` on ``dy`` with ``a`` for the scale."""
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[1], ch = x.shape[2], t
+    if n == 0 or s == 0 or ch == 0:
+        return
+    cdef const float* xp = &x[0, 0, 0]
+    cdef float* yp = &y[0, 0, 0]
+    for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * ch, n)):
+        _alpha_channels_sample(xp + t * s * ch, yp + t * s * ch, s, ch, <uint32_t>(offset + t * ch), k0, k1, thr,
+                               a, b, c)
+
+
 # --- batch normalization with batch statistics ----------------------------------------------------------------------
 # x is viewed as (rows, C). Each chunk of rows sums into its own float64 partials (in row order), the chunks' partials
 # are added in chunk order: the statistics depend on the shapes only, never on the threads. The chunks and the

@@ -18,7 +18,7 @@ from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
-from .reference.dropout import dropout_scale
+from .reference.dropout import ALPHA_P, alpha_dropout_affine, dropout_scale, gaussian_dropout_scale
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)
@@ -259,6 +259,113 @@ def dropout_mask(noise_shape, rate, key, offset=0):
     m = np.empty(tuple(noise_shape), dtype=np.float32)
     _ew.mask_forward(m.reshape(-1), k0, k1, thr, scale, offset)
     return m
+
+
+_NO_MULT = np.empty(0, dtype=np.float32)
+
+
+def gaussian_dropout_kernel(x_shape, rate):
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``gaussian_dropout(x, rate, key,
+    offset)[0]``: the noise drawn and applied in one pass, no multiplier kept (GaussianDropout in a Monte-Carlo
+    program)."""
+    s = gaussian_dropout_scale(rate)
+
+    def run(x, y, key, offset=0):
+        _ew.gaussian_noise_apply(x.reshape(-1), y.reshape(-1), _NO_MULT, np.uint32(key[0]), np.uint32(key[1]), s,
+                                 False, offset)
+
+    return run, tuple(x_shape)
+
+
+def gaussian_noise_kernel(x_shape, stddev):
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``add_gaussian_noise(x, stddev, key,
+    offset)`` (GaussianNoise in a Monte-Carlo program)."""
+    s = np.float32(stddev)
+
+    def run(x, y, key, offset=0):
+        _ew.gaussian_noise_apply(x.reshape(-1), y.reshape(-1), _NO_MULT, np.uint32(key[0]), np.uint32(key[1]), s,
+                                 True, offset)
+
+    return run, tuple(x_shape)
+
+
+def _channel_rows(shape):
+    """``shape`` viewed as (N, S, C) for per-channel noise, written out (a -1 cannot reshape an empty batch)."""
+    return shape[0], int(np.prod(shape[1:-1])), shape[-1]
+
+
+def _alpha_constants(rate):
+    a, b = alpha_dropout_affine(rate)
+    return np.float32(a), np.float32(b), np.float32(a * ALPHA_P + b)
+
+
+def alpha_dropout_kernel(x_shape, rate, per_channel=False):
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``alpha_dropout(x, rate, key, per_channel,
+    offset)``: Dropout's keep bits for the same arguments, then SELU's affine map (AlphaDropout in a Monte-Carlo
+    program)."""
+    thr, (a, b, c) = keep_threshold(rate), _alpha_constants(rate)
+    if per_channel and len(x_shape) >= 2:
+        rows = _channel_rows(x_shape)
+
+        def run(x, y, key, offset=0):
+            _ew.alpha_dropout_channels_forward(x.reshape(rows), y.reshape(rows), np.uint32(key[0]),
+                                               np.uint32(key[1]), thr, a, b, c, offset)
+    else:
+        def run(x, y, key, offset=0):
+            _ew.alpha_dropout_forward(x.reshape(-1), y.reshape(-1), np.uint32(key[0]), np.uint32(key[1]), thr, a, b,
+                                      c, offset)
+    return run, tuple(x_shape)
+
+
+def _noise_op(kernel, x, key, offset):
+    x = _c32(x)
+    run, _ = kernel(x.shape)
+    y = np.empty_like(x)
+    run(x, y, key, offset)
+    return y
+
+
+def gaussian_dropout(x, rate, key, offset=0):
+    """``(y, m)``: ``y = x * m``, ``m = z * s + 1`` with ``z`` the ``gaussian_noise`` of ``x.shape`` at ``offset`` and
+    ``s = sqrt(rate / (1 - rate))``, in one pass; ``m`` is kept for the backward."""
+    x = _c32(x)
+    y, m = np.empty_like(x), np.empty_like(x)
+    _ew.gaussian_noise_apply(x.reshape(-1), y.reshape(-1), m.reshape(-1), np.uint32(key[0]), np.uint32(key[1]),
+                             gaussian_dropout_scale(rate), False, offset)
+    return y, m
+
+
+def gaussian_dropout_backward(dy, m):
+    """Gradient of :func:`gaussian_dropout` from its multiplier: ``dy * m``."""
+    dy, m = _c32(dy), _c32(m)
+    dx = np.empty_like(dy)
+    _ew.multiply(dy.reshape(-1), m.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+def add_gaussian_noise(x, stddev, key, offset=0):
+    """``x + z * stddev``, ``z`` the ``gaussian_noise`` of ``x.shape`` at ``offset``, in one pass."""
+    return _noise_op(lambda shape: gaussian_noise_kernel(shape, stddev), x, key, offset)
+
+
+def alpha_dropout(x, rate, key, per_channel=False, offset=0):
+    """AlphaDropout: ``x * a + b`` where :func:`dropout` with the same arguments keeps a unit, ``a * ALPHA_P + b``
+    where it drops it."""
+    return _noise_op(lambda shape: alpha_dropout_kernel(shape, rate, per_channel), x, key, offset)
+
+
+def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
+    """Gradient of :func:`alpha_dropout`: ``dy * a`` where the unit was kept, 0 elsewhere (dropout's kernel, ``a``
+    for its scale)."""
+    dy = _c32(dy)
+    k0, k1, thr, a = np.uint32(key[0]), np.uint32(key[1]), keep_threshold(rate), _alpha_constants(rate)[0]
+    dx = np.empty_like(dy)
+    if per_channel and dy.ndim >= 2:
+        rows = _channel_rows(dy.shape)
+        _ew.dropout_channels_forward(dy.reshape(rows), dx.reshape(rows), k0, k1, thr, a, False, offset)
+    else:
+        _ew.dropout_forward(dy.reshape(-1), dx.reshape(-1), k0, k1, thr, a, False, offset)
+    return dx
 
 
 def softmax(x):

@@ -4,17 +4,22 @@ Dropout never builds a mask array: each element's keep bit is hashed from its fl
 inlined :func:`dropcore.kernels.rng.keep`, so the result depends neither on the thread count nor on the chunking
 (``activation.CHUNK`` elements a task). Per-channel dropout views ``x`` as ``(N, S, C)`` and hashes the ``C`` bits
 of sample ``n`` once per chunk of rows. Gaussian noise hashes two values per element the same way (Box-Muller in
-float64, as the reference).
+float64, as the reference); the noise layers' formulas on it (``gaussian_dropout``, ``add_gaussian_noise``,
+``alpha_dropout``) round as the reference's float32 expressions do, product then sum, compiled without ``contract``
+(:data:`_NO_FMA`) so that LLVM fuses no multiply-add.
 """
 import numpy as np
 from numba import prange
 
 from . import rng
 from .activation import CHUNK, _flat
-from .config import njit, pjit
-from .reference.dropout import dropout_scale
+from .config import FASTMATH, njit, pjit
+from .reference.dropout import ALPHA_P, alpha_dropout_affine, dropout_scale, gaussian_dropout_scale
 
 _ZERO = np.float32(0.0)
+_ONE = np.float32(1.0)
+#: The fast-math flags without ``contract``: an FMA would round ``x * a + b`` once where the reference rounds twice.
+_NO_FMA = FASTMATH - {"contract"}
 _TWO_PI = 2.0 * np.pi
 _INV_2_32 = 2.0**-32
 
@@ -50,6 +55,44 @@ def _gaussian_span(z, lo, k0, k1):
         u1 = (np.float64(rng.random_bits(j, k0, k1)) + 1.0) * _INV_2_32
         u2 = np.float64(rng.random_bits(j + np.uint64(1), k0, k1)) * _INV_2_32
         z[i] = np.float32(np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2))
+
+
+@njit(fastmath=_NO_FMA)
+def _noise_apply_span(x, y, z, s, add):
+    """``y = x + z s`` (``add``) or ``y = x m`` with ``m = z s + 1`` left in ``z``, on a chunk whose noise ``z`` is
+    drawn."""
+    if add:
+        for i in range(x.size):
+            y[i] = x[i] + z[i] * s
+    else:
+        for i in range(x.size):
+            z[i] = z[i] * s + _ONE
+            y[i] = x[i] * z[i]
+
+
+@njit
+def _multiply_span(a, b, out):
+    for i in range(a.size):
+        out[i] = a[i] * b[i]
+
+
+@njit(fastmath=_NO_FMA)
+def _alpha_span(x, y, lo, k0, k1, thr, a, b, c):
+    """AlphaDropout of the chunk ``x`` whose first element has flat index ``lo`` in the noise shape."""
+    for i in range(x.size):
+        y[i] = x[i] * a + b if rng.keep(lo + i, k0, k1, thr) else c
+
+
+@njit(fastmath=_NO_FMA)
+def _alpha_channels(x, y, n, keep, k0, k1, thr, a, b, c, offset):
+    """Sample ``n`` of per-channel AlphaDropout (``x`` viewed as (N, S, C)); ``keep``: this task's length-C buffer."""
+    ch = x.shape[2]
+    for k in range(ch):
+        keep[k] = rng.keep(offset + n * ch + k, k0, k1, thr)
+    for s in range(x.shape[1]):
+        xv, yv = x[n, s], y[n, s]
+        for k in range(ch):
+            yv[k] = xv[k] * a + b if keep[k] else c
 
 
 @njit
@@ -97,6 +140,39 @@ def _gaussian_par(z, k0, k1, offset):
     for t in prange((n + CHUNK - 1) // CHUNK):
         lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
         _gaussian_span(z[lo:hi], offset + lo, k0, k1)
+
+
+@pjit
+def _noise_apply_par(x, y, m, k0, k1, s, add, offset):
+    """``m``: the chunks' noise, then GaussianDropout's multiplier (a buffer like ``x``)."""
+    n = x.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _gaussian_span(m[lo:hi], offset + lo, k0, k1)  # the draws of gaussian_noise, then the formula
+        _noise_apply_span(x[lo:hi], y[lo:hi], m[lo:hi], s, add)
+
+
+@pjit
+def _multiply_par(a, b, out):
+    n = a.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _multiply_span(a[lo:hi], b[lo:hi], out[lo:hi])
+
+
+@pjit
+def _alpha_par(x, y, k0, k1, thr, a, b, c, offset):
+    n = x.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = t * CHUNK, min(n, (t + 1) * CHUNK)
+        _alpha_span(x[lo:hi], y[lo:hi], offset + lo, k0, k1, thr, a, b, c)
+
+
+@pjit
+def _alpha_channels_par(x, y, k0, k1, thr, a, b, c, offset):
+    for t in prange(x.shape[0]):
+        keep = np.empty(x.shape[2], dtype=np.bool_)
+        _alpha_channels(x, y, t, keep, k0, k1, thr, a, b, c, offset)
 
 
 @pjit
@@ -170,4 +246,68 @@ def relu_dropout_backward(dy, y, rate):
     """Gradient of :func:`relu_dropout` from its output: ``dy * scale`` exactly where ``y > 0``."""
     dx = np.empty_like(dy)
     _relu_dropout_backward_par(_flat(dy), _flat(y), _flat(dx), dropout_scale(rate))
+    return dx
+
+
+def _noise_apply(x, key, s, add, offset):
+    y, m = np.empty_like(x), np.empty_like(x)
+    _noise_apply_par(_flat(x), _flat(y), _flat(m), np.uint64(key[0]), np.uint64(key[1]), np.float32(s), add,
+                     np.int64(offset))
+    return y, m
+
+
+def gaussian_dropout(x, rate, key, offset=0):
+    """``(y, m)``: ``y = x * m``, GaussianDropout's multiplier ``m = z * s + 1`` with ``z`` that of
+    :func:`gaussian_noise` of ``x.shape`` at ``offset`` and ``s = sqrt(rate / (1 - rate))``; ``m`` is kept for the
+    backward."""
+    return _noise_apply(x, key, gaussian_dropout_scale(rate), False, offset)
+
+
+def gaussian_dropout_backward(dy, m):
+    """Gradient of :func:`gaussian_dropout` from its multiplier: ``dy * m``."""
+    dx = np.empty_like(dy)
+    _multiply_par(_flat(dy), _flat(m), _flat(dx))
+    return dx
+
+
+def add_gaussian_noise(x, stddev, key, offset=0):
+    """``x + z * stddev``: GaussianNoise, ``z`` that of :func:`gaussian_noise` of ``x.shape`` at ``offset``."""
+    return _noise_apply(x, key, stddev, True, offset)[0]
+
+
+def _channel_rows(shape):
+    """``shape`` viewed as (N, S, C) for per-channel noise, written out (a -1 cannot reshape an empty batch)."""
+    return shape[0], int(np.prod(shape[1:-1])), shape[-1]
+
+
+def _alpha_constants(rate):
+    a, b = alpha_dropout_affine(rate)
+    return np.float32(a), np.float32(b), np.float32(a * ALPHA_P + b)
+
+
+def alpha_dropout(x, rate, key, per_channel=False, offset=0):
+    """AlphaDropout: ``x * a + b`` where :func:`dropout` with the same arguments keeps a unit, ``a * ALPHA_P + b``
+    where it drops it (``reference.dropout.alpha_dropout_affine``)."""
+    k0, k1, thr, _ = _stream(rate, key)
+    a, b, c = _alpha_constants(rate)
+    y = np.empty_like(x)
+    if per_channel and x.ndim >= 2:
+        rows = _channel_rows(x.shape)
+        _alpha_channels_par(x.reshape(rows), y.reshape(rows), k0, k1, thr, a, b, c, np.int64(offset))
+    else:
+        _alpha_par(_flat(x), _flat(y), k0, k1, thr, a, b, c, np.int64(offset))
+    return y
+
+
+def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
+    """Gradient of :func:`alpha_dropout`: ``dy * a`` where the unit was kept, 0 elsewhere: dropout's kernel with
+    ``a`` for its scale."""
+    k0, k1, thr, _ = _stream(rate, key)
+    a = _alpha_constants(rate)[0]
+    dx = np.empty_like(dy)
+    if per_channel and dy.ndim >= 2:
+        rows = _channel_rows(dy.shape)
+        _dropout_channels_par(dy.reshape(rows), dx.reshape(rows), k0, k1, thr, a, False, np.int64(offset))
+    else:
+        _dropout_par(_flat(dy), _flat(dx), k0, k1, thr, a, False, np.int64(offset))
     return dx

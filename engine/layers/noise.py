@@ -4,24 +4,21 @@ Each is the identity in inference (an inference program has no step for it) and 
 on (``ctx.dropout``: training, and Monte-Carlo dropout). The noise comes from the counter-based generator of the
 dropout masks: a pure function of (seed, training step, layer, element index), keyed by the sample's row in the
 whole input (``offset``) as Dropout's masks are, so it depends neither on the thread count nor on the batch size,
-and a Monte-Carlo program (which runs the layer's own forward on the "cython" kernel set) draws exactly the
-executor's noise. Gaussian noise: ``ops.gaussian_noise`` (Box-Muller on two hashed 32-bit values per element);
-AlphaDropout's keep bits: ``ops.dropout_mask``.
+and a Monte-Carlo program draws exactly the executor's noise. Each layer runs on an op that draws the noise and
+applies it in one pass (``ops.gaussian_dropout``, ``ops.add_gaussian_noise``: Box-Muller on two hashed 32-bit
+values per element, the values of ``ops.gaussian_noise``; ``ops.alpha_dropout``: Dropout's keep bits), and
+Monte-Carlo programs bind their kernels (``gaussian_dropout_kernel``, ...). Only AlphaDropout with a general
+``noise_shape`` (neither per element nor per channel) applies its mask in NumPy, as Dropout does with one.
 """
-import math
-
 import numpy as np
 
-from ..activations import SELU_ALPHA, SELU_SCALE
 from ..kernels.contract import dropout_key
-from ..kernels.reference.dropout import noise_shape as channel_noise_shape
+from ..kernels.reference.dropout import ALPHA_P, alpha_dropout_affine
+from ..lowering import Kernel, forward_kernel
 from ..validation import check_float
 from .base import Layer
 from .dropout import Dropout, _check_rate, _check_seed
 from .registry import register
-
-#: AlphaDropout sets dropped units to SELU's negative saturation.
-ALPHA_P = -SELU_ALPHA * SELU_SCALE
 
 
 def _identity(x):
@@ -30,8 +27,8 @@ def _identity(x):
 
 class _GaussianLayer(Layer):
     """Shared by the two Gaussian layers: the seed, the stream key, the per-row offset, when the noise is on and
-    the Monte-Carlo lowering. A subclass defines ``_active`` and ``_apply(x, z) -> (y, backprop)`` for standard
-    normal noise ``z``."""
+    the Monte-Carlo lowering. A subclass defines ``_active``, ``_apply(ops, x, key, offset) -> (y, backprop)`` and
+    ``_bound(kernels, shape) -> (run, y_shape)`` (its bound kernel)."""
 
     identity_in_inference = True
     stochastic = property(lambda self: self._active())
@@ -43,25 +40,36 @@ class _GaussianLayer(Layer):
     def _key(self, ctx):
         return dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
 
+    @staticmethod
+    def _offset(ctx, shape):
+        """Element ``i`` of the sample at row ``r`` draws from stream index ``r * sample size + i``."""
+        return ctx.row * int(np.prod(shape[1:]))
+
     def _active(self):
         raise NotImplementedError
 
-    def _apply(self, x, z):
+    def _apply(self, ops, x, key, offset):
+        raise NotImplementedError
+
+    def _bound(self, kernels, shape):
         raise NotImplementedError
 
     def forward(self, ops, x, ctx):
-        """Standard normal noise of ``x.shape`` (element ``i`` of a sample at row ``r`` from stream index
-        ``r * sample size + i``) applied while dropout is on; otherwise the identity."""
+        """Standard normal noise of ``x.shape`` applied while dropout is on; otherwise the identity."""
         if not ctx.dropout or not self._active():
             return _identity(x)
-        z = ops.gaussian_noise(x.shape, self._key(ctx), ctx.row * int(np.prod(x.shape[1:])))
-        return self._apply(x, z)
+        return self._apply(ops, x, self._key(ctx), self._offset(ctx, x.shape))
 
     def lower(self, lowering, step):
-        """Nothing without Monte-Carlo dropout; with it, the layer's own forward (its noise on ``lowering.ops``)."""
+        """Nothing without Monte-Carlo dropout; with it, the layer's bound kernel, keyed as its forward."""
         if not lowering.mc or not self._active():
             return []
-        return super().lower(lowering, step)
+
+        def bind(shape):
+            run, y_shape = self._bound(lowering.kernels, shape)
+            return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape))), y_shape
+
+        return [Kernel(self.kind, bind, uses_ctx=True)]
 
 
 @register
@@ -77,11 +85,12 @@ class GaussianDropout(_GaussianLayer):
     def _active(self):
         return self.rate > 0.0
 
-    def _apply(self, x, z):
-        z *= np.float32(math.sqrt(self.rate / (1.0 - self.rate)))
-        z += np.float32(1.0)
-        m = z.astype(x.dtype, copy=False)
-        return x * m, lambda dy: dy * m
+    def _apply(self, ops, x, key, offset):
+        y, m = ops.gaussian_dropout(x, self.rate, key, offset)  # m: the multiplier, kept for the backward
+        return y, lambda dy: ops.gaussian_dropout_backward(dy, m)
+
+    def _bound(self, kernels, shape):
+        return kernels.gaussian_dropout_kernel(shape, self.rate)
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}
@@ -103,9 +112,11 @@ class GaussianNoise(_GaussianLayer):
     def _active(self):
         return self.stddev > 0.0
 
-    def _apply(self, x, z):
-        z *= np.float32(self.stddev)
-        return x + z.astype(x.dtype, copy=False), lambda dy: dy
+    def _apply(self, ops, x, key, offset):
+        return ops.add_gaussian_noise(x, self.stddev, key, offset), lambda dy: dy
+
+    def _bound(self, kernels, shape):
+        return kernels.gaussian_noise_kernel(shape, self.stddev)
 
     def get_config(self):
         return {"name": self.name, "stddev": self.stddev, "seed": self.seed}
@@ -125,26 +136,34 @@ class AlphaDropout(Dropout):
     absorbs_relu = False
 
     def _affine(self):
-        rate = self.rate
-        a = ((1.0 - rate) * (1.0 + rate * ALPHA_P ** 2)) ** -0.5
-        return a, -a * ALPHA_P * rate
-
-    def _kept(self, ops, shape, ctx):
-        """Boolean keep bits of the (broadcastable) noise shape, for an input of ``shape``."""
-        mode = self._mode(shape)
-        ns = tuple(shape) if mode == "element" else channel_noise_shape(shape, True) if mode == "channel" else mode
-        return ops.dropout_mask(ns, self.rate, self._key(ctx), self._offset(ctx, shape, mode)) != 0
+        return alpha_dropout_affine(self.rate)
 
     def lower(self, lowering, step):
-        """Nothing without Monte-Carlo dropout; with it, the layer's own forward (its masks on ``lowering.ops``)."""
+        """Nothing without Monte-Carlo dropout; with it, the bound kernel (per element or per channel), or, for a
+        general noise shape, the layer's own forward."""
         if not lowering.mc or self.rate == 0.0:
             return []
-        return Layer.lower(self, lowering, step)
+
+        def bind(shape):
+            mode = self._mode(shape)
+            if not isinstance(mode, str):
+                return forward_kernel(self, lowering, step.opts).bind(shape)
+            run, y_shape = lowering.kernels.alpha_dropout_kernel(shape, self.rate, mode == "channel")
+            return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape, mode))), y_shape
+
+        return [Kernel(self.kind, bind, uses_ctx=True)]
 
     def forward(self, ops, x, ctx):
         if not ctx.dropout or self.rate == 0.0:
             return _identity(x)
-        kept = self._kept(ops, x.shape, ctx)
+        mode, rate, key = self._mode(x.shape), self.rate, self._key(ctx)
+        offset = self._offset(ctx, x.shape, mode)
+        if isinstance(mode, str):
+            per_channel = mode == "channel"
+            y = ops.alpha_dropout(x, rate, key, per_channel, offset)
+            return y, lambda dy: ops.alpha_dropout_backward(dy, rate, key, per_channel, offset)
+        # a general noise shape: its keep bits broadcast (as Dropout's mask with one is), the affine map in NumPy
+        kept = ops.dropout_mask(mode, rate, key, offset) != 0
         a, b = self._affine()
         t = x.dtype.type
         y = np.where(kept, x * t(a) + t(b), t(a * ALPHA_P + b))

@@ -11,13 +11,19 @@ on how the input was cut into batches.
 
 Gaussian noise (GaussianDropout, GaussianNoise) comes from the same counter-based hash: element ``i`` of a call is
 the Box-Muller transform of the 32-bit values at stream indices ``2 (offset + i)`` and ``2 (offset + i) + 1``
-(:func:`gaussian_noise`), computed in float64 and rounded once to float32.
+(:func:`gaussian_noise`), computed in float64 and rounded once to float32. The layers' formulas on it are ops of
+their own, so that no layer applies noise in NumPy: :func:`gaussian_dropout` (``x * (1 + s z)``),
+:func:`add_gaussian_noise` (``x + s z``) and :func:`alpha_dropout` (Dropout's keep bits, then SELU's affine map).
 """
+import math
+
 import numpy as np
 
-from .activation import relu
+from .activation import SELU_ALPHA, SELU_SCALE, relu
 from .rng import dropout_key, keep_mask, random_bits  # noqa: F401  (dropout_key: the layers' keys, from here)
 
+#: AlphaDropout sets dropped units to SELU's negative saturation.
+ALPHA_P = -SELU_ALPHA * SELU_SCALE
 _TWO_PI = 2.0 * np.pi
 _INV_2_32 = 2.0**-32
 
@@ -76,3 +82,55 @@ def relu_dropout_backward(dy, y, rate):
     gradient, so the mask need not be recomputed.
     """
     return np.where(y > 0, dy * dy.dtype.type(dropout_scale(rate)), dy.dtype.type(0))
+
+
+def gaussian_dropout_scale(rate):
+    """The float32 standard deviation of GaussianDropout's multiplier, ``sqrt(rate / (1 - rate))``."""
+    return np.float32(math.sqrt(rate / (1.0 - rate)))
+
+
+def gaussian_dropout(x, rate, key, offset=0):
+    """``(y, m)``: ``y = x * m`` with the multiplier ``m = z * s + 1`` (float32, two roundings: the multiply, then
+    the add; returned in ``x``'s dtype for the backward), ``z`` the :func:`gaussian_noise` of ``x.shape`` from
+    ``key`` and ``offset``, ``s`` :func:`gaussian_dropout_scale`: multiplicative noise N(1, rate / (1 - rate))
+    (Keras's GaussianDropout)."""
+    m = gaussian_noise(x.shape, key, offset) * gaussian_dropout_scale(rate)
+    m += np.float32(1.0)
+    m = m.astype(x.dtype, copy=False)
+    return x * m, m
+
+
+def gaussian_dropout_backward(dy, m):
+    """Gradient of :func:`gaussian_dropout` from its multiplier ``m``: ``dy * m``. The forward returns ``m`` because
+    drawing the noise again (log, cos and sqrt per element) cost as much as the forward itself."""
+    return dy * m
+
+
+def add_gaussian_noise(x, stddev, key, offset=0):
+    """``x + z * stddev`` (the product rounded to float32 first), ``z`` the :func:`gaussian_noise` of ``x.shape``
+    (Keras's GaussianNoise). Its gradient is ``dy`` itself: no backward op."""
+    z = gaussian_noise(x.shape, key, offset) * np.float32(stddev)
+    return x + z.astype(x.dtype, copy=False)
+
+
+def alpha_dropout_affine(rate):
+    """AlphaDropout's ``(a, b)`` (Keras's formula, Python floats): kept units become ``a x + b``, dropped ones
+    ``a * ALPHA_P + b``, so zero-mean unit-variance inputs keep mean 0 and variance 1."""
+    a = ((1.0 - rate) * (1.0 + rate * ALPHA_P ** 2)) ** -0.5
+    return a, -a * ALPHA_P * rate
+
+
+def alpha_dropout(x, rate, key, per_channel=False, offset=0):
+    """AlphaDropout of ``x``: ``x * a + b`` (in ``x``'s dtype, the product rounded first) where Dropout with the same
+    ``rate``, ``key``, ``per_channel`` and ``offset`` keeps a unit, ``a * ALPHA_P + b`` where it drops it."""
+    keep = keep_mask(noise_shape(x.shape, per_channel), rate, key, offset)
+    a, b = alpha_dropout_affine(rate)
+    t = x.dtype.type
+    return np.where(keep, x * t(a) + t(b), t(a * ALPHA_P + b))
+
+
+def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
+    """Gradient of :func:`alpha_dropout`: ``dy * a`` where the unit was kept (the mask drawn again), 0 elsewhere."""
+    keep = keep_mask(noise_shape(dy.shape, per_channel), rate, key, offset)
+    t = dy.dtype.type
+    return np.where(keep, dy * t(alpha_dropout_affine(rate)[0]), t(0))

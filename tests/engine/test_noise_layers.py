@@ -158,6 +158,16 @@ def test_trains_like_the_reference_and_round_trips(kind, tmp_path):
     assert_round_trips(model, x, tmp_path / "m.dropcore")
 
 
+@pytest.mark.parametrize("noise_shape", [(None, 1, 1, 4), (None, 8, 1, 1)])
+def test_alpha_dropout_monte_carlo_per_channel_and_with_a_noise_shape(noise_shape):
+    """Per channel the program binds alpha_dropout_kernel; a general noise shape runs the layer's forward: both
+    agree with the executor at any batch size."""
+    dropcore.set_random_seed(0)
+    model = dropcore.Sequential([Input((8, 8, 1)), Conv2D(4, 3, padding="same", activation="selu"),
+                                 AlphaDropout(0.3, noise_shape=noise_shape), Flatten(), Dense(3)])
+    assert_mc_runs_its_forward(model, _x((10, 8, 8, 1), seed=14), "alpha_dropout", 1)
+
+
 def test_configs_rebuild_exactly():
     for layer in (GaussianDropout(0.25, seed=3, name="gd"), GaussianNoise(0.5, name="gn"),
                   AlphaDropout(0.1, noise_shape=(None, 1, 4), seed=2, name="ad")):
