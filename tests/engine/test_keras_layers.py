@@ -140,9 +140,10 @@ def _model(kind, seed=0):
 
 
 #: the model kind -> the inference program step the layer runs as (None: no step of its own; the zero padding is
-#: read by the convolution after it, tests/engine/test_pad_folding.py)
+#: read by the convolution after it, tests/engine/test_pad_folding.py; the LeakyReLU runs with its slope in the
+#: output pass of the convolution before it, tests/engine/test_folding.py)
 STEPS = {"concatenate": "concatenate", "concatenate-rows": "concatenate", "reshape": None,
-         "rescaling": "rescaling", "zero-padding": None, "leaky-relu": "leaky_relu"}
+         "rescaling": "rescaling", "zero-padding": None, "leaky-relu": None}
 
 
 @pytest.mark.parametrize("kind", STEPS)
