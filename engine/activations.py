@@ -10,20 +10,27 @@ Parameters: ``leaky_relu`` takes ``negative_slope`` (Keras's default 0.2), ``elu
 ``approximate`` (False: the erf form). A name given as a string (``Dense(activation="elu")``) takes the defaults;
 the layers ``LeakyReLU``, ``ELU`` and ``ReLU`` pass theirs.
 """
+from .kernels.contract import by_name
 from .kernels.reference.activation import SELU_ALPHA, SELU_SCALE  # noqa: F401  (AlphaDropout, ONNX read them)
-
-#: Every activation name dropcore takes (as Keras 3 spells them), aliases included.
-NAMES = ("linear", "relu", "softmax", "sigmoid", "tanh", "selu", "elu", "leaky_relu", "relu6", "hard_sigmoid",
-         "hard_silu", "hard_swish", "gelu", "softplus", "silu", "swish")
+from .kernels.reference.activation import loop_ops
 
 #: Keras's aliases: ``hard_silu`` is ``hard_swish``, ``swish`` is ``silu`` (one op each).
 ALIASES = {"hard_silu": "hard_swish", "swish": "silu"}
 
-#: Activations whose backward reads the forward's output (the others read its input).
-_FROM_OUTPUT = ("relu", "softmax", "sigmoid", "tanh", "selu")
+#: The loop op that is not an ``activation=`` name: the ReLU layer's three-parameter form (Keras has no such name).
+_LAYER_ONLY = ("clipped_relu",)
 
-#: Each parameterized activation's parameter: the name the op takes, the bound kernels' ``alpha``.
-PARAMS = {"leaky_relu": "negative_slope", "elu": "alpha", "gelu": "approximate"}
+#: Every activation name dropcore takes (as Keras 3 spells them), aliases included: the ops with kernels of their
+#: own, then every element-wise op of the contract's loops (``reference.activation.loop_ops``: one added there is
+#: a name here, with nothing written in this file).
+NAMES = ("linear", "relu", "softmax", "sigmoid") + tuple(n for n in loop_ops() if n not in _LAYER_ONLY) + \
+    tuple(ALIASES)
+
+#: Activations whose backward reads the forward's output (the others read its input): the contract says which.
+_FROM_OUTPUT = tuple(n for n in NAMES if n not in ("linear", *ALIASES) and by_name(f"{n}_backward").params[1][0] == "y")
+
+#: Each activation with one parameter: the name the op takes (the contract's), the bound kernels' ``alpha``.
+PARAMS = {n: by_name(n).params[1][0] for n in NAMES if n not in ("linear", *ALIASES) and len(by_name(n).params) == 2}
 
 
 def normalize(name, where=None):

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from numba import prange
 
+from .activation_wrappers import define
 from .config import njit, pjit
 from .reference.activation import CODES, SELU_ALPHA, SELU_SCALE
 
@@ -169,7 +170,6 @@ def sigmoid_backward(dy, y):
 # --- element-wise activations (tanh, selu, elu, leaky_relu, relu6, hard_sigmoid, hard_swish, gelu, softplus,
 # silu): one loop for all, the op a code (``reference.activation.CODES``, as the Cython kernels'), each element
 # computed in float64 and rounded once to float32 (so within an ulp or so of the float32 reference).
-_C = CODES
 _RELU6 = CODES['relu6']
 _LEAKY_RELU = CODES['leaky_relu']
 _ELU = CODES['elu']
@@ -295,125 +295,17 @@ def _act_backward_par(dy, v, dx, op, a, hi_, th):
         _act_backward_span(dy[lo:hi], v[lo:hi], dx[lo:hi], op, a, hi_, th)
 
 
-def _act(name, x, alpha=0.0, hi=0.0, th=0.0):
+def _act(code, x, alpha=0.0, hi=0.0, th=0.0):
     y = np.empty_like(x)
-    _act_par(_flat(x), _flat(y), _C[name], np.float64(alpha), np.float64(hi), np.float64(th))
+    _act_par(_flat(x), _flat(y), code, np.float64(alpha), np.float64(hi), np.float64(th))
     return y
 
 
-def _act_backward(name, dy, v, alpha=0.0, hi=0.0, th=0.0):
+def _act_backward(code, dy, v, alpha=0.0, hi=0.0, th=0.0):
     dx = np.empty_like(dy)
-    _act_backward_par(_flat(dy), _flat(v), _flat(dx), _C[name], np.float64(alpha), np.float64(hi), np.float64(th))
+    _act_backward_par(_flat(dy), _flat(v), _flat(dx), code, np.float64(alpha), np.float64(hi), np.float64(th))
     return dx
 
 
-def tanh(x):
-    """Hyperbolic tangent of float32 ``x``."""
-    return _act("tanh", x)
-
-
-def tanh_backward(dy, y):
-    """Gradient of :func:`tanh` from its output: ``dy * (1 - y**2)``."""
-    return _act_backward("tanh", dy, y)
-
-
-def selu(x):
-    """SELU (Keras's constants)."""
-    return _act("selu", x)
-
-
-def selu_backward(dy, y):
-    """Gradient of :func:`selu` from its output."""
-    return _act_backward("selu", dy, y)
-
-
-def elu(x, alpha=1.0):
-    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
-    return _act("elu", x, alpha)
-
-
-def elu_backward(dy, x, alpha=1.0):
-    """Gradient of :func:`elu`."""
-    return _act_backward("elu", dy, x, alpha)
-
-
-def leaky_relu(x, negative_slope=0.2):
-    """``x`` where ``x >= 0``, ``negative_slope * x`` elsewhere."""
-    return _act("leaky_relu", x, negative_slope)
-
-
-def leaky_relu_backward(dy, x, negative_slope=0.2):
-    """Gradient of :func:`leaky_relu` (at 0 the slope)."""
-    return _act_backward("leaky_relu", dy, x, negative_slope)
-
-
-def relu6(x):
-    """``min(max(x, 0), 6)``."""
-    return _act("relu6", x)
-
-
-def relu6_backward(dy, x):
-    """Gradient of :func:`relu6`: ``dy`` where ``0 < x < 6``."""
-    return _act_backward("relu6", dy, x)
-
-
-def hard_sigmoid(x):
-    """``relu6(x + 3) / 6``."""
-    return _act("hard_sigmoid", x)
-
-
-def hard_sigmoid_backward(dy, x):
-    """Gradient of :func:`hard_sigmoid`."""
-    return _act_backward("hard_sigmoid", dy, x)
-
-
-def hard_swish(x):
-    """``x * relu6(x + 3) / 6``."""
-    return _act("hard_swish", x)
-
-
-def hard_swish_backward(dy, x):
-    """Gradient of :func:`hard_swish`."""
-    return _act_backward("hard_swish", dy, x)
-
-
-def gelu(x, approximate=False):
-    """GELU, exact (erf) or, with ``approximate``, the tanh form."""
-    return _act("gelu_tanh" if approximate else "gelu", x)
-
-
-def gelu_backward(dy, x, approximate=False):
-    """Gradient of :func:`gelu`."""
-    return _act_backward("gelu_tanh" if approximate else "gelu", dy, x)
-
-
-def softplus(x):
-    """``log(1 + exp(x))``, never overflowing."""
-    return _act("softplus", x)
-
-
-def softplus_backward(dy, x):
-    """Gradient of :func:`softplus`: ``dy * sigmoid(x)``."""
-    return _act_backward("softplus", dy, x)
-
-
-def silu(x):
-    """``x * sigmoid(x)``."""
-    return _act("silu", x)
-
-
-def silu_backward(dy, x):
-    """Gradient of :func:`silu`."""
-    return _act_backward("silu", dy, x)
-
-
-def clipped_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
-    """Keras's ``relu(x, negative_slope, max_value, threshold)``: ``min(x, max_value)`` where ``x > threshold``,
-    ``negative_slope * (x - threshold)`` elsewhere."""
-    return _act("clipped_relu", x, negative_slope, np.inf if max_value is None else max_value, threshold)
-
-
-def clipped_relu_backward(dy, x, max_value=None, negative_slope=0.0, threshold=0.0):
-    """Gradient of :func:`clipped_relu`: 1 where ``threshold < x < max_value``, ``negative_slope`` where ``x <=
-    threshold``, else 0."""
-    return _act_backward("clipped_relu", dy, x, negative_slope, np.inf if max_value is None else max_value, threshold)
+# tanh, selu, elu, ... and their backwards, with the contract's signatures (``activation_wrappers.py``)
+LOOP_OPS = define(globals(), _act, _act_backward)

@@ -17,8 +17,8 @@ import numpy as np
 # The compiled variant for this CPU (or DROPCORE_ISA's): loading it raises ImportError when none is built.
 from .compiled import elementwise as _ew
 from .compiled import pool as _pool
+from .activation_wrappers import define
 from .geometry import window_2d
-from .reference.activation import CODES
 from .reference.dropout import dropout_scale
 from .reference.rng import keep_threshold
 
@@ -205,128 +205,20 @@ def mean_squared_error(y, targets):
 
 # --- element-wise activations (``_act.h``: the loops the convolution and dense epilogues run too) ---------------
 
-def _act(name, x, alpha=0.0, hi=0.0, th=0.0):
+def _act(code, x, alpha=0.0, hi=0.0, th=0.0):
     x = _c32(x)
     y = np.empty_like(x)
-    _ew.act_forward(x.reshape(-1), y.reshape(-1), CODES[name], alpha, hi, th)
+    _ew.act_forward(x.reshape(-1), y.reshape(-1), code, alpha, hi, th)
     return y
 
 
-def _act_backward(name, dy, v, alpha=0.0, hi=0.0, th=0.0):
+def _act_backward(code, dy, v, alpha=0.0, hi=0.0, th=0.0):
     dy, v = _c32(dy), _c32(v)
     dx = np.empty_like(dy)
-    _ew.act_backward(dy.reshape(-1), v.reshape(-1), dx.reshape(-1), CODES[name], alpha, hi, th)
+    _ew.act_backward(dy.reshape(-1), v.reshape(-1), dx.reshape(-1), code, alpha, hi, th)
     return dx
 
 
-def tanh(x):
-    """Hyperbolic tangent (Cephes's polynomial and exp, vectorized: within 3 float32 ulps)."""
-    return _act("tanh", x)
-
-
-def tanh_backward(dy, y):
-    """Gradient of ``tanh`` from its output: ``dy * (1 - y**2)``."""
-    return _act_backward("tanh", dy, y)
-
-
-def selu(x):
-    """SELU (Keras's constants)."""
-    return _act("selu", x)
-
-
-def selu_backward(dy, y):
-    """Gradient of ``selu`` from its output: ``scale`` where ``y > 0``, else ``y + scale * alpha``."""
-    return _act_backward("selu", dy, y)
-
-
-def elu(x, alpha=1.0):
-    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
-    return _act("elu", x, alpha)
-
-
-def elu_backward(dy, x, alpha=1.0):
-    """Gradient of ``elu``: 1 where ``x > 0``, ``alpha * exp(x)`` elsewhere."""
-    return _act_backward("elu", dy, x, alpha)
-
-
-def leaky_relu(x, negative_slope=0.2):
-    """``x`` where ``x >= 0``, ``negative_slope * x`` elsewhere."""
-    return _act("leaky_relu", x, negative_slope)
-
-
-def leaky_relu_backward(dy, x, negative_slope=0.2):
-    """Gradient of ``leaky_relu``: 1 where ``x > 0``, ``negative_slope`` elsewhere."""
-    return _act_backward("leaky_relu", dy, x, negative_slope)
-
-
-def relu6(x):
-    """``min(max(x, 0), 6)``."""
-    return _act("relu6", x)
-
-
-def relu6_backward(dy, x):
-    """Gradient of ``relu6``: ``dy`` where ``0 < x < 6``."""
-    return _act_backward("relu6", dy, x)
-
-
-def hard_sigmoid(x):
-    """``relu6(x + 3) / 6``."""
-    return _act("hard_sigmoid", x)
-
-
-def hard_sigmoid_backward(dy, x):
-    """Gradient of ``hard_sigmoid``: 1/6 where ``-3 < x < 3``."""
-    return _act_backward("hard_sigmoid", dy, x)
-
-
-def hard_swish(x):
-    """``x * relu6(x + 3) / 6``."""
-    return _act("hard_swish", x)
-
-
-def hard_swish_backward(dy, x):
-    """Gradient of ``hard_swish``."""
-    return _act_backward("hard_swish", dy, x)
-
-
-def gelu(x, approximate=False):
-    """GELU: exact (glibc's erf, scalar) or, with ``approximate``, the tanh form (vectorized)."""
-    return _act("gelu_tanh" if approximate else "gelu", x)
-
-
-def gelu_backward(dy, x, approximate=False):
-    """Gradient of ``gelu``."""
-    return _act_backward("gelu_tanh" if approximate else "gelu", dy, x)
-
-
-def softplus(x):
-    """``max(x, 0) + log1p(exp(-|x|))``."""
-    return _act("softplus", x)
-
-
-def softplus_backward(dy, x):
-    """Gradient of ``softplus``: ``dy * sigmoid(x)``."""
-    return _act_backward("softplus", dy, x)
-
-
-def silu(x):
-    """``x * sigmoid(x)``."""
-    return _act("silu", x)
-
-
-def silu_backward(dy, x):
-    """Gradient of ``silu``."""
-    return _act_backward("silu", dy, x)
-
-
-def clipped_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):
-    """Keras's ``relu(x, negative_slope, max_value, threshold)``: ``min(x, max_value)`` where ``x > threshold``,
-    ``negative_slope * (x - threshold)`` elsewhere."""
-    return _act("clipped_relu", x, negative_slope, np.inf if max_value is None else max_value, threshold)
-
-
-def clipped_relu_backward(dy, x, max_value=None, negative_slope=0.0, threshold=0.0):
-    """Gradient of ``clipped_relu``: 1 where ``threshold < x < max_value``, ``negative_slope`` where ``x <=
-    threshold``, else 0."""
-    return _act_backward("clipped_relu", dy, x, negative_slope, np.inf if max_value is None else max_value,
-                         threshold)
+# tanh, selu, elu, leaky_relu, relu6, hard_sigmoid, hard_swish, gelu, softplus, silu, clipped_relu and their
+# backwards, with the contract's signatures (``activation_wrappers.py``)
+LOOP_OPS = define(globals(), _act, _act_backward)

@@ -190,6 +190,36 @@ def clipped_relu_backward(dy, x, max_value=None, negative_slope=0.0, threshold=0
 #: The parameter an activation of ``_act.h`` takes, and its default (Keras's): ``alpha`` of the bound kernels.
 ACTIVATION_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
 
+#: The codes of :data:`CODES` that are not an op of the loops: "linear" (no activation), "relu" and "sigmoid" (ops
+#: with kernels of their own; the codes serve the convolution and dense epilogues) and "gelu_tanh" (``gelu``'s
+#: ``approximate`` form).
+_NOT_LOOP_OPS = ("linear", "relu", "sigmoid", "gelu_tanh")
+
+
+def loop_ops():
+    """The element-wise activations whose fast kernels are the code-switched loops (``_act.h``'s ``dc_act1`` in the
+    Cython set, ``_act1`` in the Numba set): every name of :data:`CODES` but :data:`_NOT_LOOP_OPS`, in code order.
+    Their ``name`` and ``name_backward`` functions are made from the contract (``kernels/activation_wrappers.py``):
+    an activation added here, in ``_act.h`` and in the Numba loop needs no wrapper of its own."""
+    return tuple(name for name in CODES if name not in _NOT_LOOP_OPS)
+
+
+def kernel_args(name, params):
+    """``(code, alpha, hi, th)`` with which the loops run activation ``name`` given its parameters ``params`` (as
+    the contract names them): the one parameter of an op that has one is ``alpha`` (``gelu``'s ``approximate``
+    picks the code instead); ``clipped_relu`` takes three (``alpha`` its negative slope, ``hi`` its max value,
+    ``th`` its threshold)."""
+    if name == "gelu":
+        return CODES["gelu_tanh" if params.get("approximate") else "gelu"], 0.0, 0.0, 0.0
+    if name == "clipped_relu":
+        hi = params["max_value"]
+        return CODES[name], float(params["negative_slope"]), np.inf if hi is None else float(hi), \
+            float(params["threshold"])
+    if len(params) > 1:
+        raise ValueError(f"{name}: the loops take one parameter (alpha), received {sorted(params)}; give the op a "
+                         f"case in kernel_args")
+    return CODES[name], float(next(iter(params.values()), 0.0)), 0.0, 0.0
+
 
 def epilogue(activation, alpha):
     """``(relu, code, alpha)`` for a kernel's output pass: ReLU as its own flag (the kernels' fastest form), any

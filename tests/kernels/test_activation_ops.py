@@ -26,16 +26,23 @@ from dropcore.ops import get_ops
 from dropcore.testing import check_gradient
 
 ULP = 2.0**-23
-#: op -> the parameter sets tested (the first is the contract case's)
-PARAMS = {
-    "tanh": [{}], "selu": [{}], "relu6": [{}], "hard_sigmoid": [{}], "hard_swish": [{}], "softplus": [{}],
-    "silu": [{}],
-    "elu": [{"alpha": 0.7}, {}, {"alpha": 2.5}],
-    "leaky_relu": [{"negative_slope": 0.1}, {}, {"negative_slope": 1.5}],
-    "gelu": [{}, {"approximate": True}],
-    "clipped_relu": [{"max_value": 2.0, "negative_slope": 0.1, "threshold": 0.5}, {},
-                     {"max_value": 6.0}, {"negative_slope": 0.3, "threshold": 1.0}],
+
+
+def _case_params(name):
+    """The contract case's parameters of op ``name`` (its literal arguments but the input)."""
+    return {k: v for k, v in by_name(name).case.args.items() if k != "x"}
+
+
+#: more parameter sets than the contract case's, where an op has parameters
+MORE_PARAMS = {
+    "elu": [{}, {"alpha": 2.5}],
+    "leaky_relu": [{}, {"negative_slope": 1.5}],
+    "gelu": [{"approximate": True}],
+    "clipped_relu": [{}, {"max_value": 6.0}, {"negative_slope": 0.3, "threshold": 1.0}],
 }
+#: op -> the parameter sets tested: the contract case's first, for every op of the loops (an op added to them is
+#: tested here with nothing written but its textbook formula in ``_formula``)
+PARAMS = {name: [_case_params(name)] + MORE_PARAMS.get(name, []) for name in ref.loop_ops()}
 #: absolute tolerance where the formula cancels near 0 (see the module docstring)
 ATOL = {"gelu": 1e-6, "silu": 1e-6, "softplus": 1e-6}
 CASES = [(name, p) for name, ps in PARAMS.items() for p in ps]
@@ -80,7 +87,7 @@ def _formula(name, v, p):
         hi = p.get("max_value") or math.inf
         t = p.get("threshold", 0.0)
         return min(v, hi) if v > t else p.get("negative_slope", 0.0) * (v - t)
-    raise AssertionError(name)
+    raise AssertionError(f"no textbook formula for {name!r}: add one to _formula")
 
 
 def _wide(n=40000, seed=0):
@@ -191,9 +198,10 @@ def test_cython_set_is_bit_equal_on_one_and_two_threads():
 
 
 # --- epilogues: the convolution and dense kernels apply the activation in their output pass ----------------------
-EPILOGUES = [("tanh", None), ("elu", 0.5), ("leaky_relu", 0.1), ("selu", None), ("relu6", None),
-             ("hard_swish", None), ("hard_sigmoid", None), ("gelu", None), ("gelu_tanh", None), ("silu", None),
-             ("softplus", None), ("sigmoid", None)]
+#: every code of ``_act.h`` a kernel's epilogue takes (all but linear, relu's own flag and the three-parameter
+#: clipped ReLU), with the contract case's parameter as ``alpha`` where the op has one
+EPILOGUES = [(name, next(iter(_case_params(name).values()), None) if name in ref.ACTIVATION_ALPHA else None)
+             for name in ref.CODES if name not in ("linear", "relu", "clipped_relu")]
 
 
 def conv_path(xs, ws, strides, padding):
