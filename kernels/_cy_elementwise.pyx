@@ -10,7 +10,7 @@ reductions (a row's softmax and loss sums, batch normalization's per-channel sum
 shapes alone: a row within one task, batch statistics as float64 partials over fixed chunks of rows added in
 chunk order.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport expf, fabsf, log1pf, logf, sqrt
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -608,6 +608,84 @@ def alpha_dropout_channels_forward(const float[:, :, ::1] x, float[:, :, ::1] y,
     for t in prange(n, nogil=True, schedule="static", num_threads=team_size(n * s * ch, n)):
         _alpha_channels_sample(xp + t * s * ch, yp + t * s * ch, s, ch, <uint32_t>(offset + t * ch), k0, k1, thr,
                                a, b, c)
+
+
+# DropBlock: per sample, the corners' bits (hashed once each), their b x b blocks as two running ORs (along the rows,
+# then down the columns: O(H W C b), not b**2), the kept units counted per channel, then y = x * m with m = 0 in a
+# block and (float)(H W / kept) elsewhere: the reference's multiplier, its product rounded once, NaN kept as NaN * 0.
+
+cdef inline void _drop_block_sample(const float* x, float* y, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                                    Py_ssize_t bs, uint32_t base, uint32_t k0, uint32_t k1, uint32_t thr,
+                                    unsigned char* cor, unsigned char* hor, unsigned char* drp, Py_ssize_t* cnt,
+                                    float* scale) noexcept nogil:
+    """One sample (H, W, C) of DropBlock, element ``i``'s noise index ``base + i``; ``cor`` ((H-b+1) (W-b+1) C),
+    ``hor`` ((H-b+1) W C), ``drp`` (H W C), ``cnt`` and ``scale`` (C): this task's buffers."""
+    cdef Py_ssize_t vh = h - bs + 1, vw = w - bs + 1, i, j, k, a, e, lo, hi
+    cdef unsigned char* row
+    cdef const unsigned char* src
+    for a in range(vh):
+        for e in range(vw):
+            row = cor + (a * vw + e) * c
+            for k in range(c):
+                row[k] = not _keep(<uint32_t>(base + (a * w + e) * c + k), k0, k1, thr)
+    for a in range(vh):  # hor[a, j] = OR of the corners (a, e) whose block covers column j
+        for j in range(w):
+            row = hor + (a * w + j) * c
+            for k in range(c):
+                row[k] = 0
+            lo, hi = max(<Py_ssize_t>0, j - bs + 1), min(j, vw - 1)
+            for e in range(lo, hi + 1):
+                src = cor + (a * vw + e) * c
+                for k in range(c):
+                    row[k] = row[k] | src[k]
+    for k in range(c):
+        cnt[k] = 0
+    for i in range(h):  # drp[i, j] = OR of hor[a, j] over the corner rows a whose block covers row i
+        lo, hi = max(<Py_ssize_t>0, i - bs + 1), min(i, vh - 1)
+        for j in range(w):
+            row = drp + (i * w + j) * c
+            for k in range(c):
+                row[k] = 0
+            for a in range(lo, hi + 1):
+                src = hor + (a * w + j) * c
+                for k in range(c):
+                    row[k] = row[k] | src[k]
+            for k in range(c):
+                cnt[k] += 1 - row[k]
+    for k in range(c):
+        scale[k] = <float>(<double>(h * w) / <double>cnt[k]) if cnt[k] > 0 else 0
+    for i in range(h * w):
+        for k in range(c):
+            y[i * c + k] = x[i * c + k] * _pick_f(drp[i * c + k], 0, scale[k])
+
+
+def drop_block2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_ssize_t block_size, uint32_t k0,
+                         uint32_t k1, uint32_t thr, Py_ssize_t offset=0):
+    """DropBlock of ``x`` (N, H, W, C) with blocks of ``block_size`` (at most H and W: the caller checks), corner
+    bits kept above ``thr`` (``keep_threshold(gamma)``), noise index ``offset`` + flat index; one task a sample,
+    each thread's buffers allocated once. (Its backward is this on ``dy``: the same multiplier.)"""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3], t, per = h * w * c
+    if n == 0 or per == 0:
+        return
+    cdef Py_ssize_t vh = h - block_size + 1, vw = w - block_size + 1
+    cdef Py_ssize_t head = c * (sizeof(Py_ssize_t) + sizeof(float))  # cnt, then scale
+    cdef Py_ssize_t stride = (head + vh * vw * c + vh * w * c + per + 63) // 64 * 64
+    cdef int nthreads = team_size(8 * n * per, n)
+    cdef unsigned char* buf = <unsigned char*>malloc(nthreads * stride)
+    cdef unsigned char* mine
+    if buf == NULL:
+        raise MemoryError(f"drop_block2d: {nthreads * stride} bytes of buffers")
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef float* yp = &y[0, 0, 0, 0]
+    try:
+        for t in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+            mine = buf + threadid() * stride
+            _drop_block_sample(xp + t * per, yp + t * per, h, w, c, block_size, <uint32_t>(offset + t * per), k0,
+                               k1, thr, mine + head, mine + head + vh * vw * c,
+                               mine + head + vh * vw * c + vh * w * c, <Py_ssize_t*>mine,
+                               <float*>(mine + c * sizeof(Py_ssize_t)))
+    finally:
+        free(buf)
 
 
 # --- batch normalization with batch statistics ----------------------------------------------------------------------

@@ -209,6 +209,12 @@ OPS = (
     _op("alpha_dropout_backward", "dropout", ("dy", "rate", "key", ("per_channel", False), ("offset", 0)),
         Case(grad_of="alpha_dropout", wrt=("x",), dy=DY, rate=fwd("rate"), key=fwd("key"),
              per_channel=fwd("per_channel"), offset=fwd("offset"))),
+    _op("drop_block2d", "dropout", ("x", "rate", "block_size", "key", ("offset", 0)),
+        Case(x=normal(*_IMG), rate=0.3, block_size=3, key=KEY, offset=5), inference=True,
+        bound=bind("drop_block2d_kernel", after=("key", "offset"))),
+    _op("drop_block2d_backward", "dropout", ("dy", "rate", "block_size", "key", ("offset", 0)),
+        Case(grad_of="drop_block2d", wrt=("x",), dy=DY, rate=fwd("rate"), block_size=fwd("block_size"),
+             key=fwd("key"), offset=fwd("offset"))),
     _op("softmax", "activation", ("x",), Case(x=normal(6, 10)), inference=True,
         bound=bind("activation_kernel", name="softmax")),
     _op("softmax_backward", "activation", ("dy", "y"), Case(grad_of="softmax", wrt=("x",), dy=DY, y=out(0))),
@@ -263,6 +269,7 @@ BOUND = {
     "gaussian_dropout_kernel": ("x_shape", "rate"),
     "gaussian_noise_kernel": ("x_shape", "stddev"),
     "alpha_dropout_kernel": ("x_shape", "rate", ("per_channel", False)),
+    "drop_block2d_kernel": ("x_shape", "rate", "block_size"),
     "batch_norm_kernel": ("x_shape", "gamma", "beta", "moving_mean", "moving_var", "eps"),
 }
 

@@ -18,7 +18,7 @@ from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
-from .reference.dropout import ALPHA_P, alpha_dropout_affine, dropout_scale, gaussian_dropout_scale
+from .reference.dropout import ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale, gaussian_dropout_scale
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)
@@ -366,6 +366,32 @@ def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
     else:
         _ew.dropout_forward(dy.reshape(-1), dx.reshape(-1), k0, k1, thr, a, False, offset)
     return dx
+
+
+def drop_block2d_kernel(x_shape, rate, block_size):
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``drop_block2d(x, rate, block_size, key,
+    offset)`` (DropBlock2D in a Monte-Carlo program). The C loops trust the block to fit in the map: checked here."""
+    if len(x_shape) != 4 or not 1 <= block_size <= min(x_shape[1], x_shape[2]):
+        raise ValueError(f"drop_block2d: block_size {block_size} for an input of shape {tuple(x_shape)}: expected "
+                         f"(N, H, W, C) with 1 <= block_size <= min(H, W)")
+    _, h, w, _ = x_shape
+    thr, bs = keep_threshold(drop_block_gamma(rate, block_size, h, w)), int(block_size)
+
+    def run(x, y, key, offset=0):
+        _ew.drop_block2d_forward(x, y, bs, np.uint32(key[0]), np.uint32(key[1]), thr, offset)
+
+    return run, tuple(x_shape)
+
+
+def drop_block2d(x, rate, block_size, key, offset=0):
+    """DropBlock of ``x`` (N, H, W, C): ``x`` times 0 in the dropped blocks and ``H W / kept`` elsewhere, per
+    (sample, channel) map; see ``reference.dropout.drop_block2d_mask``."""
+    return _noise_op(lambda shape: drop_block2d_kernel(shape, rate, block_size), x, key, offset)
+
+
+def drop_block2d_backward(dy, rate, block_size, key, offset=0):
+    """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier, drawn again."""
+    return drop_block2d(dy, rate, block_size, key, offset)
 
 
 def softmax(x):

@@ -14,7 +14,7 @@ from numba import prange
 from . import rng
 from .activation import CHUNK, _flat
 from .config import FASTMATH, njit, pjit
-from .reference.dropout import ALPHA_P, alpha_dropout_affine, dropout_scale, gaussian_dropout_scale
+from .reference.dropout import ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale, gaussian_dropout_scale
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -311,3 +311,62 @@ def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
     else:
         _dropout_par(_flat(dy), _flat(dx), k0, k1, thr, a, False, np.int64(offset))
     return dx
+
+
+@njit
+def _drop_block_sample(x, y, bs, k0, k1, thr, base):
+    """One sample ``x`` (H, W, C) of DropBlock, element ``i``'s noise index ``base + i``: the corners' bits, their
+    blocks as running ORs along the rows then down the columns, the kept units counted per channel, then ``y = x *
+    m`` (``m`` 0 in a block, ``float32(H W / kept)`` elsewhere), as the Cython kernel."""
+    h, w, c = x.shape
+    vh, vw = h - bs + 1, w - bs + 1
+    cor = np.empty((vh, vw, c), dtype=np.bool_)
+    for a in range(vh):
+        for e in range(vw):
+            for k in range(c):
+                cor[a, e, k] = not rng.keep(base + (a * w + e) * c + k, k0, k1, thr)
+    hor = np.zeros((vh, w, c), dtype=np.bool_)
+    for a in range(vh):
+        for j in range(w):
+            for e in range(max(0, j - bs + 1), min(j, vw - 1) + 1):
+                for k in range(c):
+                    hor[a, j, k] |= cor[a, e, k]
+    drp = np.zeros((h, w, c), dtype=np.bool_)
+    cnt = np.zeros(c, dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            for a in range(max(0, i - bs + 1), min(i, vh - 1) + 1):
+                for k in range(c):
+                    drp[i, j, k] |= hor[a, j, k]
+            for k in range(c):
+                cnt[k] += not drp[i, j, k]
+    scale = np.empty(c, dtype=np.float32)
+    for k in range(c):
+        scale[k] = np.float32(np.float64(h * w) / np.float64(cnt[k])) if cnt[k] > 0 else _ZERO
+    for i in range(h):
+        for j in range(w):
+            for k in range(c):
+                y[i, j, k] = x[i, j, k] * (_ZERO if drp[i, j, k] else scale[k])
+
+
+@pjit
+def _drop_block_par(x, y, bs, k0, k1, thr, offset):
+    per = x.shape[1] * x.shape[2] * x.shape[3]
+    for t in prange(x.shape[0]):
+        _drop_block_sample(x[t], y[t], bs, k0, k1, thr, offset + t * per)
+
+
+def drop_block2d(x, rate, block_size, key, offset=0):
+    """DropBlock of ``x`` (N, H, W, C): blocks of ``block_size`` (at most H and W) at the corners whose bits
+    (``drop_block_gamma``'s probability, stream index ``offset`` + flat index) drop, kept units scaled by ``H W /
+    kept`` per (sample, channel) map; one task a sample."""
+    n, h, w, c = x.shape
+    y = np.empty_like(x)
+    k0, k1, thr, _ = _stream(drop_block_gamma(rate, block_size, h, w), key)
+    _drop_block_par(x, y, np.int64(block_size), k0, k1, thr, np.int64(offset))
+    return y
+
+
+def drop_block2d_backward(dy, rate, block_size, key, offset=0):
+    """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier (drawn again)."""
+    return drop_block2d(dy, rate, block_size, key, offset)

@@ -3,8 +3,9 @@
 Both draw their random bits from the counter-based generator of the dropout masks (``ops.dropout_mask``): a pure
 function of (seed, training step, layer, element index), keyed by the sample's row in the whole input as Dropout's
 masks are (``offset = row * H * W * C``: one bit per input element), so they depend neither on the thread count nor
-on the batch size, and a Monte-Carlo program (which runs the layer's own forward) draws exactly the executor's bits.
-Forward and backward are NumPy on the bits; no kernel of their own.
+on the batch size, and a Monte-Carlo program draws exactly the executor's bits. DropBlock2D runs on its ops
+(``ops.drop_block2d`` and its backward, which draws the blocks again; ``drop_block2d_kernel`` in Monte-Carlo
+programs); MaxPoolingDropout2D's forward and backward are NumPy on the bits.
 
 ``DropBlock2D`` (Ghiasi, Lin, Le 2018): while dropout is on, each (sample, channel) map draws block centres with
 probability ``gamma = rate / block_size**2 * H W / ((H - block_size + 1) (W - block_size + 1))`` among the centres
@@ -24,8 +25,10 @@ padded positions never win and do not count in ``n``. Monte-Carlo dropout sample
 """
 import numpy as np
 
-from ..kernels.geometry import window_2d
 from ..kernels.contract import dropout_key
+from ..kernels.geometry import window_2d
+from ..kernels.reference.dropout import drop_block_gamma
+from ..lowering import Kernel
 from ..validation import check_int
 from .base import Layer
 from .dropout import _check_rate, _check_seed
@@ -67,35 +70,33 @@ class DropBlock2D(Layer):
 
     def gamma(self, h, w):
         """The probability of a block centre at each valid position of an ``h x w`` map (the paper's formula)."""
-        b = self.block_size
-        return self.rate / b ** 2 * (h * w) / ((h - b + 1) * (w - b + 1))
+        return drop_block_gamma(self.rate, self.block_size, h, w)
 
-    def mask(self, ops, shape, ctx):
-        """The float64 multiplier of an input of ``shape``: 0 in a dropped block, ``H W / kept`` elsewhere."""
-        n, h, w, c = shape
-        b = self.block_size
-        # a block's top-left corner (a, e) may be any element with a <= h - b, e <= w - b: its bit is the element's
-        corners = _dropped(self, ops, shape, self.gamma(h, w), ctx)[:, :h - b + 1, :w - b + 1, :]
-        dropped = np.zeros(shape, dtype=bool)
-        for i in range(b):
-            for j in range(b):
-                dropped[:, i:i + h - b + 1, j:j + w - b + 1, :] |= corners
-        kept = ~dropped
-        count = kept.sum(axis=(1, 2), keepdims=True)
-        scale = np.where(count > 0, (h * w) / np.maximum(count, 1), 0.0)
-        return kept * scale
+    def _key(self, ctx):
+        return dropout_key(ctx.seed if self.seed is None else self.seed, ctx.step, self.stream)
+
+    @staticmethod
+    def _offset(ctx, shape):
+        """Element ``i`` of the sample at row ``r`` draws from stream index ``r * sample size + i``."""
+        return ctx.row * int(np.prod(shape[1:]))
 
     def forward(self, ops, x, ctx):
         if not ctx.dropout or self.rate == 0.0:
             return _identity(x)
-        m = self.mask(ops, x.shape, ctx).astype(x.dtype)
-        return x * m, lambda dy: dy * m
+        rate, b, key, offset = self.rate, self.block_size, self._key(ctx), self._offset(ctx, x.shape)
+        y = ops.drop_block2d(x, rate, b, key, offset)
+        return y, lambda dy: ops.drop_block2d_backward(dy, rate, b, key, offset)
 
     def lower(self, lowering, step):
-        """Nothing without Monte-Carlo dropout; with it, the layer's own forward (its bits on ``lowering.ops``)."""
+        """Nothing without Monte-Carlo dropout; with it, the bound kernel, keyed as the forward."""
         if not lowering.mc or self.rate == 0.0:
             return []
-        return super().lower(lowering, step)
+
+        def bind(shape):
+            run, y_shape = lowering.kernels.drop_block2d_kernel(shape, self.rate, self.block_size)
+            return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape))), y_shape
+
+        return [Kernel(self.kind, bind, uses_ctx=True)]
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "block_size": self.block_size, "seed": self.seed}

@@ -14,6 +14,10 @@ the Box-Muller transform of the 32-bit values at stream indices ``2 (offset + i)
 (:func:`gaussian_noise`), computed in float64 and rounded once to float32. The layers' formulas on it are ops of
 their own, so that no layer applies noise in NumPy: :func:`gaussian_dropout` (``x * (1 + s z)``),
 :func:`add_gaussian_noise` (``x + s z``) and :func:`alpha_dropout` (Dropout's keep bits, then SELU's affine map).
+
+DropBlock (:func:`drop_block2d`) draws a block's top-left corner with the keep bits of ``drop_block_gamma``: corner
+``(n, a, e, c)`` is dropped where the element at that index of the input (stream index ``offset`` + its flat index)
+is, for every corner whose block lies wholly inside the map.
 """
 import math
 
@@ -134,3 +138,36 @@ def alpha_dropout_backward(dy, rate, key, per_channel=False, offset=0):
     keep = keep_mask(noise_shape(dy.shape, per_channel), rate, key, offset)
     t = dy.dtype.type
     return np.where(keep, dy * t(alpha_dropout_affine(rate)[0]), t(0))
+
+
+def drop_block_gamma(rate, block_size, h, w):
+    """DropBlock's probability of a block at each valid corner of an ``h x w`` map (Ghiasi et al.'s formula)."""
+    b = block_size
+    return rate / b ** 2 * (h * w) / ((h - b + 1) * (w - b + 1))
+
+
+def drop_block2d_mask(shape, rate, block_size, key, offset=0):
+    """The float64 multiplier of DropBlock for an input of ``shape`` (N, H, W, C): 0 in a dropped block, ``H W /
+    kept`` elsewhere (``kept``: the units kept in that (sample, channel) map; a map with none kept is all 0)."""
+    n, h, w, c = shape
+    b = block_size
+    # a block's top-left corner (a, e) may be any element with a <= h - b, e <= w - b: its bit is the element's
+    corners = ~keep_mask(tuple(shape), drop_block_gamma(rate, b, h, w), key, offset)[:, :h - b + 1, :w - b + 1, :]
+    dropped = np.zeros(shape, dtype=bool)
+    for i in range(b):
+        for j in range(b):
+            dropped[:, i:i + h - b + 1, j:j + w - b + 1, :] |= corners
+    kept = ~dropped
+    count = kept.sum(axis=(1, 2), keepdims=True)
+    scale = np.where(count > 0, (h * w) / np.maximum(count, 1), 0.0)
+    return kept * scale
+
+
+def drop_block2d(x, rate, block_size, key, offset=0):
+    """DropBlock of ``x`` (N, H, W, C): ``x`` times :func:`drop_block2d_mask` rounded to ``x``'s dtype."""
+    return x * drop_block2d_mask(x.shape, rate, block_size, key, offset).astype(x.dtype)
+
+
+def drop_block2d_backward(dy, rate, block_size, key, offset=0):
+    """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier, drawn again (nothing is stored)."""
+    return drop_block2d(dy, rate, block_size, key, offset)
