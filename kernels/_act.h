@@ -35,7 +35,7 @@
 enum {
     DC_ACT_LINEAR = 0, DC_ACT_RELU = 1, DC_ACT_RELU6 = 2, DC_ACT_LEAKY_RELU = 3, DC_ACT_ELU = 4, DC_ACT_SELU = 5,
     DC_ACT_TANH = 6, DC_ACT_SIGMOID = 7, DC_ACT_HARD_SIGMOID = 8, DC_ACT_HARD_SWISH = 9, DC_ACT_GELU = 10,
-    DC_ACT_GELU_TANH = 11, DC_ACT_SOFTPLUS = 12, DC_ACT_SILU = 13, DC_ACT_CLIPPED_RELU = 14
+    DC_ACT_GELU_TANH = 11, DC_ACT_SOFTPLUS = 12, DC_ACT_SILU = 13, DC_ACT_CLIPPED_RELU = 14, DC_ACT_MISH = 15
 };
 
 #define DC_SELU_ALPHA 1.67326324235437728f
@@ -183,6 +183,10 @@ static DC_ACT_INLINE float dc_act1(int op, float alpha, float hi, float th, floa
     case DC_ACT_SOFTPLUS: return (v > 0 ? v : 0.0f) + dc_log1pf_unit(dc_expf(-fabsf(v)));
     case DC_ACT_SILU: return v * dc_sigmoidf(v);
     case DC_ACT_CLIPPED_RELU: return v > th ? (v > hi ? hi : v) : alpha * (v - th);
+    case DC_ACT_MISH: { /* x tanh(softplus(x)) = x n / (n + 2), n = e (e + 2), e = e**x; 1 past x = 20 */
+        const float e = dc_expf(v < 20.0f ? v : 20.0f), n = e * (e + 2.0f);
+        return v * (n / (n + 2.0f));
+    }
     default: return v;
     }
 }
@@ -210,6 +214,10 @@ static DC_ACT_INLINE float dc_act1_grad(int op, float alpha, float hi, float th,
         return s * (1.0f + v * (1.0f - s));
     }
     case DC_ACT_CLIPPED_RELU: return v > th ? (v < hi ? 1.0f : 0.0f) : alpha;
+    case DC_ACT_MISH: { /* t + x dt/dx, t = n / (n + 2): dt/dx = 4 e (e + 1) / (n + 2)**2 (below 1e-17 past 20) */
+        const float e = dc_expf(v < 20.0f ? v : 20.0f), n = e * (e + 2.0f), d = n + 2.0f;
+        return n / d + v * (4.0f * e * (e + 1.0f)) / (d * d);
+    }
     default: return 1.0f;
     }
 }
@@ -231,6 +239,7 @@ static DC_ACT_INLINE float dc_act1_grad(int op, float alpha, float hi, float th,
     case DC_ACT_SOFTPLUS: LOOP(DC_ACT_SOFTPLUS); break;                                                           \
     case DC_ACT_SILU: LOOP(DC_ACT_SILU); break;                                                                   \
     case DC_ACT_CLIPPED_RELU: LOOP(DC_ACT_CLIPPED_RELU); break;                                                   \
+    case DC_ACT_MISH: LOOP(DC_ACT_MISH); break;                                                                   \
     default: LOOP(DC_ACT_LINEAR); break;                                                                          \
     }
 

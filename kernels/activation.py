@@ -182,6 +182,7 @@ _GELU_TANH = CODES['gelu_tanh']
 _SOFTPLUS = CODES['softplus']
 _SILU = CODES['silu']
 _CLIPPED_RELU = CODES['clipped_relu']  # (Numba reads module constants, not a dict)
+_MISH = CODES['mish']
 _SELU_NEG = SELU_SCALE * SELU_ALPHA
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -227,6 +228,8 @@ def _act1(op, a, hi, th, v):
         r = x * _sig64(x)
     elif op == _CLIPPED_RELU:
         r = (hi if x > hi else x) if x > th else a * (x - th)
+    elif op == _MISH:
+        r = x * math.tanh(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
     else:
         r = x
     return np.float32(r)
@@ -262,6 +265,9 @@ def _grad1(op, a, hi, th, v):
         g = s * (1.0 + x * (1.0 - s))
     elif op == _CLIPPED_RELU:
         g = (1.0 if x < hi else 0.0) if x > th else a
+    elif op == _MISH:
+        t = math.tanh(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
+        g = t + x * _sig64(x) * (1.0 - t * t)
     else:
         g = 1.0
     return g

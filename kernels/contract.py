@@ -232,6 +232,7 @@ OPS = (
     *_elementwise("gelu", (("approximate", False),), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
     *_elementwise("softplus", (), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
     *_elementwise("silu", (), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
+    *_elementwise("mish", (), "x", Case(x=normal(*_IMG), tol=_ACT_TOL)),
     *_elementwise("clipped_relu", (("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0)), "x",
                   Case(x=uniform(-3, 3, *_IMG), max_value=2.0, negative_slope=0.1, threshold=0.5), bound=False),
     _op("dense", "dense", ("x", "w", "b", ("relu", False)), Case(x=normal(5, 40), w=normal(40, 24), b=normal(24)),

@@ -453,11 +453,9 @@ from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward,
                                        relu_backward, relu_dropout_backward, sigmoid_backward,
                                        sigmoid_binary_cross_entropy, softmax_backward, softmax_cross_entropy,
                                        sparse_softmax_cross_entropy)
-from .cython_train_elementwise import (clipped_relu, clipped_relu_backward, elu, elu_backward,  # noqa: E402,F401
-                                       gelu, gelu_backward, hard_sigmoid, hard_sigmoid_backward, hard_swish,
-                                       hard_swish_backward, leaky_relu, leaky_relu_backward, relu6, relu6_backward,
-                                       selu, selu_backward, silu, silu_backward, softplus, softplus_backward, tanh,
-                                       tanh_backward)
+from . import cython_train_elementwise as _train_ew  # noqa: E402
+# tanh, elu, leaky_relu, ... and their backwards: made from the contract (activation_wrappers.py)
+globals().update({name: getattr(_train_ew, name) for name in _train_ew.LOOP_OPS})
 from .cython_train_gemm import (conv2d_backward, conv2d_max_pool, conv2d_max_pool_backward,  # noqa: E402,F401
                                 dense_backward)
 from .cython_depthwise import (depthwise_conv2d, depthwise_conv2d_backward,  # noqa: E402,F401

@@ -129,6 +129,11 @@ def _activation(g, v, act, label, **params):
         return node("Clip", [v.name, g.const(0.0, f"{label}/min"), g.const(6.0, f"{label}/max")])
     if act == "silu":  # x * sigmoid(x), as PyTorch exports SiLU
         return node("Mul", [v.name, g.node("Sigmoid", [v.name], f"{label}/sigmoid")])
+    if act == "mish":  # one op from opset 18; before, x * tanh(softplus(x)), as PyTorch writes it
+        if g.opset >= 18:
+            return node("Mish", [v.name])
+        soft = g.node("Softplus", [v.name], f"{label}/softplus")
+        return node("Mul", [v.name, g.node("Tanh", [soft], f"{label}/tanh")])
     if act == "gelu":
         if params.get("approximate"):
             raise OnnxExportError(f"{label}: gelu(approximate=True) has no ONNX export")

@@ -1,5 +1,5 @@
 """The importer's converters of activation nodes (Relu, Sigmoid, Tanh, Softmax, Selu, LeakyRelu, Elu,
-HardSigmoid, HardSwish, Gelu, Softplus, Clip): each goes into the Conv2D or Dense that produced its input when that
+HardSigmoid, HardSwish, Gelu, Softplus, Mish, Clip): each goes into the Conv2D or Dense that produced its input when that
 layer can apply it in its kernel's output pass, else becomes a layer. ``import_ops.CONVERTERS`` lists them."""
 import numpy as np
 

@@ -529,7 +529,7 @@ CONVERTERS = {
     "BatchNormalization": batch_norm, "Gemm": gemm, "MatMul": matmul,
     "Relu": simple("relu", ReLU), "Sigmoid": simple("sigmoid"), "Tanh": simple("tanh"), "Softmax": softmax,
     "Selu": selu, "LeakyRelu": leaky_relu, "Elu": elu, "HardSigmoid": hard_sigmoid, "Gelu": gelu, "Clip": clip,
-    "HardSwish": simple("hard_swish"), "Softplus": simple("softplus"),
+    "HardSwish": simple("hard_swish"), "Softplus": simple("softplus"), "Mish": simple("mish"),
     "Add": _arith("Add"), "Sub": _arith("Sub"), "Mul": _arith("Mul"), "Div": _arith("Div"), "Sum": sum_,
     "Flatten": flatten, "Reshape": reshape, "Transpose": transpose, "Gather": gather, "Concat": concat, "Pad": pad,
     "Dropout": dropout, "Identity": identity, "Constant": constant,

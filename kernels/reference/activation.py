@@ -165,11 +165,22 @@ def silu_backward(dy, x):
     return dy * (s * (1 + x * (1 - s)))
 
 
+def mish(x):
+    """``x * tanh(softplus(x))`` (Misra 2019; Keras's ``mish``, ONNX's ``Mish``)."""
+    return x * np.tanh(softplus(x))
+
+
+def mish_backward(dy, x):
+    """Gradient of :func:`mish`: ``tanh(sp) + x * sigmoid(x) * (1 - tanh(sp)**2)`` with ``sp = softplus(x)``."""
+    t = np.tanh(softplus(x))
+    return dy * (t + x * sigmoid(x) * (1 - t * t))
+
+
 #: The compiled kernels' code for each element-wise activation (``kernels/_act.h``'s ``DC_ACT_*``; the Numba set's
 #: too): "gelu_tanh" is ``gelu(approximate=True)``.
 CODES = {"linear": 0, "relu": 1, "relu6": 2, "leaky_relu": 3, "elu": 4, "selu": 5, "tanh": 6, "sigmoid": 7,
          "hard_sigmoid": 8, "hard_swish": 9, "gelu": 10, "gelu_tanh": 11, "softplus": 12, "silu": 13,
-         "clipped_relu": 14}
+         "clipped_relu": 14, "mish": 15}
 
 
 def clipped_relu(x, max_value=None, negative_slope=0.0, threshold=0.0):

@@ -107,7 +107,7 @@ def test_relu_picks_the_op_keras_describes():
     (lambda: LeakyReLU(negative_slope=-1), r"LeakyReLU: Invalid value for `negative_slope`"),
     (lambda: Softmax(axis=1), r"Softmax: Invalid value for `axis`: expected -1"),
     (lambda: Dense(3, activation="gelu_tanh"), r"Dense: Invalid value for `activation`: expected one of"),
-    (lambda: Activation("mish"), r"Activation: Invalid value for `activation`.*Received: activation='mish'"),
+    (lambda: Activation("mishmash"), r"Activation: Invalid value for `activation`.*Received: activation='mishmash'"),
 ])
 def test_bad_arguments_are_named(make, match):
     with pytest.raises(ValueError, match=match):
