@@ -1,8 +1,8 @@
 """The element-wise activation ops (tanh, selu, elu, leaky_relu, relu6, hard_sigmoid, hard_swish, gelu, softplus,
-silu, clipped_relu, mish: every op of ``reference.activation.loop_ops``): the reference against an independent float64 formula, each fast set against the reference
-over a wide range with the error bound it was measured to hold, every backward against finite differences, NaN
-propagation, the Cython set bit-equal on 1 and 2 threads, and the convolution and dense epilogues bit-equal to the
-stand-alone op on every kernel path.
+silu, clipped_relu, mish: every op of ``reference.activation.loop_ops``): the reference against an independent
+float64 formula, each fast set against the reference over a wide range with the error bound it was measured to
+hold, every backward against finite differences, NaN propagation, the Cython set bit-equal on 1 and 2 threads, and
+the convolution and dense epilogues bit-equal to the stand-alone op on every kernel path.
 
 Tolerances, measured on 300,000 inputs spanning [-20, 20] plus edge values (float32 results against the float64
 reference rounded to float32):
