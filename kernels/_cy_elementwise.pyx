@@ -688,6 +688,239 @@ def drop_block2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, Py_
         free(buf)
 
 
+# MaxPoolingDropout2D: one task a sample, channels innermost (contiguous, channels-last), each thread's buffers
+# allocated once. Window tap k = i * pw + j of output (oy, ox) reads input (oy sh + i - pt, ox sw + j - pl).
+
+cdef extern from *:
+    const float NEG_INF "(-__builtin_inff())"
+    const float NAN_F "__builtin_nanf(\"\")"
+
+
+cdef inline void _mpd_train_sample(const float* x, float* y, int* arg, unsigned char* keep, float* best,
+                                   int* bi, unsigned char* anyk, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                                   Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
+                                   Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, uint32_t base, uint32_t k0,
+                                   uint32_t k1, uint32_t thr) noexcept nogil:
+    """The training rule on one sample: the keep bits hashed once, then per output pixel NumPy's argmax over the
+    taps (a dropped or padded tap is -inf; the first maximum wins, a NaN wins and stops it) for each channel."""
+    cdef Py_ssize_t i, oy, ox, ti, tj, iy, ix, ch, ob
+    cdef int k
+    cdef float v, b
+    cdef unsigned char kk
+    cdef bint upd
+    cdef const float* xr
+    cdef const unsigned char* kr
+    for i in range(h * w * c):
+        keep[i] = _keep(<uint32_t>(base + i), k0, k1, thr)
+    for oy in range(oh):
+        for ox in range(ow):
+            ob = (oy * ow + ox) * c
+            for ch in range(c):
+                best[ch] = NEG_INF
+                bi[ch] = 0
+                anyk[ch] = 0
+            for ti in range(ph):
+                iy = oy * sh + ti - pt
+                if iy < 0 or iy >= h:
+                    continue  # a padded tap is -inf: it never takes the lead (tap 0's -inf is the start)
+                for tj in range(pw):
+                    ix = ox * sw + tj - pl
+                    if ix < 0 or ix >= w:
+                        continue
+                    k = <int>(ti * pw + tj)
+                    xr = x + (iy * w + ix) * c
+                    kr = keep + (iy * w + ix) * c
+                    for ch in range(c):
+                        kk = kr[ch]
+                        v = _pick_f(kk, xr[ch], NEG_INF)
+                        b = best[ch]
+                        upd = (k == 0) | ((b == b) & ((v > b) | (v != v)))
+                        best[ch] = _pick_f(upd, v, b)
+                        bi[ch] = k if upd else bi[ch]
+                        anyk[ch] = anyk[ch] | kk
+            for ch in range(c):
+                y[ob + ch] = _pick_f(anyk[ch], best[ch], 0)
+                arg[ob + ch] = bi[ch] if anyk[ch] else -1
+
+
+cdef inline void _scatter_taps(const float* dwin, float* dx, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+                               Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
+                               Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    """``dx`` (one sample, zeroed here) from per-window gradients ``dwin`` (OH, OW, C, K): each pixel's taps added in
+    tap order from 0, as the reference's ``_scatter`` (the same float32 sums)."""
+    cdef Py_ssize_t i, oy, ox, ti, tj, iy, ix, ch, kk = ph * pw, k
+    cdef float* dr
+    cdef const float* gr
+    for i in range(h * w * c):
+        dx[i] = 0
+    for ti in range(ph):
+        for tj in range(pw):
+            k = ti * pw + tj
+            for oy in range(oh):
+                iy = oy * sh + ti - pt
+                if iy < 0 or iy >= h:
+                    continue
+                for ox in range(ow):
+                    ix = ox * sw + tj - pl
+                    if ix < 0 or ix >= w:
+                        continue
+                    dr = dx + (iy * w + ix) * c
+                    gr = dwin + (oy * ow + ox) * c * kk + k
+                    for ch in range(c):
+                        dr[ch] = dr[ch] + gr[ch * kk]
+
+
+cdef inline void _sort_taps(float* v, int* idx, Py_ssize_t k) noexcept nogil:
+    """Stable insertion sort of ``v[:k]`` ascending with NaN last (NumPy's ``argsort(kind="stable")`` order),
+    ``idx`` permuted alike: a window has a few taps, for which this beats a sorting network's fixed compares."""
+    cdef Py_ssize_t i, j
+    cdef float a, p
+    cdef int t
+    for i in range(1, k):
+        a = v[i]
+        t = idx[i]
+        j = i
+        while j > 0:
+            p = v[j - 1]
+            if not (p > a or (p != p and a == a)):
+                break
+            v[j] = p
+            idx[j] = idx[j - 1]
+            j -= 1
+        v[j] = a
+        idx[j] = t
+
+
+cdef inline void _wpool_sample(const float* x, const float* dy, float* out, float* dwin, const float* wtab,
+                               float* v, int* idx, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c, Py_ssize_t oh,
+                               Py_ssize_t ow, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                               Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
+    """Weighted pooling of one sample: per window and channel the taps sorted (padding as NaN), then with ``dy``
+    NULL ``out[o] = sum_i w_i a_i`` (float32, in sorted order), else the backward: ``dwin[o, tap_i] = dy[o] w_i``
+    and ``out`` (dx) scattered from it. ``wtab``: :func:`pool_weights` as float32, ``(K + 1, K)``."""
+    cdef Py_ssize_t oy, ox, ti, tj, iy, ix, ch, kk = ph * pw, i, n, o
+    cdef float acc, wt, term, g
+    for oy in range(oh):
+        for ox in range(ow):
+            for ch in range(c):
+                o = (oy * ow + ox) * c + ch
+                n = 0
+                for ti in range(ph):
+                    iy = oy * sh + ti - pt
+                    for tj in range(pw):
+                        ix = ox * sw + tj - pl
+                        idx[ti * pw + tj] = <int>(ti * pw + tj)
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                            v[ti * pw + tj] = NAN_F
+                        else:
+                            v[ti * pw + tj] = x[(iy * w + ix) * c + ch]
+                            n += 1
+                _sort_taps(v, idx, kk)
+                if dy == NULL:
+                    acc = 0
+                    for i in range(kk):
+                        wt = wtab[n * kk + i]
+                        term = v[i] * wt if wt != 0 else 0
+                        acc = term if i == 0 else acc + term
+                    out[o] = acc
+                else:
+                    g = dy[o]
+                    for i in range(kk):
+                        dwin[o * kk + idx[i]] = g * wtab[n * kk + i]
+    if dy != NULL:
+        _scatter_taps(dwin, out, h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
+
+
+def max_pool_dropout2d_forward(const float[:, :, :, ::1] x, float[:, :, :, ::1] y, int[:, :, :, ::1] arg,
+                               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                               Py_ssize_t pl, uint32_t k0, uint32_t k1, uint32_t thr, Py_ssize_t offset=0):
+    """MaxPoolingDropout's training rule (``reference.dropout.max_pool_dropout2d``): ``y`` and ``arg`` (N, OH, OW,
+    C), keep bit of input element ``i`` at noise index ``offset + i``."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3], t, per = h * w * c
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], outs = oh * ow * c
+    if n == 0 or per == 0 or outs == 0:
+        return
+    cdef Py_ssize_t stride = (c * (sizeof(float) + sizeof(int) + 1) + per + 63) // 64 * 64
+    cdef int nthreads = team_size(4 * n * per, n)
+    cdef unsigned char* buf = <unsigned char*>malloc(nthreads * stride)
+    cdef unsigned char* mine
+    if buf == NULL:
+        raise MemoryError(f"max_pool_dropout2d: {nthreads * stride} bytes of buffers")
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef float* yp = &y[0, 0, 0, 0]
+    cdef int* ap = &arg[0, 0, 0, 0]
+    try:
+        for t in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+            mine = buf + threadid() * stride
+            _mpd_train_sample(xp + t * per, yp + t * outs, ap + t * outs, mine + c * (sizeof(float) + sizeof(int) + 1),
+                              <float*>mine, <int*>(mine + c * sizeof(float)),
+                              mine + c * (sizeof(float) + sizeof(int)), h, w, c, oh, ow, ph, pw, sh, sw, pt, pl,
+                              <uint32_t>(offset + t * per), k0, k1, thr)
+    finally:
+        free(buf)
+
+
+def max_pool_dropout2d_backward(const float[:, :, :, ::1] dy, const int[:, :, :, ::1] arg, float[:, :, :, ::1] dx,
+                                Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                                Py_ssize_t pl):
+    """Each window's ``dy`` to its tap ``arg`` (none where -1), added in tap order: the reference's sums."""
+    cdef Py_ssize_t n = dx.shape[0], h = dx.shape[1], w = dx.shape[2], c = dx.shape[3], t, per = h * w * c
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], outs = oh * ow * c, kk = ph * pw, o, k
+    if n == 0 or per == 0:
+        return
+    cdef Py_ssize_t stride = (outs * kk * sizeof(float) + 63) // 64 * 64
+    cdef int nthreads = team_size(2 * n * (per + outs * kk), n)
+    cdef unsigned char* buf = <unsigned char*>malloc(nthreads * stride + 64)
+    cdef float* dwin
+    if buf == NULL:
+        raise MemoryError(f"max_pool_dropout2d_backward: {nthreads * stride} bytes of buffers")
+    cdef const float* gp = &dy[0, 0, 0, 0] if outs else NULL
+    cdef const int* ap = &arg[0, 0, 0, 0] if outs else NULL
+    cdef float* dxp = &dx[0, 0, 0, 0]
+    try:
+        for t in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+            dwin = <float*>(buf + threadid() * stride)
+            for o in range(outs):
+                for k in range(kk):
+                    dwin[o * kk + k] = gp[t * outs + o] if ap[t * outs + o] == k else 0
+            _scatter_taps(dwin, dxp + t * per, h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
+    finally:
+        free(buf)
+
+
+def weighted_pool2d(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy, float[:, :, :, ::1] out,
+                    const float[:, ::1] wtab, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t oh, Py_ssize_t ow, bint backward):
+    """Weighted pooling of ``x``: ``out`` (N, OH, OW, C) its forward, or with ``backward`` ``out`` (shaped like
+    ``x``) its input gradient for ``dy`` (the taps sorted again). ``wtab``: ``pool_weights`` in float32."""
+    cdef Py_ssize_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3], t, per = h * w * c
+    cdef Py_ssize_t outs = oh * ow * c, kk = ph * pw
+    if n == 0 or per == 0 or outs == 0:
+        if backward and n and per:
+            out[...] = 0
+        return
+    cdef Py_ssize_t stride = (kk * (sizeof(float) + sizeof(int)) + (outs * kk * sizeof(float) if backward else 0)
+                              + 63) // 64 * 64
+    cdef int nthreads = team_size(kk * 8 * n * outs, n)
+    cdef unsigned char* buf = <unsigned char*>malloc(nthreads * stride)
+    cdef unsigned char* mine
+    if buf == NULL:
+        raise MemoryError(f"weighted_pool2d: {nthreads * stride} bytes of buffers")
+    cdef const float* xp = &x[0, 0, 0, 0]
+    cdef const float* gp = &dy[0, 0, 0, 0] if backward else NULL
+    cdef float* op = &out[0, 0, 0, 0]
+    cdef const float* wp = &wtab[0, 0]
+    cdef Py_ssize_t ostep = per if backward else outs
+    try:
+        for t in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+            mine = buf + threadid() * stride
+            _wpool_sample(xp + t * per, gp + t * outs if backward else NULL, op + t * ostep,
+                          <float*>(mine + kk * (sizeof(float) + sizeof(int))), wp, <float*>mine,
+                          <int*>(mine + kk * sizeof(float)), h, w, c, oh, ow, ph, pw, sh, sw, pt, pl)
+    finally:
+        free(buf)
+
+
 # --- batch normalization with batch statistics ----------------------------------------------------------------------
 # x is viewed as (rows, C). Each chunk of rows sums into its own float64 partials (in row order), the chunks' partials
 # are added in chunk order: the statistics depend on the shapes only, never on the threads. The chunks and the

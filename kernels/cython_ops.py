@@ -18,7 +18,8 @@ from .compiled import pool as _pool
 from .alignment import aligned_empty
 from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
-from .reference.dropout import ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale, gaussian_dropout_scale
+from .reference.dropout import (ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale,
+                                gaussian_dropout_scale, pool_weights)
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)
@@ -392,6 +393,69 @@ def drop_block2d(x, rate, block_size, key, offset=0):
 def drop_block2d_backward(dy, rate, block_size, key, offset=0):
     """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier, drawn again."""
     return drop_block2d(dy, rate, block_size, key, offset)
+
+
+def _pool_geometry(x_shape, pool, strides, padding):
+    """``((oh, ow), (ph, pw, sh, sw, pt, pl))`` of a pooling window over inputs of ``x_shape`` (N, H, W, C)."""
+    oh, ow, (pt, _), (pl, _) = window_2d(x_shape[1], x_shape[2], pool, strides, padding)
+    return (oh, ow), (pool[0], pool[1], strides[0], strides[1], pt, pl)
+
+
+def max_pool_dropout2d_kernel(x_shape, rate, pool, strides, padding):
+    """``(run, y_shape)``: ``run(x, y, key, offset=0)`` fills ``y`` with ``max_pool_dropout2d(x, rate, key, pool,
+    strides, padding, offset)[0]`` (MaxPoolingDropout2D in a Monte-Carlo program; the taps go to a scratch
+    array)."""
+    (oh, ow), geo = _pool_geometry(x_shape, pool, strides, padding)
+    thr, y_shape = keep_threshold(rate), (x_shape[0], oh, ow, x_shape[3])
+
+    def run(x, y, key, offset=0):
+        arg = np.empty(y_shape, dtype=np.int32)
+        _ew.max_pool_dropout2d_forward(x, y, arg, *geo, np.uint32(key[0]), np.uint32(key[1]), thr, offset)
+
+    return run, y_shape
+
+
+def max_pool_dropout2d(x, rate, key, pool, strides, padding, offset=0):
+    """MaxPoolingDropout's training rule: ``(y, arg)``, the max of each window's kept inputs (0 where none is) and
+    the tap of the first kept maximum (int32, -1 where none is kept); see ``reference.dropout``."""
+    x = _c32(x)
+    (oh, ow), geo = _pool_geometry(x.shape, pool, strides, padding)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=np.float32)
+    arg = np.empty(y.shape, dtype=np.int32)
+    _ew.max_pool_dropout2d_forward(x, y, arg, *geo, np.uint32(key[0]), np.uint32(key[1]), keep_threshold(rate),
+                                   offset)
+    return y, arg
+
+
+def max_pool_dropout2d_backward(dy, arg, x_shape, pool, strides, padding):
+    """Gradient of :func:`max_pool_dropout2d`: each window's ``dy`` to its tap ``arg``."""
+    _, geo = _pool_geometry(x_shape, pool, strides, padding)
+    dx = np.empty(tuple(x_shape), dtype=np.float32)
+    _ew.max_pool_dropout2d_backward(_c32(dy), np.ascontiguousarray(arg, dtype=np.int32), dx, *geo)
+    return dx
+
+
+def weighted_pool2d_kernel(x_shape, rate, pool, strides, padding):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``weighted_pool2d(x, rate, pool, strides, padding)``
+    (MaxPoolingDropout2D in an inference program)."""
+    (oh, ow), geo = _pool_geometry(x_shape, pool, strides, padding)
+    wtab = _c32(pool_weights(rate, pool[0] * pool[1]))
+    return (lambda x, y: _ew.weighted_pool2d(x, x, y, wtab, *geo, oh, ow, False)), (x_shape[0], oh, ow, x_shape[3])
+
+
+def weighted_pool2d(x, rate, pool, strides, padding):
+    """MaxPoolingDropout's inference rule: probabilistic weighted pooling over each window's sorted inputs."""
+    x = _c32(x)
+    return _run(weighted_pool2d_kernel(x.shape, rate, pool, strides, padding), x)
+
+
+def weighted_pool2d_backward(dy, x, rate, pool, strides, padding):
+    """Gradient of :func:`weighted_pool2d`: ``dy * w_i`` to the input at sorted position ``i`` (sorted again)."""
+    x = _c32(x)
+    (oh, ow), geo = _pool_geometry(x.shape, pool, strides, padding)
+    dx = np.empty_like(x)
+    _ew.weighted_pool2d(x, _c32(dy), dx, _c32(pool_weights(rate, pool[0] * pool[1])), *geo, oh, ow, True)
+    return dx
 
 
 def softmax(x):

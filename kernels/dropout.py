@@ -14,7 +14,9 @@ from numba import prange
 from . import rng
 from .activation import CHUNK, _flat
 from .config import FASTMATH, njit, pjit
-from .reference.dropout import ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale, gaussian_dropout_scale
+from .geometry import window_2d
+from .reference.dropout import (ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale,
+                                gaussian_dropout_scale, pool_weights)
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -370,3 +372,182 @@ def drop_block2d(x, rate, block_size, key, offset=0):
 def drop_block2d_backward(dy, rate, block_size, key, offset=0):
     """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier (drawn again)."""
     return drop_block2d(dy, rate, block_size, key, offset)
+
+
+# --- MaxPoolingDropout2D: one task a sample, the loops of the Cython kernels (the same float32 sums) -------------
+# Compiled without fast-math: "contract" fused a weight's product into the sum (an ulp off the reference in a
+# quarter of the windows) and "reassoc" may reorder the sums; these loops must add in the reference's order.
+
+@njit(fastmath=False)
+def _mpd_train_sample(x, y, arg, keep, geo, base, k0, k1, thr):
+    """The training rule on one sample (H, W, C): NumPy's argmax over each window's taps, a dropped or padded tap
+    -inf (the first maximum wins; a NaN wins and stops it); ``keep``: this task's (H, W, C) buffer."""
+    h, w, c = x.shape
+    ph, pw, sh, sw, pt, pl = geo
+    for iy in range(h):
+        for ix in range(w):
+            for ch in range(c):
+                keep[iy, ix, ch] = rng.keep(base + (iy * w + ix) * c + ch, k0, k1, thr)
+    for oy in range(y.shape[0]):
+        for ox in range(y.shape[1]):
+            for ch in range(c):
+                best, bi, anyk = -np.inf, 0, False
+                for ti in range(ph):
+                    iy = oy * sh + ti - pt
+                    for tj in range(pw):
+                        ix = ox * sw + tj - pl
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                            continue
+                        k = ti * pw + tj
+                        kk = keep[iy, ix, ch]
+                        v = x[iy, ix, ch] if kk else np.float32(-np.inf)
+                        if k == 0 or (best == best and (v > best or v != v)):
+                            best, bi = v, k
+                        anyk = anyk or kk
+                y[oy, ox, ch] = best if anyk else _ZERO
+                arg[oy, ox, ch] = bi if anyk else -1
+
+
+@njit(fastmath=False)
+def _scatter_taps(dwin, dx, geo):
+    """``dx`` (one sample, zeroed here) from per-window gradients ``dwin`` (OH, OW, C, K), each pixel's taps added
+    in tap order from 0 (the reference's ``_scatter``)."""
+    h, w, c = dx.shape
+    ph, pw, sh, sw, pt, pl = geo
+    dx[:] = _ZERO
+    for ti in range(ph):
+        for tj in range(pw):
+            k = ti * pw + tj
+            for oy in range(dwin.shape[0]):
+                iy = oy * sh + ti - pt
+                if iy < 0 or iy >= h:
+                    continue
+                for ox in range(dwin.shape[1]):
+                    ix = ox * sw + tj - pl
+                    if ix < 0 or ix >= w:
+                        continue
+                    for ch in range(c):
+                        dx[iy, ix, ch] += dwin[oy, ox, ch, k]
+
+
+@njit(fastmath=False)
+def _sort_taps(v, idx):
+    """Stable insertion sort of ``v`` ascending with NaN last (``argsort(kind="stable")``), ``idx`` alike."""
+    for i in range(1, v.size):
+        a, t, j = v[i], idx[i], i
+        while j > 0:
+            p = v[j - 1]
+            if not (p > a or (p != p and a == a)):
+                break
+            v[j], idx[j] = p, idx[j - 1]
+            j -= 1
+        v[j], idx[j] = a, t
+
+
+@njit(fastmath=False)
+def _wpool_sample(x, dy, out, wtab, geo, backward):
+    """Weighted pooling of one sample: each window's taps sorted (padding as NaN); ``out[o] = sum_i w_i a_i`` in
+    sorted order (float32), or with ``backward`` ``out`` = dx from ``dwin[o, tap_i] = dy[o] w_i``."""
+    h, w, c = x.shape
+    ph, pw, sh, sw, pt, pl = geo
+    oh, ow = dy.shape[0], dy.shape[1]
+    kk = ph * pw
+    v = np.empty(kk, dtype=np.float32)
+    idx = np.empty(kk, dtype=np.int64)
+    dwin = np.empty((oh, ow, c, kk) if backward else (0, 0, 0, 0), dtype=np.float32)
+    for oy in range(oh):
+        for ox in range(ow):
+            for ch in range(c):
+                n = 0
+                for ti in range(ph):
+                    iy = oy * sh + ti - pt
+                    for tj in range(pw):
+                        ix = ox * sw + tj - pl
+                        idx[ti * pw + tj] = ti * pw + tj
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                            v[ti * pw + tj] = np.float32(np.nan)
+                        else:
+                            v[ti * pw + tj] = x[iy, ix, ch]
+                            n += 1
+                _sort_taps(v, idx)
+                if backward:
+                    g = dy[oy, ox, ch]
+                    for i in range(kk):
+                        dwin[oy, ox, ch, idx[i]] = g * wtab[n, i]
+                else:
+                    acc = _ZERO
+                    for i in range(kk):
+                        wt = wtab[n, i]
+                        term = v[i] * wt if wt != 0 else _ZERO
+                        acc = term if i == 0 else acc + term
+                    out[oy, ox, ch] = acc
+    if backward:
+        _scatter_taps(dwin, out, geo)
+
+
+@pjit
+def _mpd_train_par(x, y, arg, geo, k0, k1, thr, offset):
+    per = x.shape[1] * x.shape[2] * x.shape[3]
+    for t in prange(x.shape[0]):
+        keep = np.empty(x.shape[1:], dtype=np.bool_)
+        _mpd_train_sample(x[t], y[t], arg[t], keep, geo, offset + t * per, k0, k1, thr)
+
+
+@pjit
+def _mpd_backward_par(dy, arg, dx, geo):
+    kk = geo[0] * geo[1]
+    for t in prange(dx.shape[0]):
+        oh, ow, c = dy.shape[1], dy.shape[2], dy.shape[3]
+        dwin = np.zeros((oh, ow, c, kk), dtype=np.float32)
+        for oy in range(oh):
+            for ox in range(ow):
+                for ch in range(c):
+                    if arg[t, oy, ox, ch] >= 0:
+                        dwin[oy, ox, ch, arg[t, oy, ox, ch]] = dy[t, oy, ox, ch]
+        _scatter_taps(dwin, dx[t], geo)
+
+
+@pjit
+def _wpool_par(x, dy, out, wtab, geo, backward):
+    for t in prange(x.shape[0]):
+        _wpool_sample(x[t], dy[t], out[t], wtab, geo, backward)
+
+
+def _pool_geometry(x_shape, pool, strides, padding):
+    oh, ow, (pt, _), (pl, _) = window_2d(x_shape[1], x_shape[2], pool, strides, padding)
+    return (oh, ow), tuple(np.int64(v) for v in (pool[0], pool[1], strides[0], strides[1], pt, pl))
+
+
+def max_pool_dropout2d(x, rate, key, pool, strides, padding, offset=0):
+    """MaxPoolingDropout's training rule: ``(y, arg)``, the max of each window's kept inputs (0 where none is) and
+    the tap of the first kept maximum (int32, -1 where none is kept); see ``reference.dropout``."""
+    (oh, ow), geo = _pool_geometry(x.shape, pool, strides, padding)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=np.float32)
+    arg = np.empty(y.shape, dtype=np.int32)
+    k0, k1, thr, _ = _stream(rate, key)
+    _mpd_train_par(x, y, arg, geo, k0, k1, thr, np.int64(offset))
+    return y, arg
+
+
+def max_pool_dropout2d_backward(dy, arg, x_shape, pool, strides, padding):
+    """Gradient of :func:`max_pool_dropout2d`: each window's ``dy`` to its tap ``arg``, added in tap order."""
+    _, geo = _pool_geometry(x_shape, pool, strides, padding)
+    dx = np.empty(tuple(x_shape), dtype=np.float32)
+    _mpd_backward_par(dy, arg, dx, geo)
+    return dx
+
+
+def weighted_pool2d(x, rate, pool, strides, padding):
+    """MaxPoolingDropout's inference rule: probabilistic weighted pooling over each window's sorted inputs."""
+    (oh, ow), geo = _pool_geometry(x.shape, pool, strides, padding)
+    y = np.empty((x.shape[0], oh, ow, x.shape[3]), dtype=np.float32)
+    _wpool_par(x, y, y, pool_weights(rate, pool[0] * pool[1]).astype(np.float32), geo, False)
+    return y
+
+
+def weighted_pool2d_backward(dy, x, rate, pool, strides, padding):
+    """Gradient of :func:`weighted_pool2d`: ``dy * w_i`` to the input at sorted position ``i`` (sorted again)."""
+    _, geo = _pool_geometry(x.shape, pool, strides, padding)
+    dx = np.empty_like(x)
+    _wpool_par(x, dy, dx, pool_weights(rate, pool[0] * pool[1]).astype(np.float32), geo, True)
+    return dx

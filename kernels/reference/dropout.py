@@ -15,6 +15,10 @@ the Box-Muller transform of the 32-bit values at stream indices ``2 (offset + i)
 their own, so that no layer applies noise in NumPy: :func:`gaussian_dropout` (``x * (1 + s z)``),
 :func:`add_gaussian_noise` (``x + s z``) and :func:`alpha_dropout` (Dropout's keep bits, then SELU's affine map).
 
+MaxPoolingDropout (Wu & Gu 2015): :func:`max_pool_dropout2d` is the training rule (max of each window's kept inputs,
+one keep bit per input element), :func:`weighted_pool2d` the inference rule (probabilistic weighted pooling over
+each window's sorted inputs, :func:`pool_weights`).
+
 DropBlock (:func:`drop_block2d`) draws a block's top-left corner with the keep bits of ``drop_block_gamma``: corner
 ``(n, a, e, c)`` is dropped where the element at that index of the input (stream index ``offset`` + its flat index)
 is, for every corner whose block lies wholly inside the map.
@@ -23,6 +27,7 @@ import math
 
 import numpy as np
 
+from ..geometry import window_2d
 from .activation import SELU_ALPHA, SELU_SCALE, relu
 from .rng import dropout_key, keep_mask, random_bits  # noqa: F401  (dropout_key: the layers' keys, from here)
 
@@ -171,3 +176,84 @@ def drop_block2d(x, rate, block_size, key, offset=0):
 def drop_block2d_backward(dy, rate, block_size, key, offset=0):
     """Gradient of :func:`drop_block2d`: ``dy`` times the same multiplier, drawn again (nothing is stored)."""
     return drop_block2d(dy, rate, block_size, key, offset)
+
+
+def pool_windows(a, pool, strides, padding, fill):
+    """``(N, OH, OW, C, K)``: each window's ``K = ph * pw`` inputs in row-major order, padding as ``fill``."""
+    oh, ow, pads_h, pads_w = window_2d(a.shape[1], a.shape[2], pool, strides, padding)
+    (sh, sw), (ph, pw) = strides, pool
+    ap = np.pad(a, ((0, 0), pads_h, pads_w, (0, 0)), constant_values=fill)
+    return np.stack([ap[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+                     for i in range(ph) for j in range(pw)], axis=-1)
+
+
+def _scatter(dwin, shape, pool, strides, padding):
+    """The input gradient from per-window gradients ``(N, OH, OW, C, K)``: each pixel's taps added in tap order,
+    starting from 0 (overlapping windows add up; padding is cut off)."""
+    n, h, w, c = shape
+    oh, ow, (pt, pb), (pl, pr) = window_2d(h, w, pool, strides, padding)
+    (sh, sw), (ph, pw) = strides, pool
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dwin.dtype)
+    for i in range(ph):
+        for j in range(pw):
+            dxp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += dwin[..., i * pw + j]
+    return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w, :])
+
+
+def max_pool_dropout2d(x, rate, key, pool, strides, padding, offset=0):
+    """MaxPoolingDropout's training rule: ``(y, arg)``, ``y`` the max of each window's kept inputs (Dropout's keep
+    bits for ``rate``, one per input element, stream index ``offset`` + flat index; padding is never kept), 0 where
+    none is; ``arg`` (int32) the row-major tap of the first kept maximum (``np.argmax``'s: NaN wins), -1 where none
+    is kept."""
+    kept = pool_windows(keep_mask(x.shape, rate, key, offset), pool, strides, padding, False)
+    t = x.dtype.type
+    win = np.where(kept, pool_windows(x, pool, strides, padding, 0), t(-np.inf))
+    first = np.argmax(win, axis=-1)
+    any_kept = kept.any(axis=-1)
+    y = np.where(any_kept, np.take_along_axis(win, first[..., None], -1)[..., 0], t(0))
+    return np.ascontiguousarray(y), np.where(any_kept, first, -1).astype(np.int32)
+
+
+def max_pool_dropout2d_backward(dy, arg, x_shape, pool, strides, padding):
+    """Gradient of :func:`max_pool_dropout2d`: each window's ``dy`` to its tap ``arg`` (none where -1)."""
+    dwin = np.where(arg[..., None] == np.arange(pool[0] * pool[1]), dy[..., None], dy.dtype.type(0))
+    return _scatter(dwin, x_shape, pool, strides, padding)
+
+
+def pool_weights(rate, k):
+    """Weighted pooling's float64 weights, ``(k + 1, k)``: row ``n`` (a window of ``n`` real inputs) gives sorted
+    position ``i < n`` the weight ``(1 - rate) rate**(n - 1 - i)``, the probability that it is the largest kept
+    input; the positions from ``n`` on (padding) weigh 0."""
+    i, n = np.arange(k), np.arange(k + 1)[:, None]
+    return np.where(i < n, (1.0 - rate) * np.power(rate, np.maximum(n - 1 - i, 0)), 0.0)
+
+
+def _ranked(x, rate, pool, strides, padding):
+    """``(ranked, order, w)``: each window's inputs sorted ascending (stable, NaN last; padding sorts as NaN), their
+    taps, and each sorted position's weight in ``x``'s dtype."""
+    real = pool_windows(np.ones((1,) + x.shape[1:], dtype=bool), pool, strides, padding, False)
+    win = np.where(real, pool_windows(x, pool, strides, padding, 0), x.dtype.type(np.nan))
+    order = np.argsort(win, axis=-1, kind="stable")
+    k = pool[0] * pool[1]
+    w = pool_weights(rate, k)[real.sum(axis=-1)].astype(x.dtype)
+    return np.take_along_axis(win, order, -1), order, w
+
+
+def weighted_pool2d(x, rate, pool, strides, padding):
+    """MaxPoolingDropout's inference rule (probabilistic weighted pooling): each window's sum of ``w_i a_i`` over
+    its real inputs sorted ascending, ``w`` from :func:`pool_weights`; the products added in sorted order in ``x``'s
+    dtype (a position of weight 0 adds 0). The expectation of :func:`max_pool_dropout2d`'s output."""
+    ranked, _, w = _ranked(x, rate, pool, strides, padding)
+    terms = np.where(w != 0, ranked, x.dtype.type(0)) * w
+    y = terms[..., 0].copy()
+    for i in range(1, terms.shape[-1]):
+        y += terms[..., i]
+    return y
+
+
+def weighted_pool2d_backward(dy, x, rate, pool, strides, padding):
+    """Gradient of :func:`weighted_pool2d`: ``dy * w_i`` to the input at sorted position ``i`` (sorted again)."""
+    _, order, w = _ranked(x, rate, pool, strides, padding)
+    dwin = np.zeros(order.shape, dtype=dy.dtype)
+    np.put_along_axis(dwin, order, dy[..., None] * w.astype(dy.dtype), -1)
+    return _scatter(dwin, x.shape, pool, strides, padding)
