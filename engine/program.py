@@ -194,11 +194,14 @@ class Program:
         kept = getattr(self._local, "buffers", None)
         if kept is None:
             kept = self._local.buffers = {}
-        buffers = kept.pop(n, None)
-        if buffers is None:
-            buffers = [None if run is None else aligned_empty(shape) for run, shape in bound]
+        buffers = kept.get(n)
+        if buffers is not None:
+            if next(reversed(kept)) != n:
+                kept[n] = kept.pop(n)  # most recently used last
+            return buffers
+        buffers = [None if run is None else aligned_empty(shape) for run, shape in bound]
         if sum(b.nbytes for b in buffers if b is not None) <= KEEP_BYTES:
-            kept[n] = buffers  # most recently used last
+            kept[n] = buffers
             while len(kept) > KEEP_SIZES:
                 del kept[next(iter(kept))]
         return buffers
@@ -208,6 +211,9 @@ class Program:
         Monte-Carlo dropout masks of a program compiled with ``mc=True``. Past ``deadline`` (``time.monotonic()``)
         it stops before the next batch (:class:`~dropcore.errors.DeadlineExceeded`)."""
         out = np.empty((len(x),) + self._output_shape, dtype=np.float32)
+        if len(x) <= batch_size:  # one batch (a request): no slicing
+            self.run(x, out, ctx)
+            return out
         for start in range(0, len(x), batch_size):
             if start:
                 check_deadline(deadline, f"after {start} of {len(x)} samples")

@@ -59,6 +59,13 @@ def normalize_tuple(value, n, arg, where=None):
     return tuple(int(v) for v in items)
 
 
+def all_finite(arr):
+    """Whether every value of ``arr`` is finite. As the bytes of ``np.isfinite`` rather than its ``.all()``: a
+    prediction's input check, and NumPy's reduction machinery made a LeNet-5 batch-1 prediction 8 us slower on the
+    Zen 3 (65 against 57 us, the kernels after it included), the bytes' scan 1-2 us."""
+    return 0 not in np.isfinite(arr).tobytes()
+
+
 def as_float32_batch(x, arg="x", where=None):
     """Convert user data to a C-contiguous float32 array, refusing non-numeric, empty or non-finite data."""
     prefix = f"{where}: " if where else ""
@@ -69,7 +76,7 @@ def as_float32_batch(x, arg="x", where=None):
     if arr.size == 0 or arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"{prefix}`{arg}` is empty (shape {arr.shape}); expected at least one sample")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"{prefix}`{arg}` contains {int((~np.isfinite(arr)).sum())} non-finite values (NaN or inf), "
