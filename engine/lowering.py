@@ -61,4 +61,4 @@ def forward_kernel(layer, lowering, opts):
 
         return run, y_shape
 
-    return Kernel(layer.kind, bind, uses_ctx=True)
+    return Kernel(layer.step_name, bind, uses_ctx=True)

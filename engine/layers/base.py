@@ -157,8 +157,9 @@ class Layer:
         return f"layer '{self.name}' ({type(self).__name__})"
 
     @property
-    def kind(self):
-        """The class name in snake case ("conv2d"): what an inference step running this layer's forward is called."""
+    def step_name(self):
+        """The class name in snake case ("conv2d"): what an inference step running this layer's forward is called
+        (``Program.steps``)."""
         return _snake(type(self).__name__)
 
     def check_options(self, opts):

@@ -93,7 +93,7 @@ class DropBlock2D(Layer):
             run, y_shape = lowering.kernels.drop_block2d_kernel(shape, self.rate, self.block_size)
             return (lambda x, y, ctx: run(x, y, _key(self, ctx), _offset(ctx, shape))), y_shape
 
-        return [Kernel(self.kind, bind, uses_ctx=True)]
+        return [Kernel(self.step_name, bind, uses_ctx=True)]
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "block_size": self.block_size, "seed": self.seed}
@@ -117,13 +117,13 @@ class MaxPoolingDropout2D(_Pooling2D):
         """Weighted pooling's bound kernel, or with Monte-Carlo dropout the training rule's, keyed as the forward."""
         args = (self.rate, self.pool_size, self.strides, self.padding)
         if not lowering.mc:
-            return [Kernel(self.kind, lambda shape: lowering.kernels.weighted_pool2d_kernel(shape, *args))]
+            return [Kernel(self.step_name, lambda shape: lowering.kernels.weighted_pool2d_kernel(shape, *args))]
 
         def bind(shape):
             run, y_shape = lowering.kernels.max_pool_dropout2d_kernel(shape, *args)
             return (lambda x, y, ctx: run(x, y, _key(self, ctx), _offset(ctx, shape))), y_shape
 
-        return [Kernel(self.kind, bind, uses_ctx=True)]
+        return [Kernel(self.step_name, bind, uses_ctx=True)]
 
     def _windows(self, a, fill):
         """``(N, OH, OW, C, K)``: each window's inputs of ``a`` in row-major order, padding as ``fill`` (the ONNX

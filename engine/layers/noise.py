@@ -69,7 +69,7 @@ class _GaussianLayer(Layer):
             run, y_shape = self._bound(lowering.kernels, shape)
             return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape))), y_shape
 
-        return [Kernel(self.kind, bind, uses_ctx=True)]
+        return [Kernel(self.step_name, bind, uses_ctx=True)]
 
 
 @register
@@ -151,7 +151,7 @@ class AlphaDropout(Dropout):
             run, y_shape = lowering.kernels.alpha_dropout_kernel(shape, self.rate, mode == "channel")
             return (lambda x, y, ctx: run(x, y, self._key(ctx), self._offset(ctx, shape, mode))), y_shape
 
-        return [Kernel(self.kind, bind, uses_ctx=True)]
+        return [Kernel(self.step_name, bind, uses_ctx=True)]
 
     def forward(self, ops, x, ctx):
         if not ctx.dropout or self.rate == 0.0:
