@@ -11,7 +11,7 @@ Parameters: ``leaky_relu`` takes ``negative_slope`` (Keras's default 0.2), ``elu
 the layers ``LeakyReLU``, ``ELU`` and ``ReLU`` pass theirs.
 """
 from .kernels.contract import by_name
-from .kernels.reference.activation import SELU_ALPHA, SELU_SCALE  # noqa: F401  (AlphaDropout, ONNX read them)
+from .kernels.reference.activation import SELU_ALPHA, SELU_SCALE  # noqa: F401  (the ONNX importer and exporter read them)
 from .kernels.reference.activation import loop_ops
 
 #: Keras's aliases: ``hard_silu`` is ``hard_swish``, ``swish`` is ``silu`` (one op each).

@@ -339,7 +339,7 @@ def _max_pooling_dropout(g, la, ins, shape):
     windows = g.node("Concat", taps, f"{la.name}/windows", axis=2)
     ranked = g.node("TopK", [windows, g.const([k], f"{la.name}/k", np.int64)], f"{la.name}/sorted", outputs=2,
                     axis=2)
-    # the real (unpadded) count of each window, as the layer's weights_for counts them
+    # the real (unpadded) count of each window, as the kernels' weights count them (reference.dropout.pool_weights)
     real = la._windows(np.ones((1, *x.shape[:2], 1), dtype=bool), False)[0, ..., 0, :]  # (OH, OW, K)
     n = real.sum(axis=-1)[None]  # (1, OH, OW)
     position = np.arange(k)[:, None, None]
