@@ -138,7 +138,11 @@ cdef enum:
 
 cdef int _threads(Py_ssize_t tasks, bint blas, double flops) noexcept:
     """OpenMP threads for ``tasks`` tasks doing ``flops`` in all: as many as the work pays for (``GRAIN_FLOPS``
-    each); with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread."""
+    each); with ``blas`` (the tasks call BLAS) only while BLAS runs on one thread.
+
+    SERIAL_REGION: where this is 1, the forward kernels a prediction runs loop over their tasks without entering an
+    OpenMP region at all: a region costs about 1 us even on one thread (a call with two memoryviews took 1.46 us
+    with a one-thread prange, 0.50 without, on the Zen 3), which a batch-1 prediction paid at every layer."""
     if blas and (not _parallel_panels or (_blas_threads != NULL and _blas_threads() > 1)):
         return 1
     cdef Py_ssize_t paid = <Py_ssize_t>(flops / GRAIN_FLOPS)
@@ -324,18 +328,30 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
-    cdef Py_ssize_t ni
-    cdef int oy0
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION): a batch-1 request's layer
+        with nogil:
+            for t in range(tasks):
+                _direct_task(t, blocks, block, xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, oh, ow, yp,
+                             &pads[0, 0] if padded else NULL, relu, act, alpha)
+        return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
-            ni = t // blocks
-            oy0 = <int>(t % blocks) * block
-            dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0,
-                                min(oy0 + block, oh), yp + (ni * oh + oy0) * ow * cout,
-                                &pads[threadid(), 0] if padded else NULL, relu)
-            if act > 1:
-                dc_act_rows(act, alpha, yp + (ni * oh + oy0) * ow * cout, <long>(min(oy0 + block, oh) - oy0) * ow,
-                            cout, cout)
+            _direct_task(t, blocks, block, xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, oh, ow, yp,
+                         &pads[threadid(), 0] if padded else NULL, relu, act, alpha)
+
+
+cdef inline void _direct_task(Py_ssize_t t, int blocks, int block, const float* xp, int h, int wd, int cin,
+                              const float* wp, int kh, int kw, int cout, const float* bp, int sh, int sw, int pt,
+                              int pl, int oh, int ow, float* yp, float* pad, bint relu, int act,
+                              float alpha) noexcept nogil:
+    """Task ``t`` of ``conv2d_direct``: a block of output rows of one sample, then its activation."""
+    cdef Py_ssize_t ni = t // blocks
+    cdef int oy0 = <int>(t % blocks) * block
+    dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0, min(oy0 + block, oh),
+                        yp + (ni * oh + oy0) * ow * cout, pad, relu)
+    if act > 1:
+        dc_act_rows(act, alpha, yp + (ni * oh + oy0) * ow * cout, <long>(min(oy0 + block, oh) - oy0) * ow, cout,
+                    cout)
 
 
 def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
@@ -364,25 +380,38 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
-    cdef float* c
-    cdef Py_ssize_t ni
-    cdef int p0, p1, oy, py
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+        with nogil:
+            for t in range(tasks):
+                _conv_pool_task(t, bands, band, direct, xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, pt, pl,
+                                ow, poh, pow_, ph, pw, yp, &convs[0, 0], &pads[0, 0] if padded else NULL, relu)
+        return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
-            ni = t // bands
-            p0 = <int>(t % bands) * band
-            p1 = min(p0 + band, poh)
-            c = &convs[threadid(), 0]
-            if direct:
-                dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, p0 * ph, p1 * ph, c,
-                                    &pads[threadid(), 0] if padded else NULL, relu)
-            else:
-                for oy in range(p0 * ph, p1 * ph):
-                    _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, ni, oy,
-                                  c + <Py_ssize_t>(oy - p0 * ph) * ow * cout, relu)
-            for py in range(p0, p1):
-                dc_max_pool_row(c, yp + (ni * poh + py) * pow_ * cout, (p1 - p0) * ph, ow, cout, pow_, (py - p0) * ph,
-                                ph, pw, pw, 0)
+            _conv_pool_task(t, bands, band, direct, xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, pt, pl,
+                            ow, poh, pow_, ph, pw, yp, &convs[threadid(), 0],
+                            &pads[threadid(), 0] if padded else NULL, relu)
+
+
+cdef inline void _conv_pool_task(Py_ssize_t t, int bands, int band, bint direct, const float* xp, int h, int wd,
+                                 int cin, const float* wp, int kh, int kw, int cout, const float* bp, bint has_bias,
+                                 int sh, int sw, int pt, int pl, int ow, int poh, int pow_, int ph, int pw,
+                                 float* yp, float* c, float* pad, bint relu) noexcept nogil:
+    """Task ``t`` of ``conv2d_max_pool``: the convolution rows of a band of pooled rows into ``c``, then pooled."""
+    cdef Py_ssize_t ni = t // bands
+    cdef int p0 = <int>(t % bands) * band
+    cdef int p1 = min(p0 + band, poh)
+    cdef int oy, py
+    if direct:
+        dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, p0 * ph, p1 * ph, c, pad,
+                            relu)
+    else:
+        for oy in range(p0 * ph, p1 * ph):
+            _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, ni, oy,
+                          c + <Py_ssize_t>(oy - p0 * ph) * ow * cout, relu)
+    for py in range(p0, p1):
+        dc_max_pool_row(c, yp + (ni * poh + py) * pow_ * cout, (p1 - p0) * ph, ow, cout, pow_, (py - p0) * ph, ph, pw,
+                        pw, 0)
 
 
 def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
@@ -472,28 +501,39 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     cdef const float* wp = &w[0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0]
-    cdef Py_ssize_t p, r0
-    cdef int rows, c0, cols, r, inc = 1
-    cdef float one = 1.0, zero = 0.0
+    cdef Py_ssize_t p
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+        with nogil:
+            for p in range(rblocks * cblocks):
+                _dense_task(p, cblocks, ccols, n, k, cout, xp, wp, bp, has_bias, yp, relu, act, alpha)
+        return
     with nogil, parallel(num_threads=nthreads):
         for p in prange(rblocks * cblocks, schedule="static"):
-            r0 = (p // cblocks) * DENSE_ROWS
-            c0 = <int>(p % cblocks) * ccols
-            rows = <int>min(<Py_ssize_t>DENSE_ROWS, n - r0)
-            cols = min(ccols, cout - c0)
-            if cols <= 0:
-                continue
-            if rows <= GEMV_ROWS and not DC_HAVE_FAST_GEMM:
-                for r in range(rows):
-                    sgemv("N", &cols, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + (r0 + r) * k), &inc, &zero,
-                          yp + (r0 + r) * cout + c0, &inc)
-            elif DC_HAVE_FAST_GEMM:
-                dc_sgemm_rm(rows, cols, k, xp + r0 * k, k, wp + c0, cout, yp + r0 * cout + c0, cout)
-            else:
-                sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
-                      yp + r0 * cout + c0, &cout)
-            _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu, act,
-                      alpha)
+            _dense_task(p, cblocks, ccols, n, k, cout, xp, wp, bp, has_bias, yp, relu, act, alpha)
+
+
+cdef inline void _dense_task(Py_ssize_t p, int cblocks, int ccols, Py_ssize_t n, int k, int cout, const float* xp,
+                             const float* wp, const float* bp, bint has_bias, float* yp, bint relu, int act,
+                             float alpha) noexcept nogil:
+    """Task ``p`` of ``dense_forward``: a block of rows times a block of columns, then the epilogue."""
+    cdef Py_ssize_t r0 = (p // cblocks) * DENSE_ROWS
+    cdef int c0 = <int>(p % cblocks) * ccols
+    cdef int rows = <int>min(<Py_ssize_t>DENSE_ROWS, n - r0)
+    cdef int cols = min(ccols, cout - c0)
+    cdef int r, inc = 1
+    cdef float one = 1.0, zero = 0.0
+    if cols <= 0:
+        return
+    if rows <= GEMV_ROWS and not DC_HAVE_FAST_GEMM:
+        for r in range(rows):
+            sgemv("N", &cols, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + (r0 + r) * k), &inc, &zero,
+                  yp + (r0 + r) * cout + c0, &inc)
+    elif DC_HAVE_FAST_GEMM:
+        dc_sgemm_rm(rows, cols, k, xp + r0 * k, k, wp + c0, cout, yp + r0 * cout + c0, cout)
+    else:
+        sgemm("N", "N", &cols, &rows, &k, &one, <float*>(wp + c0), &cout, <float*>(xp + r0 * k), &k, &zero,
+              yp + r0 * cout + c0, &cout)
+    _epilogue(yp + r0 * cout + c0, rows, cols, cout, bp + c0 if has_bias else NULL, has_bias, relu, act, alpha)
 
 
 def split_k_threads(int k, int cout, int n):
@@ -524,12 +564,19 @@ cdef void _dense_split_k(const float* xp, int n, int k, const float* wp, int cou
     cdef Py_ssize_t i
     if parts == NULL:
         raise MemoryError()
-    with nogil, parallel(num_threads=nthreads):
-        for t in prange(nthreads, schedule="static"):
-            for kb in range(blocks * t // nthreads, blocks * (t + 1) // nthreads):
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION): the batch-1 case
+        with nogil:
+            for kb in range(blocks):
                 k0 = kb * DC_KC
                 dc_sgemm_rm(n, cout, min(DC_KC, k - k0), xp + k0, k, wp + <Py_ssize_t>k0 * cout, cout,
                             parts + kb * size, cout)
+    else:
+        with nogil, parallel(num_threads=nthreads):
+            for t in prange(nthreads, schedule="static"):
+                for kb in range(blocks * t // nthreads, blocks * (t + 1) // nthreads):
+                    k0 = kb * DC_KC
+                    dc_sgemm_rm(n, cout, min(DC_KC, k - k0), xp + k0, k, wp + <Py_ssize_t>k0 * cout, cout,
+                                parts + kb * size, cout)
     memcpy(yp, parts, size * sizeof(float))
     for kb in range(1, blocks):
         for i in range(size):
