@@ -241,24 +241,38 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
-    cdef float* a
-    cdef Py_ssize_t p, g0
-    cdef int rows
-    cdef float one = 1.0, zero = 0.0
+    cdef Py_ssize_t p
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+        with nogil:
+            for p in range(npanels):
+                _panel_task(p, rows_per, m, direct, xp, &bufs[0, 0], h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow, k,
+                            wp, cout, bp, has_bias, yp, relu, act, alpha)
+        return
     with nogil, parallel(num_threads=nthreads):
         for p in prange(npanels, schedule="dynamic"):
-            g0 = p * rows_per
-            rows = <int>min(<Py_ssize_t>rows_per, m - g0)
-            if direct:  # a 1x1 stride-1 convolution: the input rows are the patches, no copy needed
-                a = <float*>(xp + g0 * cin)
-            else:
-                a = &bufs[threadid(), 0]
-                _im2col(xp, a, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
-            if DC_HAVE_FAST_GEMM:
-                dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
-            else:
-                sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, a, &k, &zero, yp + g0 * cout, &cout)
-            _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu, act, alpha)
+            _panel_task(p, rows_per, m, direct, xp, &bufs[0 if direct else threadid(), 0], h, wd, cin, kh, kw, sh,
+                        sw, pt, pl, oh, ow, k, wp, cout, bp, has_bias, yp, relu, act, alpha)
+
+
+cdef inline void _panel_task(Py_ssize_t p, int rows_per, Py_ssize_t m, bint direct, const float* xp, float* buf,
+                             int h, int wd, int cin, int kh, int kw, int sh, int sw, int pt, int pl, int oh, int ow,
+                             int k, const float* wp, int cout, const float* bp, bint has_bias, float* yp, bint relu,
+                             int act, float alpha) noexcept nogil:
+    """Panel ``p`` of ``conv2d_forward``: its im2col rows (``buf``, this thread's), the product, the epilogue."""
+    cdef Py_ssize_t g0 = p * rows_per
+    cdef int rows = <int>min(<Py_ssize_t>rows_per, m - g0)
+    cdef const float* a
+    cdef float one = 1.0, zero = 0.0
+    if direct:  # a 1x1 stride-1 convolution: the input rows are the patches, no copy needed
+        a = xp + g0 * cin
+    else:
+        _im2col(xp, buf, g0, rows, h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow)
+        a = buf
+    if DC_HAVE_FAST_GEMM:
+        dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
+    else:
+        sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, <float*>a, &k, &zero, yp + g0 * cout, &cout)
+    _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu, act, alpha)
 
 
 cdef inline void _implicit_row(const float* xp, int h, int wd, int cin, const float* wp, int kh, int kw, int cout,
@@ -292,6 +306,12 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+        with nogil:
+            for t in range(rows):
+                _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
+                              yp + t * ow * cout, relu, act, alpha)
+        return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(rows, schedule="static"):
             _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
@@ -465,16 +485,29 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* up = &u[0, 0, 0]
     cdef float* yp = &y[0, 0, 0, 0]
-    cdef int ty0
+    if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+        with nogil:
+            for t in range(tasks):
+                _winograd_task(t, bands, band, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp, sample, pool,
+                               relu, base, argp, act, alpha)
+        return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
-            ty0 = <int>(t % bands) * band
-            dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
-                         yp + (t // bands) * sample, pool, relu, base + threadid() * per,
-                         argp + (t // bands) * sample if argp != NULL else NULL)
-            if act > 1:  # output rows 2 ty0 .. 2 min(ty0 + band, th), clipped to oh
-                dc_act_rows(act, alpha, yp + (t // bands) * sample + <Py_ssize_t>2 * ty0 * ow * cout,
-                            <long>(min(2 * min(ty0 + band, th), oh) - 2 * ty0) * ow, cout, cout)
+            _winograd_task(t, bands, band, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp, sample, pool, relu,
+                           base + threadid() * per, argp, act, alpha)
+
+
+cdef inline void _winograd_task(Py_ssize_t t, int bands, int band, int th, const float* xp, int h, int wd, int cin,
+                                const float* up, int cout, const float* bp, int pt, int pl, int oh, int ow, float* yp,
+                                Py_ssize_t sample, bint pool, bint relu, float* scratch, unsigned char* argp, int act,
+                                float alpha) noexcept nogil:
+    """Task ``t`` of ``_winograd_tasks``: a band of tile rows of one sample (``scratch``: this thread's)."""
+    cdef int ty0 = <int>(t % bands) * band
+    dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
+                 yp + (t // bands) * sample, pool, relu, scratch, argp + (t // bands) * sample if argp != NULL else NULL)
+    if act > 1:  # output rows 2 ty0 .. 2 min(ty0 + band, th), clipped to oh
+        dc_act_rows(act, alpha, yp + (t // bands) * sample + <Py_ssize_t>2 * ty0 * ow * cout,
+                    <long>(min(2 * min(ty0 + band, th), oh) - 2 * ty0) * ow, cout, cout)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
