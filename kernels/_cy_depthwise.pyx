@@ -38,7 +38,6 @@ def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, con
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
-    cdef int ni, oy
     if rows == 0 or ow == 0 or c == 0:
         return
     cdef const float* xp = &x[0, 0, 0, 0]
@@ -46,13 +45,24 @@ def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, con
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * ow * c * kh * kw, rows)
+    if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a batch-1 request's layer)
+        with nogil:
+            for t in range(rows):
+                _forward_row(t, oh, xp, wp, bp, yp, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, ow, relu, act, alpha)
+        return
     for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
-        ni = <int>(t // oh)
-        oy = <int>(t % oh)
-        dc_dw_forward_row(xp + <Py_ssize_t>ni * h * wd * c, wp, bp, yp + t * ow * c, h, wd, c, kh, kw, sw, dh, dw,
-                          oy * sh - pt, pl, ow, relu)
-        if act:
-            dc_act_rows(act, alpha, yp + t * ow * c, 1, ow * c, ow * c)
+        _forward_row(t, oh, xp, wp, bp, yp, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, ow, relu, act, alpha)
+
+
+cdef inline void _forward_row(Py_ssize_t t, int oh, const float* xp, const float* wp, const float* bp, float* yp,
+                              int h, int wd, int c, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                              int ow, bint relu, int act, float alpha) noexcept nogil:
+    """Output row ``t`` (of all samples' rows) of ``depthwise_forward``, then its activation."""
+    cdef int ni = <int>(t // oh), oy = <int>(t % oh)
+    dc_dw_forward_row(xp + <Py_ssize_t>ni * h * wd * c, wp, bp, yp + t * ow * c, h, wd, c, kh, kw, sw, dh, dw,
+                      oy * sh - pt, pl, ow, relu)
+    if act:
+        dc_act_rows(act, alpha, yp + t * ow * c, 1, ow * c, ow * c)
 
 
 def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, ::1] w, int sh, int sw, int dh, int dw,
