@@ -10,7 +10,7 @@ Keras-style API::
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=3)
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from . import callbacks, constraints, initializers, layers, losses, optimizers, utils  # noqa: E402
 from .errors import ModelFileError, NotCompiledError, NumericalError, WorkspaceLimitError  # noqa: E402

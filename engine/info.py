@@ -13,8 +13,8 @@ from importlib import metadata
 
 import numpy as np
 
-from . import __version__
 from .kernels import isa
+from .version import __version__
 
 _warn_lock = threading.Lock()
 _warned = False

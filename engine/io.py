@@ -21,13 +21,13 @@ import zlib
 
 import numpy as np
 
-from . import __version__
 from . import serialization as ser
 from .errors import ModelFileError
 from .layers.base import Input, Layer
 from .model import Model, Sequential
 from .saving import _F32, FORMAT_NAME, FORMAT_VERSION, JSON_MEMBER, model_to_bytes, save_model  # noqa: F401
 from .serialization import Invalid
+from .version import __version__
 
 _TOP_KEYS = ("format", "format_version", "dropcore_version", "model", "compile", "optimizer_state")
 _MODEL_KEYS = ("class_name", "name", "seed", "input", "layers", "output")

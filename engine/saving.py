@@ -13,11 +13,11 @@ import zipfile
 
 import numpy as np
 
-from . import __version__
 from . import serialization as ser
 from .graph import _toposort
 from .utils import atomic_write
 from .validation import invalid
+from .version import __version__
 
 FORMAT_NAME = "dropcore"
 FORMAT_VERSION = 1

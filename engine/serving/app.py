@@ -95,7 +95,7 @@ def create_app(model, *, batching=False, max_batch=64, max_delay_ms=2.0, threads
 
     @app.get("/metadata")
     def metadata():
-        from .. import __version__
+        from ..version import __version__
 
         return answer(200, payloads.json_dumps({
             "model": predictor.name, "input_shape": [None, *input_shape],

@@ -14,7 +14,7 @@ import logging
 import time
 from http import HTTPStatus
 
-from .. import __version__
+from ..version import __version__
 from . import v2_payloads
 from .body import read_body
 from .payloads import BadRequest, json_dumps
