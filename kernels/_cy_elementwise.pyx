@@ -1459,3 +1459,73 @@ def act_backward(const float[::1] dy, const float[::1] v, float[::1] dx, int op,
         lo = t * CHUNK
         dc_act_backward(op, alpha, hi, th, dyp + lo, vp + lo, dxp + lo,
                         min(n, lo + CHUNK) - lo)
+
+
+# --- merge: Concatenate's copies and Add's sums (memory-bound: the threads are there to use both memory paths) ---
+
+cdef inline void _concat_row(float** parts, const Py_ssize_t* widths, Py_ssize_t k, float* row, Py_ssize_t r,
+                             bint split) noexcept nogil:
+    """Row ``r`` of the 2-D concatenation: each part's row ``r`` into (``split``: out of) its columns of ``row``."""
+    cdef Py_ssize_t i, off = 0
+    for i in range(k):
+        if widths[i]:
+            if split:
+                memcpy(parts[i] + r * widths[i], row + off, widths[i] * sizeof(float))
+            else:
+                memcpy(row + off, parts[i] + r * widths[i], widths[i] * sizeof(float))
+        off += widths[i]
+
+
+def concat_rows(list parts, float[:, ::1] whole, bint split):
+    """Concatenation seen as 2-D: ``parts[i]`` is ``(rows, w_i)``, ``whole`` ``(rows, sum w_i)``; copies each part
+    into its columns of ``whole``, or with ``split`` each part out of them. Rows split over the threads."""
+    cdef Py_ssize_t k = len(parts), rows = whole.shape[0], width = whole.shape[1], i, r
+    cdef const float[:, ::1] part
+    cdef float** ptrs = <float**>malloc(k * sizeof(float*))
+    cdef Py_ssize_t* widths = <Py_ssize_t*>malloc(k * sizeof(Py_ssize_t))
+    if ptrs == NULL or widths == NULL:
+        free(ptrs)
+        free(widths)
+        raise MemoryError()
+    for i in range(k):
+        part = parts[i]
+        widths[i] = part.shape[1] if rows else 0
+        ptrs[i] = <float*>&part[0, 0] if rows and part.shape[1] else NULL
+    cdef float* wp = &whole[0, 0] if rows and width else NULL
+    if wp != NULL:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(rows * width, rows)):
+            _concat_row(ptrs, widths, k, wp + r * width, r, split)
+    free(ptrs)
+    free(widths)
+
+
+cdef inline void _add_run(const float** xs, Py_ssize_t k, float* y, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """``y[lo:hi] = ((xs[0] + xs[1]) + xs[2]) + ...``: NumPy's order, so the same bits."""
+    cdef Py_ssize_t i, j
+    cdef const float* a = xs[0]
+    cdef const float* b = xs[1]
+    for i in range(lo, hi):
+        y[i] = a[i] + b[i]
+    for j in range(2, k):
+        a = xs[j]
+        for i in range(lo, hi):
+            y[i] += a[i]
+
+
+def add_arrays(list xs, float[::1] y):
+    """``y`` = the sum of the flat arrays of ``xs`` (two or more, ``y``'s length), in order, chunk by chunk."""
+    cdef Py_ssize_t k = len(xs), n = y.shape[0], i, t
+    cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
+    cdef const float[::1] x
+    if n == 0:
+        return
+    cdef const float** ptrs = <const float**>malloc(k * sizeof(float*))
+    if ptrs == NULL:
+        raise MemoryError()
+    for i in range(k):
+        x = xs[i]
+        ptrs[i] = &x[0]
+    cdef float* yp = &y[0]
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n * k, tasks)):
+        _add_run(ptrs, k, yp, t * CHUNK, min(n, (t + 1) * CHUNK))
+    free(ptrs)

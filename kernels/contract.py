@@ -35,7 +35,7 @@ _REQUIRED = object()
 #: Every kernel set that implements the whole contract (``dropcore.ops.NAMES``).
 SETS = ("reference", "numba", "cython")
 
-FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss")
+FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss", "merge")
 
 
 class Case(namedtuple("Case", "args grad_of wrt tol")):
@@ -90,8 +90,14 @@ def out(index):
 
 
 def shape_of(name):
-    """The shape of the forward case's argument ``name``."""
+    """The shape of the forward case's argument ``name`` (a list of shapes for a list of arrays)."""
     return Spec("shape_of", name)
+
+
+def arrays(*specs):
+    """A list of arrays, one per spec: the argument of an op of several inputs (``concatenate``, ``add``). A
+    backward differentiating it (named once in ``wrt``) returns one gradient output per array, in order."""
+    return Spec("list", specs)
 
 
 #: A dropout key (``rng.dropout_key(7, 3, 1)``).
@@ -105,8 +111,9 @@ Bind = namedtuple("Bind", "kernel run after extra")
 
 def bind(kernel, run=("x",), after=(), **extra):
     """An op's bound form: kernel ``kernel`` of :data:`BOUND`, bound with the case's arguments of the same names
-    (``x_shape``: the shape of ``x``) and ``extra``; its ``run`` takes the case's arguments named by ``run``, the
-    output buffer, then those named by ``after``."""
+    (``x_shape``: the shape of ``x``; ``x_shapes``: those of the list ``xs``) and ``extra``; its ``run`` takes
+    the case's arguments named by ``run`` (a list's arrays one by one), the output buffer, then those named by
+    ``after``."""
     return Bind(kernel, tuple(run), tuple(after), extra)
 
 
@@ -123,6 +130,8 @@ _CONV_POOL = dict(x=normal(2, 10, 10, 4), w=normal(3, 3, 4, 6), b=normal(6), str
                   pool=(2, 2))
 _BATCH = dict(x=normal(16, 20), gamma=uniform(0.5, 1.5, 20), beta=normal(20), eps=1e-3)
 _LOGITS = normal(6, 5)
+#: Three inputs of a concatenation along the channels, of 8, 3 and 5 channels (odd sizes: no path relies on even).
+_PARTS = arrays(normal(*_IMG), normal(2, 10, 9, 3), normal(2, 10, 9, 5))
 #: The element-wise activations' fast sets against the reference: the Cython set's exp and tanh are Cephes's float32
 #: polynomials (within a few ulps, tests/kernels/test_activation_ops.py), the Numba set rounds float64 once.
 _ACT_TOL = (1e-5, 1e-6)
@@ -264,6 +273,12 @@ OPS = (
     _op("sigmoid_binary_cross_entropy", "loss", ("logits", "targets"),
         Case(wrt={1: "logits"}, logits=_LOGITS, targets=uniform(0, 1, 6, 5))),
     _op("mean_squared_error", "loss", ("y", "targets"), Case(wrt={1: "y"}, y=_LOGITS, targets=normal(6, 5))),
+    _op("concatenate", "merge", ("xs", "axis"), Case(xs=_PARTS, axis=3, tol=(0, 0)), inference=True,
+        bound=bind("concatenate_kernel", run=("xs",))),
+    _op("concatenate_backward", "merge", ("dy", "x_shapes", "axis"),
+        Case(grad_of="concatenate", wrt=("xs",), dy=DY, x_shapes=shape_of("xs"), axis=fwd("axis"), tol=(0, 0))),
+    _op("add", "merge", ("xs",), Case(xs=arrays(normal(*_IMG), normal(*_IMG), normal(*_IMG)), tol=(0, 0)),
+        inference=True, bound=bind("add_kernel", run=("xs",))),
 )
 
 #: The bound kernels of ``cython_ops`` that inference programs run: name -> parameters. ``bind`` returns
@@ -286,6 +301,8 @@ BOUND = {
     "max_pool_dropout2d_kernel": ("x_shape", "rate", "pool", "strides", "padding"),
     "weighted_pool2d_kernel": ("x_shape", "rate", "pool", "strides", "padding"),
     "batch_norm_kernel": ("x_shape", "gamma", "beta", "moving_mean", "moving_var", "eps"),
+    "concatenate_kernel": ("x_shapes", "axis"),
+    "add_kernel": ("x_shapes",),
 }
 
 
@@ -331,6 +348,8 @@ def _spec_text(v):
         return repr(v)
     if v.kind in ("normal",):
         return "x".join(map(str, v.value))
+    if v.kind == "list":
+        return "[" + ", ".join(_spec_text(s) for s in v.value) + "]"
     if v.kind == "uniform":
         return f"U({v.value[0]},{v.value[1]}) " + "x".join(map(str, v.value[2]))
     if v.kind in ("labels", "onehot"):

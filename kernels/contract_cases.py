@@ -32,6 +32,8 @@ def _array(spec, rng, dtype):
         return np.eye(classes, dtype=dtype)[rng.integers(0, classes, n)]
     if kind == "key":
         return dropout_key(*value)
+    if kind == "list":  # the inputs of an op of several (contract.arrays)
+        return [_array(s, rng, dtype) for s in value]
     raise ValueError(f"spec {kind!r} needs the forward call (a backward case's spec)")
 
 
@@ -67,7 +69,8 @@ def backward_args(op, reference, dtype=np.float32):
         elif isinstance(v, Spec) and v.kind == "out":
             kwargs[k] = fouts[v.value]
         elif isinstance(v, Spec) and v.kind == "shape_of":
-            kwargs[k] = fargs[v.value].shape
+            a = fargs[v.value]
+            kwargs[k] = [x.shape for x in a] if isinstance(a, list) else a.shape
         else:
             kwargs[k] = v
     return fargs, fouts, dy, kwargs

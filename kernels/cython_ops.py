@@ -510,6 +510,61 @@ def global_max_pool2d(x):
     return _run(global_pool2d_kernel(x.shape, False), x)
 
 
+def _columns(shape, axis):
+    """``(rows, width)``: an array of ``shape`` as 2-D, the axes before ``axis`` as rows (a free reshape)."""
+    rows = int(np.prod(shape[:axis], dtype=np.int64))
+    return rows, int(np.prod(shape[axis:], dtype=np.int64))
+
+
+def concatenate_kernel(x_shapes, axis):
+    """``(run, y_shape)``: ``run(*xs, y)`` fills ``y`` with the arrays ``xs`` (of ``x_shapes``, C-contiguous
+    float32) joined along ``axis`` (Keras's ``Concatenate``): each row of the axes before ``axis`` is one copy
+    per input, the rows split over the threads (channels last: a row is a pixel)."""
+    axis = axis % len(x_shapes[0])
+    y_shape = list(x_shapes[0])
+    y_shape[axis] = sum(s[axis] for s in x_shapes)
+    shapes = [_columns(s, axis) for s in x_shapes]
+    rows = _columns(y_shape, axis)
+
+    def run(*args):
+        *xs, y = args
+        _ew.concat_rows([x.reshape(s) for x, s in zip(xs, shapes)], y.reshape(rows), False)
+
+    return run, tuple(y_shape)
+
+
+def concatenate(xs, axis):
+    """``xs`` joined along ``axis``."""
+    xs = [_c32(x) for x in xs]
+    return _run(concatenate_kernel([x.shape for x in xs], axis), *xs)
+
+
+def concatenate_backward(dy, x_shapes, axis):
+    """``dy`` split along ``axis`` into C-contiguous parts of ``x_shapes`` (a tuple): the copies of
+    :func:`concatenate` the other way."""
+    axis = axis % dy.ndim
+    parts = tuple(np.empty(s, dtype=np.float32) for s in x_shapes)
+    _ew.concat_rows([p.reshape(_columns(p.shape, axis)) for p in parts],
+                    _c32(dy).reshape(_columns(dy.shape, axis)), True)
+    return parts
+
+
+def add_kernel(x_shapes):
+    """``(run, y_shape)``: ``run(*xs, y)`` fills ``y`` with the sum of ``xs`` (two or more C-contiguous float32
+    arrays of one shape), added in order as NumPy adds them (the same bits), in chunks over the threads."""
+    def run(*args):
+        *xs, y = args
+        _ew.add_arrays([x.reshape(-1) for x in xs], y.reshape(-1))
+
+    return run, tuple(x_shapes[0])
+
+
+def add(xs):
+    """The sum of ``xs`` (two or more arrays of one shape), in order."""
+    xs = [_c32(x) for x in xs]
+    return _run(add_kernel([x.shape for x in xs]), *xs)
+
+
 # The training half of the contract (they load through this module: BLAS bound and OpenMP capped above).
 from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward, batch_norm_train,  # noqa: E402,F401
                                        dropout_backward, gaussian_noise, global_avg_pool2d_backward,

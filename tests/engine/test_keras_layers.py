@@ -180,9 +180,12 @@ def test_reshape_is_a_view_in_programs():
 
 
 def test_concatenate_writes_the_programs_buffer_in_place():
+    from dropcore.lowering import Lowering
+
+    cython_ops = pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built")
     layer = Concatenate(axis=-2)
     layer.build([(3, 4, 2), (3, 1, 2)])
-    (kernel,) = layer.lower(None, None)
+    (kernel,) = layer.lower(Lowering(cython_ops, get_ops("cython")), None)
     run, shape = kernel.bind([(2, 3, 4, 2), (2, 3, 1, 2)])
     assert shape == (2, 3, 5, 2)
     a, b, y = _x((2, 3, 4, 2), 1), _x((2, 3, 1, 2), 2), np.full(shape, np.nan, dtype=np.float32)

@@ -31,8 +31,19 @@ def _set(name):
     return get_ops(name)
 
 
+def _copy(v):
+    if isinstance(v, list):  # the inputs of an op of several (contract.arrays)
+        return [_copy(a) for a in v]
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
 def _copies(kwargs):
-    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    return {k: _copy(v) for k, v in kwargs.items()}
+
+
+def _flat(results):
+    """Values with a list of arrays (an op's several inputs, contract.arrays) spread out, one array each."""
+    return [a for r in results for a in (r if isinstance(r, list) else [r])]
 
 
 def _assert_outputs_match(got, expected, tol, where):
@@ -76,8 +87,9 @@ def test_each_fast_set_matches_the_reference(name, op):
     got = getattr(ops, op.name)(**kwargs)
     _assert_outputs_match(got, expected, op.case.tol, f"{name}.{op.name}")
     for k, v in kwargs.items():  # a kernel never writes its inputs
-        if isinstance(v, np.ndarray):
-            np.testing.assert_array_equal(v, before[k], err_msg=f"{name}.{op.name} changed its input {k!r}")
+        for a, b in zip(_flat([v]), _flat([before[k]])):
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}.{op.name} changed its input {k!r}")
 
 
 def _directional(f, value, direction, eps):
@@ -89,20 +101,24 @@ def test_each_backward_matches_finite_differences(op):
     forward = getattr(REFERENCE, op.case.grad_of)
     fargs, _, dy, bargs = backward_args(op, REFERENCE, np.float64)
     grads = outputs(getattr(REFERENCE, op.name)(**bargs))
-    assert len(grads) == len(op.case.wrt), f"{op.name}: {len(grads)} outputs, the case names {op.case.wrt}"
+    # a list of arrays (contract.arrays) has one gradient output per array: (param, index) pairs in output order
+    targets = [(p, i) for p in op.case.wrt
+               for i in (range(len(fargs[p])) if p is not None and isinstance(fargs[p], list) else [None])]
+    assert len(grads) == len(targets), f"{op.name}: {len(grads)} outputs, the case names {op.case.wrt}"
     rng = np.random.default_rng(len(op.name))
-    for param, grad in zip(op.case.wrt, grads):
+    for (param, i), grad in zip(targets, grads):
         if param is None:
             continue
-        value = np.asarray(fargs[param], dtype=np.float64)
+        value = np.asarray(fargs[param] if i is None else fargs[param][i], dtype=np.float64)
         v = rng.standard_normal(value.shape)
 
-        def loss(p, param=param):
-            return float(np.sum(outputs(forward(**{**fargs, param: p}))[0] * dy))
+        def loss(p, param=param, i=i):
+            arg = p if i is None else [p if j == i else a for j, a in enumerate(fargs[param])]
+            return float(np.sum(outputs(forward(**{**fargs, param: arg}))[0] * dy))
 
         numeric = _directional(loss, value, v, 1e-6)
         analytic = float(np.sum(np.asarray(grad, dtype=np.float64) * v))
-        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-7), f"{op.name}: d/d{param}"
+        assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-7), f"{op.name}: d/d{param}[{i}]"
 
 
 @pytest.mark.parametrize("op", SELF_GRADIENTS, ids=lambda op: op.name)
@@ -131,7 +147,8 @@ def test_each_bound_kernel_matches_its_op(op):
     kwargs = call_args(op, REFERENCE)
     expected = outputs(getattr(REFERENCE, op.name)(**_copies(kwargs)))[0]
     params = [p[0] if isinstance(p, tuple) else p for p in BOUND[op.bound.kernel]]
-    given = {**kwargs, "x_shape": kwargs["x"].shape, **op.bound.extra}
+    shapes = {"x_shape": kwargs["x"].shape} if "x" in kwargs else {"x_shapes": [a.shape for a in kwargs["xs"]]}
+    given = {**kwargs, **shapes, **op.bound.extra}
     kernel = getattr(cy, op.bound.kernel)(**{p: given[p] for p in params if p in given})
     if kernel is None:  # conv2d_max_pool_kernel: only on the paths that fuse (geometry.conv_path says which)
         from dropcore.kernels.geometry import conv_path
@@ -142,7 +159,7 @@ def test_each_bound_kernel_matches_its_op(op):
     run, y_shape = kernel
     assert tuple(y_shape) == expected.shape, op.name
     y = np.full(y_shape, np.nan, dtype=np.float32)
-    run(*[kwargs[a] for a in op.bound.run], y, *[kwargs[a] for a in op.bound.after])
+    run(*_flat([kwargs[a] for a in op.bound.run]), y, *[kwargs[a] for a in op.bound.after])
     np.testing.assert_allclose(y, expected, rtol=op.case.tol[0], atol=op.case.tol[1], err_msg=op.name)
 
 
