@@ -1529,3 +1529,41 @@ def add_arrays(list xs, float[::1] y):
     for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n * k, tasks)):
         _add_run(ptrs, k, yp, t * CHUNK, min(n, (t + 1) * CHUNK))
     free(ptrs)
+
+
+# --- rescale: Rescaling's x * scale + offset, the channels' constants repeated along each row ---
+
+cdef enum:
+    RESCALE_ROWS = 16384  # elements per task, in whole rows (a task's output stays in cache for the second pass)
+
+
+cdef inline void _rescale_run(const float* x, const float* s, const float* o, float* y, Py_ssize_t r0,
+                              Py_ssize_t r1, Py_ssize_t c, bint offset) noexcept nogil:
+    """Rows ``r0:r1`` of ``y = x * s`` and then, a second pass, ``y += o``: two passes so that the compiler cannot
+    contract them into one fused multiply-add, whose single rounding would differ from NumPy's two."""
+    cdef Py_ssize_t r, k
+    for r in range(r0, r1):
+        for k in range(c):
+            y[r * c + k] = x[r * c + k] * s[k]
+    if offset:
+        for r in range(r0, r1):
+            for k in range(c):
+                y[r * c + k] += o[k]
+
+
+def rescale_rows(const float[:, ::1] x, const float[::1] scale, const float[::1] offset, float[:, ::1] y,
+                 bint add_offset):
+    """``y = x * scale + offset`` (``add_offset`` false: ``x * scale``) on rows of ``width`` elements, ``scale``
+    and ``offset`` of ``width`` values each (``reference.elementwise.tiled_rows``), rounded as NumPy rounds: the
+    product, then the sum. Tasks of whole rows split over the threads."""
+    cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], t
+    if rows == 0 or c == 0:
+        return
+    cdef Py_ssize_t per = max(1, RESCALE_ROWS // c)
+    cdef Py_ssize_t tasks = (rows + per - 1) // per
+    cdef const float* xp = &x[0, 0]
+    cdef const float* sp = &scale[0]
+    cdef const float* op = &offset[0]
+    cdef float* yp = &y[0, 0]
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(rows * c, tasks)):
+        _rescale_run(xp, sp, op, yp, t * per, min(rows, (t + 1) * per), c, add_offset)

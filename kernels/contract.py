@@ -35,7 +35,7 @@ _REQUIRED = object()
 #: Every kernel set that implements the whole contract (``dropcore.ops.NAMES``).
 SETS = ("reference", "numba", "cython")
 
-FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss", "merge")
+FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss", "merge", "elementwise")
 
 
 class Case(namedtuple("Case", "args grad_of wrt tol")):
@@ -279,6 +279,11 @@ OPS = (
         Case(grad_of="concatenate", wrt=("xs",), dy=DY, x_shapes=shape_of("xs"), axis=fwd("axis"), tol=(0, 0))),
     _op("add", "merge", ("xs",), Case(xs=arrays(normal(*_IMG), normal(*_IMG), normal(*_IMG)), tol=(0, 0)),
         inference=True, bound=bind("add_kernel", run=("xs",))),
+    _op("rescale", "elementwise", ("x", "scale", "offset"),
+        Case(x=normal(*_IMG), scale=uniform(-2, 2, 8), offset=normal(8), tol=(0, 0)), inference=True,
+        bound=bind("rescale_kernel")),
+    _op("rescale_backward", "elementwise", ("dy", "scale"),
+        Case(grad_of="rescale", wrt=("x",), dy=DY, scale=fwd("scale"), tol=(0, 0))),
 )
 
 #: The bound kernels of ``cython_ops`` that inference programs run: name -> parameters. ``bind`` returns
@@ -303,6 +308,7 @@ BOUND = {
     "batch_norm_kernel": ("x_shape", "gamma", "beta", "moving_mean", "moving_var", "eps"),
     "concatenate_kernel": ("x_shapes", "axis"),
     "add_kernel": ("x_shapes",),
+    "rescale_kernel": ("x_shape", "scale", "offset"),
 }
 
 

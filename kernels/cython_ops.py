@@ -20,6 +20,7 @@ from .geometry import conv_path, window_2d, windows_inside, winograd_pays
 from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
 from .reference.dropout import (ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale,
                                 gaussian_dropout_scale, pool_weights)
+from .reference.elementwise import tiled_rows
 from .reference.rng import keep_threshold
 
 _NO_BIAS = np.empty(0, dtype=np.float32)
@@ -563,6 +564,30 @@ def add(xs):
     """The sum of ``xs`` (two or more arrays of one shape), in order."""
     xs = [_c32(x) for x in xs]
     return _run(add_kernel([x.shape for x in xs]), *xs)
+
+
+def rescale_kernel(x_shape, scale, offset):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``x * scale + offset`` (Keras's ``Rescaling``),
+    ``scale`` and ``offset`` over the last axis, rounded as NumPy rounds (no fused multiply-add)."""
+    rows, width, (s, o) = tiled_rows(tuple(x_shape), scale, offset)
+    return (lambda x, y: _ew.rescale_rows(x.reshape(rows, width), s, o, y.reshape(rows, width), True)), \
+        tuple(x_shape)
+
+
+def rescale(x, scale, offset):
+    """``x * scale + offset`` over the last axis."""
+    x = _c32(x)
+    return _run(rescale_kernel(x.shape, scale, offset), x)
+
+
+def rescale_backward(dy, scale):
+    """``dy * scale`` over the last axis: the gradient of :func:`rescale`."""
+    dy = _c32(dy)
+    dx = np.empty_like(dy)
+    if dy.size:
+        rows, width, (s,) = tiled_rows(dy.shape, scale)
+        _ew.rescale_rows(dy.reshape(rows, width), s, s, dx.reshape(rows, width), False)
+    return dx
 
 
 # The training half of the contract (they load through this module: BLAS bound and OpenMP capped above).

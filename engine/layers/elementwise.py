@@ -1,10 +1,11 @@
 """Element-wise layers with fixed constants and no weights (Keras 3's): the parameterized activations ``LeakyReLU``
-and ``ELU`` (on the kernel contract's ops), and ``Rescaling``."""
+and ``ELU``, and ``Rescaling``, all on the kernel contract's ops."""
 import numbers
 import warnings
 
 import numpy as np
 
+from ..lowering import Kernel
 from ..validation import check_float, invalid
 from .base import Layer
 from .core import Activation
@@ -69,7 +70,8 @@ class Rescaling(Layer):
     """``x * scale + offset`` (Keras 3's ``Rescaling``: e.g. ``scale=1/255`` maps [0, 255] to [0, 1]).
 
     ``scale`` and ``offset`` are floats or lists of floats, one per channel (the last axis; a list of one value
-    broadcasts). The arithmetic is in the input's precision, as Keras casts both to the layer's dtype.
+    broadcasts). The arithmetic is in the input's precision, as Keras casts both to the layer's dtype: the
+    contract's ``rescale`` op, rounded as NumPy's ``x * scale + offset`` (the same bits).
     """
 
     def __init__(self, scale, offset=0.0, name=None):
@@ -86,9 +88,11 @@ class Rescaling(Layer):
                                  f"{', '.join(map(str, input_shape))}) takes 1 or {channels} (one per channel)")
         super().build(input_shape)
 
+    def lower(self, lowering, step):
+        return [Kernel(self.step_name, lambda shape: lowering.kernels.rescale_kernel(shape, self.scale, self.offset))]
+
     def forward(self, ops, x, ctx):
-        scale = np.asarray(self.scale, dtype=x.dtype)
-        return x * scale + np.asarray(self.offset, dtype=x.dtype), lambda dy: dy * scale
+        return ops.rescale(x, self.scale, self.offset), lambda dy: ops.rescale_backward(dy, self.scale)
 
     def get_config(self):
         return {"name": self.name, "scale": self.scale, "offset": self.offset}
