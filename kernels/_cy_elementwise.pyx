@@ -14,7 +14,7 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport expf, fabsf, log1pf, logf, sqrt
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cimport openmp
 
@@ -1567,3 +1567,46 @@ def rescale_rows(const float[:, ::1] x, const float[::1] scale, const float[::1]
     cdef float* yp = &y[0, 0]
     for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(rows * c, tasks)):
         _rescale_run(xp, sp, op, yp, t * per, min(rows, (t + 1) * per), c, add_offset)
+
+
+# --- zero padding: ZeroPadding2D's rows of zeros around each sample's rows, and the crop of its backward ---
+
+cdef inline void _pad_row(const float* x, float* y, Py_ssize_t h, Py_ssize_t wc, Py_ssize_t oh, Py_ssize_t owc,
+                          Py_ssize_t top, Py_ssize_t leftc, Py_ssize_t t, bint crop) noexcept nogil:
+    """Task ``t`` (sample ``t // oh``, output row ``t % oh`` with ``crop`` false; sample ``t // h``, input row
+    ``t % h`` with ``crop``): a row is ``wc`` input and ``owc`` output elements, the input's at ``leftc``."""
+    cdef Py_ssize_t s, r
+    if crop:
+        s, r = t // h, t % h
+        memcpy(y + t * wc, x + (s * oh + r + top) * owc + leftc, wc * sizeof(float))
+        return
+    s, r = t // oh, t % oh
+    cdef float* row = y + t * owc
+    if r < top or r >= top + h:
+        memset(row, 0, owc * sizeof(float))
+        return
+    memset(row, 0, leftc * sizeof(float))
+    if wc:
+        memcpy(row + leftc, x + (s * h + r - top) * wc, wc * sizeof(float))
+    memset(row + leftc + wc, 0, (owc - leftc - wc) * sizeof(float))
+
+
+def zero_pad_rows(const float[:, :, ::1] small, const float[:, :, ::1] big, Py_ssize_t top, Py_ssize_t leftc,
+                  bint crop):
+    """``small`` (N, H, W*C) zero-padded into ``big`` (N, OH, OW*C), its rows from ``top`` and its elements from
+    ``leftc`` on; with ``crop``, the other way: ``big``'s part copied into ``small`` (the backward). The one
+    written must be writable (both are typed const so that the one read may be a read-only array)."""
+    cdef Py_ssize_t n = small.shape[0], h = small.shape[1], wc = small.shape[2]
+    cdef Py_ssize_t oh = big.shape[1], owc = big.shape[2], t
+    cdef Py_ssize_t tasks = n * (h if crop else oh)
+    if tasks == 0 or owc == 0:
+        return
+    cdef float* sp = <float*>&small[0, 0, 0] if h and wc else NULL
+    cdef float* bp = <float*>&big[0, 0, 0]
+    if crop and sp == NULL:
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n * oh * owc, tasks)):
+        if crop:
+            _pad_row(bp, sp, h, wc, oh, owc, top, leftc, t, True)
+        else:
+            _pad_row(sp, bp, h, wc, oh, owc, top, leftc, t, False)

@@ -35,7 +35,8 @@ _REQUIRED = object()
 #: Every kernel set that implements the whole contract (``dropcore.ops.NAMES``).
 SETS = ("reference", "numba", "cython")
 
-FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss", "merge", "elementwise")
+FAMILIES = ("conv", "depthwise", "pool", "activation", "dropout", "dense", "norm", "loss", "merge", "elementwise",
+            "pad")
 
 
 class Case(namedtuple("Case", "args grad_of wrt tol")):
@@ -284,6 +285,10 @@ OPS = (
         bound=bind("rescale_kernel")),
     _op("rescale_backward", "elementwise", ("dy", "scale"),
         Case(grad_of="rescale", wrt=("x",), dy=DY, scale=fwd("scale"), tol=(0, 0))),
+    _op("zero_pad2d", "pad", ("x", "padding"), Case(x=normal(*_IMG), padding=((1, 2), (3, 0)), tol=(0, 0)),
+        inference=True, bound=bind("zero_pad2d_kernel")),
+    _op("zero_pad2d_backward", "pad", ("dy", "padding"),
+        Case(grad_of="zero_pad2d", wrt=("x",), dy=DY, padding=fwd("padding"), tol=(0, 0))),
 )
 
 #: The bound kernels of ``cython_ops`` that inference programs run: name -> parameters. ``bind`` returns
@@ -309,6 +314,7 @@ BOUND = {
     "concatenate_kernel": ("x_shapes", "axis"),
     "add_kernel": ("x_shapes",),
     "rescale_kernel": ("x_shape", "scale", "offset"),
+    "zero_pad2d_kernel": ("x_shape", "padding"),
 }
 
 

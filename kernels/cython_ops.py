@@ -590,6 +590,33 @@ def rescale_backward(dy, scale):
     return dx
 
 
+def zero_pad2d_kernel(x_shape, padding):
+    """``(run, y_shape)``: ``run(x, y)`` fills ``y`` with ``x`` (N, H, W, C) padded by ``((top, bottom), (left,
+    right))`` zero rows and columns (Keras's ``ZeroPadding2D``): one task per output row, over the threads."""
+    (top, bottom), (left, right) = padding
+    n, h, w, c = x_shape
+    y_shape = (n, h + top + bottom, w + left + right, c)
+    small, big = (n, h, w * c), (n, y_shape[1], y_shape[2] * c)
+    return (lambda x, y: _ew.zero_pad_rows(x.reshape(small), y.reshape(big), top, left * c, False)), y_shape
+
+
+def zero_pad2d(x, padding):
+    """``x`` (N, H, W, C) zero-padded by ``((top, bottom), (left, right))``."""
+    x = _c32(x)
+    return _run(zero_pad2d_kernel(x.shape, padding), x)
+
+
+def zero_pad2d_backward(dy, padding):
+    """``dy`` cropped back to the unpadded rows and columns, C-contiguous: the gradient of :func:`zero_pad2d`."""
+    (top, bottom), (left, right) = padding
+    dy = _c32(dy)
+    n, oh, ow, c = dy.shape
+    dx = np.empty((n, oh - top - bottom, ow - left - right, c), dtype=np.float32)
+    if dx.size:
+        _ew.zero_pad_rows(dx.reshape(n, dx.shape[1], -1), dy.reshape(n, oh, ow * c), top, left * c, True)
+    return dx
+
+
 # The training half of the contract (they load through this module: BLAS bound and OpenMP capped above).
 from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward, batch_norm_train,  # noqa: E402,F401
                                        dropout_backward, gaussian_noise, global_avg_pool2d_backward,

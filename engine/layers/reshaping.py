@@ -1,9 +1,10 @@
-"""Layers that move values without computing on them: ``Reshape`` and ``ZeroPadding2D`` (Keras 3's)."""
+"""Layers that move values without computing on them: ``Reshape`` and ``ZeroPadding2D`` (Keras 3's; the padding
+on the kernel contract's ``zero_pad2d`` op, a copy: the same bits as NumPy's)."""
 import numbers
 
 import numpy as np
 
-from ..lowering import view
+from ..lowering import Kernel, view
 from ..validation import check_choice, invalid
 from .base import Layer
 from .registry import register
@@ -95,12 +96,12 @@ class ZeroPadding2D(Layer):
         h, w, c = input_shape
         return (h + top + bottom, w + left + right, c)
 
+    def lower(self, lowering, step):
+        # before a convolution the padding is fused into it (fusion.py, zero_pads) and this step is not run
+        return [Kernel(self.step_name, lambda shape: lowering.kernels.zero_pad2d_kernel(shape, self.padding))]
+
     def forward(self, ops, x, ctx):
-        (top, _), (left, _) = self.padding
-        n, h, w, _ = x.shape
-        y = np.zeros((n,) + self.output_shape_for(x.shape[1:]), dtype=x.dtype)
-        y[:, top:top + h, left:left + w] = x
-        return y, lambda dy: np.ascontiguousarray(dy[:, top:top + h, left:left + w])
+        return ops.zero_pad2d(x, self.padding), lambda dy: ops.zero_pad2d_backward(dy, self.padding)
 
     def get_config(self):
         return {"name": self.name, "padding": [list(p) for p in self.padding], "data_format": self.data_format}
