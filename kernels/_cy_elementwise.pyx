@@ -79,7 +79,14 @@ def relu_forward(const float[::1] x, float[::1] y):
     cdef const float* xp = &x[0] if n else NULL
     cdef float* yp = &y[0] if n else NULL
     cdef float v
-    for t in prange(tasks, nogil=True, schedule="static", num_threads=team_size(n, tasks)):
+    cdef int nthreads = team_size(n, tasks)
+    if nthreads == 1:  # no OpenMP region (see softmax_forward)
+        with nogil:
+            for i in range(n):
+                v = xp[i]
+                yp[i] = 0 if v <= 0 else v
+        return
+    for t in prange(tasks, nogil=True, schedule="static", num_threads=nthreads):
         hi = min(n, (t + 1) * CHUNK)
         for i in range(t * CHUNK, hi):
             v = xp[i]
@@ -182,21 +189,32 @@ def sigmoid_forward(const float[::1] x, float[::1] y):
 
 def softmax_forward(const float[:, ::1] x, float[:, ::1] y):
     """Softmax of each row (max-subtracted)."""
-    cdef Py_ssize_t rows = x.shape[0], k = x.shape[1], r, j
-    cdef float m, total, e, inv
-    for r in prange(rows, nogil=True, schedule="static", num_threads=team_size(rows * k, rows)):
-        m = x[r, 0]
-        for j in range(1, k):
-            if x[r, j] > m:
-                m = x[r, j]
-        total = 0
-        for j in range(k):
-            e = expf(x[r, j] - m)
-            y[r, j] = e
-            total = total + e
-        inv = 1 / total
-        for j in range(k):
-            y[r, j] = y[r, j] * inv
+    cdef Py_ssize_t rows = x.shape[0], k = x.shape[1], r
+    cdef int nthreads = team_size(rows * k, rows)
+    if rows == 0:
+        return
+    if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a prediction's last step)
+        with nogil:
+            for r in range(rows):
+                _softmax_row(&x[r, 0], &y[r, 0], k)
+        return
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        _softmax_row(&x[r, 0], &y[r, 0], k)
+
+
+cdef inline void _softmax_row(const float* x, float* y, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef float m = x[0], total = 0, e, inv
+    for j in range(1, k):
+        if x[j] > m:
+            m = x[j]
+    for j in range(k):
+        e = expf(x[j] - m)
+        y[j] = e
+        total = total + e
+    inv = 1 / total
+    for j in range(k):
+        y[j] = y[j] * inv
 
 
 def batch_norm_forward(const float[:, ::1] x, const float[::1] mean, const float[::1] scale,

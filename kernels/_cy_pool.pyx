@@ -75,58 +75,74 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
-    cdef int ni, oy
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef float* yp = &y[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * ow * c * ph * pw, rows)
+    if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a batch-1 request's layer)
+        with nogil:
+            for t in range(rows):
+                _pool_row(t, oh, xp, yp, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average)
+        return
     for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
-        ni = <int>(t // oh)
-        oy = <int>(t % oh)
-        if average and DC_HAVE_SIMD:  # sums in registers, masked vectors (see _pool.h)
-            dc_avg_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw,
-                            sw, pl)
-        elif average:
-            _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
-        elif DC_HAVE_SIMD:  # masked vectors: fast for any channel count (see _pool.h)
-            dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw,
-                            sw, pl)
-        else:
-            _max_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
+        _pool_row(t, oh, xp, yp, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average)
+
+
+cdef inline void _pool_row(Py_ssize_t t, int oh, const float* xp, float* yp, int h, int wd, int c, int ow, int ph,
+                           int pw, int sh, int sw, int pt, int pl, bint average) noexcept nogil:
+    """Output row ``t`` (of all samples' rows) of ``pool2d_forward``."""
+    cdef int ni = <int>(t // oh), oy = <int>(t % oh)
+    if average and DC_HAVE_SIMD:  # sums in registers, masked vectors (see _pool.h)
+        dc_avg_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw,
+                        pl)
+    elif average:
+        _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
+    elif DC_HAVE_SIMD:  # masked vectors: fast for any channel count (see _pool.h)
+        dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw,
+                        pl)
+    else:
+        _max_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
 
 
 def global_pool2d_forward(const float[:, :, ::1] x, float[:, ::1] y, bint average):
     """Max (or, with ``average``, mean) of ``x`` (N, H * W, C) over its rows into ``y`` (N, C); NaN propagates."""
     cdef int n = x.shape[0], hw = x.shape[1], c = x.shape[2]
-    cdef int ni, p, k
-    cdef float v, m
-    cdef float* yv
-    cdef const float* xv
+    cdef int ni
     cdef const float* xp = &x[0, 0, 0]
     cdef float* yp = &y[0, 0]
     # One task per sample: a batch of one then runs on one thread, but the pass reads each input once, which is
     # short next to the convolution that produced the map; splitting the channels too would only add scheduling.
     cdef int nthreads = team_size(<Py_ssize_t>n * hw * c, n)
+    if nthreads == 1:  # no OpenMP region (see pool2d_forward)
+        with nogil:
+            for ni in range(n):
+                _global_pool_sample(xp + <Py_ssize_t>ni * hw * c, yp + <Py_ssize_t>ni * c, hw, c, average)
+        return
     for ni in prange(n, nogil=True, schedule="static", num_threads=nthreads):
-        yv = yp + <Py_ssize_t>ni * c
-        xv = xp + <Py_ssize_t>ni * hw * c
-        for k in range(c):
-            yv[k] = 0 if average else -INFINITY
-        # Rows in order, channels innermost (a contiguous run the compiler vectorizes): per channel, the sum runs
-        # in the order NumPy's reference sums the rows and the division matches its mean, so the average is
-        # bit-identical to it (the tests allow for a rounding, should NumPy's order change).
-        for p in range(hw):
-            if average:
-                for k in range(c):
-                    yv[k] = yv[k] + xv[k]
-            else:
-                for k in range(c):
-                    v = xv[k]
-                    m = yv[k]
-                    yv[k] = v if (v > m) | (v != v) else m  # a NaN in the sample reaches the output
-            xv = xv + c
+        _global_pool_sample(xp + <Py_ssize_t>ni * hw * c, yp + <Py_ssize_t>ni * c, hw, c, average)
+
+
+cdef inline void _global_pool_sample(const float* xv, float* yv, int hw, int c, bint average) noexcept nogil:
+    """One sample of ``global_pool2d_forward``."""
+    cdef int p, k
+    cdef float v, m
+    for k in range(c):
+        yv[k] = 0 if average else -INFINITY
+    # Rows in order, channels innermost (a contiguous run the compiler vectorizes): per channel, the sum runs in the
+    # order NumPy's reference sums the rows and the division matches its mean, so the average is bit-identical to
+    # it (the tests allow for a rounding, should NumPy's order change).
+    for p in range(hw):
         if average:
             for k in range(c):
-                yv[k] = yv[k] / <float>hw
+                yv[k] = yv[k] + xv[k]
+        else:
+            for k in range(c):
+                v = xv[k]
+                m = yv[k]
+                yv[k] = v if (v > m) | (v != v) else m  # a NaN in the sample reaches the output
+        xv = xv + c
+    if average:
+        for k in range(c):
+            yv[k] = yv[k] / <float>hw
 
 
 # --- backward passes (training) -------------------------------------------------------------------------------------
