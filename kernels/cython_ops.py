@@ -43,9 +43,12 @@ def _check_conv(x_shape, w, b):
 
 def _winograd(w):
     """A function giving the Winograd transform of the 3x3 kernel ``w`` (``_gemm.winograd_weights``) for one
-    call: worked out once when ``w`` is read-only (a Predictor's frozen weights), on every call otherwise (a
-    program bound to a model that trains reads its weights by reference: they change in place; ~3 us for 32 x 64
-    channels), into a buffer of the calling thread's. Always 64-byte aligned: the GEMMs read it as vectors."""
+    call: worked out once when ``w`` is read-only (a Predictor's frozen weights); otherwise (a program bound to a
+    model that trains reads its weights by reference: they change in place) again whenever ``w`` differs from the
+    weights the calling thread's transform was made from, which it keeps a copy of. The comparison is exact and
+    cheaper than the transform (Zen 3, 3 x 3 x 64 x 64: 12.6 against 60.7 us; 32 x 64: 4.9 against 7.4): a model
+    predicting between training steps gets a fresh transform, one predicting again and again reuses it. Always
+    64-byte aligned: the GEMMs read it as vectors."""
     cin, cout = w.shape[2:]
     if not w.flags.writeable:
         u = aligned_empty((16, cin, cout))
@@ -55,9 +58,14 @@ def _winograd(w):
 
     def transform():
         u = getattr(local, "u", None)
-        if u is None:
+        if u is None:  # this thread's first call: its buffers
             u = local.u = aligned_empty((16, cin, cout))
-        _gemm.winograd_weights(w, u)
+            local.source = np.empty_like(w)
+            local.fresh = False
+        if not local.fresh or not np.array_equal(w, local.source):  # NaN weights: never equal, always redone
+            _gemm.winograd_weights(w, u)
+            np.copyto(local.source, w)
+            local.fresh = True
         return u
 
     return transform

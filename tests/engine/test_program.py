@@ -227,6 +227,27 @@ def test_model_predict_runs_a_program_that_follows_training():
     np.testing.assert_allclose(model.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
 
 
+def test_a_winograd_layer_written_in_place_between_predictions_is_seen():
+    """A trainable model's program keeps each 3x3 layer's Winograd transform while its weights stay the same, and
+    makes it again when they change: by training, and by a write into ``layer.weights`` that no optimizer saw."""
+    from dropcore.kernels import geometry
+
+    dropcore.set_random_seed(4)
+    conv = Conv2D(64, 3, padding="same")
+    model = dropcore.Sequential([Input((8, 8, 32)), conv, Flatten(), Dense(3)])
+    assert geometry.winograd_pays((3, 3, 32, 64), (1, 1), True)  # the layer runs on Winograd where the target has it
+    x = _x(model, 2)
+    first = model.predict(x)
+    np.testing.assert_array_equal(model.predict(x), first)  # the kept transform: the same bits
+    kept = conv.weights["kernel"][0, 0, 0, 0].copy()
+    conv.weights["kernel"][0, 0, 0, 0] += 1.0  # one weight, in place
+    changed = model.predict(x)
+    np.testing.assert_allclose(changed, _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(changed, first)
+    conv.weights["kernel"][0, 0, 0, 0] = kept
+    np.testing.assert_array_equal(model.predict(x), first)
+
+
 def test_model_predict_on_the_reference_kernels_runs_the_plan():
     layers, _ = MODELS["mnist-like"]
     model = _build(layers).set_ops("reference")
