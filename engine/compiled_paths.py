@@ -118,10 +118,19 @@ def _wrap(result):
 
 
 class _CountingOps:
-    """A kernel set that counts the op calls made through it."""
+    """A kernel set that counts the op calls made through it, and tripwires the activations they return (arrays of
+    ``batch`` rows: what the layer then does with a kernel's output is seen too; a batch norm's per-channel
+    statistics are not activations)."""
 
-    def __init__(self, ops):
-        self._ops, self.calls = ops, []
+    def __init__(self, ops, batch):
+        self._ops, self._batch, self.calls = ops, batch, []
+
+    def _activations(self, result):
+        if isinstance(result, np.ndarray) and result.ndim >= 2 and result.shape[0] == self._batch:
+            return _wrap(result)
+        if isinstance(result, (list, tuple)):
+            return type(result)(self._activations(r) for r in result)
+        return result
 
     def __getattr__(self, name):
         fn = getattr(self._ops, name)
@@ -130,7 +139,7 @@ class _CountingOps:
 
         def call(*args, **kwargs):
             self.calls.append(name)
-            return fn(*args, **kwargs)
+            return self._activations(fn(*args, **kwargs))
 
         return call
 
@@ -151,7 +160,7 @@ def _verdict(layer, xs, ctx, ops, backward):
     with the operations seen, or "view" when nothing ran and the output is a view of the input."""
     rng = np.random.default_rng(0)
     xs = [x.view(_Tripwire) for x in xs]
-    counting = _CountingOps(ops)
+    counting = _CountingOps(ops, len(xs[0]))
     _Tripwire.seen = set()
     try:
         y, backprop = layer.forward(counting, xs if len(xs) > 1 else xs[0], ctx)

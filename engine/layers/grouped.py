@@ -6,7 +6,7 @@ One input channel per group (``groups == C``) is a depthwise convolution: it run
 kernels, the layer's kernel viewed as ``(kh, kw, C, filters / C)`` (filter ``c * M + m`` of group ``c`` is the
 depthwise kernel's ``(c, m)``: no copy), dilated in the kernels' window. Other groupings (ResNeXt's) run the
 ordinary convolution kernels once per group, on contiguous copies of the group's input channels and weights (a
-pass over the input: small next to the group's products).
+pass over the input: small next to the group's products), split and joined by the ``concatenate`` kernels.
 """
 import threading
 
@@ -49,16 +49,17 @@ def forward(layer, ops, x, relu, need_dx):
 
         return z, backprop_depthwise
     ins, outs = _slices(layer.groups, cin), _slices(layer.groups, w.shape[3])
-    xs = [np.ascontiguousarray(x[..., s]) for s in ins]
+    xs = ops.concatenate_backward(x, tuple(x.shape[:3] + (s.stop - s.start,) for s in ins), 3)  # the groups' inputs
     ws = [np.ascontiguousarray(dilated(w[..., s], rate)) for s in outs]
     zs = [ops.conv2d(xg, wg, None if b is None else b[s], strides, padding, relu=relu)
           for xg, wg, s in zip(xs, ws, outs)]
-    z = np.concatenate(zs, axis=3)
+    z = ops.concatenate(zs, 3)
 
     def backprop(dz):
-        parts = [ops.conv2d_backward(np.ascontiguousarray(dz[..., s]), xg, wg, strides, padding, has_bias, need_dx,
-                                     zg if relu else None) for xg, wg, zg, s in zip(xs, ws, zs, outs)]
-        dx = np.concatenate([p[0] for p in parts], axis=3) if need_dx else None
+        dzs = ops.concatenate_backward(dz, tuple(zg.shape for zg in zs), 3)
+        parts = [ops.conv2d_backward(dzg, xg, wg, strides, padding, has_bias, need_dx, zg if relu else None)
+                 for dzg, xg, wg, zg in zip(dzs, xs, ws, zs)]
+        dx = ops.concatenate([p[0] for p in parts], 3) if need_dx else None
         dw = np.concatenate([p[1][::rate[0], ::rate[1]] for p in parts], axis=3)
         db = np.concatenate([p[2] for p in parts]) if has_bias else None
         return dx, np.ascontiguousarray(dw), db
@@ -85,11 +86,13 @@ def _bind_groups(layer, cy, shape, relu, epilogue):
     on each call (the weights change in place while a model trains)."""
     n, h, wd, cin = shape
     w, b, rate, groups = layer.weights["kernel"], layer.weights.get("bias"), layer.dilation_rate, layer.groups
-    ins, outs = _slices(groups, cin), _slices(groups, w.shape[3])
+    outs = _slices(groups, w.shape[3])
     eff = tuple((k - 1) * d + 1 for k, d in zip(w.shape[:2], rate)) + (cin // groups, w.shape[3] // groups)
     x_shape = (n, h, wd, cin // groups)
     _, y_shape = cy.conv2d_kernel(x_shape, np.zeros(eff, _F32), None, layer.strides, layer.padding, relu)
     local = threading.local()
+
+    join, out_shape = cy.concatenate_kernel([tuple(y_shape)] * groups, 3)  # the groups' outputs into y
 
     def state():
         s = getattr(local, "s", None)
@@ -97,15 +100,15 @@ def _bind_groups(layer, cy, shape, relu, epilogue):
             ws = [np.zeros(eff, _F32) for _ in range(groups)]
             runs = [cy.conv2d_kernel(x_shape, wg, None if b is None else b[o], layer.strides, layer.padding, relu,
                                      **epilogue)[0] for wg, o in zip(ws, outs)]
-            s = local.s = (np.empty(x_shape, _F32), ws, runs, np.empty(y_shape, _F32))
+            s = local.s = (ws, runs, [np.empty(y_shape, _F32) for _ in range(groups)])
         return s
 
     def run(x, y):
-        xg, ws, runs, yg = state()
-        for i, o, wg, run_group in zip(ins, outs, ws, runs):
-            np.copyto(xg, x[..., i])
+        ws, runs, ygs = state()
+        xgs = cy.concatenate_backward(x, (x_shape,) * groups, 3)  # each group's input channels, contiguous
+        for xg, o, wg, run_group, yg in zip(xgs, outs, ws, runs, ygs):
             wg[::rate[0], ::rate[1]] = w[..., o]
             run_group(xg, yg)
-            y[..., o] = yg
+        join(*ygs, y)
 
-    return run, tuple(y_shape[:3]) + (w.shape[3],)
+    return run, tuple(out_shape)
