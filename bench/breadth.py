@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from .models import LEARNING_RATE, MOMENTUM, NUM_CLASSES, compile_for_bench, random_batch
-from .peers_torch import import_torch
+from .peers_torch import TorchStep, import_torch
 
 OPSET = 17
 SEED = 0
@@ -207,30 +207,13 @@ def batch(name, n, seed=0):
     return random_batch(MODELS[check_name(name)][1], n, seed)
 
 
-class TorchBreadthPeer:
+class TorchBreadthPeer(TorchStep):
     """PyTorch's training step (SGD with momentum, ``cross_entropy`` on the logits) and inference (softmax) of the
-    module, on NHWC input seen as PyTorch's channels-last layout (a permute, no copy), as ``bench.peers_torch``."""
+    module, on NHWC input seen as PyTorch's channels-last layout (a permute, no copy): ``bench.peers_torch``'s
+    step."""
 
     def __init__(self, name, seed=SEED):
-        self.torch = import_torch()
-        self.net = torch_module(name, seed)
-        self.opt = self.torch.optim.SGD(self.net.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-
-    def train_step(self, x, y):
-        torch = self.torch
-        self.net.train()
-        self.opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(self.net(torch.from_numpy(x).permute(0, 3, 1, 2)),
-                                                 torch.from_numpy(y))
-        loss.backward()
-        self.opt.step()
-        return loss.detach().item()
-
-    def predict(self, x):
-        torch = self.torch
-        self.net.eval()
-        with torch.inference_mode():
-            return torch.softmax(self.net(torch.from_numpy(x).permute(0, 3, 1, 2)), dim=1).numpy()
+        super().__init__(torch_module(name, seed), LEARNING_RATE, MOMENTUM, layout=lambda t: t.permute(0, 3, 1, 2))
 
 
 class OnnxBreadthPeer:

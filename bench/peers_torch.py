@@ -92,19 +92,21 @@ def to_torch(model):
     return Net(nn.Sequential(*mods))
 
 
-class TorchPeer:
-    """Training step and inference of the PyTorch equivalent of a dropcore model (same weights, float32)."""
+class TorchStep:
+    """The PyTorch step the benchmarks time against dropcore's: SGD with momentum on ``cross_entropy`` of the
+    module ``net``'s logits, and its softmax in inference mode. ``layout`` turns the NumPy batch's tensor into what
+    the module takes (default: as it is)."""
 
-    def __init__(self, model, learning_rate, momentum):
+    def __init__(self, net, learning_rate, momentum, layout=None):
         self.torch = import_torch()
-        self.net = to_torch(model)
+        self.net, self._layout = net, layout or (lambda t: t)
         self.opt = self.torch.optim.SGD(self.net.parameters(), lr=learning_rate, momentum=momentum)
 
     def train_step(self, x, y):
         """Forward + backward + SGD momentum update on one batch; returns the loss."""
         torch = self.torch
         self.net.train()
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        xt, yt = self._layout(torch.from_numpy(x)), torch.from_numpy(y)
         self.opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(self.net(xt), yt)
         loss.backward()
@@ -116,7 +118,14 @@ class TorchPeer:
         torch = self.torch
         self.net.eval()
         with torch.inference_mode():
-            return torch.softmax(self.net(torch.from_numpy(x)), dim=1).numpy()
+            return torch.softmax(self.net(self._layout(torch.from_numpy(x))), dim=1).numpy()
+
+
+class TorchPeer(TorchStep):
+    """Training step and inference of the PyTorch equivalent of a dropcore model (same weights, float32)."""
+
+    def __init__(self, model, learning_rate, momentum):
+        super().__init__(to_torch(model), learning_rate, momentum)
 
 
 def set_threads(n):
