@@ -274,3 +274,84 @@ def test_buffers_kept_per_thread_for_two_batch_sizes_and_never_a_huge_set(monkey
     monkeypatch.setattr(program_mod, "KEEP_BYTES", 1000)
     np.testing.assert_allclose(p.predict(x), _on_numba(model, x), rtol=1e-4, atol=1e-5)
     assert 10 not in p._inference.program()._local.buffers  # too large to keep
+
+
+def _unshared(program):
+    """``program`` with a buffer of its own for every step (no memory shared between steps)."""
+    from dropcore.kernels.alignment import aligned_empty
+
+    def own(bound):
+        buffers = [None if run is None or i == program._last else aligned_empty(shape)
+                   for i, (run, shape) in enumerate(bound)]
+        return buffers, [b for b in buffers if b is not None]
+    program._shared_buffers = own
+    return program
+
+
+def _inception(seed=0):
+    """Branches of different lengths joined (a concatenation, a residual Add), a pool between: values live across
+    several steps, so the shared buffers' lifetimes matter."""
+    from dropcore.layers import Concatenate
+
+    dropcore.set_random_seed(seed)
+    inp = Input((8, 8, 3))
+    h = Conv2D(6, 3, padding="same", activation="relu")(inp)
+    a = Conv2D(4, 1)(h)
+    b = Conv2D(4, 3, padding="same", activation="relu")(Conv2D(5, 1, activation="relu")(h))
+    c = Conv2D(4, 1)(AveragePooling2D(3, strides=1, padding="same")(h))
+    y = Add()([Conv2D(12, 1)(h), Concatenate()([a, b, c])])
+    out = Dense(4, activation="softmax")(Flatten()(MaxPooling2D(2)(ReLU()(y))))
+    model = dropcore.Model(inp, out)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_steps_share_buffers_without_overwriting_a_value_still_read():
+    model = _inception()
+    shared = compile_program(model._graph, model.input_shape[1:])
+    alone = _unshared(compile_program(model._graph, model.input_shape[1:]))
+    bound = shared._bind(3)
+    buffers, blocks = shared._shared_buffers(bound)
+    assert len(blocks) < sum(b is not None for b in buffers)  # memory is shared
+    x = _x(model, 11)
+    out_shared, out_alone = (np.empty((11, 4), np.float32) for _ in range(2))
+    shared.run(x, out_shared)
+    alone.run(x, out_alone)
+    np.testing.assert_array_equal(out_shared, out_alone)
+    np.testing.assert_allclose(out_shared, _on_numba(model, x), rtol=1e-4, atol=1e-5)
+    # no step writes a block that holds one of its inputs, or a value a later step still reads
+    owner = {}
+    for i, (_, ins, slot, _, _) in enumerate(shared._wiring):
+        for j in ins:
+            assert j not in owner or shared._last_reader[owner[j]] >= i
+        if buffers[i] is not None:
+            for j in ins:
+                if j in owner and buffers[owner[j]] is not None:
+                    assert not np.shares_memory(buffers[i], buffers[owner[j]])
+        owner[slot] = owner.get(ins[0], None) if shared._views[i] else i
+
+
+def test_a_large_batch_runs_in_tiles_with_the_bits_of_the_whole(monkeypatch):
+    """Past ``TILE_BYTES`` of buffers a batch goes through in tiles of rows; every kernel gives a row the same bits
+    in any batch, so the answer is the whole batch's, exactly, and the deadline is checked between tiles."""
+    from dropcore import program as program_mod
+
+    model = _inception()
+    program = compile_program(model._graph, model.input_shape[1:])
+    x = _x(model, 40)
+    whole = np.empty((40, 4), np.float32)
+    program.run(x, whole)
+    assert program.tile_rows(40) == 40  # 40 rows' buffers are far below the default budget
+    monkeypatch.setattr(program_mod, "TILE_BYTES", 8 * program.buffer_bytes)
+    monkeypatch.setattr(program_mod, "MIN_TILE", 2)
+    assert program.tile_rows(40) == 8 and program.tile_rows(8) == 8
+    calls = []
+    run = program.run
+    monkeypatch.setattr(program, "run", lambda xs, out, ctx: calls.append(len(xs)) or run(xs, out, ctx))
+    np.testing.assert_array_equal(program.predict(x, 256), whole)
+    assert calls == [8] * 5
+    calls.clear()
+    np.testing.assert_array_equal(program.predict(x, 5), whole)  # a batch smaller than the tile: the batch
+    assert calls == [5] * 8
+    monkeypatch.setattr(program, "weight_bytes", 8 * program.buffer_bytes)  # weights read again by each tile
+    assert program.tile_rows(40) == 40

@@ -203,22 +203,25 @@ def test_workspace_limit_gives_a_clear_error():
 
 
 def test_a_prediction_is_checked_against_the_buffers_of_the_program_that_runs_it():
-    """The compiled program keeps every step's output (no allocation per call): a deep model needs more than the
-    largest input and output pair the training plan's estimate counts, and the limit is checked against that."""
+    """The compiled program keeps its buffers between calls (no allocation per call), steps sharing them: the limit
+    is checked against what it allocates for a sample, the shared buffers, input, output and scratch."""
     pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built (no compiler)")
     dropcore.set_random_seed(3)
     model = dropcore.Sequential([Input((16, 16, 4))] + [Conv2D(8, 3, padding="same", activation="tanh")
                                                         for _ in range(12)] + [Flatten(), Dense(3)])
     program = model._inference_program()
-    buffers = 12 * 16 * 16 * 8 * 4  # twelve convolution outputs of 16x16x8 floats, each in a buffer of its own
-    assert program.sample_bytes >= buffers and program.sample_bytes > model._sample_bytes(False)
-    previous = dropcore.set_workspace_limit(10 * (model._sample_bytes(False) + program.sample_bytes) // 2)
-    try:  # ten samples fit the plan's estimate, not the program's buffers
+    one = 16 * 16 * 8 * 4  # a convolution's output, floats of one sample
+    allocated = sum(block.nbytes for block in program._shared_buffers(program._bind(5))[1])
+    assert allocated == 5 * program.buffer_bytes
+    assert 2 * one <= program.buffer_bytes < 12 * one  # twelve outputs in two shared blocks, not twelve
+    assert program.sample_bytes >= program.buffer_bytes + 4 * (16 * 16 * 4 + 3)
+    previous = dropcore.set_workspace_limit(10 * program.sample_bytes - 1)
+    try:  # ten samples do not fit the program's bytes, nine do
         with pytest.raises(dropcore.WorkspaceLimitError, match="a batch of 10 samples"):
             model.predict(np.zeros((10, 16, 16, 4), np.float32))
         with pytest.raises(dropcore.WorkspaceLimitError, match="a batch of 10 samples"):
             dropcore.Predictor(model).predict(np.zeros((10, 16, 16, 4), np.float32))
-        assert model.predict(np.zeros((4, 16, 16, 4), np.float32)).shape == (4, 3)
+        assert model.predict(np.zeros((9, 16, 16, 4), np.float32)).shape == (9, 3)
     finally:
         dropcore.set_workspace_limit(previous)
 
