@@ -535,7 +535,8 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and wino else \
         np.empty((0, 0, 0), dtype=np.float32)
     # The weight and bias gradients of layers with few channels on the direct kernel (geometry.direct_dw_pays)
-    direct_dw = HAVE_DIRECT_DW and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and direct_dw_pays(w.shape)
+    direct_dw = HAVE_DIRECT_DW and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and \
+        direct_dw_pays(w.shape, strides, (pt, pl))
     padded = not windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
     pad_floats = direct_scratch(rows_blk, w.shape, strides, wdim, pl, ow) if direct_dw and padded else 1
     x2 = np.ascontiguousarray(x).reshape(n, h * wdim * cin)  # the direct kernel reads it through its address

@@ -122,7 +122,7 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     else:
         pdy, arg, py, (ph, pw) = pooled
         poh, pow_ = pdy.shape[1:3]
-    direct_dw = _gemm.HAVE_FAST_GEMM and direct_dw_pays(w.shape)
+    direct_dw = _gemm.HAVE_FAST_GEMM and direct_dw_pays(w.shape, strides, (pt, pl))
     padded = not windows_inside((h, wd), w.shape, strides, (pt, pl), (oh, ow))
     _gemm.conv2d_backward(x, w2dt, kh, kw, strides[0], strides[1], pt, pl, oh, ow, _rows_blk(ow, w.shape, oh),
                           max(1, min(n, BACKWARD_CHUNKS)), bool(has_bias), relu, _flat(dy), _flat(relu_output),

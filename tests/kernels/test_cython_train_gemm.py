@@ -32,6 +32,8 @@ def _module(name):
 CONV_CASES = _module("test_conv").CASES + [
     (3, 26, 26, 32, (3, 3), 64, (1, 1), "valid", True, True),  # mnist_cnn's second layer: Winograd dx and dW
     (37, 8, 7, 3, (3, 3), 5, (1, 1), "same", True, True),  # 32 chunks of 1 or 2 samples
+    (3, 13, 12, 16, (1, 1), 40, (1, 1), "same", True, False),  # pointwise: products on x and dx in place
+    (2, 11, 13, 160, (1, 1), 64, (1, 1), "valid", False, True),  # pointwise, too many weights for the direct dW
 ]
 # (N, H, W, Cin, kernel, Cout, strides, padding, pool)
 POOL_CASES = _module("test_conv_pool").CASES + [
