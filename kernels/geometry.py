@@ -45,9 +45,11 @@ def conv_path(in_hw, kernel_shape, strides, padding, fast):
     """
     if not fast:
         return "im2col"
+    oh, ow, (pt, _), (pl, _) = window_2d(in_hw[0], in_hw[1], kernel_shape[:2], strides, padding)
+    if wide_pointwise(kernel_shape, strides, (pt, pl)):
+        return "im2col"  # whose panels are the input rows themselves: one product, no copy
     if direct_conv_pays(kernel_shape):
         return "direct"
-    oh, ow, (pt, _), (pl, _) = window_2d(in_hw[0], in_hw[1], kernel_shape[:2], strides, padding)
     return "implicit" if implicit_gemm_pays(in_hw, kernel_shape, strides, (pt, pl), (oh, ow)) else "im2col"
 
 
@@ -109,16 +111,25 @@ def pointwise(kernel_shape, strides, pads):
     return tuple(kernel_shape[:2]) == (1, 1) and tuple(strides) == (1, 1) and tuple(pads) == (0, 0)
 
 
+def wide_pointwise(kernel_shape, strides, pads):
+    """Whether a convolution is ``pointwise`` with 16 or more inputs and 32 or more outputs: its forward and its
+    weight gradient run as one product on the input rows in place (read as the im2col panel they are), not on the
+    direct kernels, though those take its weights.
+
+    Measured on the Zen 3 (one thread, batch 64, the breadth MobileNet's layers): the forward 1.21x faster at
+    32 -> 64 (32 x 32), 1.33x at 64 -> 128, 1.04x at 128 -> 128, 1.38x at 128 -> 256 (16 x 16 and 8 x 8); the weight
+    gradient 4.95 against 7.49 ms at 32 -> 64, the others within 3%. Narrower, the direct kernels stay: a 32 -> 16
+    layer's weight gradient 1.18 against 1.42 ms, a 32 -> 8 forward 0.55 against 0.68 ms.
+    """
+    cin, cout = kernel_shape[2:]
+    return pointwise(kernel_shape, strides, pads) and cin >= 16 and cout >= 32
+
+
 def direct_dw_pays(kernel_shape, strides=(1, 1), pads=(0, 0)):
     """Whether a convolution's weight and bias gradients run on the direct kernel (``_direct_conv_dw.h``: a tile
     of taps x output channels stays in registers over all the output pixels, no im2col panel), on the vector
-    targets: the layers of ``direct_conv_pays``, but for the ``pointwise`` ones with 16 or more inputs and 32 or
-    more outputs, whose product reads the input in place (no panel either). ``kernel_shape`` is ``(kh, kw, cin,
-    cout)``, ``pads`` ``(top, left)``.
-
-    Pointwise, measured on the Zen 3 (one thread, batch 64, need_dx=False): MobileNet's 32 -> 64 layer at 32 x 32
-    4.95 ms on the product against 7.49 on the direct kernel, its 64 -> 128, 128 -> 128 and 128 -> 256 layers
-    within 3% of each other; a 32 -> 16 layer 1.42 against 1.18 (too narrow a product).
+    targets: the layers of ``direct_conv_pays`` but the ``wide_pointwise`` ones. ``kernel_shape`` is ``(kh, kw,
+    cin, cout)``, ``pads`` ``(top, left)``.
 
     As GEMMs their weight gradients are products ``kh * kw * cin`` deep per output pixel, fed by an im2col panel
     written and read back, and only ``cout`` columns wide. Measured on the Zen 3 (one thread, batch 128, the
@@ -127,9 +138,7 @@ def direct_dw_pays(kernel_shape, strides=(1, 1), pads=(0, 0)):
     (3x3, 1 -> 32) 1.9x, cifar's (3x3, 3 -> 64) 1.44x; with the input gradient too, LeNet's second layer (5x5,
     6 -> 16) 1.15x, 3x3 8 -> 64 1.11x, 3x3 16 -> 32 1.09x. No direct layer measured slower.
     """
-    cin, cout = kernel_shape[2:]
-    return direct_conv_pays(kernel_shape) and not (pointwise(kernel_shape, strides, pads) and cin >= 16
-                                                   and cout >= 32)
+    return direct_conv_pays(kernel_shape) and not wide_pointwise(kernel_shape, strides, pads)
 
 
 def direct_scratch(rows, kernel_shape, strides, in_w, pad_left, ow):

@@ -56,7 +56,9 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
     ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd"),  # odd output: the last tiles half outside
     ((3, 7, 9, 17), (3, 3, 17, 70), (1, 1), "same", "winograd"),  # padded; masked channel vectors in and out
     ((9, 16, 16, 32), (3, 3, 32, 64), (1, 1), "same", "winograd"),  # whole samples' bands of tile rows
-    ((2, 6, 6, 160), (1, 1, 160, 96), (1, 1), "valid", "implicit"),  # 1x1 beyond the direct kernel's weight bound
+    # 1x1 at stride 1 with 16+ inputs and 32+ outputs: one product on the input rows in place (geometry.wide_pointwise)
+    ((2, 6, 6, 160), (1, 1, 160, 96), (1, 1), "valid", "im2col"),  # beyond the direct kernel's weight bound
+    ((3, 8, 7, 32), (1, 1, 32, 64), (1, 1), "same", "im2col"),  # within it
 ]
 
 
