@@ -875,7 +875,11 @@ cdef struct Back:
     # the products read x and write dx in place. Measured on the Zen 3 (one thread, batch 64), the input gradient
     # of MobileNet's 32 -> 64 layer at 32 x 32: 5.01 -> 2.40 ms; 128 -> 128 at 16 x 16: 7.96 -> 6.79 ms.
     bint pointwise
-    Py_ssize_t panel_off, dpanel_off, dmask_off, scratch_off, pad_off  # the thread's buffers in its slab
+    # dx as the direct convolution of the sample's whole dy with the kernel turned 180 degrees, its channels swapped
+    # (geometry.direct_dx_pays): no panel products and col2im
+    const float* flipped_direct
+    bint direct_dx
+    Py_ssize_t panel_off, dpanel_off, dmask_off, scratch_off, pad_off, dxpad_off  # the thread's buffers in its slab
 
 
 cdef inline void _relu_mask(const float* dy, const float* y, float* out, Py_ssize_t size) noexcept nogil:
@@ -968,7 +972,7 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
     cdef float* tile
     cdef const float* dys
     cdef const float* src
-    if p.need_dx and not p.wino and not p.pointwise:
+    if p.need_dx and not p.wino and not p.pointwise and not p.direct_dx:
         memset(dxs, 0, sample_in * sizeof(float))
     oy0 = 0
     while oy0 < g.oh:
@@ -999,7 +1003,7 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
             _panel_tn_add(panel, m, k, dys, g.cout, dwsum)
         if p.need_dx and p.pointwise:  # each pixel's gradient is its panel row: written, not added into zeros
             _panel_times_w(dys, m, g.cout, p.w2dt, k, dxs + <Py_ssize_t>oy0 * g.ow * g.c)
-        elif p.need_dx and not p.wino:
+        elif p.need_dx and not p.wino and not p.direct_dx:
             _panel_times_w(dys, m, g.cout, p.w2dt, k, dpanel)
             _col2im_rows(dpanel, dxs, oy0, oy1, g)
         if p.has_bias and not p.direct_dw:
@@ -1013,6 +1017,9 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
         for ty0 in range(0, tiles_out, 4):  # WINO_BAND
             dc_wino_dw_rows(p.x, g.h, g.wd, g.c, src, g.cout, g.pt, g.pl, g.oh, g.ow, s, ty0,
                             min(ty0 + WINO_BAND, tiles_out), dwsum, scratch)
+    if p.direct_dx:  # dx: the full convolution of dy with the flipped kernel, every pixel written
+        dc_conv_direct_rows(src, g.oh, g.ow, g.cout, p.flipped_direct, g.kh, g.kw, g.c, NULL, 1, 1, g.kh - 1 - g.pt,
+                            g.kw - 1 - g.pl, g.wd, 0, 0, g.h, dxs, slab + p.dxpad_off, 0)
     if p.wino:  # dx: the full 3x3 convolution of dy with the flipped kernel, every pixel written
         for ty0 in range(0, tiles_in, 4):  # WINO_BAND
             dc_wino_rows(src, g.oh, g.ow, g.cout, p.flipped, g.c, NULL, 2 - g.pt, 2 - g.pl, g.h, g.wd, 0, ty0,
@@ -1030,14 +1037,16 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
                     int pl, int oh, int ow, int rows_blk, int nchunks, bint has_bias, bint relu, const float[::1] dy,
                     const float[::1] yr, const float[::1] pdy, const float[::1] py, const unsigned char[::1] parg,
                     int ph, int pw, int poh, int pow_, const float[::1] flipped, bint wino_dw, bint direct_dw,
-                    bint padded, float[::1] dx, float[::1] dw, float[::1] db):
+                    bint padded, float[::1] dx, float[::1] dw, float[::1] db, const float[::1] flipped_direct=None):
     """The convolution's gradients (conv.py's ``_conv2d_bwd``): ``dx`` (None: not needed), ``dw`` (``kh * kw * c x
     cout``, or with ``wino_dw`` the ``16 x c x cout`` gradient of the kernel's Winograd transform, of which the
     caller takes ``G^T dU G``) and ``db`` (filled only with ``has_bias``). Operands are flat views.
 
     The gradient of the output is ``dy`` (masked where ``yr``, the forward's fused-ReLU output, is not positive,
     when ``relu``), or, with ``ph > 0``, rebuilt tile by tile from ``conv2d_max_pool``'s ``pdy``, ``py`` and
-    ``parg``. ``flipped`` (or None): the input gradient on Winograd's tiles instead of panel products and col2im.
+    ``parg``. ``flipped`` (or None): the input gradient on Winograd's tiles instead of panel products and col2im;
+    ``flipped_direct`` (or None; a stride-1 layer's kernel turned 180 degrees, ``kh x kw x cout x c``): on the
+    direct kernel instead.
     ``direct_dw`` (``geometry.direct_dw_pays``, vector targets only): the weight and bias gradients on the direct
     kernel (``_direct_conv_dw.h``) instead of im2col panels, reading zero-padded copies of the input rows when
     ``padded`` (some window leaves the input).
@@ -1061,17 +1070,22 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     p.pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == x.shape[1] \
         and ow == x.shape[2]
     p.wino = p.need_dx and flipped is not None
-    p.whole = p.wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
+    p.flipped_direct = _fptr(flipped_direct)
+    p.direct_dx = p.need_dx and flipped_direct is not None
+    # the sample's whole dy is kept: Winograd's tiles and the direct dx read rows across blocks
+    p.whole = p.wino or wino_dw or p.direct_dx
     cdef Py_ssize_t rows = <Py_ssize_t>oh * ow if p.whole else (<Py_ssize_t>rows_blk * ow if relu or ph > 0 else 0)
     p.panel_off = 0
     p.dpanel_off = _round16(0 if wino_dw or direct_dw or p.pointwise else <Py_ssize_t>rows_blk * ow * k)
     p.dmask_off = p.dpanel_off + _round16(<Py_ssize_t>rows_blk * ow * k
-                                          if p.need_dx and not p.wino and not p.pointwise else 0)
+                                          if p.need_dx and not p.wino and not p.pointwise and not p.direct_dx else 0)
     p.scratch_off = p.dmask_off + _round16(rows * cout)
     p.pad_off = p.scratch_off + _round16(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2) * (c + cout)
                                          if p.whole else 0)
-    cdef Py_ssize_t per = p.pad_off + _round16(dc_direct_scratch(rows_blk, kh, sh, x.shape[2], kw, sw, pl, ow, c)
-                                               if p.padded else 0)
+    p.dxpad_off = p.pad_off + _round16(dc_direct_scratch(rows_blk, kh, sh, x.shape[2], kw, sw, pl, ow, c)
+                                       if p.padded else 0)
+    cdef Py_ssize_t per = p.dxpad_off + _round16(dc_direct_scratch(x.shape[1], kh, 1, ow, kw, 1, kw - 1 - pl,
+                                                                   x.shape[2], cout) if p.direct_dx else 0)
     cdef double flops = 2.0 * n * oh * ow * k * cout * (2 if p.need_dx else 1)
     cdef int nthreads = _threads(nchunks, not DC_HAVE_FAST_GEMM, flops)
     cdef float[::1] raw = np.empty(nthreads * per + 16, dtype=np.float32)

@@ -15,7 +15,8 @@ from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, winograd_weights_grad
 from .blas import (HAVE_DIRECT_CONV, HAVE_DIRECT_DW, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, conv_dw_rows,
                    fast_gemm, matmul, matmul_tn_add, max_pool_arg_rows, wino_dw_rows, wino_rows)
 from .config import njit, pjit
-from .geometry import conv_path, direct_dw_pays, direct_scratch, window_2d, windows_inside, winograd_pays
+from .geometry import (conv_path, direct_dw_pays, direct_dx_pays, direct_scratch, window_2d, windows_inside,
+                       winograd_pays)
 from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
@@ -307,7 +308,8 @@ def _unpool_rows(dyp, arg, yp, relu, oy0, oy1, ow, ph, pw, out):
 
 @pjit
 def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, rows_blk, nchunks,
-                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band, wino_dw, direct_dw, padded, pad_floats):
+                fast, pool_dy, pool_arg, pool_y, ph, pw, flipped, band, wino_dw, direct_dw, padded, pad_floats,
+                flipped_direct, direct_dx, dx_pad):
     """Backward driver: dx per sample (owned by one thread), dW/db as per-chunk partials reduced afterwards.
     Without ``need_dx`` (the first layer: nobody needs the input gradient) the dx products are skipped.
     With ``relu``, the ReLU backward is fused: each tile of ``dy`` is masked where the output ``y3`` is not
@@ -321,7 +323,9 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     ``G^T dU G``; no im2col panel is built then. With ``direct_dw`` (``geometry.direct_dw_pays``, vector kernels
     loaded) the weight and bias gradients of each block of rows are one call of the direct kernel
     (``dc_conv_dw_rows``), which reads zero-padded copies of the input rows (``pad_floats`` of scratch) when
-    ``padded``; no im2col panel either."""
+    ``padded``; no im2col panel either. With ``direct_dx`` the input gradient is the direct kernel's convolution of
+    the sample's whole ``dy`` with ``flipped_direct`` (the kernel turned 180 degrees, channels swapped), reading
+    zero-padded copies of its rows (``dx_pad`` floats of scratch)."""
     n = x2.shape[0]
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
@@ -332,11 +336,11 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     dwp = np.zeros((nchunks, 0 if wino_dw else k, cout), dtype=np.float32)
     dup = np.zeros((nchunks, 16 * c * cout if wino_dw else 0), dtype=np.float32)
     dbp = np.zeros((nchunks, cout), dtype=np.float32)
-    whole = wino or wino_dw  # the sample's whole dy is kept: Winograd's tiles read rows across blocks
+    whole = wino or wino_dw or direct_dx  # the sample's whole dy is kept: these read rows across blocks
     for t in numba.prange(nchunks):
         # the panels only where a product reads them: im2col for the weight gradient, col2im for the input's
         panel = np.empty((0 if wino_dw or direct_dw else rows_blk * ow, k), dtype=np.float32)
-        dpanel = np.empty((rows_blk * ow if need_dx and not wino else 0, k), dtype=np.float32)
+        dpanel = np.empty((rows_blk * ow if need_dx and not wino and not direct_dx else 0, k), dtype=np.float32)
         pf = panel.reshape(-1)
         dpf = dpanel.reshape(-1)
         dwt = np.empty((0 if wino_dw else k, cout), dtype=np.float32)
@@ -345,10 +349,11 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         dmask = _aligned_floats(rows * cout).reshape(rows, cout)
         scratch = _aligned_floats(16 * band * tw * (c + cout) if whole else 0)
         pad = np.empty(pad_floats if direct_dw and padded else 1, dtype=np.float32)
+        dxpad = np.empty(dx_pad, dtype=np.float32)
         dwsum = dwp[t]
         dbsum = dbp[t]
         for s in range(t * n // nchunks, (t + 1) * n // nchunks):
-            if need_dx and not wino:
+            if need_dx and not wino and not direct_dx:
                 dx[s, :] = np.float32(0.0)  # each sample belongs to exactly one thread: zero it here, in parallel
             for oy0 in range(0, oh, rows_blk):
                 oy1 = min(oh, oy0 + rows_blk)
@@ -368,7 +373,7 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                 elif not wino_dw:
                     _im2col_rows(x2[s], pf, oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                     matmul_tn_add(panel[:m], dys, dwsum, dwt, fast)
-                if need_dx and not wino:
+                if need_dx and not wino and not direct_dx:
                     matmul(dys, w2dt, dpanel[:m], fast)
                     _col2im_rows(dpf, dx[s], oy0, oy1, h, w, c, kh, kw, sh, sw, pt, pl, ow)
                 if has_bias and not direct_dw:
@@ -381,6 +386,11 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                     wino_dw_rows(x2.ctypes, np.int32(h), np.int32(w), np.int32(c), src.ctypes, np.int32(cout),
                                  np.int32(pt), np.int32(pl), np.int32(oh), np.int32(ow), np.int64(s), np.int32(ty0),
                                  np.int32(min(ty0 + band, (oh + 1) // 2)), dup[t].ctypes, scratch.ctypes)
+            if direct_dx:  # dx[s]: every pixel written
+                conv_direct_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped_direct.ctypes,
+                                 np.int32(kh), np.int32(kw), np.int32(c), src.ctypes, np.int32(1), np.int32(1),
+                                 np.int32(kh - 1 - pt), np.int32(kw - 1 - pl), np.int32(w), np.int64(0), np.int32(0),
+                                 np.int32(h), dx[s].ctypes, dxpad.ctypes, np.int32(0), np.int32(0), np.int32(1))
             if wino:  # dx[s]: every pixel written, tile row band by band
                 for ty0 in range(0, th, band):
                     wino_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped.ctypes, np.int32(c),
@@ -539,15 +549,23 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
         direct_dw_pays(w.shape, strides, (pt, pl))
     padded = not windows_inside((h, wdim), w.shape, strides, (pt, pl), (oh, ow))
     pad_floats = direct_scratch(rows_blk, w.shape, strides, wdim, pl, ow) if direct_dw and padded else 1
+    # The input gradient of other stride-1 layers with few channels: the direct kernel's convolution of dy with the
+    # kernel turned 180 degrees, channels swapped (geometry.direct_dx_pays), on zero-padded copies of dy's rows.
+    direct_dx = need_dx and not wino and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and \
+        direct_dx_pays(w.shape, strides, (pt, pl))
+    flipped_direct = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)) if direct_dx else _NO_WEIGHTS
+    dx_pad = direct_scratch(h, (kh, kw, cout, cin), (1, 1), ow, kw - 1 - pl, wdim) if direct_dx else 1
     x2 = np.ascontiguousarray(x).reshape(n, h * wdim * cin)  # the direct kernel reads it through its address
     with blas_single_thread():
         dx, dw, db, du = _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, wdim, cin, kh, kw, strides[0],
                                      strides[1], pt, pl, oh, ow, rows_blk, nchunks, HAVE_FAST_GEMM, pool_dy, pool_arg,
-                                     pool_y, ph, pw, flipped, WINOGRAD_BAND, wino, direct_dw, padded, pad_floats)
+                                     pool_y, ph, pw, flipped, WINOGRAD_BAND, wino, direct_dw, padded, pad_floats,
+                                     flipped_direct, direct_dx, dx_pad)
     dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else dw.reshape(w.shape)
     return (dx.reshape(x.shape) if need_dx else None), dw, (db if has_bias else None)
 
 
+_NO_WEIGHTS = np.empty((0, 0, 0, 0), np.float32)
 _NO_POOL = (np.empty((0, 0, 0, 0), np.float32), np.empty((0, 0, 0, 0), np.uint8), np.empty((0, 0, 0, 0), np.float32),
             (0, 0))
 
