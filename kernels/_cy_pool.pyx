@@ -377,7 +377,26 @@ def avg_pool2d_backward(const float[:, :, :, ::1] dy, int ph, int pw, int sh, in
     cdef const float* dyp = &dy[0, 0, 0, 0]
     cdef int nthreads = team_size(<Py_ssize_t>n * oh * ow * c * ph * pw * 2, rows)
     cdef float* q = NULL
-    if shared:
+    cdef Py_ssize_t r
+    if shared and n >= 2 * nthreads:
+        # One task per sample, its shares in the thread's own scratch while its rows gather them (in L2): a
+        # batch's worth of shares went to memory and back. Measured on the Zen 3 (one thread, the inception's 3x3
+        # stride-1 pool, 32 x 32 x 32 at batch 64): 10.4 -> 3.75 ms, at batch 16 0.95 -> 0.77 ms.
+        q = <float*>malloc(nthreads * ys * sizeof(float))
+        if q == NULL:
+            raise MemoryError()
+        try:
+            for t in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+                for r in range(oh):
+                    _avg_share_row(dyp + (t * oh + r) * ow * c, q + openmp.omp_get_thread_num() * ys + r * ow * c,
+                                   h, wd, c, ow, <int>r, ph, pw, sh, sw, pt, pl)
+                for r in range(h):
+                    _avg_back_row(q + openmp.omp_get_thread_num() * ys, dxp + (t * h + r) * wd * c, h, wd, c, oh,
+                                  ow, <int>r, ph, pw, sh, sw, pt, pl, True)
+        finally:
+            free(q)
+        return
+    if shared:  # a few samples: every thread on every sample's rows, the shares of all of them first
         q = <float*>malloc(n * ys * sizeof(float))
         if q == NULL:
             raise MemoryError()

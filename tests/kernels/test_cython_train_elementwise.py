@@ -237,7 +237,7 @@ def test_max_pool_backward_bit_identical_to_reference(shape, size, strides, padd
         np.testing.assert_array_equal(dx, ref_pool.max_pool2d_backward(dy, x, y, size, strides, padding))
 
 
-@pytest.mark.parametrize("shape,size,strides,padding", POOL_CASES)
+@pytest.mark.parametrize("shape,size,strides,padding", POOL_CASES + [((9, 9, 7, 5), (3, 3), (1, 1), "same")])
 def test_avg_pool_backward_bit_identical_to_reference(shape, size, strides, padding):
     rng = np.random.default_rng(2)
     y_shape = ref_pool.avg_pool2d(np.zeros(shape, np.float32), size, strides, padding).shape
