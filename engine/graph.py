@@ -12,6 +12,8 @@ runs them in reverse, summing gradients where a value feeds several steps (resid
 """
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import fusion
 from .layers.base import INFERENCE
 
@@ -112,6 +114,7 @@ class Plan:
     def backward(self, tape, dy):
         """Run the backprop closures in reverse; weight gradients land in each layer's ``grads``."""
         grads = {self.output_id: dy}
+        owned = set()  # the values whose gradient sum is an array made here, so added into in place
         for step, backprop in reversed(tape):
             g = grads.pop(step.output, None)
             if g is None:
@@ -122,7 +125,13 @@ class Plan:
             for t, dx in zip(step.inputs, dxs):
                 if t == self.input_id:
                     continue
-                grads[t] = dx if t not in grads else grads[t] + dx
+                if t not in grads:
+                    grads[t] = dx
+                elif t in owned:  # a third reader's share and on: no new array (the same sum, in the same order)
+                    np.add(grads[t], dx, out=grads[t])
+                else:  # (the first two may be arrays a backprop still holds, or the same one twice: Add's)
+                    grads[t] = grads[t] + dx
+                    owned.add(t)
         return grads
 
 

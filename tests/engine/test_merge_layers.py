@@ -58,3 +58,32 @@ def test_programs_run_the_bound_kernels_with_numpys_bits():
     x = _xs([(6, 5, 3)])[0]
     np.testing.assert_array_equal(dropcore.Predictor(model).predict(x),
                                   np.concatenate([(x + x) + x, x], axis=2))
+
+
+def test_a_value_read_by_four_steps_gets_the_sum_of_their_gradients():
+    """The executor sums a value's gradient over its readers, in place from the third on: the same array may come
+    back twice (Add's backprop returns ``dy`` for both operands), and the sum must still be every reader's share
+    once. Checked against central differences of the float64 loss through the first layer's weights."""
+    from dropcore.layers import Activation, Dense
+    from dropcore.testing import check_gradient
+
+    dropcore.set_random_seed(5)
+    inp = Input((3,))
+    h = Dense(4, name="first")(inp)
+    out = Concatenate()([Add()([h, h]), Activation("tanh")(h), Dense(2)(h)])
+    model = dropcore.Model(inp, out)
+    for layer in model.layers:
+        for name, w in layer.weights.items():
+            layer.weights[name] = np.random.default_rng(len(name)).standard_normal(w.shape)
+    ops, ctx = get_ops("reference"), Context(training=True)
+    x = np.random.default_rng(1).standard_normal((5, 3))
+    r = np.random.default_rng(2).standard_normal((5, 10))
+    y, tape = model._plan.forward(ops, x, ctx, keep_backprop=True)
+    model._plan.backward(tape, r)
+    first = model.get_layer("first")
+
+    def loss():
+        return float(np.sum(model._plan.forward(ops, x, ctx)[0] * r))
+
+    check_gradient(loss, first.grads["kernel"], first.weights["kernel"])
+    check_gradient(loss, first.grads["bias"], first.weights["bias"])
