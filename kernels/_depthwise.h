@@ -1,10 +1,11 @@
 /* Depthwise convolution, channels-last, depth multiplier 1 (the drivers repeat the input's channels for more): each
  * channel c of the output is the channel c of the input convolved with its own kh x kw filter w[i, j, c]. A tap is a
  * vector multiply-add along the channel axis, so the kernels below are written over _simd.h's vectors of channels:
- * the forward keeps 4 neighbouring output pixels of a row in registers over the window (each weight vector loaded
- * once for the 4), the input gradient scatters each output's gradient into the input row it read (the drivers run
- * the forward on the gradient at stride 1), and the weight gradient keeps the channel vectors of a kernel row's
- * taps in registers along a whole output row.
+ * the forward keeps a tile of neighbouring output pixels of a row in registers over the window (3-wide kernels at
+ * strides 1 and 2, MobileNets': 8 pixels or 4 pixels x 2 vectors, each input column loaded once for every pixel
+ * that reads it; other kernels 4 pixels, each weight vector loaded once for the 4), the input gradient scatters each
+ * output's gradient into the input row it read (the drivers run the forward on the gradient at stride 1), and the
+ * weight gradient keeps the channel vectors of a kernel row's taps in registers along a whole output row.
  *
  * Every output element's sum runs over the taps in row-major order from zero, then the bias: the same order on the
  * vector and scalar paths, in the interior and at the borders (a padded tap is skipped, where the reference adds
@@ -47,7 +48,8 @@ static inline void dc_dw_put(float* p, vf_t v, vmask_t m, int full) {
     if (full) V_STOREU(p, v); else V_STORE(p, m, v);
 }
 
-/* Four output pixels (ox .. ox + 3, every tap inside the row) for the channels c0 .. of one vector. */
+/* Four output pixels (ox .. ox + 3, every tap inside the row) for the channels c0 .. of one vector: the kernels
+ * other than 3 wide at dilation 1 and strides 1 or 2 (those take dc_dw_tile3 below). */
 static inline __attribute__((always_inline)) void dc_dw_tile4(
         const float* x, const float* w, const float* b, float* y, int wd, int c, int kw, int sw, int dh, int dw,
         int iy0, int i0, int i1, int ix0, int c0, vmask_t m, const int full, int relu) {
@@ -84,6 +86,166 @@ static inline __attribute__((always_inline)) void dc_dw_pixel(
     }
     dc_dw_put(y + c0, dc_dw_finish(a, b, c0, m, full, relu), m, full);
 }
+
+/* The tiles of dc_dw_tile3 (T pixels x V channel vectors) at stride 1 (at fewer than 128 channels: "N", at 128 and
+ * more: "W") and at stride 2. 8 independent chains of FMAs are what 2 FMA pipes of latency 4 need. AVX2's 16
+ * registers hold 8 accumulators and the weights of a kernel row for them (3 a vector). A tile of T pixels reads
+ * (T - 1) * S + 3 columns of each of 3 input rows; at 128 channels (512 bytes a pixel) 8 columns apart map to one L1
+ * set, as the 3 rows do: 8 pixels at stride 2 put 9 lines in an 8-way set, and each line, fetched for one half (a
+ * vector of 8 channels), was gone when the next vector wanted the other (and at batch 64 the lines came from
+ * memory twice). 4 pixels x 2 vectors read 9 columns (6 at stride 1), both halves of each line at once (Zen 3,
+ * batch 64, one thread: 16x16x128 at stride 2 0.55 ms -> 0.45, at stride 1 1.48 -> 1.24; below 128 channels 8 x 1
+ * was the faster). AVX-512's vectors are whole lines, and its 32 registers hold 16 accumulators. */
+#if V_LANES >= 16
+#define DC_DW_T1N 8
+#define DC_DW_V1N 2
+#define DC_DW_T1W 8
+#define DC_DW_V1W 2
+#define DC_DW_T2 4
+#define DC_DW_V2 2
+#else
+#define DC_DW_T1N 8
+#define DC_DW_V1N 1
+#define DC_DW_T1W 4
+#define DC_DW_V1W 2
+#define DC_DW_T2 4
+#define DC_DW_V2 2
+#endif
+#define DC_DW_TMAX 8
+#define DC_DW_UNROLL _Pragma("GCC unroll 64")
+
+/* T output pixels (ox0 .. ox0 + T - 1) of a 3-wide kernel at dilation 1 and stride S for the channels of V vectors
+ * from c0 (V > 1: full vectors only), T, V and S constants (an unrolled tile). The input columns the tile reads,
+ * ix0 .. ix0 + (T - 1) * S + 2, are each loaded once, left to right, and multiplied into every pixel whose window
+ * holds them (3 at stride 1, 1 or 2 at stride 2): each pixel still sees its taps in row-major order, since for a
+ * pixel the column grows with j. With `clip` (1: any columns, 2: the first, 3: the last), the columns outside the
+ * row are skipped, as the padded taps of dc_dw_pixel are (the border tiles); the kernel rows are i0 .. i1 - 1, those
+ * inside the input. Each pixel's sum is the one chain of dc_dw_pixel, so the tile a pixel falls in does not change
+ * its bits. */
+static inline __attribute__((always_inline)) void dc_dw_tile3(
+        const float* x, const float* w, const float* b, float* y, int wd, int c, int dh, int iy0, int i0, int i1,
+        int ix0, int c0, vmask_t m, const int T, const int V, const int S, const int full, const int clip, int relu) {
+    vf_t a[2][DC_DW_TMAX];
+    const int ncol = (T - 1) * S + 3;
+    const int klo = ix0 < 0 ? -ix0 : 0, khi = wd - ix0; /* the columns k inside the row: klo <= k < khi */
+    DC_DW_UNROLL for (int v = 0; v < V; ++v)
+        DC_DW_UNROLL for (int p = 0; p < T; ++p) a[v][p] = V_ZERO;
+    /* pointers stepped in 64 bits: int index arithmetic in the loops, under -fwrapv (the extensions' flags), cost
+     * sign extensions and multiplies each row */
+    const ptrdiff_t cs = c, rs = (ptrdiff_t)dh * wd * c;
+    const float* xr = x + ((ptrdiff_t)(iy0 + i0 * dh) * wd + ix0) * cs + c0;
+    const float* wr = w + (ptrdiff_t)i0 * 3 * cs + c0;
+    for (int i = i0; i < i1; ++i, xr += rs, wr += 3 * cs) {
+        const float* xp = xr;
+        vf_t w0[2], w1[2], w2[2];
+        DC_DW_UNROLL for (int v = 0; v < V; ++v) {
+            w0[v] = DC_DW_LD(full, m, wr + v * V_LANES);
+            w1[v] = DC_DW_LD(full, m, wr + cs + v * V_LANES);
+            w2[v] = DC_DW_LD(full, m, wr + 2 * cs + v * V_LANES);
+        }
+        DC_DW_UNROLL for (int k = 0; k < ncol; ++k, xp += cs) {
+            if ((clip == 1 && (k < klo || k >= khi)) || (clip == 2 && k == 0) || (clip == 3 && k == ncol - 1))
+                continue;
+            DC_DW_UNROLL for (int v = 0; v < V; ++v) {
+                const vf_t u = DC_DW_LD(full, m, xp + v * V_LANES);
+                /* column k is tap j of pixel (k - j) / S */
+                if (k % S == 0 && k / S < T) a[v][k / S] = V_FMA(u, w0[v], a[v][k / S]);
+                if (k >= 1 && (k - 1) % S == 0 && (k - 1) / S < T)
+                    a[v][(k - 1) / S] = V_FMA(u, w1[v], a[v][(k - 1) / S]);
+                if (k >= 2 && (k - 2) % S == 0 && (k - 2) / S < T)
+                    a[v][(k - 2) / S] = V_FMA(u, w2[v], a[v][(k - 2) / S]);
+            }
+        }
+    }
+    DC_DW_UNROLL for (int v = 0; v < V; ++v)
+        DC_DW_UNROLL for (int p = 0; p < T; ++p) {
+            const int cv = c0 + v * V_LANES;
+            dc_dw_put(y + p * cs + cv, dc_dw_finish(a[v][p], b, cv, m, full, relu), m, full);
+        }
+}
+
+/* `call` with CL the clipped variant `clip` as a constant. */
+#define DC_DW_CLIP(clip, call)                              \
+    do {                                                    \
+        if ((clip) == 0) { const int CL = 0; call; }        \
+        else if ((clip) == 2) { const int CL = 2; call; }   \
+        else if ((clip) == 3) { const int CL = 3; call; }   \
+        else { const int CL = 1; call; }                    \
+    } while (0)
+
+/* Tiles of T pixels along an output row of ow >= T pixels, V channel vectors at a time (then single vectors, then
+ * the partial one): the last tile ends at the row's end, overlapping the one before when T does not divide ow (the
+ * overlapped pixels are written twice, the same bits). The tiles whose columns leave the row take the clipped
+ * variant. Between tiles, the input rows the next output row adds (from pfrow) are prefetched a slice at a time,
+ * and at stride 1 the next output row (the caller's rows are contiguous) for writing: the hardware's prefetchers,
+ * seeing a row read a vector of channels at a time across its pixels, left most of it to the demand loads (Zen 3,
+ * batch 64, one thread, the data from memory: stride 2 at 64 channels 1.75 ms -> 1.08, stride 1 at 128 channels
+ * 1.75 -> 1.39, and 1.36 -> 1.15 with the output's lines). Both are hints: a row past the batch never faults. */
+static inline __attribute__((always_inline)) void dc_dw_row3_tiles(
+        const float* x, const float* w, const float* b, float* y, int wd, int c, int dh, int iy0, int i0, int i1,
+        int pl, int ow, int pfrow, const int T, const int V, const int S, int relu) {
+    const int cf = c - c % V_LANES, cv = cf - cf % (V * V_LANES);
+    const vmask_t tail = V_MASK(c - cf);
+    const int nt = (ow + T - 1) / T, steps = cv / (V * V_LANES) + (c - cv + V_LANES - 1) / V_LANES;
+    const size_t rowb = (size_t)wd * c * sizeof(float);
+    const char* pf = (const char*)x + (ptrdiff_t)pfrow * (ptrdiff_t)rowb;
+    const char* const pfe = pf + S * rowb;
+    const size_t per = (S * rowb / 64 + (size_t)nt * steps - 1) / ((size_t)nt * steps) * 64;
+    const size_t yrowb = (size_t)ow * c * sizeof(float);
+    const char* pw = (const char*)y + yrowb;
+    const char* const pwe = pw + yrowb;
+    const size_t perw = (yrowb / 64 + (size_t)nt * steps - 1) / ((size_t)nt * steps) * 64;
+    for (int o = 0; o < ow; o += T) {
+        const int ox = o + T <= ow ? o : ow - T;
+        const int ix0 = ox * S - pl;
+        float* yp = y + (size_t)ox * c;
+        const int klo = ix0 < 0 ? -ix0 : 0, khi = wd - ix0, ncol = (T - 1) * S + 3;
+        /* the clipped variants: 2 and 3 (a padding of 1 on the left, the last column past the right) skip a
+         * constant column, 1 tests each column (those tests cost the 32x32x32 layer 12% at batch 64) */
+        const int clip = klo == 0 && khi >= ncol ? 0
+                       : klo == 1 && khi >= ncol ? 2
+                       : klo == 0 && khi == ncol - 1 ? 3 : 1;
+        for (int c0 = 0; c0 < c;) {
+            for (const char* e = pf + per; pf < e && pf < pfe; pf += 64) __builtin_prefetch(pf, 0, 3);
+            if (S == 1)
+                for (const char* e = pw + perw; pw < e && pw < pwe; pw += 64) __builtin_prefetch(pw, 1, 3);
+            if (c0 < cv) {
+                DC_DW_CLIP(clip, dc_dw_tile3(x, w, b, yp, wd, c, dh, iy0, i0, i1, ix0, c0, tail, T, V, S, 1, CL, relu));
+                c0 += V * V_LANES;
+            } else if (c0 < cf) {
+                DC_DW_CLIP(clip, dc_dw_tile3(x, w, b, yp, wd, c, dh, iy0, i0, i1, ix0, c0, tail, T, 1, S, 1, CL, relu));
+                c0 += V_LANES;
+            } else {
+                DC_DW_CLIP(clip, dc_dw_tile3(x, w, b, yp, wd, c, dh, iy0, i0, i1, ix0, c0, tail, T, 1, S, 0, CL, relu));
+                c0 += V_LANES;
+            }
+        }
+    }
+}
+
+/* An output row of a 3-wide kernel at dilation 1 and stride S: the widest tile that fits the row (T, then 4 pixels,
+ * then 1). */
+static inline __attribute__((always_inline)) void dc_dw_row3(
+        const float* x, const float* w, const float* b, float* y, int wd, int c, int dh, int iy0, int i0, int i1,
+        int pl, int ow, int pfrow, const int T, const int V, const int S, int relu) {
+    if (ow >= T)
+        dc_dw_row3_tiles(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, T, V, S, relu);
+    else if (T > 4 && ow >= 4)
+        dc_dw_row3_tiles(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, 4, V, S, relu);
+    else
+        dc_dw_row3_tiles(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, 1, V, S, relu);
+}
+
+static void dc_dw_row3_s1(const float* x, const float* w, const float* b, float* y, int wd, int c, int dh,
+                          int iy0, int i0, int i1, int pl, int ow, int pfrow, int relu) {
+    if (c >= 128) dc_dw_row3(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, DC_DW_T1W, DC_DW_V1W, 1, relu);
+    else dc_dw_row3(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, DC_DW_T1N, DC_DW_V1N, 1, relu);
+}
+
+static void dc_dw_row3_s2(const float* x, const float* w, const float* b, float* y, int wd, int c, int dh,
+                          int iy0, int i0, int i1, int pl, int ow, int pfrow, int relu) {
+    dc_dw_row3(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, DC_DW_T2, DC_DW_V2, 2, relu);
+}
 #endif
 
 /* Output row oy of one sample: y (ow, c) = relu?(depthwise(x, w) + b); b may be NULL. iy0 = oy * sh - pt. */
@@ -91,6 +253,13 @@ static void dc_dw_forward_row(const float* x, const float* w, const float* b, fl
                               int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow, int relu) {
     int i0, i1;
     dc_dw_span(iy0, kh, dh, h, &i0, &i1);
+#if DC_HAVE_SIMD
+    if (kw == 3 && dw == 1) { /* MobileNets' 3x3 kernels; the next output row reads rows from pfrow on anew */
+        const int pfrow = iy0 + (kh - 1) * dh + 1;
+        if (sw == 1) { dc_dw_row3_s1(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, relu); return; }
+        if (sw == 2) { dc_dw_row3_s2(x, w, b, y, wd, c, dh, iy0, i0, i1, pl, ow, pfrow, relu); return; }
+    }
+#endif
     const int span = (kw - 1) * dw;
     for (int ox = 0; ox < ow;) {
         const int ix0 = ox * sw - pl;

@@ -25,6 +25,11 @@ CASES = [
     (1, 14, 14, 64, (3, 3), 1, (1, 1), "same", (1, 1), True, True),  # a MobileNet block
     (4, 14, 14, 32, (3, 3), 1, (2, 2), "same", (1, 1), True, True),  # its strided block
     (2, 5, 4, 7, (1, 1), 2, (1, 1), "valid", (1, 1), True, False),
+    # 3x3 tiles: at 128 channels and more two vectors a tile (then one, then the tail), a last tile overlapping the
+    # one before (11 wide), rows narrower than a tile (3 wide at stride 2)
+    (2, 9, 11, 140, (3, 3), 1, (1, 1), "same", (1, 1), True, True),
+    (1, 19, 21, 28, (3, 3), 1, (2, 2), "same", (1, 1), True, False),
+    (2, 6, 5, 20, (3, 3), 1, (2, 2), "same", (2, 1), False, True),
 ]
 
 
