@@ -265,6 +265,11 @@ OPS = (
     _op("batch_norm_backward", "norm", ("dy", "x", "mean", "inv_std", "gamma"),
         Case(grad_of="batch_norm_train", wrt=("x", "gamma", "beta"), dy=DY, x=fwd("x"), mean=out(1),
              inv_std=out(3), gamma=fwd("gamma"))),
+    # training's BatchNormalization -> ReLU (or ReLU6: cap 6) as one op; the case's cap clips a few values
+    _op("batch_norm_relu_train", "norm", ("x", "gamma", "beta", "eps", ("cap", 0.0)), Case(**_BATCH, cap=1.5)),
+    _op("batch_norm_relu_backward", "norm", ("dy", "y", "x", "mean", "inv_std", "gamma", ("cap", 0.0)),
+        Case(grad_of="batch_norm_relu_train", wrt=("x", "gamma", "beta"), dy=DY, y=out(0), x=fwd("x"), mean=out(1),
+             inv_std=out(3), gamma=fwd("gamma"), cap=fwd("cap"))),
     _op("batch_norm_infer", "norm", ("x", "gamma", "beta", "moving_mean", "moving_var", "eps"),
         Case(x=normal(*_IMG), gamma=uniform(0.5, 1.5, 8), beta=normal(8), moving_mean=normal(8),
              moving_var=uniform(0.5, 2.0, 8), eps=1e-3), inference=True, bound=bind("batch_norm_kernel")),

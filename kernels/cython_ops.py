@@ -627,6 +627,7 @@ def zero_pad2d_backward(dy, padding):
 
 # The training half of the contract (they load through this module: BLAS bound and OpenMP capped above).
 from .cython_train_elementwise import (avg_pool2d_backward, batch_norm_backward, batch_norm_train,  # noqa: E402,F401
+                                       batch_norm_relu_backward, batch_norm_relu_train,
                                        dropout_backward, gaussian_noise, global_avg_pool2d_backward,
                                        global_max_pool2d_backward, max_pool2d_backward, mean_squared_error,
                                        relu_backward, relu_dropout_backward, sigmoid_backward,

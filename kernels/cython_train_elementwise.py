@@ -149,6 +149,30 @@ def batch_norm_train(x, gamma, beta, eps):
     return y, mean, var, inv_std
 
 
+def batch_norm_relu_train(x, gamma, beta, eps, cap=0.0):
+    """:func:`batch_norm_train` with ReLU (capped at ``cap`` when ``cap > 0``) applied as each value is stored ->
+    ``(y, mean, var, inv_std)``."""
+    x = _c32(x)
+    c = x.shape[-1]
+    y = np.empty_like(x)
+    mean, var, inv_std = (np.empty(c, dtype=_F32) for _ in range(3))
+    _ew.batch_norm_train(x.reshape(-1, c), _c32(gamma), _c32(beta), eps, y.reshape(-1, c), mean, var, inv_std,
+                         True, cap)
+    return y, mean, var, inv_std
+
+
+def batch_norm_relu_backward(dy, y, x, mean, inv_std, gamma, cap=0.0):
+    """Gradients of :func:`batch_norm_relu_train` from its output ``y`` -> ``(dx, dgamma, dbeta)``: the ReLU's mask
+    taken as each gradient value is read, no pass of its own."""
+    dy, y, x = _c32(dy), _c32(y), _c32(x)
+    c = x.shape[-1]
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.empty(c, dtype=_F32), np.empty(c, dtype=_F32)
+    _ew.batch_norm_backward(dy.reshape(-1, c), x.reshape(-1, c), _c32(mean), _c32(inv_std), _c32(gamma),
+                            dx.reshape(-1, c), dgamma, dbeta, y.reshape(-1, c), cap)
+    return dx, dgamma, dbeta
+
+
 def batch_norm_backward(dy, x, mean, inv_std, gamma):
     """Gradients of :func:`batch_norm_train` through the batch statistics -> ``(dx, dgamma, dbeta)``."""
     dy, x = _c32(dy), _c32(x)

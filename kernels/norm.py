@@ -182,3 +182,20 @@ def batch_norm_infer(x, gamma, beta, moving_mean, moving_var, eps):
     """Normalize float32 ``x`` with the moving statistics: ``(x - mean) / sqrt(var + eps) * gamma + beta``."""
     x2, chunk = _rows(x)
     return _batch_norm_infer(x2, gamma, beta, moving_mean, moving_var, F32(eps), chunk).reshape(x.shape)
+
+
+def batch_norm_relu_train(x, gamma, beta, eps, cap=0.0):
+    """:func:`batch_norm_train`, then ReLU capped at ``cap`` when ``cap > 0``, in place on its output (NumPy's
+    clamps: the reference's bits) -> ``(y, mean, var, inv_std)``."""
+    y, mean, var, inv_std = batch_norm_train(x, gamma, beta, eps)
+    np.maximum(y, F32(0), out=y)
+    if cap > 0:
+        np.minimum(y, F32(cap), out=y)
+    return y, mean, var, inv_std
+
+
+def batch_norm_relu_backward(dy, y, x, mean, inv_std, gamma, cap=0.0):
+    """Gradients of :func:`batch_norm_relu_train` from its output ``y`` -> ``(dx, dgamma, dbeta)``: the gradient
+    passes where ``0 < y`` (and ``y < cap``), then :func:`batch_norm_backward`."""
+    keep = (y > 0) & (y < F32(cap)) if cap > 0 else y > 0
+    return batch_norm_backward(np.where(keep, dy, F32(0)), x, mean, inv_std, gamma)

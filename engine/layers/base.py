@@ -108,6 +108,8 @@ class Layer:
     fuses_relu = False
     #: it can take the ReLU right before it into its own kernel (Dropout's relu_dropout)
     absorbs_relu = False
+    #: the activations right after it its training kernels apply themselves (BatchNormalization: relu, relu6)
+    trains_with_activation = ()
     #: the layer is nothing but its activation: a fused softmax/sigmoid loss skips it when it comes last
     pure_activation = False
     #: a pool size when a convolution right before it can run this (max) pooling in its own kernel

@@ -17,6 +17,10 @@ class BatchNormalization(Layer):
     """
 
     batch_statistics = True
+    OPTIONS = ("activation",)
+    #: training normalizes and clamps in one pass, and masks the gradient as its backward reads it
+    #: (``batch_norm_relu_train``): no pass of the activation's own over the batch, forward or backward
+    trains_with_activation = ("relu", "relu6")
 
     def __init__(self, momentum=0.99, epsilon=1e-3, name=None):
         super().__init__(name)
@@ -44,9 +48,20 @@ class BatchNormalization(Layer):
         return [Kernel("batch_norm", lambda shape: lowering.kernels.batch_norm_kernel(
             shape, wt["gamma"], wt["beta"], wt["moving_mean"], wt["moving_variance"], eps))]
 
-    def forward(self, ops, x, ctx):
+    def final_activation(self, opts):
+        activation = opts.get("activation", "linear")
+        return None if activation == "linear" else activation
+
+    def forward(self, ops, x, ctx, activation="linear"):
         gamma, beta = self.weights["gamma"], self.weights["beta"]
         eps = np.float32(self.epsilon)
+        if activation != "linear":
+            if activation not in self.trains_with_activation:
+                raise ValueError(f"{self.label} applies no activation {activation!r}; it applies "
+                                 f"{', '.join(map(repr, self.trains_with_activation))}")
+            if ctx.training and getattr(self, "sync_comm", None) is None:
+                return self._forward_relu(ops, x, gamma, beta, eps, _RELU_CAPS[activation])
+            return _then_relu(ops, activation, *self.forward(ops, x, ctx))
         if not ctx.training:
             y = ops.batch_norm_infer(x, gamma, beta, self.weights["moving_mean"], self.weights["moving_variance"], eps)
             scale = gamma / np.sqrt(self.weights["moving_variance"] + eps)
@@ -63,6 +78,18 @@ class BatchNormalization(Layer):
 
         def backprop(dy):
             dx, dgamma, dbeta = ops.batch_norm_backward(dy, x, mean, inv_std, gamma)
+            self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+            return dx
+
+        return y, backprop
+
+    def _forward_relu(self, ops, x, gamma, beta, eps, cap):
+        """Training's normalization with its ReLU (capped at ``cap`` when ``cap > 0``) in one kernel."""
+        y, mean, var, inv_std = ops.batch_norm_relu_train(x, gamma, beta, eps, cap)
+        self._update_moving(mean, var)
+
+        def backprop(dy):
+            dx, dgamma, dbeta = ops.batch_norm_relu_backward(dy, y, x, mean, inv_std, gamma, cap)
             self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
             return dx
 
@@ -115,3 +142,16 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {"name": self.name, "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+#: the ReLU each activation is, as ``batch_norm_relu_train``'s cap (0: none)
+_RELU_CAPS = {"relu": 0.0, "relu6": 6.0}
+
+
+def _then_relu(ops, activation, y, backprop):
+    """``(activation(y), its backprop)`` on the separate activation ops: inference, and the synchronized
+    statistics of data-parallel training."""
+    z = getattr(ops, activation)(y)
+    if activation == "relu":
+        return z, lambda dz: backprop(ops.relu_backward(dz, z))
+    return z, lambda dz: backprop(ops.relu6_backward(dz, y))
