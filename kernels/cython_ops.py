@@ -251,7 +251,7 @@ def dropout_kernel(x_shape, rate, per_channel=False, relu=False):
     scale, thr = dropout_scale(rate), keep_threshold(rate)
     relu = bool(relu)
     if per_channel and len(x_shape) >= 2:
-        rows = (x_shape[0], -1, x_shape[-1])
+        rows = _channel_rows(x_shape)
 
         def run(x, y, key, offset=0):
             _ew.dropout_channels_forward(x.reshape(rows), y.reshape(rows), np.uint32(key[0]), np.uint32(key[1]),

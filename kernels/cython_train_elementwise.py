@@ -58,7 +58,7 @@ def dropout_backward(dy, rate, key, per_channel=False, offset=0):
     k0, k1, thr, scale = np.uint32(key[0]), np.uint32(key[1]), keep_threshold(rate), dropout_scale(rate)
     dx = np.empty_like(dy)
     if per_channel and dy.ndim >= 2:
-        rows = (dy.shape[0], -1, dy.shape[-1])
+        rows = (dy.shape[0], int(np.prod(dy.shape[1:-1])), dy.shape[-1])  # (a -1 cannot reshape an empty batch)
         _ew.dropout_channels_forward(dy.reshape(rows), dx.reshape(rows), k0, k1, thr, scale, False, offset)
     else:
         _ew.dropout_forward(dy.reshape(-1), dx.reshape(-1), k0, k1, thr, scale, False, offset)

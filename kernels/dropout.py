@@ -200,7 +200,7 @@ def _dropout(x, rate, key, per_channel, relu, offset):
     k0, k1, thr, scale = _stream(rate, key)
     y = np.empty_like(x)
     if per_channel and x.ndim >= 2:
-        rows = (x.shape[0], -1, x.shape[-1])
+        rows = (x.shape[0], int(np.prod(x.shape[1:-1])), x.shape[-1])  # (a -1 cannot reshape an empty batch)
         _dropout_channels_par(x.reshape(rows), y.reshape(rows), k0, k1, thr, scale, relu, np.int64(offset))
     else:
         _dropout_par(_flat(x), _flat(y), k0, k1, thr, scale, relu, np.int64(offset))

@@ -111,3 +111,7 @@ def test_empty_inputs(name):
     assert all(a.shape == x.shape for a in ops.gaussian_dropout(x, 0.3, KEY))
     assert ops.add_gaussian_noise(x, 0.3, KEY).shape == x.shape
     assert ops.alpha_dropout(x, 0.3, KEY, True).shape == x.shape
+    for per_channel in (False, True):  # (per channel: the (N, S, C) view, written out for an empty batch)
+        assert ops.dropout(x, 0.3, KEY, per_channel).shape == x.shape
+        assert ops.relu_dropout(x, 0.3, KEY, per_channel).shape == x.shape
+        assert ops.dropout_backward(x, 0.3, KEY, per_channel).shape == x.shape
