@@ -20,8 +20,8 @@ cdef extern from "_depthwise.h" nogil:
                            int kw, int sw, int dh, int dw, int iy0, int pl, int ow, int relu)
     void dc_dw_dx_row(const float* dy, const float* w, float* dx, int wd, int c, int kh, int kw, int sh, int sw,
                       int dh, int dw, int pt, int pl, int oh, int ow, int iy)
-    void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float* dwp, float* dbp, int h, int wd, int c,
-                      int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
+    void dc_dw_dw_row(const float* x, const float* dy, const float* ro, float* gm, float* dwp, float* dbp, int h,
+                      int wd, int c, int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
 
 cdef extern from "_act.h" nogil:
     void dc_act_rows(int op, float alpha, float* y, long rows, int cols, long ld)
@@ -87,10 +87,12 @@ def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, ::1] w
 
 def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy, const float[:, :, :, ::1] ro,
                           bint has_ro, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
-                          float[:, ::1] dwp, float[:, ::1] dbp, bint has_bias):
+                          float[:, ::1] dwp, float[:, ::1] dbp, bint has_bias, float[:, :, :, ::1] gm=None):
     """The partial weight (and, with ``has_bias``, bias) gradients of each of ``dwp.shape[0]`` chunks of the
     (sample, output row) rows: ``dwp[k]`` (kh * kw * C) and ``dbp[k]`` (C), chunk ``k`` holding rows
-    ``k * rows // chunks`` up to the next chunk's first."""
+    ``k * rows // chunks`` up to the next chunk's first. With ``has_ro`` (``dy`` passes only where ``ro > 0``),
+    ``gm`` (``dy``'s shape), when given, receives the masked gradient (``relu_mask``'s), each row written before the
+    row's sums read it: the input gradient's input, without a pass of its own."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int oh = dy.shape[1], ow = dy.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, r, r0, r1, k, i
@@ -110,6 +112,9 @@ def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
     cdef const float* rop = &ro[0, 0, 0, 0] if has_ro else NULL
     cdef float* dwpp = &dwp[0, 0]
     cdef float* dbpp = &dbp[0, 0]
+    cdef float* gmp = &gm[0, 0, 0, 0] if (has_ro and gm is not None) else NULL
+    if gmp != NULL and (gm.shape[0] != dy.shape[0] or gm.shape[1] != oh or gm.shape[2] != ow or gm.shape[3] != c):
+        raise ValueError("depthwise_backward_dw: gm must have dy's shape")
     cdef int nthreads = team_size(rows * row * kh * kw, chunks)
     for k in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
         r0 = k * rows // chunks
@@ -119,8 +124,9 @@ def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
         for r in range(r0, r1):
             ni = <int>(r // oh)
             oy = <int>(r % oh)
-            dc_dw_dw_row(xp + <Py_ssize_t>ni * h * wd * c, dyp + r * row, (rop + r * row) if has_ro else NULL, tw,
-                         tb, h, wd, c, kh, kw, sw, dh, dw, oy * sh - pt, pl, ow)
+            dc_dw_dw_row(xp + <Py_ssize_t>ni * h * wd * c, dyp + r * row, (rop + r * row) if has_ro else NULL,
+                         (gmp + r * row) if gmp != NULL else NULL, tw, tb, h, wd, c, kh, kw, sw, dh, dw,
+                         oy * sh - pt, pl, ow)
 
 
 def relu_mask(const float[::1] dy, const float[::1] ro, float[::1] out):

@@ -88,22 +88,26 @@ def depthwise_conv2d_backward(dy, x, w, strides, padding, has_bias, need_dx=True
                               dilation=(1, 1)):
     """Gradients of :func:`depthwise_conv2d` w.r.t. ``x``, ``w`` and the bias: ``(dx, dw, db)`` (``dx`` ``None``
     without ``need_dx``, ``db`` without ``has_bias``). ``relu_output``: the forward's output when it fused ReLU;
-    ``dy`` passes only where it is positive (masked once, in one pass). The weight gradient sums its
+    ``dy`` passes only where it is positive (masked once, in the weight gradient's pass). The weight gradient sums its
     (sample, output row) rows in ``BACKWARD_CHUNKS`` fixed chunks (fewer for fewer rows) whatever the threads."""
     x, w, dy = _c32(x), _c32(w), _c32(dy)
     n, h, wd, c = x.shape
     kh, kw, _, mult = w.shape
     oh, ow, pt, pl = _geometry(x.shape, w.shape, strides, padding, dilation)
     (sh, sw), (dh, dwd) = strides, dilation
-    if relu_output is not None and dy.size:  # masked once: the kernels read each gradient value several times
-        g = np.empty_like(dy)
-        _dw.relu_mask(dy.reshape(-1), _c32(relu_output).reshape(-1), g.reshape(-1))
-        dy = g
     xr = _repeat(x, mult)
     chunks = max(1, min(n * oh, BACKWARD_CHUNKS))
     dwp = np.empty((chunks, kh * kw * c * mult), dtype=_F32)
     dbp = np.empty((chunks, c * mult), dtype=_F32)
-    _dw.depthwise_backward_dw(xr, dy, _NO_RELU, False, kh, kw, sh, sw, dh, dwd, pt, pl, dwp, dbp, bool(has_bias))
+    if relu_output is not None and dy.size:
+        # Masked once, by the weight gradient as it reads each row (the kernels read each gradient value several
+        # times): the masked rows g then feed the input gradient.
+        g = np.empty_like(dy)
+        _dw.depthwise_backward_dw(xr, dy, _c32(relu_output), True, kh, kw, sh, sw, dh, dwd, pt, pl, dwp, dbp,
+                                  bool(has_bias), g)
+        dy = g
+    else:
+        _dw.depthwise_backward_dw(xr, dy, _NO_RELU, False, kh, kw, sh, sw, dh, dwd, pt, pl, dwp, dbp, bool(has_bias))
     dw = dwp.sum(axis=0).reshape(w.shape)  # the chunks in order
     db = dbp.sum(axis=0) if has_bias else None
     dx = None

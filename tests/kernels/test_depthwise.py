@@ -30,6 +30,12 @@ CASES = [
     (2, 9, 11, 140, (3, 3), 1, (1, 1), "same", (1, 1), True, True),
     (1, 19, 21, 28, (3, 3), 1, (2, 2), "same", (1, 1), True, False),
     (2, 6, 5, 20, (3, 3), 1, (2, 2), "same", (2, 1), False, True),
+    # the backward's 3-wide paths at stride 2: the gathered input gradient's tiles of 4 pixels x 2 vectors (then one,
+    # then the tail) and both parities of the first pixel (odd width: a left padding of 1), the weight gradient's
+    # blocks of outputs, and 5 kernel rows (taps summed 3 rows, then 2, at a time)
+    (2, 7, 13, 140, (3, 3), 1, (2, 2), "same", (1, 1), True, True),
+    (1, 8, 18, 72, (3, 3), 1, (2, 2), "same", (1, 1), True, False),
+    (2, 10, 9, 24, (5, 3), 1, (2, 2), "same", (1, 1), False, True),
 ]
 
 
