@@ -297,10 +297,11 @@ class Program:
 
     def _shared_buffers(self, bound):
         """Each step's output buffer (``None`` for a reshape and for the last kernel, which writes the caller's
-        array), and the memory blocks under them: ``(buffers, blocks)``. Steps share memory: a step takes the smallest free block that holds its output, a block being
-        free once the last step reading what it holds has run (so never one of the step's own inputs), else a new
-        block. Why: with a buffer per step, a batch of 64 through the breadth MobileNet wrote 75 MB of buffers, each
-        cold in cache; shared, 33 MB, and a tile of 16 rows (``tile_rows``) 8 MB."""
+        array), and the memory blocks under them: ``(buffers, blocks)``. Steps share memory: a step takes the
+        smallest free block that holds its output, a block being free once the last step reading what it holds has
+        run (so never one of the step's own inputs), else a new block. Why: with a buffer per step, a batch of 64
+        through the breadth MobileNet wrote 75 MB of buffers, each cold in cache; shared, 33 MB, and a tile of 16
+        rows (``tile_rows``) 8 MB."""
         free, buffers, releases, blocks = [], [None] * len(bound), {}, []
         for i, (run, shape) in enumerate(bound):
             if run is not None and i != self._last:
@@ -324,7 +325,8 @@ class Program:
         Why: a layer then reads what the one before it wrote from cache instead of memory. Measured on the Zen 3
         (one thread, ``Predictor.predict`` at batch 64, ``python -m bench --breadth``'s models, shared buffers):
         MobileNet 1.24x faster in tiles of 16 (its depthwise layers at stride 2 twice as fast), the inception 1.08x
-        in 8, ResNet-8 1.05x in 32. Where it does not pay, the rule keeps the whole batch: VGG (1.6 MB of weights,
+        in 8, ResNet-8 1.05x in 32; on two threads, once the depthwise kernels had their 8-chain tiles (which took
+        most of what MobileNet's tiles saved), 1.05x, 0.98x and 1.05x. Where it does not pay, the rule keeps the whole batch: VGG (1.6 MB of weights,
         compute-bound 3x3 layers: 0.99-1.01x in any tile), the zoo's ``mnist_cnn`` (4.7 MB of dense weights,
         0.94-0.98x at batch 256), and batches whose buffers fit anyway (LeNet-5's at 64: 0.89x in tiles of 8,
         each kernel call's cost paid 8 times)."""
@@ -337,6 +339,7 @@ class Program:
         if rows >= n or self.weight_bytes * TILE_WEIGHT_SHARE > rows * per:
             return n
         return rows
+
 
 def _source(run):
     """The module a bound ``run`` is defined in, seen through wrappers that set ``__wrapped__`` ("" for ``None``, a
