@@ -128,9 +128,12 @@ def set_parallel_panels(bint on, size_t blas_threads_address=0):
 cdef enum:
     # The floating-point operations a thread must get for waking it to pay: an OpenMP region on this 2-core EPYC
     # costs 1.35 us over a serial call (a 16-output conv on a 6x6 input: 1.7 us on one thread, 3.05 on two), and
-    # 512K flops take a core 3-5 us on these kernels, a few region costs, so a thread never works for less than it
-    # costs. mnist_cnn at batch 1: its first layer (0.4 MFLOP) runs on one thread, the others on all.
-    GRAIN_FLOPS = 524288
+    # 256K flops take a core 2-4 us on these kernels (60-80 GFLOP/s a thread on the Zen 3, more on the Zen 5), a
+    # few region costs, so a thread never works for less than it costs. mnist_cnn at batch 1: its first layer
+    # (0.4 MFLOP) runs on one thread, the others on all. Halved from 512K (with SERIAL_WORK) on the Zen 3: the
+    # breadth inception's batch-1 prediction 241-244 -> 222-228 us (its 1 x 1 layers of 0.8 MFLOP took one thread
+    # before), the other breadth and zoo models within the host's noise (three alternating processes each).
+    GRAIN_FLOPS = 262144
     # The bytes of weights a thread must get for waking it to pay in a product that streams them (a small batch
     # through a large dense layer: memory-bound, so its flops undercount it): 256 KiB take a core ~2-3 us from L3.
     GRAIN_BYTES = 262144

@@ -1,7 +1,7 @@
 # The OpenMP thread rules shared by the Cython kernel modules (textually included in each).
 
 cdef enum:
-    SERIAL_WORK = 32768  # element operations a thread must get for waking it to pay (one region: ~1.35 us here)
+    SERIAL_WORK = 16384  # element operations a thread must get for waking it to pay (one region: ~1.35 us here)
 
 # The process-wide cap on a region's threads (0: none). OpenMP counts the host's cores and its own count is per
 # calling thread; dropcore holds its regions to the CPUs the process may use (kernels/threads.py sets it).

@@ -180,7 +180,7 @@ def test_max_pool_propagates_nan(c, k):
 
 
 # Global pools: odd H and W, C not a multiple of 16 (a masked vector tail), N = 1, a 1x1 map, and batches past
-# SERIAL_WORK (32768 element operations) so that an OpenMP team splits the samples.
+# SERIAL_WORK (16384 element operations) so that an OpenMP team splits the samples.
 GLOBAL_POOL_SHAPES = [(1, 1, 1, 1), (2, 7, 9, 3), (1, 7, 7, 70), (3, 5, 4, 16), (4, 3, 3, 300), (16, 7, 9, 70),
                       (64, 7, 7, 64)]
 
