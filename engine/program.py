@@ -326,10 +326,10 @@ class Program:
         (one thread, ``Predictor.predict`` at batch 64, ``python -m bench --breadth``'s models, shared buffers):
         MobileNet 1.24x faster in tiles of 16 (its depthwise layers at stride 2 twice as fast), the inception 1.08x
         in 8, ResNet-8 1.05x in 32; on two threads, once the depthwise kernels had their 8-chain tiles (which took
-        most of what MobileNet's tiles saved), 1.05x, 0.98x and 1.05x. Where it does not pay, the rule keeps the whole batch: VGG (1.6 MB of weights,
-        compute-bound 3x3 layers: 0.99-1.01x in any tile), the zoo's ``mnist_cnn`` (4.7 MB of dense weights,
-        0.94-0.98x at batch 256), and batches whose buffers fit anyway (LeNet-5's at 64: 0.89x in tiles of 8,
-        each kernel call's cost paid 8 times)."""
+        most of what MobileNet's tiles saved), 1.05x, 0.98x and 1.05x. Where it does not pay, the rule keeps the
+        whole batch: VGG (1.6 MB of weights, compute-bound 3x3 layers: 0.99-1.01x in any tile), the zoo's
+        ``mnist_cnn`` (4.7 MB of dense weights, 0.94-0.98x at batch 256), and batches whose buffers fit anyway
+        (LeNet-5's at 64: 0.89x in tiles of 8, each kernel call's cost paid 8 times)."""
         per = max(self.buffer_bytes, 1)
         if n * per <= TILE_BYTES:
             return n
