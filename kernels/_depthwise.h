@@ -39,6 +39,15 @@ static inline float dc_dw_grad(const float* dy, const float* ro, size_t p) {
 #if DC_HAVE_SIMD
 #define DC_DW_LD(full, m, p) ((full) ? V_LOADU(p) : V_LOAD(m, p))
 
+/* The bytes of a span to prefetch that each of `calls` calls along a row takes: whole cache lines, enough that the
+ * row's last call has fetched the whole span. */
+static inline size_t dc_dw_pf_slice(size_t bytes, size_t calls) { return (bytes / 64 + calls - 1) / calls * 64; }
+
+/* The steps a tile takes across c channels: blocks of V vectors up to cv, then single vectors and the tail. */
+static inline int dc_dw_channel_steps(int c, int cv, int V) {
+    return cv / (V * V_LANES) + (c - cv + V_LANES - 1) / V_LANES;
+}
+
 static inline vf_t dc_dw_finish(vf_t a, const float* b, int c0, vmask_t m, int full, int relu) {
     if (b) a = V_ADD(a, DC_DW_LD(full, m, b + c0));
     if (relu) a = V_SELECT(V_LT0(a), a, V_ZERO); /* x < 0 -> 0; a NaN stays */
@@ -187,15 +196,15 @@ static inline __attribute__((always_inline)) void dc_dw_row3_tiles(
         int pl, int ow, int pfrow, const int T, const int V, const int S, int relu) {
     const int cf = c - c % V_LANES, cv = cf - cf % (V * V_LANES);
     const vmask_t tail = V_MASK(c - cf);
-    const int nt = (ow + T - 1) / T, steps = cv / (V * V_LANES) + (c - cv + V_LANES - 1) / V_LANES;
+    const int nt = (ow + T - 1) / T, steps = dc_dw_channel_steps(c, cv, V);
     const size_t rowb = (size_t)wd * c * sizeof(float);
     const char* pf = (const char*)x + (ptrdiff_t)pfrow * (ptrdiff_t)rowb;
     const char* const pfe = pf + S * rowb;
-    const size_t per = (S * rowb / 64 + (size_t)nt * steps - 1) / ((size_t)nt * steps) * 64;
+    const size_t per = dc_dw_pf_slice(S * rowb, (size_t)nt * steps);
     const size_t yrowb = (size_t)ow * c * sizeof(float);
     const char* pw = (const char*)y + yrowb;
     const char* const pwe = pw + yrowb;
-    const size_t perw = (yrowb / 64 + (size_t)nt * steps - 1) / ((size_t)nt * steps) * 64;
+    const size_t perw = dc_dw_pf_slice(yrowb, (size_t)nt * steps);
     for (int o = 0; o < ow; o += T) {
         const int ox = o + T <= ow ? o : ow - T;
         const int ix0 = ox * S - pl;
@@ -367,11 +376,11 @@ static inline __attribute__((always_inline)) void dc_dw_dx2_tiles(
         const int V) {
     const int cf = c - c % V_LANES, cv = cf - cf % (V * V_LANES);
     const vmask_t tail = V_MASK(c - cf);
-    const int nt = (wd + P - 1) / P, steps = cv / (V * V_LANES) + (c - cv + V_LANES - 1) / V_LANES;
+    const int nt = (wd + P - 1) / P, steps = dc_dw_channel_steps(c, cv, V);
     const size_t rowb = (size_t)wd * c * sizeof(float);
     const char* pw = (const char*)dx + rowb;
     const char* const pwe = pw + rowb;
-    const size_t perw = (rowb / 64 + (size_t)nt * steps - 1) / ((size_t)nt * steps) * 64;
+    const size_t perw = dc_dw_pf_slice(rowb, (size_t)nt * steps);
     for (int o = 0; o < wd; o += P) {
         const int ix0 = o + P <= wd ? o : wd - P;
         const int par = (ix0 + pl) & 1, ob = (ix0 + pl - par) / 2;
@@ -598,11 +607,11 @@ static inline __attribute__((always_inline)) void dc_dw_dw9_row(
     const char* pf = (const char*)x + (ptrdiff_t)pfrow * (ptrdiff_t)rowb;
     const char* const pfe = pf + S * rowb;
     const size_t parts = steps * (size_t)((i1 - i0 + 2) / 3) * (size_t)((ow + blk - 1) / blk);
-    const size_t per = (S * rowb / 64 + parts - 1) / parts * 64;
+    const size_t per = dc_dw_pf_slice(S * rowb, parts);
     const size_t growb = (size_t)ow * c * sizeof(float);
     const char* pg = (const char*)dy + growb; /* the next output row's gradient */
     const char* const pge = pg + growb;
-    const size_t perg = (growb / 64 + parts - 1) / parts * 64;
+    const size_t perg = dc_dw_pf_slice(growb, parts);
     for (int i = i0; i < i1; i += 3, db = NULL) {
         const int R = i1 - i < 3 ? i1 - i : 3;
 #define DC_DW9_GO(R) dc_dw_dw9_rows(x, dy, dwp, db, wd, c, dh, iy0, i, pl, ow, blk, first, last, &pf, pfe, per, &pg, \

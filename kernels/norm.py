@@ -10,6 +10,7 @@ import numpy as np
 from numba import prange
 
 from .config import njit, pjit
+from .reference.norm import relu_cap_mask
 
 F32 = np.float32
 F64 = np.float64
@@ -197,5 +198,4 @@ def batch_norm_relu_train(x, gamma, beta, eps, cap=0.0):
 def batch_norm_relu_backward(dy, y, x, mean, inv_std, gamma, cap=0.0):
     """Gradients of :func:`batch_norm_relu_train` from its output ``y`` -> ``(dx, dgamma, dbeta)``: the gradient
     passes where ``0 < y`` (and ``y < cap``), then :func:`batch_norm_backward`."""
-    keep = (y > 0) & (y < F32(cap)) if cap > 0 else y > 0
-    return batch_norm_backward(np.where(keep, dy, F32(0)), x, mean, inv_std, gamma)
+    return batch_norm_backward(relu_cap_mask(dy, y, cap), x, mean, inv_std, gamma)
