@@ -157,15 +157,48 @@ cdef extern from "_act.h" nogil:
 
 
 cdef inline void _epilogue(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
-                           bint relu, int act=0, float alpha=0) noexcept nogil:
+                           bint relu, int act=0, float alpha=0, const float* r=NULL) noexcept nogil:
     """Add the bias and apply ReLU on a block of output rows (``cols`` wide, rows ``ld`` apart) while it is still in
-    cache (NaN passes through); then activation ``act`` of ``_act.h`` (0: none), the loop its stand-alone op runs."""
+    cache (NaN passes through); then activation ``act`` of ``_act.h`` (0: none), the loop its stand-alone op runs.
+    With a residual operand ``r`` (laid out as ``y``, rows dense: ``ld == cols``), ``r`` is added after the bias and
+    before the ReLU (``_residual_rows``)."""
     if act > 1:
         relu = False
-    if has_bias or relu:
+    if r != NULL:
+        if has_bias:
+            _bias_relu(y, rows, cols, ld, b, True, False)
+        _residual_rows(y, r, rows * cols, relu)
+    elif has_bias or relu:
         _bias_relu(y, rows, cols, ld, b, has_bias, relu)
     if act > 1:
         dc_act_rows(act, alpha, y, rows, cols, ld)
+
+
+cdef inline void _residual_rows(float* y, const float* r, Py_ssize_t count, bint relu) noexcept nogil:
+    """``y += r`` over ``count`` elements (a residual ``Add``), then ReLU with the stand-alone op's bits (``v <= 0``
+    gives 0: NaN passes, -0 becomes 0), while the rows a task just wrote are in cache: the add and the ReLU as two
+    more passes over the whole output cost 4 us of a 60 us layer at batch 1 (ResNet-8's 16 -> 16 block)."""
+    cdef Py_ssize_t i
+    cdef float v
+    if relu:
+        for i in range(count):
+            v = y[i] + r[i]
+            y[i] = 0 if v <= 0 else v
+    else:
+        for i in range(count):
+            y[i] = y[i] + r[i]
+
+
+cdef const float* _residual_operand(const float[:, :, :, ::1] r, const float[:, :, :, ::1] y) except? NULL:
+    """The data of ``r``, a residual operand for the output ``y`` (``None``, or an empty batch: NULL), checked to
+    have ``y``'s shape."""
+    if r is None or y.shape[0] == 0:
+        return NULL
+    cdef tuple got = (r.shape[0], r.shape[1], r.shape[2], r.shape[3])
+    cdef tuple want = (y.shape[0], y.shape[1], y.shape[2], y.shape[3])
+    if got != want:
+        raise ValueError(f"residual operand: shape {got}, expected the output's {want}")
+    return &r[0, 0, 0, 0]
 
 
 cdef inline void _bias_relu(float* y, Py_ssize_t rows, int cols, int ld, const float* b, bint has_bias,
@@ -227,9 +260,13 @@ def panel_rows(int k, Py_ssize_t m):
 
 
 def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0):
+                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0,
+                   const float[:, :, :, ::1] r=None):
     """``y = conv(x, w) + b`` (then ReLU when ``relu``, or activation ``act`` of ``_act.h`` with parameter ``alpha``)
-    into the preallocated ``y`` of shape (N, OH, OW, cout)."""
+    into the preallocated ``y`` of shape (N, OH, OW, cout).
+    With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
+    ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
+    """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
@@ -244,23 +281,24 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
+    cdef const float* rp = _residual_operand(r, y)
     cdef Py_ssize_t p
     if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
         with nogil:
             for p in range(npanels):
                 _panel_task(p, rows_per, m, direct, xp, &bufs[0, 0], h, wd, cin, kh, kw, sh, sw, pt, pl, oh, ow, k,
-                            wp, cout, bp, has_bias, yp, relu, act, alpha)
+                            wp, cout, bp, has_bias, yp, relu, act, alpha, rp)
         return
     with nogil, parallel(num_threads=nthreads):
         for p in prange(npanels, schedule="dynamic"):
             _panel_task(p, rows_per, m, direct, xp, &bufs[0 if direct else threadid(), 0], h, wd, cin, kh, kw, sh,
-                        sw, pt, pl, oh, ow, k, wp, cout, bp, has_bias, yp, relu, act, alpha)
+                        sw, pt, pl, oh, ow, k, wp, cout, bp, has_bias, yp, relu, act, alpha, rp)
 
 
 cdef inline void _panel_task(Py_ssize_t p, int rows_per, Py_ssize_t m, bint direct, const float* xp, float* buf,
                              int h, int wd, int cin, int kh, int kw, int sh, int sw, int pt, int pl, int oh, int ow,
                              int k, const float* wp, int cout, const float* bp, bint has_bias, float* yp, bint relu,
-                             int act, float alpha) noexcept nogil:
+                             int act, float alpha, const float* rp) noexcept nogil:
     """Panel ``p`` of ``conv2d_forward``: its im2col rows (``buf``, this thread's), the product, the epilogue."""
     cdef Py_ssize_t g0 = p * rows_per
     cdef int rows = <int>min(<Py_ssize_t>rows_per, m - g0)
@@ -275,22 +313,24 @@ cdef inline void _panel_task(Py_ssize_t p, int rows_per, Py_ssize_t m, bint dire
         dc_sgemm_rm(rows, cout, k, a, k, wp, cout, yp + g0 * cout, cout)
     else:
         sgemm("N", "N", &cout, &rows, &k, &one, <float*>wp, &cout, <float*>a, &k, &zero, yp + g0 * cout, &cout)
-    _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu, act, alpha)
+    _epilogue(yp + g0 * cout, rows, cout, cout, bp, has_bias, relu, act, alpha, rp + g0 * cout if rp else NULL)
 
 
 cdef inline void _implicit_row(const float* xp, int h, int wd, int cin, const float* wp, int kh, int kw, int cout,
                                const float* bp, bint has_bias, int sh, int sw, int ow, Py_ssize_t ni, int oy,
-                               float* yrow, bint relu, int act=0, float alpha=0) noexcept nogil:
+                               float* yrow, bint relu, int act=0, float alpha=0,
+                               const float* rrow=NULL) noexcept nogil:
     """One output row of the implicit-GEMM convolution (see ``conv2d_implicit``), bias and activation applied."""
     cdef int i, span = kw * cin
     for i in range(kh):
         dc_gemm(ow, cout, span, xp + ((<Py_ssize_t>ni * h + oy * sh + i) * wd) * cin, sw * cin, 1,
                 wp + <Py_ssize_t>i * span * cout, cout, yrow, cout, i > 0)
-    _epilogue(yrow, ow, cout, cout, bp, has_bias, relu, act, alpha)
+    _epilogue(yrow, ow, cout, cout, bp, has_bias, relu, act, alpha, rrow)
 
 
 def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                    int sh, int sw, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0):
+                    int sh, int sw, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0,
+                    const float[:, :, :, ::1] r=None):
     """``y = conv(x, w) + b`` (then ReLU, or activation ``act``) for a convolution without padding, with no im2col
     copy at all.
 
@@ -299,6 +339,8 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     matrix whose rows overlap in memory (row stride ``sw * cin``), which dropcore's GEMM reads in place. Each
     output row is then ``kh`` products accumulated into it, and the bias and ReLU follow while it is in cache.
     Only with dropcore's own GEMM (callers check ``HAVE_FAST_GEMM``).
+    With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
+    ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
@@ -309,16 +351,17 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
+    cdef const float* rp = _residual_operand(r, y)
     if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
         with nogil:
             for t in range(rows):
                 _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
-                              yp + t * ow * cout, relu, act, alpha)
+                              yp + t * ow * cout, relu, act, alpha, rp + t * ow * cout if rp else NULL)
         return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(rows, schedule="static"):
             _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
-                          yp + t * ow * cout, relu, act, alpha)
+                          yp + t * ow * cout, relu, act, alpha, rp + t * ow * cout if rp else NULL)
 
 
 cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
@@ -329,7 +372,7 @@ cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
 
 def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
                   int sh, int sw, int pt, int pl, bint padded, float[:, :, :, ::1] y, bint relu, int act=0,
-                  float alpha=0):
+                  float alpha=0, const float[:, :, :, ::1] r=None):
     """``y = conv(x, w) + b`` (then ReLU, or activation ``act`` on each task's rows right after they are written)
     for a layer whose weights fit in L1 (``geometry.direct_conv_pays``).
 
@@ -337,6 +380,8 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     about 1/8 of one); each keeps its tiles of outputs in registers over the whole window (see
     ``_direct_conv.h``). ``padded``: some window leaves the input, so each task first copies the input rows
     it reads into zero-padded scratch rows. Only with dropcore's own kernels (callers check ``HAVE_FAST_GEMM``).
+    With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
+    ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
@@ -351,30 +396,34 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef const float* wp = &w[0, 0, 0, 0]
     cdef const float* bp = &b[0] if has_bias else NULL
     cdef float* yp = &y[0, 0, 0, 0]
+    cdef const float* rp = _residual_operand(r, y)
     if nthreads == 1:  # no OpenMP region (SERIAL_REGION): a batch-1 request's layer
         with nogil:
             for t in range(tasks):
                 _direct_task(t, blocks, block, xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, oh, ow, yp,
-                             &pads[0, 0] if padded else NULL, relu, act, alpha)
+                             &pads[0, 0] if padded else NULL, relu, act, alpha, rp)
         return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
             _direct_task(t, blocks, block, xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, oh, ow, yp,
-                         &pads[threadid(), 0] if padded else NULL, relu, act, alpha)
+                         &pads[threadid(), 0] if padded else NULL, relu, act, alpha, rp)
 
 
 cdef inline void _direct_task(Py_ssize_t t, int blocks, int block, const float* xp, int h, int wd, int cin,
                               const float* wp, int kh, int kw, int cout, const float* bp, int sh, int sw, int pt,
                               int pl, int oh, int ow, float* yp, float* pad, bint relu, int act,
-                              float alpha) noexcept nogil:
-    """Task ``t`` of ``conv2d_direct``: a block of output rows of one sample, then its activation."""
+                              float alpha, const float* rp) noexcept nogil:
+    """Task ``t`` of ``conv2d_direct``: a block of output rows of one sample, then its residual and activation."""
     cdef Py_ssize_t ni = t // blocks
     cdef int oy0 = <int>(t % blocks) * block
+    cdef Py_ssize_t at = (ni * oh + oy0) * ow * cout
+    cdef long pixels = <long>(min(oy0 + block, oh) - oy0) * ow
     dc_conv_direct_rows(xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, ow, ni, oy0, min(oy0 + block, oh),
-                        yp + (ni * oh + oy0) * ow * cout, pad, relu)
+                        yp + at, pad, relu and rp == NULL)
+    if rp != NULL:
+        _residual_rows(yp + at, rp + at, pixels * cout, relu)
     if act > 1:
-        dc_act_rows(act, alpha, yp + (ni * oh + oy0) * ow * cout, <long>(min(oy0 + block, oh) - oy0) * ow, cout,
-                    cout)
+        dc_act_rows(act, alpha, yp + at, pixels, cout, cout)
 
 
 def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
@@ -446,7 +495,7 @@ def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
 
 def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias, int pt,
                     int pl, int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, int act=0,
-                    float alpha=0):
+                    float alpha=0, const float[:, :, :, ::1] r=None):
     """``y = conv(x, w) + b`` (then ReLU) for a 3x3 kernel at stride 1 on Winograd F(2x2, 3x3), from ``u`` =
     ``winograd_weights(w)``; with ``pool``, ``y`` is the 2x2 max pooling (strides 2) of that instead. ``oh``,
     ``ow``: the convolution's output size; ``pt``, ``pl``: its padding.
@@ -455,9 +504,13 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
     batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
     Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``). ``act``
     (without ``pool``): activation ``act`` of ``_act.h`` on each band right after it is written.
+    With ``r`` (an array of ``y``'s shape), (without ``pool``) ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
+    ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
+    if pool and r is not None:
+        raise ValueError("conv2d_winograd: a residual operand with pool=True: the add comes after the pooling")
     _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, pool, NULL, 0 if pool else act,
-                    alpha)
+                    alpha, _residual_operand(r, y))
 
 
 def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias,
@@ -465,13 +518,14 @@ def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, c
                         bint relu):
     """Training's ``conv2d_max_pool`` on Winograd's tiles (2x2 pooling): ``conv2d_winograd(..., pool=True)`` and
     each window's tap into ``arg`` (shaped like ``y``; 255 where the window holds a NaN)."""
-    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0], 0, 0)
+    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0], 0, 0, NULL)
 
 
 cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float* bp, int pt, int pl,
                           int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, unsigned char* argp,
-                          int act, float alpha) except *:
-    """The body of ``conv2d_winograd`` (``argp``: NULL, or where the pooled windows' taps go)."""
+                          int act, float alpha, const float* rp) except *:
+    """The body of ``conv2d_winograd`` (``argp``: NULL, or where the pooled windows' taps go; ``rp``: NULL, or the
+    residual operand)."""
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
     cdef int tw = (ow + 1) // 2
     cdef int th = oh // 2 if pool else (oh + 1) // 2
@@ -492,25 +546,31 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
         with nogil:
             for t in range(tasks):
                 _winograd_task(t, bands, band, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp, sample, pool,
-                               relu, base, argp, act, alpha)
+                               relu, base, argp, act, alpha, rp)
         return
     with nogil, parallel(num_threads=nthreads):
         for t in prange(tasks, schedule="static"):
             _winograd_task(t, bands, band, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp, sample, pool, relu,
-                           base + threadid() * per, argp, act, alpha)
+                           base + threadid() * per, argp, act, alpha, rp)
 
 
 cdef inline void _winograd_task(Py_ssize_t t, int bands, int band, int th, const float* xp, int h, int wd, int cin,
                                 const float* up, int cout, const float* bp, int pt, int pl, int oh, int ow, float* yp,
                                 Py_ssize_t sample, bint pool, bint relu, float* scratch, unsigned char* argp, int act,
-                                float alpha) noexcept nogil:
-    """Task ``t`` of ``_winograd_tasks``: a band of tile rows of one sample (``scratch``: this thread's)."""
+                                float alpha, const float* rp) noexcept nogil:
+    """Task ``t`` of ``_winograd_tasks``: a band of tile rows of one sample (``scratch``: this thread's), then its
+    residual and activation."""
     cdef int ty0 = <int>(t % bands) * band
+    # (without pool) output rows 2 ty0 .. 2 min(ty0 + band, th), clipped to oh
+    cdef Py_ssize_t at = (t // bands) * sample + <Py_ssize_t>2 * ty0 * ow * cout
+    cdef long pixels = <long>(min(2 * min(ty0 + band, th), oh) - 2 * ty0) * ow
     dc_wino_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, t // bands, ty0, min(ty0 + band, th),
-                 yp + (t // bands) * sample, pool, relu, scratch, argp + (t // bands) * sample if argp != NULL else NULL)
-    if act > 1:  # output rows 2 ty0 .. 2 min(ty0 + band, th), clipped to oh
-        dc_act_rows(act, alpha, yp + (t // bands) * sample + <Py_ssize_t>2 * ty0 * ow * cout,
-                    <long>(min(2 * min(ty0 + band, th), oh) - 2 * ty0) * ow, cout, cout)
+                 yp + (t // bands) * sample, pool, relu and rp == NULL, scratch,
+                 argp + (t // bands) * sample if argp != NULL else NULL)
+    if rp != NULL:
+        _residual_rows(yp + at, rp + at, pixels * cout, relu)
+    if act > 1:
+        dc_act_rows(act, alpha, yp + at, pixels, cout, cout)
 
 
 def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,

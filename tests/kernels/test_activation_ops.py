@@ -249,6 +249,38 @@ def test_conv_epilogue_has_the_stand_alone_ops_bits(path, act, alpha):
     np.testing.assert_array_equal(y, expected)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("path", list(_conv_cases()) + ["pointwise"])
+def test_conv_residual_epilogue_has_the_separate_add_and_relus_bits(path, relu):
+    # a residual Add (and the ReLU after it) inside the convolution's pass over its rows: the bits of the
+    # convolution, then np.add, then the stand-alone ReLU (-0 becomes 0, NaN passes), at batch 1 and 5
+    cython = pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built")
+    xs, ws, strides, padding = _conv_cases().get(path, ((1, 6, 7, 16), (1, 1, 16, 32), (1, 1), "valid"))
+    rng = np.random.default_rng(8)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[:3]))).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    for n in (1, 5):
+        x = rng.standard_normal((n,) + xs[1:]).astype(np.float32)
+        run, shape = cython.conv2d_kernel(x.shape, w, b, strides, padding)
+        z = np.empty(shape, np.float32)
+        run(x, z)
+        r = rng.standard_normal(shape).astype(np.float32)
+        r.flat[::7] = -z.flat[::7]  # sums of exactly 0 (and -0)
+        r.flat[3] = np.nan
+        expected = z + r
+        if relu:
+            act, _ = cython.activation_kernel(shape, "relu")
+            act(expected, expected)
+        fused, _ = cython.residual_kernel((run, shape), relu)
+        assert getattr(run, "takes_residual", False)
+        y = np.full(shape, 7.0, np.float32)
+        fused(x, r, y)
+        np.testing.assert_array_equal(y, expected)
+        assert np.array_equal(np.signbit(y), np.signbit(expected))
+        with pytest.raises(ValueError, match=r"residual operand: shape \(%d, " % n):
+            run(x, y, np.ascontiguousarray(r[:, :-1] if shape[1] > 1 else r[:, :, :-1]))
+
+
 @pytest.mark.parametrize("act,alpha", EPILOGUES[:4])
 @pytest.mark.parametrize("rows", [1, 3, 40])  # split over w's rows (<= 6), column blocks, row blocks
 def test_dense_epilogue_has_the_stand_alone_ops_bits(rows, act, alpha):
