@@ -1,5 +1,6 @@
 """Inference fusions that change what a step computes with, not only where: a batch normalization folded into the
-kernel before it, a residual ``Add`` (and what follows it) in a convolution's step. The rules that apply them are in
+kernel before it, a residual ``Add`` (and what follows it) in a convolution's step, a pooling that reads the parts of
+the concatenation before it. The rules that apply them are in
 ``dropcore.fusion`` (``INFERENCE``); training never sees them (it needs the intermediate values).
 
 A fused step's layer is the producer's, seen through a proxy: every attribute is the layer's (its capabilities, its
@@ -110,6 +111,18 @@ class FoldedNorm(_Fused):
         k = Kernel("+".join([head, "batch_norm", *rest]), k.bind, k.uses_ctx)
         kernels[i] = k if frozen else _before_each_call(k, refresh)
         return kernels
+
+
+class PartsInput(_Fused):
+    """``layer`` (one that works on each channel on its own: a pooling) reading the inputs of the concatenation
+    before it in place of their concatenation: ``layer.lower_parts``. Nothing else may fuse into it."""
+
+    n_inputs = None
+    OPTIONS = ()
+    fusable_pool = None
+
+    def lower(self, lowering, step):
+        return self.layer.lower_parts(lowering, step)
 
 
 class ResidualAdd(_Fused):

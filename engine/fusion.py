@@ -10,7 +10,7 @@ and the inference lowering each apply their own list, in order.
 from collections import namedtuple
 
 from .activations import one_parameter
-from .folding import FoldedNorm, ResidualAdd, folded_weight
+from .folding import FoldedNorm, PartsInput, ResidualAdd, folded_weight
 from .kernels.reference.conv import MAX_TAPS
 
 Rule = namedtuple("Rule", "name producer consumer apply")
@@ -115,6 +115,21 @@ ACTIVATION_INTO_KERNEL = Rule(
     and one_parameter(s.activation, getattr(s.layer, "params", None)), _activation_into_producer)
 
 
+def _parts_into_consumer(steps, producer, consumer):
+    """Drop a Concatenate step; the layer after it reads its inputs where they are (``folding.PartsInput``)."""
+    consumer.layer = PartsInput(consumer.layer)
+    consumer.inputs = tuple(producer.inputs)
+    steps.remove(producer)
+
+
+#: A Concatenate along the channels right before a layer that works on each channel on its own (a pooling: the
+#: pool between a GoogLeNet's inception blocks): the layer reads the parts, and the concatenation is never copied.
+#: Inference only (training's backward splits the gradient at the concatenation). Applied last: the parts' own
+#: producers have taken their fusions by then, and nothing fuses into the joined step.
+POOL_OF_CONCAT = Rule("concat->pool (parts)", lambda s: getattr(s.layer, "joins_channels", False),
+                      lambda s: callable(getattr(s.layer, "lower_parts", None)), _parts_into_consumer)
+
+
 def _pads_into_consumer(steps, producer, consumer):
     """Drop a ZeroPadding2D step; the convolution after it reads the unpadded input with those pads (every
     convolution path takes explicit pads: ``geometry.window_2d``), so no padded copy is written."""
@@ -148,9 +163,9 @@ TRAINING = (RELU_INTO_DROPOUT, RELU_INTO_KERNEL, KERNEL_RELU_INTO_DROPOUT, POOL_
 #: Not fused, measured on the breadth models (bench/breadth.py, @64, one thread): a global average pooling ending a
 #: block (0.3% of resnet8's inference, 0.6% of mobilenet's: nothing to win); a Concatenate as branches writing into
 #: slices of one buffer (its copies are 11% of inception's, but the conv and element-wise kernels write dense
-#: outputs only: they need a row stride first).
+#: outputs only: they need a row stride first). Where a pooling reads the concatenation, it reads the parts instead.
 INFERENCE = (PADS_INTO_CONV, NORM_INTO_KERNEL, RESIDUAL_INTO_CONV, RELU_INTO_KERNEL, POOL_INTO_CONV,
-             ACTIVATION_INTO_KERNEL)
+             ACTIVATION_INTO_KERNEL, POOL_OF_CONCAT)
 
 
 def remove_identities(steps, output_id):

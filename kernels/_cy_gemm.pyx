@@ -34,7 +34,7 @@ cdef extern from "_gemm.h" nogil:
 
 cdef extern from "_pool.h" nogil:
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
-                         int pl)
+                         int pl, int ldy)
     void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int ph, int pw, int prows, int pow_, float* y,
                                 unsigned char* arg)
     void dc_unpool_rows(const float* dy, const float* y, const unsigned char* arg, int poh, int pow_, int c, int ph,
@@ -483,7 +483,7 @@ cdef inline void _conv_pool_task(Py_ssize_t t, int bands, int band, bint direct,
                           c + <Py_ssize_t>(oy - p0 * ph) * ow * cout, relu)
     for py in range(p0, p1):
         dc_max_pool_row(c, yp + (ni * poh + py) * pow_ * cout, (p1 - p0) * ph, ow, cout, pow_, (py - p0) * ph, ph, pw,
-                        pw, 0)
+                        pw, 0, cout)
 
 
 def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):

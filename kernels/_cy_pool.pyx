@@ -19,20 +19,21 @@ include "_cy_threads.pxi"
 cdef extern from "_pool.h" nogil:
     int DC_HAVE_SIMD
     void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
-                         int pl)
+                         int pl, int ldy)
     void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw, int sw,
-                         int pl)
+                         int pl, int ldy)
 
 
 cdef inline void _max_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                          int sw, int pl) noexcept nogil:
-    """One output row of the max pool: ``y`` holds ``ow * c`` values, ``x`` is the sample (h, wd, c)."""
+                          int sw, int pl, int ldy) noexcept nogil:
+    """One output row of the max pool: ``y`` holds ``ow`` pixels of ``c`` values, ``ldy`` apart; ``x`` is the
+    sample (h, wd, c)."""
     cdef int ox, iy, ix, k, ix0
     cdef float v, m
     cdef float* yv
     cdef const float* xv
     for ox in range(ow):
-        yv = y + ox * c
+        yv = y + ox * ldy
         for k in range(c):
             yv[k] = -INFINITY
         ix0 = ox * sw - pl
@@ -46,14 +47,15 @@ cdef inline void _max_row(const float* x, float* y, int h, int wd, int c, int ow
 
 
 cdef inline void _avg_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                          int sw, int pl) noexcept nogil:
-    """One output row of the average pool over each window's non-padded taps (TensorFlow's "same" rule)."""
+                          int sw, int pl, int ldy) noexcept nogil:
+    """One output row of the average pool over each window's non-padded taps (TensorFlow's "same" rule); pixels
+    ``ldy`` apart in ``y``."""
     cdef int ox, iy, ix, k, ix0, count
     cdef float inv
     cdef float* yv
     cdef const float* xv
     for ox in range(ow):
-        yv = y + ox * c
+        yv = y + ox * ldy
         for k in range(c):
             yv[k] = 0
         ix0 = ox * sw - pl
@@ -81,26 +83,88 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
     if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a batch-1 request's layer)
         with nogil:
             for t in range(rows):
-                _pool_row(t, oh, xp, yp, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average)
+                _pool_row(t, oh, xp, yp + t * ow * c, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average, c)
         return
     for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
-        _pool_row(t, oh, xp, yp, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average)
+        _pool_row(t, oh, xp, yp + t * ow * c, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average, c)
 
 
-cdef inline void _pool_row(Py_ssize_t t, int oh, const float* xp, float* yp, int h, int wd, int c, int ow, int ph,
-                           int pw, int sh, int sw, int pt, int pl, bint average) noexcept nogil:
-    """Output row ``t`` (of all samples' rows) of ``pool2d_forward``."""
+def pool2d_parts_forward(list parts, int ph, int pw, int sh, int sw, int pt, int pl, float[:, :, :, ::1] y,
+                         bint average):
+    """The pooling of the concatenation of ``parts`` along the channels into ``y``, each part read where it is:
+    part ``i``'s channels are pooled into its channels of ``y`` (every channel is pooled on its own, so the bits of
+    concatenating, then pooling, without the concatenated copy). The parts are (N, H, W, C_i) float32, C-contiguous,
+    their channels adding up to ``y``'s. One task per (sample, output row), all parts."""
+    cdef Py_ssize_t k = len(parts), i, t
+    cdef int n = y.shape[0], oh = y.shape[1], ow = y.shape[2], cy = y.shape[3], h = 0, wd = 0, total = 0
+    cdef const float[:, :, :, ::1] part
+    cdef const float** ptrs = <const float**>malloc(max(k, 1) * sizeof(float*))
+    cdef int* chans = <int*>malloc(max(k, 1) * sizeof(int))
+    if ptrs == NULL or chans == NULL:
+        free(ptrs)
+        free(chans)
+        raise MemoryError()
+    try:
+        for i in range(k):
+            part = parts[i]
+            if i == 0:
+                h, wd = part.shape[1], part.shape[2]
+            if part.shape[0] != n or part.shape[1] != h or part.shape[2] != wd:
+                raise ValueError(f"pool2d_parts_forward: part {i} has shape {tuple(parts[i].shape)}, expected "
+                                 f"({n}, {h}, {wd}, channels) as part 0 and y's batch")
+            chans[i] = part.shape[3]
+            total += chans[i]
+            ptrs[i] = &part[0, 0, 0, 0] if part.size else NULL
+        if total != cy:
+            raise ValueError(f"pool2d_parts_forward: the parts have {total} channels in all, y has {cy}")
+        _parts_rows(ptrs, chans, k, <Py_ssize_t>n * oh, oh, &y[0, 0, 0, 0] if y.size else NULL, h, wd, cy, ow, ph,
+                    pw, sh, sw, pt, pl, average)
+    finally:
+        free(ptrs)
+        free(chans)
+
+
+cdef void _parts_rows(const float** ptrs, const int* chans, Py_ssize_t k, Py_ssize_t rows, int oh, float* yp, int h,
+                      int wd, int cy, int ow, int ph, int pw, int sh, int sw, int pt, int pl, bint average):
+    """The body of ``pool2d_parts_forward``: output row ``t`` of every part in one task."""
+    cdef Py_ssize_t t
+    if yp == NULL:
+        return
+    cdef int nthreads = team_size(rows * ow * cy * ph * pw, rows)
+    if nthreads == 1:  # no OpenMP region (see pool2d_forward)
+        with nogil:
+            for t in range(rows):
+                _parts_row(ptrs, chans, k, t, oh, yp + t * ow * cy, h, wd, cy, ow, ph, pw, sh, sw, pt, pl, average)
+        return
+    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        _parts_row(ptrs, chans, k, t, oh, yp + t * ow * cy, h, wd, cy, ow, ph, pw, sh, sw, pt, pl, average)
+
+
+cdef inline void _parts_row(const float** ptrs, const int* chans, Py_ssize_t k, Py_ssize_t t, int oh, float* yrow,
+                            int h, int wd, int cy, int ow, int ph, int pw, int sh, int sw, int pt, int pl,
+                            bint average) noexcept nogil:
+    """Output row ``t`` of ``pool2d_parts_forward``: each part's channels at their offset in ``yrow``."""
+    cdef Py_ssize_t i
+    cdef int off = 0
+    for i in range(k):
+        if ptrs[i] != NULL:
+            _pool_row(t, oh, ptrs[i], yrow + off, h, wd, chans[i], ow, ph, pw, sh, sw, pt, pl, average, cy)
+        off += chans[i]
+
+
+cdef inline void _pool_row(Py_ssize_t t, int oh, const float* xp, float* yrow, int h, int wd, int c, int ow, int ph,
+                           int pw, int sh, int sw, int pt, int pl, bint average, int ldy) noexcept nogil:
+    """Output row ``t`` (of all samples' rows) of ``pool2d_forward``, from the input ``xp`` (N, h, wd, c) into
+    ``yrow`` (its pixels ``ldy`` apart)."""
     cdef int ni = <int>(t // oh), oy = <int>(t % oh)
     if average and DC_HAVE_SIMD:  # sums in registers, masked vectors (see _pool.h)
-        dc_avg_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw,
-                        pl)
+        dc_avg_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yrow, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl, ldy)
     elif average:
-        _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
+        _avg_row(xp + <Py_ssize_t>ni * h * wd * c, yrow, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl, ldy)
     elif DC_HAVE_SIMD:  # masked vectors: fast for any channel count (see _pool.h)
-        dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw,
-                        pl)
+        dc_max_pool_row(xp + <Py_ssize_t>ni * h * wd * c, yrow, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl, ldy)
     else:
-        _max_row(xp + <Py_ssize_t>ni * h * wd * c, yp + t * ow * c, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl)
+        _max_row(xp + <Py_ssize_t>ni * h * wd * c, yrow, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl, ldy)
 
 
 def global_pool2d_forward(const float[:, :, ::1] x, float[:, ::1] y, bint average):

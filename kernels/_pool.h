@@ -44,15 +44,16 @@ static inline void dc_max_pool_pixel_##NV(const float* x, float* y, int wd, int 
 DC_MAX_POOL_PIXEL(1)
 DC_MAX_POOL_PIXEL(4)
 
-/* y[ox, :] = max over the window's taps inside the input; `x` is the sample (h, wd, c), `iy0` the window's first
- * input row (may be negative: padded rows never win). */
+/* y[ox * ldy + k] = max over the window's taps inside the input, for k < c; `x` is the sample (h, wd, c), `iy0` the
+ * window's first input row (may be negative: padded rows never win). `ldy`: floats between output pixels (c, or
+ * more where the output is a concatenation of which these are some of the channels). */
 static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                                   int sw, int pl) {
+                                   int sw, int pl, int ldy) {
     const int y0 = iy0 < 0 ? 0 : iy0, y1 = (iy0 + ph < h) ? iy0 + ph : h;
     for (int ox = 0; ox < ow; ++ox) {
         const int ix0 = ox * sw - pl;
         const int x0 = ix0 < 0 ? 0 : ix0, x1 = (ix0 + pw < wd) ? ix0 + pw : wd;
-        float* yp = y + (long)ox * c;
+        float* yp = y + (long)ox * ldy;
         if (c <= V_LANES)
             dc_max_pool_pixel_1(x, yp, wd, c, 0, y0, y1, x0, x1);
         else
@@ -81,14 +82,15 @@ static inline void dc_avg_pool_pixel_##NV(const float* x, float* y, int wd, int 
 DC_AVG_POOL_PIXEL(1)
 DC_AVG_POOL_PIXEL(4)
 
-/* y[ox, :] = the mean over the window's taps inside the input (TensorFlow's "same" rule: padding never counts). */
+/* y[ox * ldy + k] = the mean over the window's taps inside the input (TensorFlow's "same" rule: padding never
+ * counts), for k < c; `ldy` as dc_max_pool_row's. */
 static inline void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                                   int sw, int pl) {
+                                   int sw, int pl, int ldy) {
     const int y0 = iy0 < 0 ? 0 : iy0, y1 = (iy0 + ph < h) ? iy0 + ph : h;
     for (int ox = 0; ox < ow; ++ox) {
         const int ix0 = ox * sw - pl;
         const int x0 = ix0 < 0 ? 0 : ix0, x1 = (ix0 + pw < wd) ? ix0 + pw : wd;
-        float* yp = y + (long)ox * c;
+        float* yp = y + (long)ox * ldy;
         if (c <= V_LANES)
             dc_avg_pool_pixel_1(x, yp, wd, c, 0, y0, y1, x0, x1);
         else
@@ -214,12 +216,14 @@ static inline void dc_max_pool_arg_rows_c(const float* conv, int ow, int c, int 
 }
 /* Never called on the generic target (callers check DC_HAVE_SIMD); defined so that the extension links. */
 static inline void dc_max_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                                   int sw, int pl) {
+                                   int sw, int pl, int ldy) {
     (void)x; (void)y; (void)h; (void)wd; (void)c; (void)ow; (void)iy0; (void)ph; (void)pw; (void)sw; (void)pl;
+    (void)ldy;
 }
 static inline void dc_avg_pool_row(const float* x, float* y, int h, int wd, int c, int ow, int iy0, int ph, int pw,
-                                   int sw, int pl) {
+                                   int sw, int pl, int ldy) {
     (void)x; (void)y; (void)h; (void)wd; (void)c; (void)ow; (void)iy0; (void)ph; (void)pw; (void)sw; (void)pl;
+    (void)ldy;
 }
 #endif
 

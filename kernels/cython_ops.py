@@ -182,6 +182,29 @@ def pool2d_kernel(x_shape, pool, strides, padding, average):
         (n, oh, ow, c)
 
 
+def pool2d_parts_kernel(x_shapes, pool, strides, padding, average):
+    """``(run, y_shape)``: ``run(*xs, y)`` fills ``y`` with the max (or mean) pool of the arrays ``xs`` (of
+    ``x_shapes``, NHWC) concatenated along the channels, each read where it is (no concatenated copy): the bits of
+    ``concatenate_kernel`` then ``pool2d_kernel``.
+
+    Measured on the Zen 3 (the breadth inception, whose two Concatenates each feed an AveragePooling2D(2); programs
+    with and without the rule alternating in one process, two runs): ``Predictor.predict`` 1.04-1.06x faster at
+    batch 1 on one thread, 1.04x on two; 1.02-1.03x at batch 64 on one, 1.01-1.04x on two."""
+    shapes = [tuple(s) for s in x_shapes]
+    n, h, wd, _ = shapes[0]
+    if any(len(s) != 4 or s[:3] != (n, h, wd) for s in shapes):
+        raise ValueError(f"pool2d_parts_kernel: the parts have shapes {shapes}, expected (N, H, W, C_i) with the "
+                         f"same N, H, W")
+    oh, ow, (pt, _), (pl, _) = window_2d(h, wd, pool, strides, padding)
+    (ph, pw), (sh, sw) = pool, strides
+
+    def run(*args):
+        *xs, y = args
+        _pool.pool2d_parts_forward(list(xs), ph, pw, sh, sw, pt, pl, y, average)
+
+    return run, (n, oh, ow, sum(s[3] for s in shapes))
+
+
 def _run(kernel, *inputs):
     run, shape = kernel
     y = np.empty(shape, dtype=np.float32)

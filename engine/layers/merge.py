@@ -91,6 +91,13 @@ class Concatenate(_Merge):
         out[k] = sum(s[k] for s in input_shapes)
         return tuple(out)
 
+    @property
+    def joins_channels(self):
+        """Whether it joins image batches (N, H, W, C) along the channels: a layer that works on each channel on its
+        own (``lower_parts``) can then read the parts instead (``fusion.POOL_OF_CONCAT``)."""
+        shapes = self.input_shape if self.built else None
+        return bool(shapes) and len(shapes[0]) == 3 and self._axis(shapes) == 3
+
     def lower(self, lowering, step):
         axis = self._axis(self.input_shape)
 

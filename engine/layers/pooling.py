@@ -31,6 +31,14 @@ class _Pooling2D(Layer):
         return [Kernel(self.op_name, lambda shape: lowering.kernels.pool2d_kernel(
             shape, self.pool_size, self.strides, self.padding, average))]
 
+    def lower_parts(self, lowering, step):
+        """The kernels of this pooling over a concatenation of several inputs along the channels, each read where
+        it is (the inference rule ``fusion.POOL_OF_CONCAT``): every channel is pooled on its own, so each part's
+        channels are pooled straight into theirs of the output, and the concatenated copy is never written."""
+        average = self.average
+        return [Kernel("concatenate+" + self.op_name, lambda shapes: lowering.kernels.pool2d_parts_kernel(
+            shapes, self.pool_size, self.strides, self.padding, average))]
+
 
 @register
 class MaxPooling2D(_Pooling2D):
