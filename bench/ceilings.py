@@ -45,14 +45,15 @@ def layer_work(layer, x_shape, y_shape, first, view=False):
     input of ``x_shape`` giving ``y_shape``: FLOPs for the convolutions and dense layers (their direct products;
     the backward's two products, one where the first layer skips its input gradient), bytes for every layer (each
     array read or written once: input, output and weights forward; the output's gradient, the input, the input's
-    gradient and the weights and their gradient backward; nothing for a ``view`` of the input, such as Flatten)."""
+    gradient and the weights and their gradient backward; nothing for a ``view`` of the input, such as Flatten).
+    ``x_shape``: a list of shapes for a layer of several inputs (Add, Concatenate), whose bytes count each input."""
     from dropcore.kernels.geometry import window_2d
 
-    size = lambda shape: int(np.prod(shape))  # noqa: E731
+    size = lambda shape: sum(int(np.prod(s)) for s in shape) if isinstance(shape, list) else int(np.prod(shape))  # noqa: E731
     weights = sum(int(np.size(w)) for w in getattr(layer, "weights", {}).values())
     kernel = getattr(layer, "weights", {}).get("kernel")
     flops = 0.0
-    if kernel is not None and kernel.ndim == 4 and len(x_shape) == 4:
+    if kernel is not None and kernel.ndim == 4 and not isinstance(x_shape, list) and len(x_shape) == 4:
         kh, kw, cin, cout = kernel.shape
         oh, ow, _, _ = window_2d(x_shape[1], x_shape[2], (kh, kw), layer.strides, layer.padding)
         flops = 2.0 * x_shape[0] * oh * ow * kh * kw * cin * cout

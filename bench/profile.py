@@ -41,8 +41,11 @@ def _timed_layer(layer, fwd, bwd, shapes):
         t = time.perf_counter()
         y, backprop = original(ops, x, *args, **kwargs)
         fwd[layer.name].append(time.perf_counter() - t)
-        # what the layer's FLOPs and bytes are worked out from; a view of its input (Flatten) moves no bytes
-        shapes[layer.name] = (x.shape, y.shape, np.shares_memory(x, y))
+        # what the layer's FLOPs and bytes are worked out from; a view of its input (Flatten) moves no bytes; a layer
+        # of several inputs (Add, Concatenate) gets the list of their shapes
+        several = isinstance(x, (list, tuple))
+        shapes[layer.name] = ([a.shape for a in x] if several else x.shape, y.shape,
+                              not several and np.shares_memory(x, y))
 
         def timed_backprop(dy):
             t0 = time.perf_counter()

@@ -94,6 +94,24 @@ def test_profile_accounts_for_every_step():
     assert "| GFLOP/s | of GEMM | GB/s | of copy |" in table.splitlines()[0]
 
 
+def test_profile_takes_layers_of_several_inputs():
+    # a residual Add and a Concatenate: their bytes count every input, and no FLOPs
+    import dropcore
+    from dropcore.layers import Add, Concatenate, Conv2D, Dense, GlobalAveragePooling2D, Input
+
+    inp = Input((6, 6, 2))
+    a = Conv2D(2, 3, padding="same")(inp)
+    h = Concatenate()([Add()([a, inp]), a])
+    model = dropcore.Model(inp, Dense(3)(GlobalAveragePooling2D()(h)))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((4, 6, 6, 2), dtype=np.float32)
+    rows, total = profile.profile_training(model, x, np.arange(4) % 3, repeats=1, warmup=1)
+    by_kind = {k: next(r for r in rows if f"({k})" in r["step"]) for k in ("Add", "Concatenate")}
+    size = 4 * 6 * 6 * 2
+    assert by_kind["Add"]["forward_bytes"] == 4.0 * 3 * size and by_kind["Add"]["forward_flops"] == 0
+    assert by_kind["Concatenate"]["forward_bytes"] == 4.0 * 4 * size
+
+
 def test_ceilings_are_measured():
     from bench import ceilings
 
