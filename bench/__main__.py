@@ -64,6 +64,9 @@ def parser():
                    "against PyTorch); --models may also name breadth models")
     p.add_argument("--unfolded", action="store_true", help="with --breadth: dropcore's programs without the "
                    "inference folds (batch norm, residual add, activations into the kernel), for a before/after")
+    p.add_argument("--rounds", type=_positive, default=None, help="with --breadth: processes per engine and model, "
+                   "in alternating order, each metric keeping its best (default 2; --quick: 1); more ride out a host "
+                   "whose speed changes for seconds at a time")
     p.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (a smoke run, noisier)")
     p.add_argument("--repeats", type=_positive, default=None, help="timed repeats per measurement (default 5; "
                    "--quick: 2); latency uses 10x as many")
@@ -103,6 +106,8 @@ def main(argv=None):
     if breadth and len(breadth) != len(args.models):
         parser().error(f"--models: the breadth models ({','.join(breadth)}) have a table of their own; name them "
                        f"apart from the reference models")
+    if args.rounds and not (args.breadth or breadth):
+        parser().error("--rounds: only the breadth table (--breadth) measures in rounds")
     if args.breadth or breadth:
         return _breadth(breadth or list(BREADTH), counts[0], repeats, args, t0)
     args.models = args.models or list(models.MODELS)
@@ -131,11 +136,16 @@ def _breadth(names, threads, repeats, args, t0):
     from . import breadth_bench
 
     report = breadth_bench.run(names, threads, repeats, quick=args.quick, unfolded=args.unfolded,
-                               log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(breadth_bench.markdown(report))
+                               log=lambda m: print(m, file=sys.stderr, flush=True), rounds=args.rounds)
+    table = breadth_bench.markdown(report)
+    print(table)
     print(f"\n(measured in {time.perf_counter() - t0:.0f} s, {threads} threads)")
     if args.json:
         print(f"JSON: {runner.save_json(report, args.json)}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+        print(f"Markdown: {os.path.abspath(args.markdown)}")
     return 0
 
 

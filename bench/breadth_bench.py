@@ -120,12 +120,14 @@ def ratios(results):
     return out
 
 
-def run(names, threads, repeats, quick=False, log=print, unfolded=False):
-    """Measure the breadth models; the JSON-able report (``unfolded``: dropcore without its inference folds)."""
+def run(names, threads, repeats, quick=False, log=print, unfolded=False, rounds=None):
+    """Measure the breadth models; the JSON-able report (``unfolded``: dropcore without its inference folds;
+    ``rounds``: processes per engine and model, default 2, or 1 with ``quick``)."""
     from . import machine
     from .timing import threads as thread_limit
 
-    warmup, rounds = (1, 1) if quick else (2, 2)
+    warmup, default_rounds = (1, 1) if quick else (2, 2)
+    rounds = rounds or default_rounds
     report = {"machine": machine.info(threads), "settings": {"models": list(names), "repeats": repeats,
                                                               "rounds": rounds, "threads": threads, "batch": BATCH,
                                                               "unfolded": unfolded},

@@ -100,6 +100,26 @@ def test_cli_takes_breadth_models_apart_from_the_reference_models(capsys):
     assert "table of their own" in capsys.readouterr().err
 
 
+def test_cli_rounds_and_markdown_for_the_breadth_table(monkeypatch, tmp_path, capsys):
+    # each engine runs in --rounds processes, alternating order; latency keeps the best (least), the rest the most
+    calls = []
+
+    def worker(argv, threads, env=None):
+        calls.append(argv[2])
+        k = calls.count(argv[2])
+        return {"latency1": 1.0 / k, "infer64": 10.0 * k, "train64": None if argv[2] == "onnxruntime" else 5.0,
+                **({"steps": ["conv2d"], "uncompiled": []} if argv[2] == "dropcore" else {})}
+
+    monkeypatch.setattr(breadth_bench, "_run_worker", worker)
+    md = tmp_path / "b.md"
+    assert cli.main(["--models", "resnet8", "--rounds", "3", "--repeats", "1", "--markdown", str(md)]) == 0
+    assert calls == list(breadth_bench.ENGINES) + list(breadth_bench.ENGINES[::-1]) + list(breadth_bench.ENGINES)
+    assert "| resnet8 | dropcore | 0.333 | 30 |" in md.read_text()
+    with pytest.raises(SystemExit):
+        cli.main(["--models", "lenet5", "--rounds", "2"])
+    assert "only the breadth table" in capsys.readouterr().err
+
+
 def test_a_failing_engine_leaves_the_rest_of_the_table(monkeypatch):
     def worker(argv, threads, env=None):
         if argv[2] == "torch":
