@@ -49,7 +49,9 @@ def layer_work(layer, x_shape, y_shape, first, view=False):
     ``x_shape``: a list of shapes for a layer of several inputs (Add, Concatenate), whose bytes count each input."""
     from dropcore.kernels.geometry import window_2d
 
-    size = lambda shape: sum(int(np.prod(s)) for s in shape) if isinstance(shape, list) else int(np.prod(shape))  # noqa: E731
+    def size(shape):
+        return sum(int(np.prod(s)) for s in shape) if isinstance(shape, list) else int(np.prod(shape))
+
     weights = sum(int(np.size(w)) for w in getattr(layer, "weights", {}).values())
     kernel = getattr(layer, "weights", {}).get("kernel")
     flops = 0.0

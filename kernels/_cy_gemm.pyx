@@ -530,8 +530,8 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
     batch of 1 keeps every thread busy, up to 4 (98 KiB of transforms for 64 channels in, 64 out) otherwise.
     Only where the variant has them (callers check ``HAVE_WINOGRAD`` and ``geometry.winograd_pays``). ``act``
     (without ``pool``): activation ``act`` of ``_act.h`` on each band right after it is written.
-    With ``r`` (an array of ``y``'s shape), (without ``pool``) ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
-    ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
+    Without ``pool``, with ``r`` (an array of ``y``'s shape): ``y = conv(x, w) + b + r``, then the ReLU or ``act``:
+    a residual ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
     if pool and r is not None:
         raise ValueError("conv2d_winograd: a residual operand with pool=True: the add comes after the pooling")
