@@ -2,10 +2,10 @@
 
 Each rule looks at a step and its sole consumer (fusion only happens where the intermediate value has exactly one
 consumer and is not the model's output) and asks the layers what they can do (``fuses_relu``, ``absorbs_relu``,
-``pure_activation``, ``fusable_pool``: see ``layers/base.py``; ``channel_affine``, ``residual_sum`` and
-``folding.folded_weight`` for the inference-only folds of ``dropcore.folding``), never which class they are. The
-training lowering
-and the inference lowering each apply their own list, in order.
+``pure_activation``, ``fusable_pool``: see ``layers/base.py``; ``channel_affine``, ``residual_sum``,
+``folding.folded_weight``, and a Concatenate's ``joins_channels`` with a pooling's ``lower_parts``, for the
+inference-only folds of ``dropcore.folding``), never which class they are. The training lowering and the inference
+lowering each apply their own list, in order.
 """
 from collections import namedtuple
 
