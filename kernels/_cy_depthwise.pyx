@@ -50,7 +50,8 @@ def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, con
             for t in range(rows):
                 _forward_row(t, oh, xp, wp, bp, yp, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, ow, relu, act, alpha)
         return
-    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+    cdef Py_ssize_t claim = chunk(rows, nthreads, <double>ow * c * kh * kw, BALANCE_WORK)
+    for t in prange(rows, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
         _forward_row(t, oh, xp, wp, bp, yp, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, ow, relu, act, alpha)
 
 
@@ -79,7 +80,8 @@ def depthwise_backward_dx(const float[:, :, :, ::1] dy, const float[:, :, ::1] w
     cdef const float* wp = &w[0, 0, 0]
     cdef float* dxp = &dx[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * wd * c * kh * kw, rows)
-    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+    cdef Py_ssize_t claim = chunk(rows, nthreads, <double>wd * c * kh * kw, BALANCE_WORK)
+    for t in prange(rows, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
         ni = <int>(t // h)
         iy = <int>(t % h)
         dc_dw_dx_row(dyp + ni * osz, wp, dxp + t * wd * c, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, iy)
@@ -116,7 +118,8 @@ def depthwise_backward_dw(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
     if gmp != NULL and (gm.shape[0] != dy.shape[0] or gm.shape[1] != oh or gm.shape[2] != ow or gm.shape[3] != c):
         raise ValueError("depthwise_backward_dw: gm must have dy's shape")
     cdef int nthreads = team_size(rows * row * kh * kw, chunks)
-    for k in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+    cdef Py_ssize_t claim = chunk(chunks, nthreads, <double>rows * row * kh * kw / max(chunks, 1), BALANCE_WORK)
+    for k in prange(chunks, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
         r0 = k * rows // chunks
         r1 = (k + 1) * rows // chunks
         tw = dwpp + k * kc

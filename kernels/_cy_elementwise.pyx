@@ -1106,6 +1106,7 @@ def batch_norm_train(const float[:, ::1] x, const float[::1] gamma, const float[
     cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], per = max(1, ROWS_CHUNK // max(c, 1)), t, j, r0
     cdef Py_ssize_t chunks = (rows + per - 1) // per
     cdef int nthreads = team_size(rows * c, chunks)
+    cdef Py_ssize_t claim = chunk(chunks, nthreads, <double>per * c, BALANCE_WORK)
     cdef double dmean, v
     cdef const float* xp
     cdef float* yp
@@ -1121,7 +1122,7 @@ def batch_norm_train(const float[:, ::1] x, const float[::1] gamma, const float[
     cdef double* t2 = t1 + c
     cdef float* scale = <float*>(t2 + c)
     try:
-        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(chunks, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
             r0 = t * per
             _moments_rows(xp, xp, r0, min(rows, r0 + per), c, partials + 2 * t * c, partials + (2 * t + 1) * c)
         with nogil:
@@ -1134,7 +1135,7 @@ def batch_norm_train(const float[:, ::1] x, const float[::1] gamma, const float[
                 var[j] = <float>v
                 inv_std[j] = <float>(1.0 / sqrt(v + <double>eps))
                 scale[j] = gamma[j] * inv_std[j]
-        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(chunks, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
             r0 = t * per
             if relu:
                 _affine_relu_rows(xp, &mean[0], scale, &beta[0], yp, r0, min(rows, r0 + per), c, cap)
@@ -1154,6 +1155,7 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
     cdef Py_ssize_t rows = x.shape[0], c = x.shape[1], per = max(1, ROWS_CHUNK // max(c, 1)), t, j, r0
     cdef Py_ssize_t chunks = (rows + per - 1) // per
     cdef int nthreads = team_size(rows * c, chunks)
+    cdef Py_ssize_t claim = chunk(chunks, nthreads, <double>per * c, BALANCE_WORK)
     cdef double istd, dg, k0
     cdef const float* xp
     cdef const float* gp
@@ -1178,7 +1180,7 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
     cdef float* cst = b + c
     cdef float* masked = cst + c  # a row of the masked gradient per thread
     try:
-        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(chunks, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
             r0 = t * per
             if yp != NULL:
                 _grad_sums_relu_rows(gp, yp, cap, xp, &mean[0], r0, min(rows, r0 + per), c, partials + 2 * t * c,
@@ -1197,7 +1199,7 @@ def batch_norm_backward(const float[:, ::1] dy, const float[:, ::1] x, const flo
                 a[j] = <float>k0
                 b[j] = <float>(-k0 * istd * dg / rows)
                 cst[j] = <float>(-k0 * t1[j] / rows)
-        for t in prange(chunks, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(chunks, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
             r0 = t * per
             if yp != NULL:
                 _grad_input_relu_rows(gp, yp, cap, xp, &mean[0], a, b, cst, dxp, r0, min(rows, r0 + per), c)

@@ -137,6 +137,8 @@ cdef enum:
     # The bytes of weights a thread must get for waking it to pay in a product that streams them (a small batch
     # through a large dense layer: memory-bound, so its flops undercount it): 256 KiB take a core ~2-3 us from L3.
     GRAIN_BYTES = 262144
+    # The floating-point operations a claim of tasks should hold in a balanced region (``chunk``): ~12 us of a core
+    BALANCE_FLOPS = 1048576
 
 
 cdef int _threads(Py_ssize_t tasks, bint blas, double flops) noexcept:
@@ -375,8 +377,9 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
                 _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
                               yp + t * ow * cout, relu, act, alpha, rp + t * ow * cout if rp else NULL)
         return
+    cdef Py_ssize_t claim = chunk(rows, nthreads, 2.0 * ow * kh * kw * cin * cout, BALANCE_FLOPS)
     with nogil, parallel(num_threads=nthreads):
-        for t in prange(rows, schedule="static"):
+        for t in prange(rows, schedule="dynamic", chunksize=claim):
             _implicit_row(xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, ow, t // oh, <int>(t % oh),
                           yp + t * ow * cout, relu, act, alpha, rp + t * ow * cout if rp else NULL)
 
@@ -407,6 +410,8 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef int blocks = (oh + block - 1) // block
     cdef Py_ssize_t tasks = <Py_ssize_t>n * blocks, t
     cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * kh * kw * cin * cout)
+    cdef Py_ssize_t claim = chunk(tasks, nthreads, 2.0 * n * oh * ow * kh * kw * cin * cout / max(tasks, 1),
+                                  BALANCE_FLOPS)
     cdef Py_ssize_t scratch = dc_direct_scratch(block, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 0
     cdef const float* xp = &x[0, 0, 0, 0]
     cdef const float* wp = &w[0, 0, 0, 0]
@@ -422,7 +427,7 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
                                  pads, relu, act, alpha, rp)
             return
         with nogil, parallel(num_threads=nthreads):
-            for t in prange(tasks, schedule="static"):
+            for t in prange(tasks, schedule="dynamic", chunksize=claim):
                 _direct_task(t, blocks, block, xp, h, wd, cin, wp, kh, kw, cout, bp, sh, sw, pt, pl, oh, ow, yp,
                              pads + threadid() * scratch if padded else NULL, relu, act, alpha, rp)
     finally:
@@ -465,6 +470,8 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     cdef int bands = (poh + band - 1) // band
     cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
     cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * kh * kw * cin * cout)
+    cdef Py_ssize_t claim = chunk(tasks, nthreads, 2.0 * n * oh * ow * kh * kw * cin * cout / max(tasks, 1),
+                                  BALANCE_FLOPS)
     cdef Py_ssize_t scratch = dc_direct_scratch(band * ph, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 0
     cdef Py_ssize_t conv_rows = <Py_ssize_t>band * ph * ow * cout
     cdef const float* xp = &x[0, 0, 0, 0]
@@ -482,7 +489,7 @@ def conv2d_max_pool(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
                                     pt, pl, ow, poh, pow_, ph, pw, yp, convs, pads, relu)
             return
         with nogil, parallel(num_threads=nthreads):
-            for t in prange(tasks, schedule="static"):
+            for t in prange(tasks, schedule="dynamic", chunksize=claim):
                 _conv_pool_task(t, bands, band, direct, xp, h, wd, cin, wp, kh, kw, cout, bp, has_bias, sh, sw, pt,
                                 pl, ow, poh, pow_, ph, pw, yp, convs + threadid() * conv_rows,
                                 pads + threadid() * scratch if padded else NULL, relu)
@@ -559,6 +566,8 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     cdef int bands = (th + band - 1) // band
     cdef Py_ssize_t tasks = <Py_ssize_t>n * bands, t
     cdef int nthreads = _threads(tasks, False, 2.0 * n * oh * ow * cin * cout * 4)  # 16 products per 4 outputs
+    cdef Py_ssize_t claim = chunk(tasks, nthreads, 2.0 * n * oh * ow * cin * cout * 4 / max(tasks, 1),
+                                  BALANCE_FLOPS)
     # each thread's transforms on a 64-byte boundary (rows of 16 floats stay aligned when cin, cout are multiples of
     # 16): an unaligned scratch cost up to 15% of a batch-1 prediction, depending on where it was put
     cdef Py_ssize_t per = (16 * band * tw * (cin + cout) + 15) // 16 * 16
@@ -575,7 +584,7 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
                                    relu, base, argp, act, alpha, rp)
             return
         with nogil, parallel(num_threads=nthreads):
-            for t in prange(tasks, schedule="static"):
+            for t in prange(tasks, schedule="dynamic", chunksize=claim):
                 _winograd_task(t, bands, band, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp, sample, pool,
                                relu, base + threadid() * per, argp, act, alpha, rp)
     finally:
@@ -631,8 +640,10 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
             for p in range(rblocks * cblocks):
                 _dense_task(p, cblocks, ccols, n, k, cout, xp, wp, bp, has_bias, yp, relu, act, alpha)
         return
+    cdef Py_ssize_t claim = chunk(rblocks * cblocks, nthreads, 2.0 * n * k * cout / (rblocks * cblocks),
+                                  BALANCE_FLOPS)
     with nogil, parallel(num_threads=nthreads):
-        for p in prange(rblocks * cblocks, schedule="static"):
+        for p in prange(rblocks * cblocks, schedule="dynamic", chunksize=claim):
             _dense_task(p, cblocks, ccols, n, k, cout, xp, wp, bp, has_bias, yp, relu, act, alpha)
 
 
@@ -932,8 +943,10 @@ def conv2d_max_pool_arg(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w
     cdef Py_ssize_t ni, at
     cdef int p0, p1
     cdef float* slab
+    cdef Py_ssize_t claim = chunk(tasks, nthreads, 2.0 * n * oh * ow * kh * kw * cin * cout / max(tasks, 1),
+                                  BALANCE_FLOPS)
     with nogil, parallel(num_threads=nthreads):
-        for t in prange(tasks, schedule="static"):
+        for t in prange(tasks, schedule="dynamic", chunksize=claim):
             slab = base + threadid() * per
             ni = t // bands
             p0 = <int>(t % bands) * band
@@ -1184,8 +1197,9 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     cdef float[:, ::1] parts = np.empty((nchunks, size), dtype=np.float32)
     cdef Py_ssize_t t, s
     cdef float* part
+    cdef Py_ssize_t claim = chunk(nchunks, nthreads, flops / max(nchunks, 1), BALANCE_FLOPS)
     with nogil, parallel(num_threads=nthreads):
-        for t in prange(nchunks, schedule="static"):
+        for t in prange(nchunks, schedule="dynamic", chunksize=claim):
             part = &parts[t, 0]
             memset(part, 0, size * sizeof(float))
             for s in range(t * n // nchunks, (t + 1) * n // nchunks):

@@ -85,7 +85,8 @@ def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, 
             for t in range(rows):
                 _pool_row(t, oh, xp, yp + t * ow * c, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average, c)
         return
-    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+    cdef Py_ssize_t claim = chunk(rows, nthreads, <double>ow * c * ph * pw, BALANCE_WORK)
+    for t in prange(rows, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
         _pool_row(t, oh, xp, yp + t * ow * c, h, wd, c, ow, ph, pw, sh, sw, pt, pl, average, c)
 
 
@@ -136,7 +137,8 @@ cdef void _parts_rows(const float** ptrs, const int* chans, Py_ssize_t k, Py_ssi
             for t in range(rows):
                 _parts_row(ptrs, chans, k, t, oh, yp + t * ow * cy, h, wd, cy, ow, ph, pw, sh, sw, pt, pl, average)
         return
-    for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+    cdef Py_ssize_t claim = chunk(rows, nthreads, <double>ow * cy * ph * pw, BALANCE_WORK)
+    for t in prange(rows, nogil=True, schedule="dynamic", chunksize=claim, num_threads=nthreads):
         _parts_row(ptrs, chans, k, t, oh, yp + t * ow * cy, h, wd, cy, ow, ph, pw, sh, sw, pt, pl, average)
 
 
