@@ -336,7 +336,7 @@ class Model:
                 self._restore(saved)
                 raise NumericalError(f"non-finite loss ({loss})")
         dout *= np.float32(1.0 / total)  # the global batch's size: the ranks' gradients sum to the batch's
-        plan.backward(tape, dout)
+        plan.backward(tape, dout, ops)
         params = [la.weights[n] for la, n in self._trainable]
         grads = [la.grads[n] for la, n in self._trainable]
         if dp is not None:  # checked after the sum, so that every rank raises (or not) together

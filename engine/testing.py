@@ -38,7 +38,7 @@ def assert_weight_gradients(model, x, r, expected, rtol=1e-3, atol=1e-6):
     from .ops import get_ops
 
     _, tape = model.plan.forward(get_ops("numba"), x, Context(), keep_backprop=True)
-    model.plan.backward(tape, r)
+    model.plan.backward(tape, r, get_ops("numba"))
     for (name, w), grad in expected.items():
         np.testing.assert_allclose(model.get_layer(name).grads[w], grad, rtol=rtol, atol=atol, err_msg=f"{name}.{w}")
         assert np.abs(grad).max() > 1e-4, f"{name}.{w}: the expected gradient is zero"

@@ -56,7 +56,7 @@ def warm_kernels(model):
     with engine_call(model.kernel_set.name):
         out, tape = model.plan.forward(model.kernel_set, x, Context(training=True, dropout=True), keep_backprop=True,
                                         logits=model.fuses_loss)
-        model.plan.backward(tape, np.ones_like(out))
+        model.plan.backward(tape, np.ones_like(out), model.kernel_set)
     for w, copy in saved:
         np.copyto(w, copy)
 
