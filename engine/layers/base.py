@@ -115,9 +115,9 @@ class Layer:
     #: a pool size when a convolution right before it can run this (max) pooling in its own kernel
     fusable_pool = None
     #: ``((top, bottom), (left, right))`` when the layer only pads with zeros (ZeroPadding2D): a convolution after
-    #: it that ``takes_pads`` reads its input with those pads instead (inference programs; no padded copy)
+    #: it that ``takes_pads`` reads its input with those pads instead (training and inference; no padded copy)
     zero_pads = None
-    #: its bound kernels can take explicit pads as their ``padding`` option (an unpadded convolution)
+    #: its kernels, forward and backward, can take explicit pads as its ``padding`` option (an unpadded convolution)
     takes_pads = False
     #: the identity in inference unless Monte-Carlo dropout is on (the dropout family): no step at all there
     identity_in_inference = False

@@ -49,7 +49,7 @@ class Conv2D(Layer):
     """
 
     #: ``need_dx``: false for the first layer (nothing upstream needs its input gradient); ``pool``: the pool size
-    #: of the max pooling fused after it (``dropcore.fusion``)
+    #: of the max pooling fused after it; ``padding``: a ZeroPadding2D's pads, folded in (``dropcore.fusion``)
     OPTIONS = ("activation", "activation_params", "need_dx", "pool", "padding")
     fuses_relu = True
     #: model files written before ``dilation_rate`` existed hold no such key: it was 1
@@ -146,9 +146,10 @@ class Conv2D(Layer):
             kernels.append(Kernel("max_pool2d", lambda shape: cy.pool2d_kernel(shape, pool, pool, "valid", False)))
         return kernels
 
-    def forward(self, ops, x, ctx, activation=None, need_dx=True, pool=None):
+    def forward(self, ops, x, ctx, activation=None, need_dx=True, pool=None, padding=None):
         act = self.activation if activation is None else activation
         relu = act == "relu"
+        pads = self.padding if padding is None else padding  # a ZeroPadding2D's pads, folded in (takes_pads)
         if self.groups > 1:
             return self._finish(ops, *grouped.forward(self, ops, x, relu, need_dx), act, pool)
         if self.dilation_rate != (1, 1):
@@ -157,29 +158,28 @@ class Conv2D(Layer):
                                                         self.use_bias), act, pool)
         w, b = self.weights["kernel"], self.weights.get("bias")
         if pool is not None:  # the max pooling after it, in the same pass (fusion: activation linear or relu)
-            return self._forward_pooled(ops, x, w, b, relu, need_dx, pool)
-        z = ops.conv2d(x, w, b, self.strides, self.padding, relu=relu)
+            return self._forward_pooled(ops, x, w, b, relu, need_dx, pool, pads)
+        z = ops.conv2d(x, w, b, self.strides, pads, relu=relu)
         y, act_backprop = apply_activation(ops, act, z, relu)
 
         def backprop(dy):
             if relu:  # the kernel masks each gradient tile by the output while it is in cache
-                dx, dw, db = ops.conv2d_backward(dy, x, w, self.strides, self.padding, self.use_bias, need_dx, z)
+                dx, dw, db = ops.conv2d_backward(dy, x, w, self.strides, pads, self.use_bias, need_dx, z)
             else:
-                dx, dw, db = ops.conv2d_backward(act_backprop(dy), x, w, self.strides, self.padding, self.use_bias,
-                                                 need_dx)
+                dx, dw, db = ops.conv2d_backward(act_backprop(dy), x, w, self.strides, pads, self.use_bias, need_dx)
             self._store_grads(dw, db)
             return dx
 
         return y, backprop
 
-    def _forward_pooled(self, ops, x, w, b, relu, need_dx, pool):
+    def _forward_pooled(self, ops, x, w, b, relu, need_dx, pool, pads):
         """``max_pool2d(relu?(conv2d(x)), pool)`` on ``ops.conv2d_max_pool``: the convolution's output is never
         materialized, and the backward rebuilds its gradient from where each window's maximum was."""
-        y, arg = ops.conv2d_max_pool(x, w, b, self.strides, self.padding, pool, relu=relu)
+        y, arg = ops.conv2d_max_pool(x, w, b, self.strides, pads, pool, relu=relu)
 
         def backprop(dy):
-            dx, dw, db = ops.conv2d_max_pool_backward(dy, arg, y, x, w, self.strides, self.padding, pool,
-                                                      self.use_bias, need_dx, relu)
+            dx, dw, db = ops.conv2d_max_pool_backward(dy, arg, y, x, w, self.strides, pads, pool, self.use_bias,
+                                                      need_dx, relu)
             self._store_grads(dw, db)
             return dx
 

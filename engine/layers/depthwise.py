@@ -20,7 +20,7 @@ class _Depthwise(Layer):
 
     #: ``activation``: a ReLU after it fused into its last kernel (inference: any element-wise activation, with its
     #: ``activation_params``); ``need_dx``: false for the first layer; ``padding``: a ZeroPadding2D's pads, folded
-    #: in (inference programs)
+    #: in (``fusion.PADS_INTO_CONV``)
     OPTIONS = ("activation", "activation_params", "need_dx", "padding")
     fuses_relu = True
 
@@ -74,10 +74,10 @@ class _Depthwise(Layer):
         mult = self.depth_multiplier
         return 4 * h * w * c * mult if mult > 1 else 0  # the input's channels repeated for the kernels
 
-    def forward(self, ops, x, ctx, activation=None, need_dx=True):
+    def forward(self, ops, x, ctx, activation=None, need_dx=True, padding=None):
         act = self.activation if activation is None else activation
         relu = act == "relu"
-        z, backprop_z = self._forward(ops, x, relu, need_dx)
+        z, backprop_z = self._forward(ops, x, relu, need_dx, self.padding if padding is None else padding)
         y, act_backprop = apply_activation(ops, act, z, relu)
 
         def backprop(dy):  # with ReLU fused, the kernels mask the gradient by the output themselves
@@ -106,14 +106,14 @@ class DepthwiseConv2D(_Depthwise):
                     bias_initializer, dilation_rate)
         self.depthwise_constraint = constraints.get(depthwise_constraint)
 
-    def _forward(self, ops, x, relu, need_dx):
-        """``(z, backprop)``: the convolution with the bias (and ReLU, when ``relu``) fused."""
+    def _forward(self, ops, x, relu, need_dx, pads):
+        """``(z, backprop)``: the convolution (padded by ``pads``) with the bias (and ReLU, when ``relu``) fused."""
         w, b, dil = self.weights["depthwise_kernel"], self.weights.get("bias"), self.dilation_rate
-        z = ops.depthwise_conv2d(x, w, b, self.strides, self.padding, relu, dil)
+        z = ops.depthwise_conv2d(x, w, b, self.strides, pads, relu, dil)
 
         def backprop(dz):
             dx, self.grads["depthwise_kernel"], db = ops.depthwise_conv2d_backward(
-                dz, x, w, self.strides, self.padding, self.use_bias, need_dx, z if relu else None, dil)
+                dz, x, w, self.strides, pads, self.use_bias, need_dx, z if relu else None, dil)
             if self.use_bias:
                 self.grads["bias"] = db
             return dx
@@ -157,10 +157,10 @@ class SeparableConv2D(_Depthwise):
         c = self.input_shape[2] * self.depth_multiplier
         return super().workspace_bytes(output_shape) + 4 * oh * ow * c  # the depthwise output
 
-    def _forward(self, ops, x, relu, need_dx):
+    def _forward(self, ops, x, relu, need_dx, pads):
         dk, pk, b = self.weights["depthwise_kernel"], self.weights["pointwise_kernel"], self.weights.get("bias")
         dil = self.dilation_rate
-        h = ops.depthwise_conv2d(x, dk, None, self.strides, self.padding, False, dil)
+        h = ops.depthwise_conv2d(x, dk, None, self.strides, pads, False, dil)
         z = ops.conv2d(h, pk, b, (1, 1), "valid", relu=relu)
 
         def backprop(dz):
@@ -169,7 +169,7 @@ class SeparableConv2D(_Depthwise):
             if self.use_bias:
                 self.grads["bias"] = db
             dx, self.grads["depthwise_kernel"], _ = ops.depthwise_conv2d_backward(
-                dh, x, dk, self.strides, self.padding, False, need_dx, None, dil)
+                dh, x, dk, self.strides, pads, False, need_dx, None, dil)
             return dx
 
         return z, backprop

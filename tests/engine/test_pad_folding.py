@@ -79,3 +79,36 @@ def test_a_padding_stays_before_what_cannot_take_it():
         x = np.random.default_rng(4).standard_normal((3, 10, 10, 4)).astype(np.float32)
         np.testing.assert_allclose(model.predict(x), predict_outputs(model.plan, REFERENCE, x, 256), rtol=1e-4,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [ZeroPadding2D(1), Conv2D(8, 3, strides=2, activation="relu")],
+    lambda: [ZeroPadding2D(((0, 1), (1, 0))), Conv2D(8, 3, activation="relu"), MaxPooling2D(2)],
+    lambda: [ZeroPadding2D(1), DepthwiseConv2D(3, strides=2, activation="relu")],
+    lambda: [ZeroPadding2D(2), SeparableConv2D(8, 5)],
+    lambda: [Conv2D(6, 1), ZeroPadding2D(((1, 2), (0, 1))), Conv2D(8, 3, strides=2)],  # a padding mid-model
+])
+@pytest.mark.parametrize("kernels", ["reference", "numba", "cython"])
+def test_training_reads_the_unpadded_input_with_the_pads(make, kernels, monkeypatch):
+    """The training plan has no padded copy, and its outputs and every gradient equal the unfused plan's."""
+    from dropcore import fusion
+    from dropcore.graph import lower_training
+    from dropcore.layers.base import Context
+
+    model = _model(make() + [GlobalAveragePooling2D()], (12, 12, 4))
+    fused = model.plan
+    assert not any(type(s.layer).__name__ == "ZeroPadding2D" for s in fused.steps)
+    monkeypatch.setattr(fusion, "TRAINING", tuple(r for r in fusion.TRAINING if r is not fusion.PADS_INTO_CONV))
+    unfused = lower_training(model._graph)
+    assert any(type(s.layer).__name__ == "ZeroPadding2D" for s in unfused.steps)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 12, 12, 4)).astype(np.float32)
+    ops, ctx = get_ops(kernels), Context(training=True, dropout=True)
+    grads = []
+    for plan in (unfused, fused):
+        y, tape = plan.forward(ops, x, ctx, keep_backprop=True)
+        plan.backward(tape, np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape), ops)
+        grads.append([y] + [la.grads[n].copy() for la in model.layers for n in la.grads])
+    assert len(grads[1]) > 1
+    for want, got in zip(*grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
