@@ -13,6 +13,7 @@ from cython.parallel cimport prange
 cimport openmp
 
 include "_cy_threads.pxi"
+include "_cy_arrays.pxi"
 
 cdef extern from "_depthwise.h" nogil:
     int DC_HAVE_SIMD
@@ -29,21 +30,21 @@ cdef extern from "_act.h" nogil:
 HAVE_SIMD = bool(DC_HAVE_SIMD)
 
 
-def depthwise_forward(const float[:, :, :, ::1] x, const float[:, :, ::1] w, const float[::1] b, bint has_bias,
-                      int sh, int sw, int dh, int dw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act,
+def depthwise_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias,
+                      int sh, int sw, int dh, int dw, int pt, int pl, cnp.ndarray y not None, bint relu, int act,
                       float alpha):
     """``y = relu?(depthwise(x, w) + b)`` for ``x`` (N, H, W, C), ``w`` (kh, kw, C), ``y`` (N, OH, OW, C); then
     activation ``act`` of ``_act.h`` (0: none) with parameter ``alpha`` on each output row while it is in cache,
     the loop its stand-alone op runs (the same bits)."""
+    cdef const float* xp = f32_data(x, 4, False, "depthwise_forward: x")
+    cdef const float* wp = f32_data(w, 3, False, "depthwise_forward: w")
+    cdef const float* bp = f32_data(b, 1, False, "depthwise_forward: b") if has_bias else NULL
+    cdef float* yp = f32_data(y, 4, True, "depthwise_forward: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
     if rows == 0 or ow == 0 or c == 0:
         return
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* wp = &w[0, 0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * ow * c * kh * kw, rows)
     if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a batch-1 request's layer)
         with nogil:

@@ -20,6 +20,7 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 cimport openmp
 
 include "_cy_threads.pxi"
+include "_cy_arrays.pxi"
 import numpy as np
 
 cdef extern from "_gemm.h" nogil:
@@ -191,16 +192,17 @@ cdef inline void _residual_rows(float* y, const float* r, Py_ssize_t count, bint
             y[i] = y[i] + r[i]
 
 
-cdef const float* _residual_operand(const float[:, :, :, ::1] r, const float[:, :, :, ::1] y) except? NULL:
+cdef const float* _residual_operand(cnp.ndarray r, cnp.ndarray y) except? NULL:
     """The data of ``r``, a residual operand for the output ``y`` (``None``, or an empty batch: NULL), checked to
     have ``y``'s shape."""
     if r is None or y.shape[0] == 0:
         return NULL
+    cdef const float* rp = f32_data(r, 4, False, "residual operand")
     cdef tuple got = (r.shape[0], r.shape[1], r.shape[2], r.shape[3])
     cdef tuple want = (y.shape[0], y.shape[1], y.shape[2], y.shape[3])
     if got != want:
         raise ValueError(f"residual operand: shape {got}, expected the output's {want}")
-    return &r[0, 0, 0, 0]
+    return rp
 
 
 cdef extern from "stdlib.h" nogil:
@@ -275,14 +277,18 @@ def panel_rows(int k, Py_ssize_t m):
     return <int>max(8, min(PANEL_FLOATS // max(k, 1), (m + MIN_PANELS - 1) // MIN_PANELS))
 
 
-def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                   int sh, int sw, int pt, int pl, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0,
-                   const float[:, :, :, ::1] r=None):
+def conv2d_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias, int sh,
+                   int sw, int pt, int pl, cnp.ndarray y not None, bint relu, int act=0, float alpha=0,
+                   cnp.ndarray r=None):
     """``y = conv(x, w) + b`` (then ReLU when ``relu``, or activation ``act`` of ``_act.h`` with parameter ``alpha``)
     into the preallocated ``y`` of shape (N, OH, OW, cout).
     With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
     ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
+    cdef const float* xp = f32_data(x, 4, False, "conv2d_forward: x")
+    cdef const float* wp = f32_data(w, 4, False, "conv2d_forward: w")
+    cdef const float* bp = f32_data(b, 1, False, "conv2d_forward: b") if has_bias else NULL
+    cdef float* yp = f32_data(y, 4, True, "conv2d_forward: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
@@ -292,10 +298,6 @@ def conv2d_forward(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, con
     cdef Py_ssize_t npanels = (m + rows_per - 1) // rows_per
     cdef bint direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == h and ow == wd
     cdef int nthreads = _threads(npanels, not DC_HAVE_FAST_GEMM, 2.0 * m * k * cout)
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* wp = &w[0, 0, 0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef const float* rp = _residual_operand(r, y)
     cdef Py_ssize_t p, panel = <Py_ssize_t>rows_per * k
     cdef float* bufs = NULL if direct else _scratch(nthreads * panel)  # a 1x1 layer's panels are its input rows
@@ -347,9 +349,8 @@ cdef inline void _implicit_row(const float* xp, int h, int wd, int cin, const fl
     _epilogue(yrow, ow, cout, cout, bp, has_bias, relu, act, alpha, rrow)
 
 
-def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                    int sh, int sw, float[:, :, :, ::1] y, bint relu, int act=0, float alpha=0,
-                    const float[:, :, :, ::1] r=None):
+def conv2d_implicit(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias, int sh,
+                    int sw, cnp.ndarray y not None, bint relu, int act=0, float alpha=0, cnp.ndarray r=None):
     """``y = conv(x, w) + b`` (then ReLU, or activation ``act``) for a convolution without padding, with no im2col
     copy at all.
 
@@ -361,15 +362,15 @@ def conv2d_implicit(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, co
     With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
     ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
+    cdef const float* xp = f32_data(x, 4, False, "conv2d_implicit: x")
+    cdef const float* wp = f32_data(w, 4, False, "conv2d_implicit: w")
+    cdef const float* bp = f32_data(b, 1, False, "conv2d_implicit: b") if has_bias else NULL
+    cdef float* yp = f32_data(y, 4, True, "conv2d_implicit: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
     cdef int nthreads = _threads(rows, False, 2.0 * rows * ow * kh * kw * cin * cout)
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* wp = &w[0, 0, 0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef const float* rp = _residual_operand(r, y)
     if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
         with nogil:
@@ -390,9 +391,9 @@ cdef inline int _rows_per_task(Py_ssize_t n, int rows) noexcept:
     return rows if n >= MIN_PANELS else max(1, (rows + MIN_PANELS - 1) // MIN_PANELS)
 
 
-def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b, bint has_bias,
-                  int sh, int sw, int pt, int pl, bint padded, float[:, :, :, ::1] y, bint relu, int act=0,
-                  float alpha=0, const float[:, :, :, ::1] r=None):
+def conv2d_direct(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias, int sh,
+                  int sw, int pt, int pl, bint padded, cnp.ndarray y not None, bint relu, int act=0, float alpha=0,
+                  cnp.ndarray r=None):
     """``y = conv(x, w) + b`` (then ReLU, or activation ``act`` on each task's rows right after they are written)
     for a layer whose weights fit in L1 (``geometry.direct_conv_pays``).
 
@@ -403,6 +404,10 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     With ``r`` (an array of ``y``'s shape), ``y = conv(x, w) + b + r``, then the ReLU or ``act``: a residual
     ``Add`` in the convolution's pass over each block of its rows (``_residual_rows``).
     """
+    cdef const float* xp = f32_data(x, 4, False, "conv2d_direct: x")
+    cdef const float* wp = f32_data(w, 4, False, "conv2d_direct: w")
+    cdef const float* bp = f32_data(b, 1, False, "conv2d_direct: b") if has_bias else NULL
+    cdef float* yp = f32_data(y, 4, True, "conv2d_direct: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3]
     cdef int kh = w.shape[0], kw = w.shape[1], cout = w.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
@@ -413,10 +418,6 @@ def conv2d_direct(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, cons
     cdef Py_ssize_t claim = chunk(tasks, nthreads, 2.0 * n * oh * ow * kh * kw * cin * cout / max(tasks, 1),
                                   BALANCE_FLOPS)
     cdef Py_ssize_t scratch = dc_direct_scratch(block, kh, sh, wd, kw, sw, pl, ow, cin) if padded else 0
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* wp = &w[0, 0, 0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef const float* rp = _residual_operand(r, y)
     cdef float* pads = _scratch(nthreads * scratch) if padded else NULL
     try:
@@ -526,9 +527,9 @@ def winograd_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
         dc_wino_weights(&w[0, 0, 0, 0], <int>w.shape[2], <int>w.shape[3], &u[0, 0, 0])
 
 
-def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias, int pt,
-                    int pl, int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, int act=0,
-                    float alpha=0, const float[:, :, :, ::1] r=None):
+def conv2d_winograd(cnp.ndarray x not None, cnp.ndarray u not None, cnp.ndarray b not None, bint has_bias, int pt,
+                    int pl, int oh, int ow, cnp.ndarray y not None, bint relu, bint pool, int act=0, float alpha=0,
+                    cnp.ndarray r=None):
     """``y = conv(x, w) + b`` (then ReLU) for a 3x3 kernel at stride 1 on Winograd F(2x2, 3x3), from ``u`` =
     ``winograd_weights(w)``; with ``pool``, ``y`` is the 2x2 max pooling (strides 2) of that instead. ``oh``,
     ``ow``: the convolution's output size; ``pt``, ``pl``: its padding.
@@ -542,23 +543,27 @@ def conv2d_winograd(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const
     """
     if pool and r is not None:
         raise ValueError("conv2d_winograd: a residual operand with pool=True: the add comes after the pooling")
-    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, pool, NULL, 0 if pool else act,
-                    alpha, _residual_operand(r, y))
+    _winograd_tasks(x, u, f32_data(b, 1, False, "conv2d_winograd: b") if has_bias else NULL, pt, pl, oh, ow, y, relu,
+                    pool, NULL, 0 if pool else act, alpha, _residual_operand(r, y))
 
 
-def conv2d_winograd_arg(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float[::1] b, bint has_bias,
-                        int pt, int pl, int oh, int ow, float[:, :, :, ::1] y, unsigned char[:, :, :, ::1] arg,
+def conv2d_winograd_arg(cnp.ndarray x not None, cnp.ndarray u not None, cnp.ndarray b not None, bint has_bias,
+                        int pt, int pl, int oh, int ow, cnp.ndarray y not None, unsigned char[:, :, :, ::1] arg,
                         bint relu):
     """Training's ``conv2d_max_pool`` on Winograd's tiles (2x2 pooling): ``conv2d_winograd(..., pool=True)`` and
     each window's tap into ``arg`` (shaped like ``y``; 255 where the window holds a NaN)."""
-    _winograd_tasks(x, u, &b[0] if has_bias else NULL, pt, pl, oh, ow, y, relu, True, &arg[0, 0, 0, 0], 0, 0, NULL)
+    _winograd_tasks(x, u, f32_data(b, 1, False, "conv2d_winograd_arg: b") if has_bias else NULL, pt, pl, oh, ow, y,
+                    relu, True, &arg[0, 0, 0, 0], 0, 0, NULL)
 
 
-cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u, const float* bp, int pt, int pl,
-                          int oh, int ow, float[:, :, :, ::1] y, bint relu, bint pool, unsigned char* argp,
-                          int act, float alpha, const float* rp) except *:
+cdef void _winograd_tasks(cnp.ndarray x, cnp.ndarray u, const float* bp, int pt, int pl, int oh, int ow,
+                          cnp.ndarray y, bint relu, bint pool, unsigned char* argp, int act, float alpha,
+                          const float* rp) except *:
     """The body of ``conv2d_winograd`` (``argp``: NULL, or where the pooled windows' taps go; ``rp``: NULL, or the
     residual operand)."""
+    cdef const float* xp = f32_data(x, 4, False, "conv2d_winograd: x")
+    cdef const float* up = f32_data(u, 3, False, "conv2d_winograd: u")
+    cdef float* yp = f32_data(y, 4, True, "conv2d_winograd: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
     cdef int tw = (ow + 1) // 2
     cdef int th = oh // 2 if pool else (oh + 1) // 2
@@ -572,9 +577,6 @@ cdef void _winograd_tasks(const float[:, :, :, ::1] x, const float[:, :, ::1] u,
     # 16): an unaligned scratch cost up to 15% of a batch-1 prediction, depending on where it was put
     cdef Py_ssize_t per = (16 * band * tw * (cin + cout) + 15) // 16 * 16
     cdef Py_ssize_t sample = <Py_ssize_t>y.shape[1] * y.shape[2] * cout
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef const float* up = &u[0, 0, 0]
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef float* base = _scratch(nthreads * per)
     try:
         if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
@@ -610,8 +612,8 @@ cdef inline void _winograd_task(Py_ssize_t t, int bands, int band, int th, const
         dc_act_rows(act, alpha, yp + at, pixels, cout, cout)
 
 
-def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1] b, bint has_bias,
-                  float[:, ::1] y, bint relu, int act=0, float alpha=0):
+def dense_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias,
+                  cnp.ndarray y not None, bint relu, int act=0, float alpha=0):
     """``y = x @ w + b`` (then ReLU when ``relu``, or activation ``act`` of ``_act.h`` with parameter ``alpha``,
     each block while in cache) into the preallocated ``y`` of shape (N, out).
 
@@ -620,20 +622,19 @@ def dense_forward(const float[:, ::1] x, const float[:, ::1] w, const float[::1]
     the read of ``w`` (which dominates at batch 1) instead of one core reading it all. On dropcore's own GEMM, a
     batch of at most ``SPLIT_K_ROWS`` rows splits ``w``'s rows instead (``_dense_split_k``).
     """
+    cdef const float* xp = f32_data(x, 2, False, "dense_forward: x")
+    cdef const float* wp = f32_data(w, 2, False, "dense_forward: w")
+    cdef const float* bp = f32_data(b, 1, False, "dense_forward: b") if has_bias else NULL
+    cdef float* yp = f32_data(y, 2, True, "dense_forward: y")
     cdef Py_ssize_t n = x.shape[0]
     cdef int k = x.shape[1], cout = w.shape[1]
     if DC_HAVE_FAST_GEMM and n <= DC_MR:  # SPLIT_K_ROWS
-        _dense_split_k(&x[0, 0], <int>n, k, &w[0, 0], cout, &b[0] if has_bias else NULL, relu, &y[0, 0],
-                       split_k_threads(k, cout, <int>n), act, alpha)
+        _dense_split_k(xp, <int>n, k, wp, cout, bp, relu, yp, split_k_threads(k, cout, <int>n), act, alpha)
         return
     cdef Py_ssize_t rblocks = (n + DENSE_ROWS - 1) // DENSE_ROWS
     cdef int cblocks = 1 if rblocks >= 4 else max(1, cout // DENSE_COLS)
     cdef int ccols = (cout + cblocks - 1) // cblocks
     cdef int nthreads = _threads(rblocks * cblocks, not DC_HAVE_FAST_GEMM, 2.0 * n * k * cout)
-    cdef const float* xp = &x[0, 0]
-    cdef const float* wp = &w[0, 0]
-    cdef const float* bp = &b[0] if has_bias else NULL
-    cdef float* yp = &y[0, 0]
     cdef Py_ssize_t p
     if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
         with nogil:

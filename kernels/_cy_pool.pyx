@@ -15,6 +15,7 @@ from libc.string cimport memcpy, memset
 cimport openmp
 
 include "_cy_threads.pxi"
+include "_cy_arrays.pxi"
 
 cdef extern from "_pool.h" nogil:
     int DC_HAVE_SIMD
@@ -71,14 +72,14 @@ cdef inline void _avg_row(const float* x, float* y, int h, int wd, int c, int ow
             yv[k] = yv[k] / inv
 
 
-def pool2d_forward(const float[:, :, :, ::1] x, int ph, int pw, int sh, int sw, int pt, int pl,
-                   float[:, :, :, ::1] y, bint average):
+def pool2d_forward(cnp.ndarray x not None, int ph, int pw, int sh, int sw, int pt, int pl, cnp.ndarray y not None,
+                   bint average):
     """Max (or, with ``average``, mean) over each window into ``y``; padded positions never count."""
+    cdef const float* xp = f32_data(x, 4, False, "pool2d_forward: x")
+    cdef float* yp = f32_data(y, 4, True, "pool2d_forward: y")
     cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3]
     cdef int oh = y.shape[1], ow = y.shape[2]
     cdef Py_ssize_t rows = <Py_ssize_t>n * oh, t
-    cdef const float* xp = &x[0, 0, 0, 0]
-    cdef float* yp = &y[0, 0, 0, 0]
     cdef int nthreads = team_size(rows * ow * c * ph * pw, rows)
     if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a batch-1 request's layer)
         with nogil:
@@ -169,12 +170,12 @@ cdef inline void _pool_row(Py_ssize_t t, int oh, const float* xp, float* yrow, i
         _max_row(xp + <Py_ssize_t>ni * h * wd * c, yrow, h, wd, c, ow, oy * sh - pt, ph, pw, sw, pl, ldy)
 
 
-def global_pool2d_forward(const float[:, :, ::1] x, float[:, ::1] y, bint average):
+def global_pool2d_forward(cnp.ndarray x not None, cnp.ndarray y not None, bint average):
     """Max (or, with ``average``, mean) of ``x`` (N, H * W, C) over its rows into ``y`` (N, C); NaN propagates."""
+    cdef const float* xp = f32_data(x, 3, False, "global_pool2d_forward: x")
+    cdef float* yp = f32_data(y, 2, True, "global_pool2d_forward: y")
     cdef int n = x.shape[0], hw = x.shape[1], c = x.shape[2]
     cdef int ni
-    cdef const float* xp = &x[0, 0, 0]
-    cdef float* yp = &y[0, 0]
     # One task per sample: a batch of one then runs on one thread, but the pass reads each input once, which is
     # short next to the convolution that produced the map; splitting the channels too would only add scheduling.
     cdef int nthreads = team_size(<Py_ssize_t>n * hw * c, n)

@@ -399,3 +399,37 @@ def test_gemm_rows_do_not_depend_on_the_rows_beside_them(n, k):
             part = a[start:start + rows]
             np.testing.assert_array_equal(_cy_gemm.matmul(np.ascontiguousarray(part), b),
                                           whole[start:start + len(part)])
+
+
+@pytest.mark.parametrize("path", ["im2col", "direct", "winograd"])
+def test_bound_convolutions_check_their_arrays(path):
+    """The convolution kernels take plain arrays (no typed memoryviews: ~0.3 us each per call) and check them as a
+    memoryview would: float32, C-contiguous, the right rank, a writable output; the error names the argument."""
+    cin, cout, k = {"im2col": (32, 64, 1), "direct": (3, 8, 3), "winograd": (32, 32, 3)}[path]
+    shape = (1, 8, 8, cin)
+    w, b = _rand(k, k, cin, cout), _rand(cout)
+    run, y_shape = cy.conv2d_kernel(shape, w, b, (1, 1), "same", True)
+    assert run.__code__.co_names[-1] == {"im2col": "conv2d_forward", "direct": "conv2d_direct",
+                                         "winograd": "conv2d_winograd"}[path] or not cy.HAVE_FAST_GEMM
+    x, y = _rand(*shape), np.empty(y_shape, np.float32)
+    run(x, y)
+    np.testing.assert_allclose(y, ref_conv.conv2d(x, w, b, (1, 1), "same", True), **TOL)
+    with pytest.raises(ValueError, match=r": x: expected a C-contiguous float32 array of 4 dimensions, got float64"):
+        run(x.astype(np.float64), y)
+    with pytest.raises(ValueError, match=r": x: .*\(C-contiguous False"):
+        run(np.asfortranarray(x), y)
+    with pytest.raises(ValueError, match=r": y: expected a C-contiguous writable float32 array .* writable False"):
+        y.flags.writeable = False
+        run(x, y)
+    with pytest.raises(ValueError, match=rf": x: expected .* 4 dimensions, got float32 of shape \(8, 8, {cin}\)"):
+        run(x[0], np.empty(y_shape, np.float32))
+    with pytest.raises(TypeError):
+        run(None, np.empty(y_shape, np.float32))
+
+
+def test_depthwise_kernel_checks_its_arrays():
+    from dropcore.kernels.cython_depthwise import depthwise_conv2d_kernel
+
+    run, y_shape = depthwise_conv2d_kernel((2, 7, 7, 4), _rand(3, 3, 4, 1), None, (1, 1), "same", False, (1, 1))
+    with pytest.raises(ValueError, match=r"depthwise_forward: x: expected .* got float64"):
+        run(np.zeros((2, 7, 7, 4)), np.empty(y_shape, np.float32))
