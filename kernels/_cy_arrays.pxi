@@ -10,15 +10,26 @@ cnp.import_array()
 
 
 cdef inline float* f32_data(cnp.ndarray a, int ndim, bint writable, str what) except NULL:
-    """The data of ``a``, checked to be an aligned, C-contiguous, native-order float32 array of ``ndim`` dimensions
-    (and writable when ``writable``); ``what`` names the argument in the ValueError otherwise."""
+    """The data of ``a``, checked to be a C-contiguous, native-order float32 array of ``ndim`` dimensions (any
+    number when ``ndim`` is -1; and writable when ``writable``); ``what`` names the argument in the ValueError
+    otherwise. Not necessarily aligned to 4 bytes: the kernels load unaligned (an array Dask unpickles may start
+    anywhere in its frame), as the memoryviews accepted."""
     if a is None:
         raise ValueError(f"{what}: expected a float32 array of {ndim} dimensions, got None")
-    if (cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-            or not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a)
+    if (cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 or (ndim >= 0 and cnp.PyArray_NDIM(a) != ndim)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a)
             or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         o = <object>a
         raise ValueError(f"{what}: expected a C-contiguous {'writable ' if writable else ''}float32 array of "
                          f"{ndim} dimensions, got {o.dtype} of shape {o.shape} (C-contiguous "
                          f"{bool(o.flags.c_contiguous)}, writable {bool(o.flags.writeable)})")
     return <float*>cnp.PyArray_DATA(a)
+
+
+cdef inline Py_ssize_t same_size(cnp.ndarray x, cnp.ndarray y, str what) except -1:
+    """The number of elements of ``x`` and of ``y``, checked to be equal (element-wise kernels on any shape)."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if cnp.PyArray_SIZE(y) != n:
+        raise ValueError(f"{what}: y has shape {(<object>y).shape}, x {(<object>x).shape}: expected as many elements")
+    return n
