@@ -19,6 +19,7 @@ from libc.string cimport memcpy, memset
 cimport openmp
 
 include "_cy_threads.pxi"
+include "_cy_arrays.pxi"
 
 cdef enum:
     CHUNK = 16384  # elements per OpenMP task
@@ -73,11 +74,13 @@ def random_bits(Py_ssize_t n, uint32_t k0, uint32_t k1):
     return out
 
 
-def relu_forward(const float[::1] x, float[::1] y):
-    cdef Py_ssize_t n = x.shape[0], t, i, hi
+def relu_forward(cnp.ndarray x not None, cnp.ndarray y not None):
+    """``y = max(x, 0)`` element by element, for C-contiguous float32 arrays of any shape and as many elements
+    (NaN passes through); ``y`` may be ``x``."""
+    cdef const float* xp = f32_data(x, -1, False, "relu_forward: x")
+    cdef float* yp = f32_data(y, -1, True, "relu_forward: y")
+    cdef Py_ssize_t n = same_size(x, y, "relu_forward"), t, i, hi
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
-    cdef const float* xp = &x[0] if n else NULL
-    cdef float* yp = &y[0] if n else NULL
     cdef float v
     cdef int nthreads = team_size(n, tasks)
     if nthreads == 1:  # no OpenMP region (see softmax_forward)
@@ -187,19 +190,26 @@ def sigmoid_forward(const float[::1] x, float[::1] y):
             y[i] = r if v >= 0 else e * r
 
 
-def softmax_forward(const float[:, ::1] x, float[:, ::1] y):
-    """Softmax of each row (max-subtracted)."""
-    cdef Py_ssize_t rows = x.shape[0], k = x.shape[1], r
-    cdef int nthreads = team_size(rows * k, rows)
-    if rows == 0:
+def softmax_forward(cnp.ndarray x not None, cnp.ndarray y not None):
+    """Softmax (max-subtracted) over the last axis of ``x``, into ``y`` of its shape (C-contiguous float32)."""
+    cdef const float* xp = f32_data(x, -1, False, "softmax_forward: x")
+    cdef float* yp = f32_data(y, -1, True, "softmax_forward: y")
+    cdef Py_ssize_t size = same_size(x, y, "softmax_forward"), r
+    cdef Py_ssize_t k = x.shape[x.ndim - 1] if x.ndim else 1
+    cdef Py_ssize_t ky = y.shape[y.ndim - 1] if y.ndim else 1
+    if ky != k:
+        raise ValueError(f"softmax_forward: y has shape {(<object>y).shape}, x {(<object>x).shape}: expected x's")
+    if size == 0:
         return
+    cdef Py_ssize_t rows = size // k
+    cdef int nthreads = team_size(size, rows)
     if nthreads == 1:  # no OpenMP region: one costs about 1 us even on one thread (a prediction's last step)
         with nogil:
             for r in range(rows):
-                _softmax_row(&x[r, 0], &y[r, 0], k)
+                _softmax_row(xp + r * k, yp + r * k, k)
         return
     for r in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
-        _softmax_row(&x[r, 0], &y[r, 0], k)
+        _softmax_row(xp + r * k, yp + r * k, k)
 
 
 cdef inline void _softmax_row(const float* x, float* y, Py_ssize_t k) noexcept nogil:
@@ -1537,14 +1547,14 @@ cdef enum:
     ACT_WORK = 8  # element operations an activation costs per element, about (exp's polynomial): threads pay sooner
 
 
-def act_forward(const float[::1] x, float[::1] y, int op, float alpha, float hi=0, float th=0):
+def act_forward(cnp.ndarray x not None, cnp.ndarray y not None, int op, float alpha, float hi=0, float th=0):
     """``y = act(x)`` for activation code ``op`` (``alpha``: its parameter; ``hi``, ``th``: clipped_relu's maximum
-    and threshold); ``y`` may be ``x``. Each element is
-    computed alone, so the result does not depend on the thread count."""
-    cdef Py_ssize_t n = x.shape[0], t, lo
+    and threshold), element by element over C-contiguous float32 arrays of any shape and as many elements; ``y``
+    may be ``x``. Each element is computed alone, so the result does not depend on the thread count."""
+    cdef const float* xp = f32_data(x, -1, False, "act_forward: x")
+    cdef float* yp = f32_data(y, -1, True, "act_forward: y")
+    cdef Py_ssize_t n = same_size(x, y, "act_forward"), t, lo
     cdef Py_ssize_t tasks = (n + CHUNK - 1) // CHUNK
-    cdef const float* xp = &x[0] if n else NULL
-    cdef float* yp = &y[0] if n else NULL
     cdef int nthreads = team_size(n * ACT_WORK, tasks)
     if nthreads == 1:
         with nogil:

@@ -414,6 +414,13 @@ def test_bound_convolutions_check_their_arrays(path):
     x, y = _rand(*shape), np.empty(y_shape, np.float32)
     run(x, y)
     np.testing.assert_allclose(y, ref_conv.conv2d(x, w, b, (1, 1), "same", True), **TOL)
+    # an input that does not start on a float's boundary (as Dask unpickles them) is read all the same
+    odd = np.empty(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+    odd[...] = x
+    assert not odd.flags.aligned
+    y2 = np.empty(y_shape, np.float32)
+    run(odd, y2)
+    np.testing.assert_array_equal(y2, y)
     with pytest.raises(ValueError, match=r": x: expected a C-contiguous float32 array of 4 dimensions, got float64"):
         run(x.astype(np.float64), y)
     with pytest.raises(ValueError, match=r": x: .*\(C-contiguous False"):
@@ -433,3 +440,25 @@ def test_depthwise_kernel_checks_its_arrays():
     run, y_shape = depthwise_conv2d_kernel((2, 7, 7, 4), _rand(3, 3, 4, 1), None, (1, 1), "same", False, (1, 1))
     with pytest.raises(ValueError, match=r"depthwise_forward: x: expected .* got float64"):
         run(np.zeros((2, 7, 7, 4)), np.empty(y_shape, np.float32))
+
+
+def test_element_wise_forwards_take_any_shape_and_check_sizes():
+    """softmax_forward, relu_forward and act_forward run on arrays of any shape (no reshape per call) as they do
+    on the rows of the flattened array, and refuse an output of another size or last axis."""
+    from dropcore.kernels.compiled import elementwise as ew
+
+    x = _rand(2, 3, 5, 7)
+    y = np.empty_like(x)
+    ew.softmax_forward(x, y)
+    np.testing.assert_array_equal(y.reshape(-1, 7), cy.softmax(x.reshape(-1, 7)))
+    ew.relu_forward(x, y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    run, _ = cy.activation_kernel(x.shape, "tanh")
+    run(x, y)
+    np.testing.assert_allclose(y, np.tanh(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"softmax_forward: y has shape \(2, 3, 7, 5\), x \(2, 3, 5, 7\)"):
+        ew.softmax_forward(x, np.empty((2, 3, 7, 5), np.float32))
+    with pytest.raises(ValueError, match=r"relu_forward: y has shape \(4,\), x \(2, 3, 5, 7\)"):
+        ew.relu_forward(x, np.empty(4, np.float32))
+    with pytest.raises(ValueError, match=r"act_forward: y: expected a C-contiguous writable float32 array"):
+        ew.act_forward(x, y[..., ::2], 1, 0.0)
