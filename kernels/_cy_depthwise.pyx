@@ -17,6 +17,8 @@ include "_cy_arrays.pxi"
 
 cdef extern from "_depthwise.h" nogil:
     int DC_HAVE_SIMD
+    enum:
+        DC_DW_RELU6
     void dc_dw_forward_row(const float* x, const float* w, const float* b, float* y, int h, int wd, int c, int kh,
                            int kw, int sw, int dh, int dw, int iy0, int pl, int ow, int relu)
     void dc_dw_dx_row(const float* dy, const float* w, float* dx, int wd, int c, int kh, int kw, int sh, int sw,
@@ -25,6 +27,8 @@ cdef extern from "_depthwise.h" nogil:
                       int wd, int c, int kh, int kw, int sw, int dh, int dw, int iy0, int pl, int ow)
 
 cdef extern from "_act.h" nogil:
+    enum:
+        DC_ACT_RELU6
     void dc_act_rows(int op, float alpha, float* y, long rows, int cols, long ld)
 
 HAVE_SIMD = bool(DC_HAVE_SIMD)
@@ -59,11 +63,12 @@ def depthwise_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarra
 cdef inline void _forward_row(Py_ssize_t t, int oh, const float* xp, const float* wp, const float* bp, float* yp,
                               int h, int wd, int c, int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
                               int ow, bint relu, int act, float alpha) noexcept nogil:
-    """Output row ``t`` (of all samples' rows) of ``depthwise_forward``, then its activation."""
+    """Output row ``t`` (of all samples' rows) of ``depthwise_forward``, then its activation (ReLU6, MobileNets',
+    in the kernel's registers: the same bits)."""
     cdef int ni = <int>(t // oh), oy = <int>(t % oh)
     dc_dw_forward_row(xp + <Py_ssize_t>ni * h * wd * c, wp, bp, yp + t * ow * c, h, wd, c, kh, kw, sw, dh, dw,
-                      oy * sh - pt, pl, ow, relu)
-    if act:
+                      oy * sh - pt, pl, ow, DC_DW_RELU6 if act == DC_ACT_RELU6 else (1 if relu else 0))
+    if act and act != DC_ACT_RELU6:
         dc_act_rows(act, alpha, yp + t * ow * c, 1, ow * c, ow * c)
 
 

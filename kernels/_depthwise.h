@@ -22,6 +22,11 @@
 #include <stddef.h>
 #include "_simd.h"
 
+/* The forward's `relu` argument: 1 for ReLU, DC_DW_RELU6 for ReLU6 (MobileNets'), applied in the registers before
+ * the store. As a pass over each written row (dc_act_rows), ReLU6 cost the depthwise layers 20-30% at batch 1 (Zen 3,
+ * 32x32x32 on one thread: 13.7 us without it, 17.9 with). */
+#define DC_DW_RELU6 2
+
 /* The tap rows i0 .. i1 - 1 (or columns) that fall inside 0 .. size - 1 for a window starting at `at`. */
 static inline void dc_dw_span(int at, int k, int d, int size, int* i0, int* i1) {
     int a = 0, b = k;
@@ -48,9 +53,12 @@ static inline int dc_dw_channel_steps(int c, int cv, int V) {
     return cv / (V * V_LANES) + (c - cv + V_LANES - 1) / V_LANES;
 }
 
+/* The bias, then with relu ReLU, and with relu == DC_DW_RELU6 also the cap at 6 (dc_relu6f's bits: 6 - x < 0 exactly
+ * when x > 6; a NaN stays), in the registers. */
 static inline vf_t dc_dw_finish(vf_t a, const float* b, int c0, vmask_t m, int full, int relu) {
     if (b) a = V_ADD(a, DC_DW_LD(full, m, b + c0));
     if (relu) a = V_SELECT(V_LT0(a), a, V_ZERO); /* x < 0 -> 0; a NaN stays */
+    if (relu == DC_DW_RELU6) a = V_SELECT(V_LT0(V_SUB(V_SET1(6.0f), a)), a, V_SET1(6.0f));
     return a;
 }
 
@@ -304,7 +312,8 @@ static void dc_dw_forward_row(const float* x, const float* w, const float* b, fl
             }
         for (int k = 0; k < c; ++k) {
             float v = b ? yp[k] + b[k] : yp[k];
-            yp[k] = (relu && v < 0.0f) ? 0.0f : v;
+            v = (relu && v < 0.0f) ? 0.0f : v;
+            yp[k] = (relu == DC_DW_RELU6 && v > 6.0f) ? 6.0f : v;
         }
 #endif
         ox += 1;

@@ -245,3 +245,32 @@ def test_bound_kernel_applies_an_activation_in_its_epilogue(activation):
     z = ops.depthwise_conv2d(x, w, b, strides, padding, False, dilation)
     want = z if activation == "linear" else getattr(ops, activation)(z)
     np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("kernel, strides, channels", [(3, 1, 32), (3, 2, 64), (3, 1, 13), (3, 2, 136), (5, 1, 24),
+                                                       (5, 2, 11), (3, 1, 128)])
+def test_relu6_in_the_registers_has_the_stand_alone_bits(kernel, strides, channels):
+    """ReLU6 (MobileNets') is applied in the depthwise kernel's registers before the store, not as a pass over each
+    row: the 3x3 tiles at strides 1 and 2, the other kernels' 4-pixel tiles and single pixels, channel tails, values
+    on both bends and exactly 6, and NaN all have the bits of the stand-alone op after the convolution."""
+    pytest.importorskip("dropcore.kernels.cython_ops", reason="the Cython kernels are not built")
+    from dropcore.kernels import cython_ops
+    from dropcore.ops import get_ops
+
+    ops = get_ops("cython")
+    rng = np.random.default_rng(kernel * channels)
+    x = (rng.standard_normal((2, 13, 13, channels)) * 4).astype(np.float32)
+    x[0, 5, 5, 0], x[1, 7, 2, channels - 1] = np.nan, np.inf
+    w = rng.standard_normal((kernel, kernel, channels, 1)).astype(np.float32)
+    b = rng.standard_normal(channels).astype(np.float32)
+    w[:, :, 1, 0] = 0.0
+    w[kernel // 2, kernel // 2, 1, 0] = 1.0
+    b[1] = 0.0
+    x[0, 6, 6, 1] = 6.0  # exactly 6 out of channel 1 (its only tap is the centre, weight 1) where a window centres
+    run, shape = cython_ops.depthwise_conv2d_kernel(x.shape, w, b, (strides, strides), "same", False, (1, 1),
+                                                    "relu6")
+    y = np.full(shape, -1, np.float32)
+    run(x, y)
+    want = ops.relu6(ops.depthwise_conv2d(x, w, b, (strides, strides), "same", False, (1, 1)))
+    np.testing.assert_array_equal(y, want)
+    assert np.isnan(y).any() and (y == 6).any() and (y == 0).any() and ((y > 0) & (y < 6)).any()
