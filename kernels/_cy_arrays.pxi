@@ -14,14 +14,14 @@ cdef inline float* f32_data(cnp.ndarray a, int ndim, bint writable, str what) ex
     number when ``ndim`` is -1; and writable when ``writable``); ``what`` names the argument in the ValueError
     otherwise. Not necessarily aligned to 4 bytes: the kernels load unaligned (an array Dask unpickles may start
     anywhere in its frame), as the memoryviews accepted."""
-    rank = f"{ndim} dimensions" if ndim >= 0 else "any shape"
     if a is None:
-        raise ValueError(f"{what}: expected a float32 array of {rank}, got None")
+        raise ValueError(f"{what}: expected a float32 array, got None")
     if (cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 or (ndim >= 0 and cnp.PyArray_NDIM(a) != ndim)
             or not cnp.PyArray_IS_C_CONTIGUOUS(a)
             or not cnp.PyArray_ISNOTSWAPPED(a)
             or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         o = <object>a
+        rank = f"{ndim} dimensions" if ndim >= 0 else "any shape"  # (formatted only here: off the calls' path)
         raise ValueError(f"{what}: expected a C-contiguous {'writable ' if writable else ''}float32 array of "
                          f"{rank}, got {o.dtype} of shape {o.shape} (C-contiguous "
                          f"{bool(o.flags.c_contiguous)}, writable {bool(o.flags.writeable)})")
