@@ -53,6 +53,12 @@ cdef extern from "_winograd.h" nogil:
                               int has_bias, int pt, int pl, int oh, int ow, long ni, int ty0, int ty1, float* y,
                               int pool, int relu, float* scratch, unsigned char* arg, int has_arg)
 
+cdef extern from "_winograd4.h" nogil:
+    void dc_wino4_weights(const float* w, int cin, int cout, float* u)
+    long dc_wino4_scratch(long tiles, int cin, int cout)
+    void dc_wino4_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
+                       int pl, int oh, int ow, int th, long g0, long g1, float* y, int pool, int relu, float* scratch)
+
 cdef extern from "_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
     void dc_conv_direct_rows(const float* x, int h, int wd, int cin, const float* w, int kh, int kw, int cout,
@@ -610,6 +616,95 @@ cdef inline void _winograd_task(Py_ssize_t t, int bands, int band, int th, const
         _residual_rows(yp + at, rp + at, pixels * cout, relu)
     if act > 1:
         dc_act_rows(act, alpha, yp + at, pixels, cout, cout)
+
+
+def winograd4_weights(const float[:, :, :, ::1] w, float[:, :, ::1] u):
+    """Fill ``u`` (36, cin, cout) with the Winograd F(4x4, 3x3) transform of the 3x3 kernel ``w`` (3, 3, cin, cout)
+    (``_winograd4.h``). Only where the variant has dropcore's own GEMM (callers check ``HAVE_FAST_GEMM``)."""
+    if w.shape[0] != 3 or w.shape[1] != 3 or u.shape[0] != 36 or u.shape[1] != w.shape[2] or u.shape[2] != w.shape[3]:
+        raise ValueError(f"winograd4_weights: w shape {tuple(w.shape)[:4]}, u shape {tuple(u.shape)[:3]}: expected w "
+                         f"(3, 3, cin, cout) and u (36, cin, cout)")
+    with nogil:
+        dc_wino4_weights(&w[0, 0, 0, 0], <int>w.shape[2], <int>w.shape[3], &u[0, 0, 0])
+
+
+# Floats of transforms (V and M) one task of ``conv2d_winograd4`` may hold: 384 KiB, so that they stay in L2 between
+# the input transform, the 36 products and the output transform. A constant: the tiles a task takes never depend on
+# the thread count (nor do its bits, which depend on each tile alone).
+cdef enum:
+    WINO4_TASK_FLOATS = 98304
+    WINO4_MAX_TILES = 64
+
+
+def conv2d_winograd4(cnp.ndarray x not None, cnp.ndarray u not None, cnp.ndarray b not None, bint has_bias, int pt,
+                     int pl, int oh, int ow, cnp.ndarray y not None, bint relu, bint pool, int act=0, float alpha=0,
+                     cnp.ndarray r=None):
+    """``conv2d_winograd`` on Winograd F(4x4, 3x3) (``_winograd4.h``), from ``u`` = ``winograd4_weights(w)``: ``y =
+    conv(x, w) + b`` (then ReLU) for a 3x3 kernel at stride 1, or with ``pool`` the 2x2 max pooling (strides 2) of
+    that; ``act`` and the residual operand ``r`` (without ``pool``) as there.
+
+    Each task is a run of whole tile rows (4 output rows each) over the batch, as many as keep its transforms within
+    ``WINO4_TASK_FLOATS`` (up to ``WINO4_MAX_TILES`` tiles): samples of small images share a task, so the 36 products
+    have rows enough at any image size, and a task's output rows are one contiguous block for the residual and the
+    activation. Only where the variant has dropcore's own GEMM (callers check ``geometry.winograd_tile``)."""
+    if pool and r is not None:
+        raise ValueError("conv2d_winograd4: a residual operand with pool=True: the add comes after the pooling")
+    cdef const float* rp = _residual_operand(r, y)
+    cdef const float* bp = f32_data(b, 1, False, "conv2d_winograd4: b") if has_bias else NULL
+    cdef const float* xp = f32_data(x, 4, False, "conv2d_winograd4: x")
+    cdef const float* up = f32_data(u, 3, False, "conv2d_winograd4: u")
+    cdef float* yp = f32_data(y, 4, True, "conv2d_winograd4: y")
+    cdef int n = x.shape[0], h = x.shape[1], wd = x.shape[2], cin = x.shape[3], cout = u.shape[2]
+    if u.shape[0] != 36 or u.shape[1] != cin:
+        raise ValueError(f"conv2d_winograd4: u shape {(u.shape[0], u.shape[1], u.shape[2])}, expected (36, {cin}, "
+                         f"cout) for x with {cin} channels")
+    if pool:
+        act = 0
+    cdef int tw = (ow + 3) // 4
+    cdef int th = (oh // 2 + 1) // 2 if pool else (oh + 3) // 4
+    cdef long rows_all = <long>n * th
+    cdef long rows_per = max(1, min(<long>WINO4_MAX_TILES, WINO4_TASK_FLOATS // (36 * (cin + cout))) // tw)
+    cdef double flops = 2.0 * n * oh * ow * cin * cout * 36 / 16  # 36 products per 16 outputs
+    if rows_all < 2 * rows_per:  # a batch-1 layer: its tile rows over the threads rather than in one task
+        rows_per = max(1, rows_all // min(rows_all, max(1, <long>max_threads())))
+    cdef Py_ssize_t tasks = (rows_all + rows_per - 1) // rows_per, t
+    cdef int nthreads = _threads(tasks, False, flops)
+    cdef Py_ssize_t claim = chunk(tasks, nthreads, flops / max(tasks, 1), BALANCE_FLOPS)
+    cdef Py_ssize_t per = (dc_wino4_scratch(rows_per * tw, cin, cout) + 15) // 16 * 16  # 64-byte aligned
+    cdef float* base = _scratch(nthreads * per)
+    cdef Py_ssize_t row_floats = <Py_ssize_t>(y.shape[2]) * cout
+    try:
+        if nthreads == 1:  # no OpenMP region (SERIAL_REGION)
+            with nogil:
+                for t in range(tasks):
+                    _winograd4_task(t, rows_per, rows_all, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp,
+                                    row_floats, pool, relu, base, act, alpha, rp)
+            return
+        with nogil, parallel(num_threads=nthreads):
+            for t in prange(tasks, schedule="dynamic", chunksize=claim):
+                _winograd4_task(t, rows_per, rows_all, th, xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, yp,
+                                row_floats, pool, relu, base + threadid() * per, act, alpha, rp)
+    finally:
+        free(base)
+
+
+cdef inline void _winograd4_task(Py_ssize_t t, long rows_per, long rows_all, int th, const float* xp, int h, int wd,
+                                 int cin, const float* up, int cout, const float* bp, int pt, int pl, int oh, int ow,
+                                 float* yp, Py_ssize_t row_floats, bint pool, bint relu, float* scratch, int act,
+                                 float alpha, const float* rp) noexcept nogil:
+    """Task ``t`` of ``conv2d_winograd4``: tile rows ``t * rows_per ..`` of the batch, then the residual and the
+    activation over the output rows they wrote (one contiguous block: whole rows of consecutive samples)."""
+    cdef long g0 = t * rows_per, g1 = min(g0 + rows_per, rows_all)
+    dc_wino4_rows(xp, h, wd, cin, up, cout, bp, pt, pl, oh, ow, th, g0, g1, yp, pool, relu and rp == NULL, scratch)
+    if pool or (rp == NULL and act <= 1):
+        return
+    # output rows of tile row g: 4 (g % th) .. min(4 (g % th) + 4, oh) of sample g / th
+    cdef Py_ssize_t first = (g0 // th) * oh + 4 * (g0 % th)
+    cdef Py_ssize_t last = ((g1 - 1) // th) * oh + min(4 * ((g1 - 1) % th) + 4, oh)
+    if rp != NULL:
+        _residual_rows(yp + first * row_floats, rp + first * row_floats, (last - first) * row_floats, relu)
+    if act > 1:
+        dc_act_rows(act, alpha, yp + first * row_floats, (last - first) * ow, cout, cout)
 
 
 def dense_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None, bint has_bias,

@@ -16,7 +16,7 @@ from .compiled import elementwise as _ew
 from .compiled import gemm as _gemm
 from .compiled import pool as _pool
 from .alignment import aligned_empty
-from .geometry import conv_path, window_2d, windows_inside, winograd_pays
+from .geometry import conv_path, window_2d, windows_inside, winograd4_pays, winograd_pays
 from .reference.activation import ACTIVATION_ALPHA, CODES, epilogue as _epilogue  # noqa: F401
 from .reference.dropout import (ALPHA_P, alpha_dropout_affine, drop_block_gamma, dropout_scale,
                                 gaussian_dropout_scale, pool_weights)
@@ -41,29 +41,30 @@ def _check_conv(x_shape, w, b):
     return w
 
 
-def _winograd(w):
-    """A function giving the Winograd transform of the 3x3 kernel ``w`` (``_gemm.winograd_weights``) for one
-    call: worked out once when ``w`` is read-only (a Predictor's frozen weights); otherwise (a program bound to a
+def _winograd(w, tile=2):
+    """A function giving the Winograd F(``tile`` x ``tile``, 3x3) transform of the 3x3 kernel ``w``
+    (``_gemm.winograd_weights``, or ``winograd4_weights`` for ``tile=4``) for one call: worked out once when ``w`` is read-only (a Predictor's frozen weights); otherwise (a program bound to a
     model that trains reads its weights by reference: they change in place) again whenever ``w`` differs from the
     weights the calling thread's transform was made from, which it keeps a copy of. The comparison is exact and
     cheaper than the transform (Zen 3, 3 x 3 x 64 x 64: 12.6 against 60.7 us; 32 x 64: 4.9 against 7.4): a model
     predicting between training steps gets a fresh transform, one predicting again and again reuses it. Always
     64-byte aligned: the GEMMs read it as vectors."""
     cin, cout = w.shape[2:]
+    points, weights = (16, _gemm.winograd_weights) if tile == 2 else (36, _gemm.winograd4_weights)
     if not w.flags.writeable:
-        u = aligned_empty((16, cin, cout))
-        _gemm.winograd_weights(w, u)
+        u = aligned_empty((points, cin, cout))
+        weights(w, u)
         return lambda: u
     local = threading.local()
 
     def transform():
         u = getattr(local, "u", None)
         if u is None:  # this thread's first call: its buffers
-            u = local.u = aligned_empty((16, cin, cout))
+            u = local.u = aligned_empty((points, cin, cout))
             local.source = np.empty_like(w)
             local.fresh = False
         if not local.fresh or not np.array_equal(w, local.source):  # NaN weights: never equal, always redone
-            _gemm.winograd_weights(w, u)
+            weights(w, u)
             np.copyto(local.source, w)
             local.fresh = True
         return u
@@ -87,6 +88,10 @@ def conv2d_kernel(x_shape, w, b, strides, padding, relu=False, activation=None, 
     bias, has_bias, (sh, sw) = _NO_BIAS if b is None else _c32(b), b is not None, strides
     fused_relu, act, a = _epilogue(activation, alpha)
     relu, shape = bool(relu) or fused_relu, (n, oh, ow, cout)
+    if winograd4_pays(w.shape, strides, _gemm.HAVE_FAST_GEMM):
+        u = _winograd(w, 4)
+        return _takes_residual(lambda x, y, r=None, relu=relu: _gemm.conv2d_winograd4(
+            x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, False, act, a, r)), shape
     if winograd_pays(w.shape, strides, _gemm.HAVE_WINOGRAD):
         u = _winograd(w)
         return _takes_residual(lambda x, y, r=None, relu=relu: _gemm.conv2d_winograd(
@@ -120,9 +125,15 @@ def conv2d_max_pool_kernel(x_shape, w, b, strides, padding, relu, pool):
     oh, ow, (pt, _), (pl, _) = window_2d(h, wd, (kh, kw), strides, padding)
     if oh < pool[0] or ow < pool[1]:
         return None
+    bias, has_bias = _NO_BIAS if b is None else _c32(b), b is not None
+    if tuple(pool) == (2, 2) and winograd4_pays(w.shape, strides, _gemm.HAVE_FAST_GEMM):
+        # each 4x4 tile of F(4x4)'s outputs holds four windows of the pooling
+        u, relu = _winograd(w, 4), bool(relu)
+        return (lambda x, y: _gemm.conv2d_winograd4(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, True)), \
+            (n, oh // 2, ow // 2, cout)
     if tuple(pool) == (2, 2) and winograd_pays(w.shape, strides, _gemm.HAVE_WINOGRAD):
         # each 2x2 tile of Winograd's outputs is one window of the pooling: one pooled pixel a tile
-        u, bias, has_bias, relu = _winograd(w), _NO_BIAS if b is None else _c32(b), b is not None, bool(relu)
+        u, relu = _winograd(w), bool(relu)
         return (lambda x, y: _gemm.conv2d_winograd(x, u(), bias, has_bias, pt, pl, oh, ow, y, relu, True)), \
             (n, oh // 2, ow // 2, cout)
     path = conv_path((h, wd), w.shape, strides, padding, _gemm.HAVE_FAST_GEMM)

@@ -10,7 +10,7 @@ from dropcore.kernels import conv as nb_conv  # noqa: E402
 from dropcore.kernels import dense as nb_dense  # noqa: E402
 from dropcore.kernels import norm as nb_norm  # noqa: E402
 from dropcore.kernels import pool as nb_pool  # noqa: E402
-from dropcore.kernels.geometry import conv_path, winograd_pays  # noqa: E402
+from dropcore.kernels.geometry import conv_path, winograd4_pays, winograd_pays  # noqa: E402
 from dropcore.kernels.threads import threads  # noqa: E402
 from dropcore.kernels.reference import activation as ref_act  # noqa: E402
 from dropcore.kernels.reference import dropout as ref_drop  # noqa: E402
@@ -51,23 +51,32 @@ CONV_CASES = [  # (x shape, kernel shape, strides, padding, the path cython_ops.
     ((2, 10, 9, 32), (2, 3, 32, 70), (2, 1), "valid", "implicit"),  # strides, a masked column tail
     ((2, 9, 9, 32), (3, 2, 32, 64), (1, 1), "same", "im2col"),  # padding and large weights: im2col panels
     ((3, 8, 7, 48), (3, 2, 48, 50), (2, 2), "same", "im2col"),
-    # 3x3 at stride 1 beyond the direct kernel: Winograd F(2x2, 3x3) tiles
-    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd"),  # mnist_cnn's second layer at batch 1
-    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd"),  # odd output: the last tiles half outside
-    ((3, 7, 9, 17), (3, 3, 17, 70), (1, 1), "same", "winograd"),  # padded; masked channel vectors in and out
-    ((9, 16, 16, 32), (3, 3, 32, 64), (1, 1), "same", "winograd"),  # whole samples' bands of tile rows
+    # 3x3 at stride 1 with 8+ inputs and cin * cout >= 384: Winograd F(4x4, 3x3) tiles (geometry.winograd4_pays)
+    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd4"),  # mnist_cnn's second layer at batch 1
+    ((4, 13, 13, 32), (3, 3, 32, 64), (1, 1), "valid", "winograd4"),  # 11 x 11 out: the last tiles 3/4 outside
+    ((3, 7, 9, 17), (3, 3, 17, 70), (1, 1), "same", "winograd4"),  # padded; masked channel vectors in and out
+    ((9, 16, 16, 32), (3, 3, 32, 64), (1, 1), "same", "winograd4"),  # tasks of whole tile rows
+    ((7, 6, 5, 16), (3, 3, 16, 24), (1, 1), "same", "winograd4"),  # under the direct bound; tasks span samples
+    ((2, 9, 9, 8), (3, 3, 8, 48), (1, 1), "valid", "winograd4"),  # 8 inputs: one vector
+    ((2, 9, 9, 16), (3, 3, 16, 16), (1, 1), "same", "direct"),  # 16 -> 16 stays direct (faster at batch 64)
     # 1x1 at stride 1 with 16+ inputs and 32+ outputs: one product on the input rows in place (geometry.wide_pointwise)
     ((2, 6, 6, 160), (1, 1, 160, 96), (1, 1), "valid", "im2col"),  # beyond the direct kernel's weight bound
     ((3, 8, 7, 32), (1, 1, 32, 64), (1, 1), "same", "im2col"),  # within it
 ]
 
 
+def _path(xs, ws, strides, padding):
+    """The kernel ``cy.conv2d`` runs a layer on, on the vector targets."""
+    if winograd4_pays(ws, strides, True):
+        return "winograd4"
+    return "winograd" if winograd_pays(ws, strides, True) else conv_path(xs[1:3], ws, strides, padding, True)
+
+
 @pytest.mark.parametrize("xs,ws,strides,padding,path", CONV_CASES)
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu):
     if cy.HAVE_FAST_GEMM:  # each case covers the path it names
-        assert ("winograd" if winograd_pays(ws, strides, True) else conv_path(xs[1:3], ws, strides, padding, True)) \
-            == path
+        assert _path(xs, ws, strides, padding) == path
     x, w, b = _rand(*xs), _rand(*ws), _rand(ws[3])
     y = cy.conv2d(x, w, b, strides, padding, relu=relu)
     _close_to_both(y, ref_conv.conv2d(x, w, b, strides, padding, relu=relu),
@@ -78,12 +87,16 @@ def test_conv2d_matches_reference_and_numba(xs, ws, strides, padding, path, relu
 
 @pytest.mark.parametrize("ws", [(3, 3, 2, 8), (3, 3, 32, 64)])
 def test_conv2d_relu_keeps_nan(ws):
-    """A NaN in the input reaches the outputs whose windows contain it, through the fused ReLU (never a 0)."""
-    x, w = _rand(1, 6, 6, ws[2]), _rand(*ws)
+    """A NaN in the input reaches the outputs whose windows contain it, through the fused ReLU (never a 0). On
+    F(4x4)'s tiles it reaches the whole 4x4 tile whose 6x6 input block holds it (the transforms mix the block: its
+    zero coefficients still multiply a NaN), and no other tile."""
+    x, w = _rand(1, 12, 12, ws[2]), _rand(*ws)
     x[0, 2, 3, 0] = np.nan
     y = cy.conv2d(x, w, None, (1, 1), "valid", relu=True)
     expected = np.isnan(ref_conv.conv2d(x, w, None, (1, 1), "valid", relu=True))
     assert expected.any()
+    if cy.HAVE_FAST_GEMM and winograd4_pays(ws, (1, 1), True):
+        expected[0, :4, :4] = True  # tile (0, 0): input rows and columns 0..5 hold (2, 3); tile (0, 1) starts at 4
     np.testing.assert_array_equal(np.isnan(y), expected)
 
 
@@ -96,8 +109,9 @@ def test_conv2d_without_bias():
 CONV_POOL_CASES = [  # (x shape, kernel shape, strides, padding, pool): the convolution and the pool in one pass
     ((9, 28, 28, 1), (5, 5, 1, 6), (1, 1), "same", (2, 2)),  # LeNet: direct, padded, whole samples per task
     ((1, 32, 32, 3), (3, 3, 3, 64), (1, 1), "valid", (2, 2)),  # cifar at batch 1: bands of rows, odd 15x15 out
-    ((2, 15, 15, 64), (3, 3, 64, 64), (1, 1), "valid", (2, 2)),  # Winograd, the 13th row and column dropped
-    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", (2, 2)),  # mnist_cnn at batch 1: Winograd, a tile a window
+    ((2, 15, 15, 64), (3, 3, 64, 64), (1, 1), "valid", (2, 2)),  # F(4x4), the 13th row and column dropped
+    ((1, 26, 26, 32), (3, 3, 32, 64), (1, 1), "valid", (2, 2)),  # mnist_cnn at batch 1: F(4x4), 4 windows a tile
+    ((5, 10, 10, 16), (3, 3, 16, 32), (1, 1), "same", (2, 2)),  # F(4x4): 5 x 5 pooled, tasks span samples
     ((2, 15, 15, 40), (3, 2, 40, 64), (1, 1), "valid", (2, 2)),  # implicit GEMM, the 13th row dropped
     ((3, 11, 13, 2), (3, 3, 2, 70), (2, 1), "same", (2, 3)),  # strided, two column blocks, a 2x3 pool
 ]
@@ -130,18 +144,19 @@ def test_conv2d_max_pool_declines_im2col_layers():
 @pytest.mark.skipif(not cy._gemm.HAVE_WINOGRAD, reason="Winograd's tiles are on the avx512 and avx2 kernels only")
 @pytest.mark.parametrize("pool", [None, (2, 2)])
 def test_winograd_rows_do_not_depend_on_the_batch_or_the_threads(pool):
-    """Each tile is computed alone: a sample's output is the same in any batch, on any number of threads (what
-    dynamic batching and a sweep's workers rely on), and closer to float64 sums than the direct float32 ones."""
+    """Each F(2x2) tile is computed alone: a sample's output is the same in any batch, on any number of threads
+    (what dynamic batching and a sweep's workers rely on), and closer to float64 sums than the direct float32 ones.
+    (Inference runs such layers on F(4x4) now, tests/kernels/test_winograd4.py; training's pooled forward and the
+    gradients keep F(2x2).)"""
     x, w, b = _rand(9, 16, 15, 32), _rand(3, 3, 32, 64) / 17, _rand(64)
+    u = np.empty((16, 32, 64), np.float32)
+    cy._gemm.winograd_weights(w, u)
 
     def run(xs, t):
+        y = np.empty((len(xs), 8, 7, 64) if pool else (len(xs), 16, 15, 64), dtype=np.float32)
         with threads(t, "openmp", exact=True):
-            if pool is None:
-                return cy.conv2d(xs, w, b, (1, 1), "same", relu=True)
-            run_, shape = cy.conv2d_max_pool_kernel(xs.shape, w, b, (1, 1), "same", True, pool)
-            y = np.empty(shape, dtype=np.float32)
-            run_(xs, y)
-            return y
+            cy._gemm.conv2d_winograd(xs, u, b, True, 1, 1, 16, 15, y, True, pool is not None)
+        return y
 
     whole = run(x, 2)
     np.testing.assert_array_equal(whole, run(x, 1))
@@ -401,19 +416,20 @@ def test_gemm_rows_do_not_depend_on_the_rows_beside_them(n, k):
                                           whole[start:start + len(part)])
 
 
-@pytest.mark.parametrize("path", ["im2col", "direct", "winograd"])
+@pytest.mark.parametrize("path", ["im2col", "direct", "winograd4"])
 def test_bound_convolutions_check_their_arrays(path):
     """The convolution kernels take plain arrays (no typed memoryviews: ~0.3 us each per call) and check them as a
     memoryview would: float32, C-contiguous, the right rank, a writable output; the error names the argument."""
-    cin, cout, k = {"im2col": (32, 64, 1), "direct": (3, 8, 3), "winograd": (32, 32, 3)}[path]
+    cin, cout, k = {"im2col": (32, 64, 1), "direct": (3, 8, 3), "winograd4": (32, 32, 3)}[path]
     shape = (1, 8, 8, cin)
     w, b = _rand(k, k, cin, cout), _rand(cout)
     run, y_shape = cy.conv2d_kernel(shape, w, b, (1, 1), "same", True)
     assert run.__code__.co_names[-1] == {"im2col": "conv2d_forward", "direct": "conv2d_direct",
-                                         "winograd": "conv2d_winograd"}[path] or not cy.HAVE_FAST_GEMM
+                                         "winograd4": "conv2d_winograd4"}[path] or not cy.HAVE_FAST_GEMM
     x, y = _rand(*shape), np.empty(y_shape, np.float32)
     run(x, y)
-    np.testing.assert_allclose(y, ref_conv.conv2d(x, w, b, (1, 1), "same", True), **TOL)
+    ref = ref_conv.conv2d(x, w, b, (1, 1), "same", True)
+    np.testing.assert_allclose(y, ref, rtol=TOL["rtol"], atol=TOL["atol"] * np.abs(ref).max())  # at its scale
     # an input that does not start on a float's boundary (as Dask unpickles them) is read all the same
     odd = np.empty(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
     odd[...] = x
