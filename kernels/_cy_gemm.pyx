@@ -58,6 +58,8 @@ cdef extern from "_winograd4.h" nogil:
     long dc_wino4_scratch(long tiles, int cin, int cout)
     void dc_wino4_rows(const float* x, int h, int wd, int cin, const float* u, int cout, const float* bias, int pt,
                        int pl, int oh, int ow, int th, long g0, long g1, float* y, int pool, int relu, float* scratch)
+    void dc_wino4_dx_rows(const float* dy, int oh, int ow, int cout, const float* u, int c, int pt, int pl, int h,
+                          int wd, int ty0, int ty1, float* dx, float* scratch)
 
 cdef extern from "_direct_conv.h" nogil:
     long dc_direct_scratch(int rows, int kh, int sh, int wd, int kw, int sw, int pl, int ow, int cin)
@@ -848,6 +850,7 @@ cdef enum:
     # Tile rows (2 output rows each) per Winograd call of the backward (conv.py's WINOGRAD_BAND): 16 x tiles x (cin +
     # cout) floats of transforms stay in L2 (4 rows of 13 tiles, 32 + 64 channels: 320 KB)
     WINO_BAND = 4
+    WINO4_BAND = 2  # tile rows (4 input-gradient rows each) per F(4x4) call of the backward (conv.py's WINOGRAD4_BAND)
     INF_BITS = 0x7f800000  # the bits of float +inf
 
 
@@ -1066,6 +1069,7 @@ cdef struct Back:
     const float* py
     const unsigned char* parg
     const float* flipped  # Winograd transform of the kernel turned 180 degrees: dx on Winograd's tiles
+    bint wino4  # flipped is F(4x4)'s transform (36 planes; dc_wino4_dx_rows), else F(2x2)'s (16)
     float* dx  # (n, h, wd, c), NULL without need_dx
     int ph, pw, poh, pow_, rows_blk
     bint relu, has_bias, wino_dw, need_dx, wino, whole
@@ -1220,7 +1224,11 @@ cdef void _backward_sample(const Back* p, const Geom* g, Py_ssize_t s, float* dw
     if p.direct_dx:  # dx: the full convolution of dy with the flipped kernel, every pixel written
         dc_conv_direct_rows(src, g.oh, g.ow, g.cout, p.flipped_direct, g.kh, g.kw, g.c, NULL, 1, 1, g.kh - 1 - g.pt,
                             g.kw - 1 - g.pl, g.wd, 0, 0, g.h, dxs, slab + p.dxpad_off, 0)
-    if p.wino:  # dx: the full 3x3 convolution of dy with the flipped kernel, every pixel written
+    if p.wino and p.wino4:  # dx: the full 3x3 convolution of dy with the flipped kernel on F(4x4), every pixel
+        for ty0 in range(0, (g.h + 3) // 4, 2):  # WINO4_BAND
+            dc_wino4_dx_rows(src, g.oh, g.ow, g.cout, p.flipped, g.c, g.pt, g.pl, g.h, g.wd, ty0,
+                             min(ty0 + WINO4_BAND, (g.h + 3) // 4), dxs, scratch)
+    elif p.wino:  # dx: the full 3x3 convolution of dy with the flipped kernel, every pixel written
         for ty0 in range(0, tiles_in, 4):  # WINO_BAND
             dc_wino_rows(src, g.oh, g.ow, g.cout, p.flipped, g.c, NULL, 2 - g.pt, 2 - g.pl, g.h, g.wd, 0, ty0,
                          min(ty0 + WINO_BAND, tiles_in), dxs, 0, 0, scratch, NULL)
@@ -1237,7 +1245,8 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
                     int pl, int oh, int ow, int rows_blk, int nchunks, bint has_bias, bint relu, const float[::1] dy,
                     const float[::1] yr, const float[::1] pdy, const float[::1] py, const unsigned char[::1] parg,
                     int ph, int pw, int poh, int pow_, const float[::1] flipped, bint wino_dw, bint direct_dw,
-                    bint padded, float[::1] dx, float[::1] dw, float[::1] db, const float[::1] flipped_direct=None):
+                    bint padded, float[::1] dx, float[::1] dw, float[::1] db, const float[::1] flipped_direct=None,
+                    bint flipped_f4=False):
     """The convolution's gradients (conv.py's ``_conv2d_bwd``): ``dx`` (None: not needed), ``dw`` (``kh * kw * c x
     cout``, or with ``wino_dw`` the ``16 x c x cout`` gradient of the kernel's Winograd transform, of which the
     caller takes ``G^T dU G``) and ``db`` (filled only with ``has_bias``). Operands are flat views.
@@ -1246,7 +1255,8 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     when ``relu``), or, with ``ph > 0``, rebuilt tile by tile from ``conv2d_max_pool``'s ``pdy``, ``py`` and
     ``parg``. ``flipped`` (or None): the input gradient on Winograd's tiles instead of panel products and col2im;
     ``flipped_direct`` (or None; a stride-1 layer's kernel turned 180 degrees, ``kh x kw x cout x c``): on the
-    direct kernel instead.
+    direct kernel instead. ``flipped_f4``: ``flipped`` is F(4x4)'s transform (``winograd4_weights``, 36 planes),
+    the input gradient on F(4x4)'s tiles (``dc_wino4_dx_rows``); else F(2x2)'s (16).
     ``direct_dw`` (``geometry.direct_dw_pays``, vector targets only): the weight and bias gradients on the direct
     kernel (``_direct_conv_dw.h``) instead of im2col panels, reading zero-padded copies of the input rows when
     ``padded`` (some window leaves the input).
@@ -1270,6 +1280,11 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     p.pointwise = kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and oh == x.shape[1] \
         and ow == x.shape[2]
     p.wino = p.need_dx and flipped is not None
+    p.wino4 = p.wino and flipped_f4
+    if p.wino and flipped.shape[0] != (36 if p.wino4 else 16) * c * cout:
+        raise ValueError(f"conv2d_backward: flipped has {flipped.shape[0]} floats, expected the "
+                         f"{36 if p.wino4 else 16} x {cout} x {c} of F({4 if p.wino4 else 2}x{4 if p.wino4 else 2})'s "
+                         f"transform")
     p.flipped_direct = _fptr(flipped_direct)
     p.direct_dx = p.need_dx and flipped_direct is not None
     # the sample's whole dy is kept: Winograd's tiles and the direct dx read rows across blocks
@@ -1280,7 +1295,8 @@ def conv2d_backward(const float[:, :, :, ::1] x, const float[:, ::1] w2dt, int k
     p.dmask_off = p.dpanel_off + _round16(<Py_ssize_t>rows_blk * ow * k
                                           if p.need_dx and not p.wino and not p.pointwise and not p.direct_dx else 0)
     p.scratch_off = p.dmask_off + _round16(rows * cout)
-    p.pad_off = p.scratch_off + _round16(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2) * (c + cout)
+    p.pad_off = p.scratch_off + _round16(max(<Py_ssize_t>16 * WINO_BAND * ((x.shape[2] + 1) // 2),
+                                             <Py_ssize_t>36 * WINO4_BAND * ((x.shape[2] + 3) // 4)) * (c + cout)
                                          if p.whole else 0)
     p.dxpad_off = p.pad_off + _round16(dc_direct_scratch(rows_blk, kh, sh, x.shape[2], kw, sw, pl, ow, c)
                                        if p.padded else 0)
@@ -1432,6 +1448,12 @@ def winograd_dw_address():
     """The address of the C function ``dc_wino_dw_rows`` (see ``_winograd.h``) for the Numba kernels, or 0 when the
     variant has no Winograd kernels (the generic one)."""
     return <size_t>&dc_wino_dw_rows if DC_HAVE_WINOGRAD else 0
+
+
+def winograd4_dx_address():
+    """The address of the C function ``dc_wino4_dx_rows`` (see ``_winograd4.h``) for the Numba kernels, or 0 on the
+    generic variant (no vector kernels)."""
+    return <size_t>&dc_wino4_dx_rows if DC_HAVE_FAST_GEMM else 0
 
 
 def direct_dw_address():

@@ -1,12 +1,13 @@
 /* Winograd F(4x4, 3x3) convolution for AVX-512 and AVX2 + FMA, NHWC float32: 3x3 kernels at stride 1 (any
- * padding), the inference forward of the layers geometry.winograd_tile gives 4.
+ * padding): the Cython forward of the layers of geometry.winograd4_pays, and training's input gradient of the
+ * layers whose flipped kernel is one of them (dc_wino4_dx_rows).
  *
  * Why: F(2x2, 3x3) (_winograd.h) does 16 products per 4 outputs and channel pair; F(4x4, 3x3) does 36 per 16, 1.78x
  * fewer multiply-adds again (4x fewer than the direct sum), and its transforms cost about the same per output. Its
  * scratch per output is 1.78x smaller too. The price is rounding: the transforms' coefficients (1/4, 1/6, 1/24, 2, 4,
  * 5, 8) are not all exact in binary and the sums are longer, so results differ from the direct sum by a few times
- * F(2x2)'s rounding (measured in geometry.winograd_tile's docstring). Training keeps F(2x2): its gradients pass
- * through the same transforms.
+ * F(2x2)'s rounding (measured in geometry.winograd4_pays's docstring). The weight gradient and training's pooled
+ * forward keep F(2x2).
  *
  * Transforms (Lavin & Gray, 2016, points 0, +-1, +-2): Y = A^T [(G g G^T) . (B^T d B)] A with
  *   B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0],
@@ -64,7 +65,8 @@ static inline void dc_wino4_g(const vf_t g[3], vf_t o[6]) {
     o[5] = g[2];
 }
 
-/* U[e] (cin x cout, planes cin * cout apart) = G g G^T for each kernel g = w[:, :, ci, co] of w (3 x 3 x cin x cout). */
+/* U[e] (cin x cout, planes cin * cout apart) = G g G^T for each kernel g = w[:, :, ci, co] of w (3 x 3 x cin x
+ * cout). */
 static inline void dc_wino4_weights(const float* w, int cin, int cout, float* u) {
     const long plane = (long)cin * cout;
     for (int ci = 0; ci < cin; ++ci)
@@ -225,8 +227,23 @@ static inline void dc_wino4_rows(const float* x, int h, int wd, int cin, const f
     }
 }
 
+/* Training's input gradient of a 3x3 stride-1 convolution (padding pt, pl; input h x wd x c, output oh x ow x cout)
+ * for one sample: the full 3x3 convolution of its output gradient `dy` with the kernel turned 180 degrees and its
+ * channels swapped (`u`: its dc_wino4_weights, 36 x cout x c), padded by 2 - pt, 2 - pl; tile rows ty0 .. ty1 of
+ * `dx` (every pixel of them written). `scratch`: dc_wino4_scratch((ty1 - ty0) * ((wd + 3) / 4), cout, c) floats.
+ * The Cython and the Numba backward both call it (the Numba kernels through a symbol): the same bits. */
+static inline void dc_wino4_dx_rows(const float* dy, int oh, int ow, int cout, const float* u, int c, int pt, int pl,
+                                    int h, int wd, int ty0, int ty1, float* dx, float* scratch) {
+    dc_wino4_rows(dy, oh, ow, cout, u, c, 0, 2 - pt, 2 - pl, h, wd, (h + 3) / 4, ty0, ty1, dx, 0, 0, scratch);
+}
+
 #else
 /* Never called without AVX-512 or AVX2 (callers check DC_HAVE_FAST_GEMM); defined so that the extension links. */
+static inline void dc_wino4_dx_rows(const float* dy, int oh, int ow, int cout, const float* u, int c, int pt, int pl,
+                                    int h, int wd, int ty0, int ty1, float* dx, float* scratch) {
+    (void)dy; (void)oh; (void)ow; (void)cout; (void)u; (void)c; (void)pt; (void)pl; (void)h; (void)wd; (void)ty0;
+    (void)ty1; (void)dx; (void)scratch;
+}
 static inline void dc_wino4_weights(const float* w, int cin, int cout, float* u) {
     (void)w; (void)cin; (void)cout; (void)u;
 }

@@ -331,6 +331,64 @@ def _bind_winograd_dw():
 wino_dw_rows = _bind_winograd_dw()
 
 
+def _winograd4_dx_address():
+    try:
+        from .isa import gemm
+    except ImportError:
+        return 0
+    return gemm.winograd4_dx_address()
+
+
+# F(4x4, 3x3)'s matrices (_winograd4.h), for the NumPy stand-in
+_BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                 [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float32)
+_AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                dtype=np.float32)
+
+
+def _numpy_wino4_dx_rows(dy, oh, ow, cout, u, c, pt, pl, h, wd, ty0, ty1, dx, scratch):
+    """The contract of ``dc_wino4_dx_rows`` in NumPy (the same transforms, in float32), behind the symbol when the
+    extension has no vector kernels: never called then (the kernels check :data:`HAVE_WINOGRAD4`), but code Numba
+    cached where they were loaded still links, and stays correct."""
+    tw, rows = (wd + 3) // 4, ty1 - ty0
+    band = np.zeros((4 * rows + 2, 4 * tw + 2, cout), dtype=np.float32)  # dy padded by 2 - pt, 2 - pl
+    src = _c_view(dy, (oh, ow, cout))
+    for r in range(band.shape[0]):
+        iy = 4 * ty0 - (2 - pt) + r
+        if 0 <= iy < oh:
+            lo, hi = max(0, 2 - pl), min(band.shape[1], ow + 2 - pl)
+            band[r, lo:hi] = src[iy, lo - (2 - pl):hi - (2 - pl)]
+    d = np.stack([np.stack([band[r:r + 4 * rows - 3:4, q:q + 4 * tw - 3:4] for q in range(6)], 2)
+                  for r in range(6)], 2)  # (tile rows, tiles, 6, 6, cout)
+    v = np.einsum("ar,tsrqz,bq->tsabz", _BT4, d, _BT4)
+    m = np.einsum("tsabz,abzo->tsabo", v, _c_view(u, (6, 6, cout, c)))
+    out = np.einsum("ia,tsabo,jb->tsijo", _AT4, m, _AT4)  # (tile rows, tiles, 4, 4, c)
+    full = out.transpose(0, 2, 1, 3, 4).reshape(4 * rows, 4 * tw, c)
+    n = min(h, 4 * ty1) - 4 * ty0
+    _c_view(dx, (h, wd, c))[4 * ty0:4 * ty0 + n] = full[:n, :wd]
+
+
+_WINO4_DX_PROTO = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p]
+                                           + [ctypes.c_int] * 7 + [ctypes.c_void_p, ctypes.c_void_p]))
+_wino4_dx_fallback = _WINO4_DX_PROTO(_numpy_wino4_dx_rows)
+
+
+def _bind_winograd4_dx():
+    import llvmlite.binding as llvm
+    from numba import types
+
+    address = _winograd4_dx_address()
+    llvm.add_symbol("dropcore_wino4_dx_rows", address or ctypes.cast(_wino4_dx_fallback, ctypes.c_void_p).value)
+    i32, p = types.int32, types.voidptr
+    sig = types.void(p, i32, i32, i32, p, i32, i32, i32, i32, i32, i32, i32, p, p)
+    return bool(address), types.ExternalFunction("dropcore_wino4_dx_rows", sig)
+
+
+#: Whether training's input gradient can run on F(4x4)'s tiles (``dc_wino4_dx_rows`` of ``_winograd4.h``: the
+#: avx512 and avx2 variants), and the symbol the Numba kernels reach it through.
+HAVE_WINOGRAD4, wino4_dx_rows = _bind_winograd4_dx()
+
+
 def _max_pool_arg_address():
     try:
         from .isa import gemm

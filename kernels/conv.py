@@ -12,11 +12,12 @@ import numpy as np
 
 from .alignment import aligned_empty
 from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, winograd_weights_grad
-from .blas import (HAVE_DIRECT_CONV, HAVE_DIRECT_DW, HAVE_FAST_GEMM, HAVE_WINOGRAD, conv_direct_rows, conv_dw_rows,
-                   fast_gemm, matmul, matmul_tn_add, max_pool_arg_rows, wino_dw_rows, wino_rows)
+from .blas import (HAVE_DIRECT_CONV, HAVE_DIRECT_DW, HAVE_FAST_GEMM, HAVE_WINOGRAD, HAVE_WINOGRAD4, conv_direct_rows,
+                   conv_dw_rows, fast_gemm, matmul, matmul_tn_add, max_pool_arg_rows, wino4_dx_rows, wino_dw_rows,
+                   wino_rows)
 from .config import njit, pjit
 from .geometry import (conv_path, direct_dw_pays, direct_dx_pays, direct_scratch, window_2d, windows_inside,
-                       winograd_pays)
+                       winograd4_dx_pays, winograd_pays)
 from .reference.conv import NO_TAP, check_pool_taps
 from .threads import blas_single_thread
 
@@ -316,9 +317,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     positive while it is in cache, instead of a separate pass over the whole gradient. With ``ph > 0`` (a
     ``conv2d_max_pool``) the tiles of ``dy`` come from the pooled gradient instead (``_unpool_rows``): the
     convolution's full-size gradient and output are never read. With a non-empty ``flipped`` (the Winograd
-    transform of the kernel turned 180 degrees, channels swapped) the input gradient is a Winograd convolution of
-    the sample's whole ``dy``, kept for it, instead of panel products and col2im. With ``wino_dw`` (a 3x3 stride-1
-    layer, Winograd kernels loaded) the weight gradient is formed in Winograd's domain from the same ``dy``
+    transform of the kernel turned 180 degrees, channels swapped: F(2x2)'s, or F(4x4)'s with 36 planes) the input
+    gradient is a Winograd convolution of the sample's whole ``dy``, kept for it, instead of panel products and
+    col2im. With ``wino_dw`` (a 3x3 stride-1 layer, Winograd kernels loaded) the weight gradient is formed in
+    Winograd's domain from the same ``dy``
     (``dc_wino_dw_rows``): the fourth value returned, ``dU`` (16, cin, cout), of which the caller takes
     ``G^T dU G``; no im2col panel is built then. With ``direct_dw`` (``geometry.direct_dw_pays``, vector kernels
     loaded) the weight and bias gradients of each block of rows are one call of the direct kernel
@@ -330,8 +332,10 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
     cout = w2dt.shape[0]
     k = w2dt.shape[1]
     wino = need_dx and flipped.shape[0] > 0
+    wino4 = flipped.shape[0] == 36  # F(4x4)'s transform (dc_wino4_dx_rows), else F(2x2)'s
     tw = (w + 1) // 2
     th = (h + 1) // 2
+    th4 = (h + 3) // 4
     dx = np.empty((n if need_dx else 0, h * w * c), dtype=np.float32)
     dwp = np.zeros((nchunks, 0 if wino_dw else k, cout), dtype=np.float32)
     dup = np.zeros((nchunks, 16 * c * cout if wino_dw else 0), dtype=np.float32)
@@ -347,7 +351,8 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
         # the sample's whole dy with Winograd (its input gradient reads rows across blocks), else a block's
         rows = oh * ow if whole else (rows_blk * ow if relu or ph > 0 else 0)
         dmask = _aligned_floats(rows * cout).reshape(rows, cout)
-        scratch = _aligned_floats(16 * band * tw * (c + cout) if whole else 0)
+        scratch = _aligned_floats(max(16 * band * tw, 36 * WINOGRAD4_BAND * ((w + 3) // 4)) * (c + cout)
+                                  if whole else 0)
         pad = np.empty(pad_floats if direct_dw and padded else 1, dtype=np.float32)
         dxpad = np.empty(dx_pad, dtype=np.float32)
         dwsum = dwp[t]
@@ -391,7 +396,12 @@ def _conv2d_bwd(dy3, y3, relu, x2, w2dt, has_bias, need_dx, h, w, c, kh, kw, sh,
                                  np.int32(kh), np.int32(kw), np.int32(c), src.ctypes, np.int32(1), np.int32(1),
                                  np.int32(kh - 1 - pt), np.int32(kw - 1 - pl), np.int32(w), np.int64(0), np.int32(0),
                                  np.int32(h), dx[s].ctypes, dxpad.ctypes, np.int32(0), np.int32(0), np.int32(1))
-            if wino:  # dx[s]: every pixel written, tile row band by band
+            if wino and wino4:  # dx[s] on F(4x4): every pixel written, WINOGRAD4_BAND tile rows at a time
+                for ty0 in range(0, th4, WINOGRAD4_BAND):
+                    wino4_dx_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped.ctypes, np.int32(c),
+                                  np.int32(pt), np.int32(pl), np.int32(h), np.int32(w), np.int32(ty0),
+                                  np.int32(min(ty0 + WINOGRAD4_BAND, th4)), dx[s].ctypes, scratch.ctypes)
+            elif wino:  # dx[s]: every pixel written, tile row band by band
                 for ty0 in range(0, th, band):
                     wino_rows(src.ctypes, np.int32(oh), np.int32(ow), np.int32(cout), flipped.ctypes, np.int32(c),
                               src.ctypes, np.int32(0), np.int32(2 - pt), np.int32(2 - pl), np.int32(h), np.int32(w),
@@ -435,18 +445,21 @@ def _winograd(w, strides):
     return winograd_pays(w.shape, strides, HAVE_WINOGRAD)
 
 
-def _winograd_weights(w):
-    """The Winograd transform of the 3x3 kernel ``w`` (``(3, 3, cin, cout)``): ``(16, cin, cout)``."""
-    from .isa import gemm  # the Cython extension has them: HAVE_WINOGRAD said so
+def _winograd_weights(w, tile=2):
+    """The Winograd F(``tile`` x ``tile``, 3x3) transform of the 3x3 kernel ``w`` (``(3, 3, cin, cout)``): ``(16,
+    cin, cout)``, or ``(36, cin, cout)`` for ``tile=4``."""
+    from .isa import gemm  # the Cython extension has them: HAVE_WINOGRAD (HAVE_WINOGRAD4) said so
 
-    u = aligned_empty((16,) + w.shape[2:])  # the GEMMs read it as vectors
-    gemm.winograd_weights(np.ascontiguousarray(w, dtype=np.float32), u)
+    u = aligned_empty((16 if tile == 2 else 36,) + w.shape[2:])  # the GEMMs read it as vectors
+    (gemm.winograd_weights if tile == 2 else gemm.winograd4_weights)(np.ascontiguousarray(w, dtype=np.float32), u)
     return u
 
 
 #: Tile rows (2 output rows each) per Winograd call: 16 x tiles x (cin + cout) floats of transforms stay in L2
 #: (4 rows of 13 tiles, 32 + 64 channels: 320 KB).
 WINOGRAD_BAND = 4
+#: Tile rows (4 input-gradient rows each) per F(4x4) call of the backward (the Cython backward's WINO4_BAND).
+WINOGRAD4_BAND = 2
 
 
 @pjit
@@ -541,8 +554,11 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     pool_dy, pool_arg, pool_y, (ph, pw) = _NO_POOL if pooled is None else pooled
     # The input gradient of a 3x3 stride-1 convolution is the 3x3 stride-1 convolution of dy with the kernel
     # turned 180 degrees and its channels swapped, padded by 2 - pad: Winograd's tiles, per sample.
+    # F(4x4)'s tiles where they pay (geometry.winograd4_dx_pays), else F(2x2)'s: the plane count tells the driver.
     wino = _winograd(w, strides)
-    flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and wino else \
+    turned = w[::-1, ::-1].transpose(0, 1, 3, 2)
+    dx_f4 = need_dx and winograd4_dx_pays(w.shape, strides, HAVE_WINOGRAD4)
+    flipped = _winograd_weights(turned, 4) if dx_f4 else _winograd_weights(turned) if need_dx and wino else \
         np.empty((0, 0, 0), dtype=np.float32)
     # The weight and bias gradients of layers with few channels on the direct kernel (geometry.direct_dw_pays)
     direct_dw = HAVE_DIRECT_DW and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and \
@@ -551,7 +567,7 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     pad_floats = direct_scratch(rows_blk, w.shape, strides, wdim, pl, ow) if direct_dw and padded else 1
     # The input gradient of other stride-1 layers with few channels: the direct kernel's convolution of dy with the
     # kernel turned 180 degrees, channels swapped (geometry.direct_dx_pays), on zero-padded copies of dy's rows.
-    direct_dx = need_dx and not wino and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and \
+    direct_dx = need_dx and flipped.shape[0] == 0 and HAVE_DIRECT_CONV and HAVE_FAST_GEMM and \
         direct_dx_pays(w.shape, strides, (pt, pl))
     flipped_direct = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)) if direct_dx else _NO_WEIGHTS
     dx_pad = direct_scratch(h, (kh, kw, cout, cin), (1, 1), ow, kw - 1 - pl, wdim) if direct_dx else 1

@@ -20,7 +20,8 @@ from .compiled import gemm as _gemm
 from .alignment import aligned_empty
 from .blocking import BACKWARD_CHUNKS, PANEL_BYTES, SMALL_WORK, SMALL_WORK_FAST, winograd_weights_grad
 from .blocking import blocks as _blocks
-from .geometry import conv_path, direct_dw_pays, direct_dx_pays, window_2d, windows_inside, winograd_pays
+from .geometry import (conv_path, direct_dw_pays, direct_dx_pays, window_2d, windows_inside, winograd4_dx_pays,
+                       winograd_pays)
 from .reference.conv import check_pool_taps
 
 _PATHS = ("im2col", "implicit", "direct")  # the order _cy_gemm.conv2d_max_pool_arg numbers them in
@@ -44,6 +45,13 @@ def _winograd_weights(w):
     vectors)."""
     u = aligned_empty((16,) + w.shape[2:])
     _gemm.winograd_weights(_c32(w), u)
+    return u
+
+
+def _winograd4_weights(w):
+    """F(4x4, 3x3)'s transform ``(36, cin, cout)`` of the 3x3 kernel ``w``, 64-byte aligned."""
+    u = aligned_empty((36,) + w.shape[2:])
+    _gemm.winograd4_weights(_c32(w), u)
     return u
 
 
@@ -114,9 +122,12 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     w2dt = np.ascontiguousarray(w.reshape(kh * kw * cin, cout).T)
     # The input gradient of a 3x3 stride-1 convolution is the 3x3 stride-1 convolution of dy with the kernel
     # turned 180 degrees and its channels swapped, padded by 2 - pad: Winograd's tiles, per sample.
-    flipped = _winograd_weights(w[::-1, ::-1].transpose(0, 1, 3, 2)) if need_dx and wino else None
+    # F(4x4)'s tiles where they pay (geometry.winograd4_dx_pays), else F(2x2)'s.
+    dx_f4 = need_dx and winograd4_dx_pays(w.shape, strides, _gemm.HAVE_FAST_GEMM)
+    turned = w[::-1, ::-1].transpose(0, 1, 3, 2)
+    flipped = _winograd4_weights(turned) if dx_f4 else _winograd_weights(turned) if need_dx and wino else None
     # Other stride-1 layers with few channels: the direct kernel's convolution of dy with that kernel.
-    flipped_direct = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1) if need_dx and not wino \
+    flipped_direct = np.ascontiguousarray(turned).reshape(-1) if need_dx and flipped is None \
         and _gemm.HAVE_FAST_GEMM and direct_dx_pays(w.shape, strides, (pt, pl)) else None
     if pooled is None:
         pdy = arg = py = None
@@ -130,7 +141,7 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     _gemm.conv2d_backward(x, w2dt, kh, kw, strides[0], strides[1], pt, pl, oh, ow, _rows_blk(ow, w.shape, oh),
                           max(1, min(n, BACKWARD_CHUNKS)), bool(has_bias), relu, _flat(dy), _flat(relu_output),
                           _flat(pdy), _flat(py), _flat(arg), ph, pw, poh, pow_, _flat(flipped), wino, direct_dw,
-                          padded, _flat(dx), du, db, flipped_direct)
+                          padded, _flat(dx), du, db, flipped_direct, dx_f4)
     dw = winograd_weights_grad(du.reshape(4, 4, cin, cout)) if wino else du.reshape(w.shape)
     return dx, dw, (db if has_bias else None)
 

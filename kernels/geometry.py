@@ -58,8 +58,9 @@ def winograd_pays(kernel_shape, strides, available):
     that do not run on the direct kernel, where the loaded variant has the Winograd kernels (``available``: the
     avx512 and avx2 ones). The Cython forward of the layers ``winograd4_pays`` leaves to it (with the rule as it is:
     none) and training's forward with a fused 2x2 max pooling; in training (the Numba kernels, through the
-    extension's symbols) the forward, the input gradient (itself a 3x3 stride-1 convolution of ``dy``) and the weight gradient
-    (16 products of the transformed input and output gradient, ``dc_wino_dw_rows``, then ``G^T dU G``).
+    extension's symbols) the forward, the input gradient (itself a 3x3 stride-1 convolution of ``dy``, where
+    ``winograd4_dx_pays`` does not take it) and the weight gradient (16 products of the transformed input and
+    output gradient, ``dc_wino_dw_rows``, then ``G^T dU G``).
     ``kernel_shape`` is ``(kh, kw, cin, cout)``.
 
     Measured on mnist_cnn's second layer with its 2x2 max pooling (32 -> 64 channels, 26x26, 2 threads): 25.5
@@ -74,9 +75,9 @@ def winograd_pays(kernel_shape, strides, available):
 def winograd4_pays(kernel_shape, strides, available):
     """Whether an inference forward runs on Winograd F(4x4, 3x3) (``_winograd4.h``) rather than F(2x2, 3x3) or the
     direct kernel: 3x3 kernels at stride 1 (any padding) with 8 or more input channels and ``cin * cout >= 384``,
-    where the loaded variant has dropcore's own GEMM (``available``: the avx512 and avx2 ones). Training keeps
-    F(2x2) (``winograd_pays``), whose gradients go through the same transforms. ``kernel_shape`` is ``(kh, kw, cin,
-    cout)``.
+    where the loaded variant has dropcore's own GEMM (``available``: the avx512 and avx2 ones). Training's input
+    gradient follows it on the flipped kernel (``winograd4_dx_pays``); its weight gradient and pooled forward keep
+    F(2x2) (``winograd_pays``). ``kernel_shape`` is ``(kh, kw, cin, cout)``.
 
     Measured on the Zen 3 (avx2, one thread, batch 64, F(4x4) against F(2x2) / the direct kernel): 32 -> 32 at 16 x 16
     1.92x / 1.91x, 64 -> 64 at 8 x 8 1.92x / 2.89x, 64 -> 128 1.61x / 3.69x, mnist_cnn's 32 -> 64 at 26 x 26 1.69x /
@@ -89,6 +90,17 @@ def winograd4_pays(kernel_shape, strides, available):
     """
     kh, kw, cin, cout = kernel_shape
     return available and (kh, kw) == (3, 3) and tuple(strides) == (1, 1) and cin >= 8 and cin * cout >= 384
+
+
+def winograd4_dx_pays(kernel_shape, strides, available):
+    """Whether training's input gradient of a convolution runs on F(4x4, 3x3)'s tiles (``dc_wino4_dx_rows``): it is
+    the 3x3 stride-1 convolution of ``dy`` with the kernel turned 180 degrees and its channels swapped, so the rule
+    of ``winograd4_pays`` on that kernel, ``(3, 3, cout, cin)``. Otherwise F(2x2), the direct kernel or panel
+    products, as before. ``kernel_shape`` is ``(kh, kw, cin, cout)``.
+
+    Measured on the Zen 3 (one thread, batch 64, the input gradient alone): see the commit that made it."""
+    kh, kw, cin, cout = kernel_shape
+    return winograd4_pays((kh, kw, cout, cin), strides, available)
 
 
 def implicit_gemm_pays(in_hw, kernel_shape, strides, pads, out_hw):

@@ -155,3 +155,50 @@ def test_mismatched_transform_is_refused():
         g.conv2d_winograd4(x, u, b, True, 1, 1, 8, 8, np.empty((1, 8, 8, 24), np.float32), False, False)
     with pytest.raises(ValueError, match=r"winograd4_weights: w shape \(3, 3, 16, 24\), u shape \(16, 16, 24\)"):
         g.winograd4_weights(w, u)
+
+
+@pytest.mark.parametrize("pads", [(1, 1), (0, 0), (2, 0)])
+def test_input_gradient_stand_in_matches_the_c_kernel_and_the_reference(pads):
+    """Training's input gradient on F(4x4) (``dc_wino4_dx_rows``): the full convolution of ``dy`` with the kernel
+    turned 180 degrees and its channels swapped, against the reference backward; and the NumPy stand-in that code
+    Numba cached where the kernel was loaded links to elsewhere keeps its contract."""
+    import ctypes
+
+    from dropcore.kernels import blas
+
+    (n, h, wd, c, cout), (pt, pl) = (2, 11, 9, 24, 16), pads
+    x, (w, _) = _rand(n, h, wd, c), _layer(c, cout)
+    padding = ((pt, 2 - pt), (pl, 2 - pl))  # explicit pads: the output is h x wd
+    dy = _rand(n, h, wd, cout)
+    want = ref_conv.conv2d_backward(dy, x, w, (1, 1), padding, False)[0]
+    u = _weights(np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2)))
+    c_rows = blas._WINO4_DX_PROTO(g.winograd4_dx_address())
+    th = (h + 3) // 4
+    for fn in (c_rows, blas._numpy_wino4_dx_rows):
+        dx = np.full((n, h, wd, c), np.nan, np.float32)
+        for s in range(n):
+            for ty0, ty1 in ((0, 1), (1, th)):  # two bands of tile rows
+                scratch = np.empty(36 * (ty1 - ty0) * ((wd + 3) // 4) * (c + cout), np.float32)
+                fn(dy[s].ctypes.data, h, wd, cout, u.ctypes.data, c, pt, pl, h, wd, ty0, ty1,
+                   dx[s].ctypes.data, scratch.ctypes.data)
+        assert np.abs(dx - want).max() / np.abs(want).max() < REL, fn
+
+
+def test_training_takes_f4_for_the_input_gradient_where_the_rule_says():
+    """The Cython and the Numba backward both run the input gradient on F(4x4) where ``winograd4_dx_pays`` (the
+    flipped kernel's ``winograd4_pays``), with the same bits (tests/kernels/test_cython_train_gemm.py compares the
+    sets on every case), and the gradient stays within F(4x4)'s rounding of the reference."""
+    from dropcore.kernels import conv as nb_conv
+    from dropcore.kernels import cython_train_gemm as ct
+    from dropcore.kernels.geometry import winograd4_dx_pays
+
+    assert winograd4_dx_pays((3, 3, 16, 24), (1, 1), True) and winograd4_dx_pays((3, 3, 64, 8), (1, 1), True)
+    assert not winograd4_dx_pays((3, 3, 24, 16), (1, 1), False) and not winograd4_dx_pays((3, 3, 64, 4), (1, 1), True)
+    assert not winograd4_dx_pays((3, 3, 16, 16), (1, 1), True)  # the direct kernel's input gradient stays
+    x, (w, b) = _rand(3, 10, 12, 16), _layer(16, 24)
+    dy = _rand(3, 10, 12, 24)
+    dx, dw, db = ct.conv2d_backward(dy, x, w, (1, 1), "same", True)
+    want = ref_conv.conv2d_backward(dy, x, w, (1, 1), "same", True)
+    assert np.abs(dx - want[0]).max() / np.abs(want[0]).max() < REL
+    np.testing.assert_allclose(dw, want[1], rtol=1e-4, atol=1e-4 * np.abs(want[1]).max())
+    np.testing.assert_array_equal(dx, nb_conv.conv2d_backward(dy, x, w, (1, 1), "same", True)[0])
