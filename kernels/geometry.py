@@ -98,7 +98,10 @@ def winograd4_dx_pays(kernel_shape, strides, available):
     of ``winograd4_pays`` on that kernel, ``(3, 3, cout, cin)``. Otherwise F(2x2), the direct kernel or panel
     products, as before. ``kernel_shape`` is ``(kh, kw, cin, cout)``.
 
-    Measured on the Zen 3 (one thread, batch 64, the input gradient alone): see the commit that made it."""
+    Measured on the Zen 3 (avx2, one thread, batch 64, the whole backward: dx, dW and db, old against new
+    alternating): 16 -> 24 at 32 x 32 1.28x (its dx was the direct kernel's), 16 -> 32 1.26x, 32 -> 32 at 16 x 16
+    1.29x (was F(2x2)), 32 -> 48 1.27x, 32 -> 64 1.25x, mnist_cnn's 32 -> 64 at 26 x 26 1.22x, 64 -> 64 at 8 x 8
+    1.15x, 64 -> 128 1.06x."""
     kh, kw, cin, cout = kernel_shape
     return winograd4_pays((kh, kw, cout, cin), strides, available)
 
