@@ -665,6 +665,8 @@ def conv2d_winograd4(cnp.ndarray x not None, cnp.ndarray u not None, cnp.ndarray
     cdef int tw = (ow + 3) // 4
     cdef int th = (oh // 2 + 1) // 2 if pool else (oh + 3) // 4
     cdef long rows_all = <long>n * th
+    if rows_all <= 0 or tw <= 0:  # an empty batch or output: nothing to write (and no task to size)
+        return
     cdef long rows_per = max(1, min(<long>WINO4_MAX_TILES, WINO4_TASK_FLOATS // (36 * (cin + cout))) // tw)
     cdef double flops = 2.0 * n * oh * ow * cin * cout * 36 / 16  # 36 products per 16 outputs
     if rows_all < 2 * rows_per:  # a batch-1 layer: its tile rows over the threads rather than in one task

@@ -148,6 +148,12 @@ def test_the_bound_kernel_takes_f4_where_the_rule_says():
     assert "conv2d_winograd4" in run.__code__.co_names
 
 
+def test_an_empty_batch_writes_nothing():
+    w, b = _layer(16, 24)
+    for pool in (False, True):
+        assert _run(_rand(0, 8, 8, 16), w, b, "same", pool=pool).shape[0] == 0
+
+
 def test_mismatched_transform_is_refused():
     x, (w, b) = _rand(1, 8, 8, 16), _layer(16, 24)
     u = np.empty((16, 16, 24), np.float32)  # an F(2x2) transform
