@@ -43,8 +43,9 @@ def _check_conv(x_shape, w, b):
 
 def _winograd(w, tile=2):
     """A function giving the Winograd F(``tile`` x ``tile``, 3x3) transform of the 3x3 kernel ``w``
-    (``_gemm.winograd_weights``, or ``winograd4_weights`` for ``tile=4``) for one call: worked out once when ``w`` is read-only (a Predictor's frozen weights); otherwise (a program bound to a
-    model that trains reads its weights by reference: they change in place) again whenever ``w`` differs from the
+    (``_gemm.winograd_weights``, or ``winograd4_weights`` for ``tile=4``) for one call: worked out once when ``w``
+    is read-only (a Predictor's frozen weights); otherwise (a program bound to a model that trains reads its
+    weights by reference: they change in place) again whenever ``w`` differs from the
     weights the calling thread's transform was made from, which it keeps a copy of. The comparison is exact and
     cheaper than the transform (Zen 3, 3 x 3 x 64 x 64: 12.6 against 60.7 us; 32 x 64: 4.9 against 7.4): a model
     predicting between training steps gets a fresh transform, one predicting again and again reuses it. Always

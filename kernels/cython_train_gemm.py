@@ -40,18 +40,11 @@ def _rows_blk(ow, w_shape, oh):
     return max(1, min(oh, PANEL_BYTES // (4 * ow * kh * kw * cin)))
 
 
-def _winograd_weights(w):
-    """The Winograd transform ``(16, cin, cout)`` of the 3x3 kernel ``w``, 64-byte aligned (the GEMMs read it as
-    vectors)."""
-    u = aligned_empty((16,) + w.shape[2:])
-    _gemm.winograd_weights(_c32(w), u)
-    return u
-
-
-def _winograd4_weights(w):
-    """F(4x4, 3x3)'s transform ``(36, cin, cout)`` of the 3x3 kernel ``w``, 64-byte aligned."""
-    u = aligned_empty((36,) + w.shape[2:])
-    _gemm.winograd4_weights(_c32(w), u)
+def _winograd_weights(w, tile=2):
+    """The Winograd F(``tile`` x ``tile``, 3x3) transform of the 3x3 kernel ``w``: ``(16, cin, cout)``, or ``(36,
+    cin, cout)`` for ``tile=4``; 64-byte aligned (the GEMMs read it as vectors)."""
+    u = aligned_empty((16 if tile == 2 else 36,) + w.shape[2:])
+    (_gemm.winograd_weights if tile == 2 else _gemm.winograd4_weights)(_c32(w), u)
     return u
 
 
@@ -125,7 +118,7 @@ def _backward(x, w, strides, padding, has_bias, need_dx, relu, dy=None, relu_out
     # F(4x4)'s tiles where they pay (geometry.winograd4_dx_pays), else F(2x2)'s.
     dx_f4 = need_dx and winograd4_dx_pays(w.shape, strides, _gemm.HAVE_FAST_GEMM)
     turned = w[::-1, ::-1].transpose(0, 1, 3, 2)
-    flipped = _winograd4_weights(turned) if dx_f4 else _winograd_weights(turned) if need_dx and wino else None
+    flipped = _winograd_weights(turned, 4) if dx_f4 else _winograd_weights(turned) if need_dx and wino else None
     # Other stride-1 layers with few channels: the direct kernel's convolution of dy with that kernel.
     flipped_direct = np.ascontiguousarray(turned).reshape(-1) if need_dx and flipped is None \
         and _gemm.HAVE_FAST_GEMM and direct_dx_pays(w.shape, strides, (pt, pl)) else None
