@@ -648,7 +648,7 @@ def conv2d_winograd4(cnp.ndarray x not None, cnp.ndarray u not None, cnp.ndarray
     Each task is a run of whole tile rows (4 output rows each) over the batch, as many as keep its transforms within
     ``WINO4_TASK_FLOATS`` (up to ``WINO4_MAX_TILES`` tiles): samples of small images share a task, so the 36 products
     have rows enough at any image size, and a task's output rows are one contiguous block for the residual and the
-    activation. Only where the variant has dropcore's own GEMM (callers check ``geometry.winograd_tile``)."""
+    activation. Only where the variant has dropcore's own GEMM (callers check ``geometry.winograd4_pays``)."""
     if pool and r is not None:
         raise ValueError("conv2d_winograd4: a residual operand with pool=True: the add comes after the pooling")
     cdef const float* rp = _residual_operand(r, y)
